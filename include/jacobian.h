@@ -1,0 +1,439 @@
+/*
+ * libjacobian: reverse-mode automatic differentiation over n-dimensional
+ * float64 tensors, built for Jacobians, Hessians and higher derivatives.
+ *
+ * This header is the whole public API. Read it top to bottom: context,
+ * tensors, scopes, ops, autodiff, Jacobian drivers, checks.
+ *
+ * Ownership in one sentence: every tensor belongs to the context that made
+ * it and lives until that context is freed or a scope that contains it is
+ * released; callers never free tensors one by one.
+ *
+ * Errors in one sentence: functions that make a tensor return NULL on
+ * failure, the others return a jac_status; the context keeps the first error
+ * (code and one-line message naming the op and the shapes) until
+ * jac_clear_error(), and an op handed a NULL tensor returns NULL without
+ * adding an error of its own, so a whole expression can be checked once.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JACOBIAN_H
+#define JACOBIAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version and export                                                       */
+/* ------------------------------------------------------------------------ */
+
+#define JAC_VERSION_MAJOR 0
+#define JAC_VERSION_MINOR 1
+#define JAC_VERSION_PATCH 0
+/** The version as one number: major * 10000 + minor * 100 + patch. */
+#define JAC_VERSION_NUMBER                                                     \
+    (JAC_VERSION_MAJOR * 10000 + JAC_VERSION_MINOR * 100 + JAC_VERSION_PATCH)
+#define JAC_VERSION_STRING "0.1.0"
+
+#if defined(JAC_STATIC_DEFINE)
+#define JAC_API
+#elif defined(_WIN32)
+#ifdef JAC_BUILDING_LIBRARY
+#define JAC_API __declspec(dllexport)
+#else
+#define JAC_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define JAC_API __attribute__((visibility("default")))
+#else
+#define JAC_API
+#endif
+
+/** The version of the linked library, as JAC_VERSION_NUMBER. */
+JAC_API int jac_version_number(void);
+/** The version of the linked library, as "major.minor.patch" (static string). */
+JAC_API const char *jac_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* X(name, value, description): one table generates the enum and the strings. */
+#define JAC_STATUS_TABLE(X)                                                    \
+    X(JAC_OK, 0, "no error")                                                   \
+    X(JAC_ERR_NULL_ARG, 1, "a required argument is NULL")                      \
+    X(JAC_ERR_NO_MEMORY, 2, "out of memory")                                   \
+    X(JAC_ERR_SHAPE, 3, "shapes do not match")                                 \
+    X(JAC_ERR_RANK, 4, "rank out of range")                                    \
+    X(JAC_ERR_OVERFLOW, 5, "size overflows")                                   \
+    X(JAC_ERR_AXIS, 6, "axis out of range")                                    \
+    X(JAC_ERR_VALUE, 7, "invalid argument value")                              \
+    X(JAC_ERR_CONTEXT, 8, "tensor belongs to another context or was released") \
+    X(JAC_ERR_NO_SEED, 9, "non-scalar output needs a seed")                    \
+    X(JAC_ERR_SEED_SHAPE, 10, "seed shape does not match its output")          \
+    X(JAC_ERR_UNUSED_INPUT, 11, "input is not used by the outputs")            \
+    X(JAC_ERR_NO_GRAD, 12, "input does not require gradients")                 \
+    X(JAC_ERR_RELEASED, 13, "graph was already released")                     \
+    X(JAC_ERR_CHECK_FAILED, 14, "derivative check failed")                     \
+    X(JAC_ERR_STATE, 15, "call not allowed in this state")                     \
+    X(JAC_ERR_CALLBACK, 16, "user callback failed")
+
+/** Every status a call can report. JAC_OK is zero; errors are positive. */
+typedef enum jac_status {
+#define JAC__STATUS_ENUM(name, value, text) name = value,
+    JAC_STATUS_TABLE(JAC__STATUS_ENUM)
+#undef JAC__STATUS_ENUM
+} jac_status;
+
+/** A static string describing a status code ("out of memory", ...). */
+JAC_API const char *jac_status_string(jac_status status);
+/** The enum name of a status code ("JAC_ERR_SHAPE", ...). */
+JAC_API const char *jac_status_name(jac_status status);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** The largest rank a tensor may have. */
+#define JAC_MAX_DIMS 8
+
+typedef struct jac_ctx jac_ctx;
+typedef struct jac_tensor jac_tensor;
+
+/**
+ * Allocator hooks, per context. alloc returns NULL on failure; free accepts
+ * NULL. The library never calls the C allocator behind a context that has
+ * hooks.
+ */
+typedef struct jac_allocator {
+    void *(*alloc)(size_t size, void *user);
+    void (*free)(void *ptr, void *user);
+    void *user;
+} jac_allocator;
+
+/** A new context using malloc/free; NULL when out of memory. */
+JAC_API jac_ctx *jac_ctx_new(void);
+/** A new context using the given allocator (copied); NULL on failure. */
+JAC_API jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator);
+/** Frees the context and every tensor it owns. Accepts NULL. */
+JAC_API void jac_ctx_free(jac_ctx *ctx);
+
+/** The first error recorded since the last jac_clear_error (JAC_OK if none). */
+JAC_API jac_status jac_errcode(const jac_ctx *ctx);
+/** One line naming the op, the argument and the shapes; "" when no error.
+ *  The string belongs to the context and stays valid until the next error
+ *  is recorded or cleared. */
+JAC_API const char *jac_errmsg(const jac_ctx *ctx);
+/** Forgets the recorded error so that the next one is kept. */
+JAC_API void jac_clear_error(jac_ctx *ctx);
+
+/** Bytes the context currently holds from its allocator (pools included). */
+JAC_API size_t jac_ctx_memory(const jac_ctx *ctx);
+/** Number of live tensors the context owns. */
+JAC_API size_t jac_ctx_tensor_count(const jac_ctx *ctx);
+/** Number of nodes on the tape. */
+JAC_API size_t jac_ctx_tape_length(const jac_ctx *ctx);
+
+/**
+ * Turns recording on or off and returns the previous setting. With recording
+ * off (no-grad mode) ops compute values only and append nothing to the tape;
+ * their results do not require gradients.
+ */
+JAC_API bool jac_set_grad_enabled(jac_ctx *ctx, bool enabled);
+/** Whether ops are currently recorded. */
+JAC_API bool jac_is_grad_enabled(const jac_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A tensor of rank ndim (0 to JAC_MAX_DIMS) and the given extents, with the
+ * values copied from data (row-major, numel values). data may be NULL for
+ * zeros. Fails on a NULL shape with ndim > 0, a rank above JAC_MAX_DIMS, a
+ * negative extent or an element count that overflows.
+ */
+JAC_API jac_tensor *jac_tensor_new(jac_ctx *ctx, int ndim,
+                                   const int64_t *shape, const double *data);
+/** A tensor of zeros of the given shape. */
+JAC_API jac_tensor *jac_zeros(jac_ctx *ctx, int ndim, const int64_t *shape);
+/** A tensor of ones of the given shape. */
+JAC_API jac_tensor *jac_ones(jac_ctx *ctx, int ndim, const int64_t *shape);
+/** A tensor of the given shape with every element equal to value. */
+JAC_API jac_tensor *jac_full(jac_ctx *ctx, int ndim, const int64_t *shape,
+                             double value);
+/** The n x n identity matrix; n must be non-negative. */
+JAC_API jac_tensor *jac_eye(jac_ctx *ctx, int64_t n);
+/** The rank-1 tensor start, start + step, ... strictly before stop (as
+ *  NumPy's arange); step must be non-zero and finite. */
+JAC_API jac_tensor *jac_arange(jac_ctx *ctx, double start, double stop,
+                               double step);
+/** A rank-0 tensor holding value. */
+JAC_API jac_tensor *jac_scalar(jac_ctx *ctx, double value);
+/** A new leaf tensor with the same shape and values; it records no history
+ *  and does not require gradients. */
+JAC_API jac_tensor *jac_tensor_copy(jac_ctx *ctx, const jac_tensor *t);
+/** Same as jac_tensor_copy: the value of t cut from the graph. */
+JAC_API jac_tensor *jac_detach(jac_ctx *ctx, const jac_tensor *t);
+
+/** The rank of t (0 for scalars, -1 for NULL). */
+JAC_API int jac_tensor_ndim(const jac_tensor *t);
+/** The extents of t (ndim values; NULL for NULL). Owned by t. */
+JAC_API const int64_t *jac_tensor_shape(const jac_tensor *t);
+/** The extent of axis (negative counts from the end); -1 when out of range. */
+JAC_API int64_t jac_tensor_dim(const jac_tensor *t, int axis);
+/** The number of elements of t (1 for scalars, 0 for NULL). */
+JAC_API int64_t jac_tensor_numel(const jac_tensor *t);
+/** The values of t, row-major, read-only; owned by t. NULL for NULL. */
+JAC_API const double *jac_tensor_data(const jac_tensor *t);
+/** The single value of a one-element tensor; NaN otherwise. */
+JAC_API double jac_tensor_item(const jac_tensor *t);
+/** The value at the given multi-index (ndim entries); NaN when out of range. */
+JAC_API double jac_tensor_get(const jac_tensor *t, const int64_t *index);
+/** The context that owns t. */
+JAC_API jac_ctx *jac_tensor_ctx(const jac_tensor *t);
+
+/**
+ * Marks a leaf tensor as an input to differentiate with respect to.
+ * Fails with JAC_ERR_STATE on a tensor that an op produced (a non-leaf).
+ */
+JAC_API jac_status jac_set_requires_grad(jac_tensor *t, bool requires_grad);
+/** Whether gradients flow into t (a marked leaf or a result of one). */
+JAC_API bool jac_requires_grad(const jac_tensor *t);
+/** Whether t was made by the user rather than by a recorded op. */
+JAC_API bool jac_is_leaf(const jac_tensor *t);
+/** The gradient accumulated into leaf t by jac_backward, or NULL. */
+JAC_API jac_tensor *jac_tensor_grad(const jac_tensor *t);
+/** Sets the accumulated gradient of t to zeros (keeps the tensor); no-op
+ *  when there is none. */
+JAC_API jac_status jac_zero_grad(jac_tensor *t);
+
+/**
+ * Prints t to out in nested brackets, as NumPy does: on one line when it
+ * fits, else one row per line. Returns JAC_ERR_NULL_ARG on NULL arguments.
+ */
+JAC_API jac_status jac_tensor_print(const jac_tensor *t, FILE *out);
+
+/* ------------------------------------------------------------------------ */
+/* Scopes: flat memory in long loops                                        */
+/* ------------------------------------------------------------------------ */
+
+/** A position in the context's history of tensors and tape nodes. */
+typedef struct jac_scope {
+    size_t tensors;
+    size_t nodes;
+} jac_scope;
+
+/** Marks the current position; pass it to jac_scope_end. */
+JAC_API jac_scope jac_scope_begin(jac_ctx *ctx);
+
+/**
+ * Releases every tensor created since mark, and the tape nodes recorded since,
+ * except the nkeep tensors in keep (and the accumulated .grad of surviving
+ * leaves). A kept tensor keeps its value and its address but loses its
+ * history: it becomes a leaf, and requires gradients only if it was a leaf
+ * that did. Pointers to released tensors must not be used again.
+ */
+JAC_API jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark,
+                                 jac_tensor *const *keep, size_t nkeep);
+
+/* ------------------------------------------------------------------------ */
+/* Ops                                                                      */
+/*                                                                          */
+/* Every op takes the context first and returns a new tensor owned by it,  */
+/* or NULL on failure. Binary ops broadcast as NumPy does: shapes align on */
+/* the right, and an extent of 1 stretches. Every op is differentiable to  */
+/* any order.                                                               */
+/* ------------------------------------------------------------------------ */
+
+/** a + b, broadcast. */
+JAC_API jac_tensor *jac_add(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** a - b, broadcast. */
+JAC_API jac_tensor *jac_sub(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** a * b elementwise, broadcast. */
+JAC_API jac_tensor *jac_mul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** a / b elementwise, broadcast; division by zero follows IEEE 754. */
+JAC_API jac_tensor *jac_div(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+
+/** a + c for a double c. */
+JAC_API jac_tensor *jac_add_scalar(jac_ctx *ctx, jac_tensor *a, double c);
+/** a - c for a double c. */
+JAC_API jac_tensor *jac_sub_scalar(jac_ctx *ctx, jac_tensor *a, double c);
+/** a * c for a double c. */
+JAC_API jac_tensor *jac_mul_scalar(jac_ctx *ctx, jac_tensor *a, double c);
+/** a / c for a double c (IEEE 754 at c = 0). */
+JAC_API jac_tensor *jac_div_scalar(jac_ctx *ctx, jac_tensor *a, double c);
+/** c - a for a double c. */
+JAC_API jac_tensor *jac_rsub_scalar(jac_ctx *ctx, double c, jac_tensor *a);
+/**
+ * a ** p elementwise for a double exponent p, with C pow() semantics: a
+ * negative base with a non-integer p gives NaN, 0 ** p with p < 0 gives inf.
+ * The derivative p * a ** (p - 1) is taken as exactly 0 when p == 0.
+ */
+JAC_API jac_tensor *jac_pow_scalar(jac_ctx *ctx, jac_tensor *a, double p);
+
+/** -a. */
+JAC_API jac_tensor *jac_neg(jac_ctx *ctx, jac_tensor *a);
+/** e ** a. */
+JAC_API jac_tensor *jac_exp(jac_ctx *ctx, jac_tensor *a);
+/** Natural logarithm (NaN below 0, -inf at 0, as IEEE 754 says). */
+JAC_API jac_tensor *jac_log(jac_ctx *ctx, jac_tensor *a);
+/** sin(a). */
+JAC_API jac_tensor *jac_sin(jac_ctx *ctx, jac_tensor *a);
+/** cos(a). */
+JAC_API jac_tensor *jac_cos(jac_ctx *ctx, jac_tensor *a);
+/** tanh(a). */
+JAC_API jac_tensor *jac_tanh(jac_ctx *ctx, jac_tensor *a);
+
+/** The sum of all elements, as a rank-0 tensor. */
+JAC_API jac_tensor *jac_sum(jac_ctx *ctx, jac_tensor *a);
+/** The sum along one axis (negative counts from the end); keepdim keeps it
+ *  as an extent of 1. */
+JAC_API jac_tensor *jac_sum_axis(jac_ctx *ctx, jac_tensor *a, int axis,
+                                 bool keepdim);
+/** The sum over naxes distinct axes; keepdim keeps them as extents of 1. */
+JAC_API jac_tensor *jac_sum_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                                 const int *axes, bool keepdim);
+/** Sums a over the broadcast axes so that the result has the given shape,
+ *  which a's shape must broadcast to (the adjoint of jac_expand). */
+JAC_API jac_tensor *jac_sum_to_shape(jac_ctx *ctx, jac_tensor *a, int ndim,
+                                     const int64_t *shape);
+/** a broadcast to the given shape, as NumPy's broadcast_to (materialised). */
+JAC_API jac_tensor *jac_expand(jac_ctx *ctx, jac_tensor *a, int ndim,
+                               const int64_t *shape);
+
+/**
+ * Matrix product with NumPy's matmul rules: 1-D operands are promoted to a
+ * row (left) or a column (right) and the added axis removed from the result;
+ * leading batch axes broadcast. Uses cblas_dgemm / cblas_dgemv.
+ */
+JAC_API jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** a with axes axis0 and axis1 swapped (materialised). */
+JAC_API jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0,
+                                  int axis1);
+
+/** The same values in a new shape of equal element count; at most one extent
+ *  may be -1, which is inferred. */
+JAC_API jac_tensor *jac_reshape(jac_ctx *ctx, jac_tensor *a, int ndim,
+                                const int64_t *shape);
+/**
+ * Elements start, start + step, ... before stop along axis, with Python's
+ * slice rules: negative start/stop count from the end, both are clamped to
+ * the extent, and step must be positive.
+ */
+JAC_API jac_tensor *jac_slice(jac_ctx *ctx, jac_tensor *a, int axis,
+                              int64_t start, int64_t stop, int64_t step);
+/** Joins n tensors along axis; all other extents must agree. */
+JAC_API jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts,
+                               int axis);
+
+/* ------------------------------------------------------------------------ */
+/* Reverse-mode autodiff                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Flags of jac_grad, jac_backward and the Jacobian drivers. */
+enum jac_grad_flags {
+    /** Keep the graph so that another pass can run through it. */
+    JAC_RETAIN_GRAPH = 1u << 0,
+    /** Record the pass itself, so the results can be differentiated again
+     *  (implies JAC_RETAIN_GRAPH). */
+    JAC_CREATE_GRAPH = 1u << 1,
+    /** An input the outputs do not use gets a zero gradient, not an error. */
+    JAC_ALLOW_UNUSED = 1u << 2,
+    /** The leading axis of every seed is a batch of independent seeds; each
+     *  gradient gets the same leading axis. */
+    JAC_BATCHED_SEEDS = 1u << 3
+};
+
+/**
+ * Gradients of the outputs with respect to the inputs: grads[i] receives
+ * sum_k (d outputs[k] / d inputs[i])^T grad_outputs[k], shaped like
+ * inputs[i] (with the batch axis in front under JAC_BATCHED_SEEDS).
+ *
+ * grad_outputs may be NULL, or hold NULL entries, only for one-element
+ * outputs (seed 1). Every input must require gradients. Without
+ * JAC_RETAIN_GRAPH the pass releases the nodes it visited, and a later pass
+ * through them fails with JAC_ERR_RELEASED. On failure grads is left
+ * untouched. The gradients belong to ctx.
+ */
+JAC_API jac_status jac_grad(jac_ctx *ctx, size_t noutputs,
+                            jac_tensor *const *outputs,
+                            jac_tensor *const *grad_outputs, size_t ninputs,
+                            jac_tensor *const *inputs, unsigned flags,
+                            jac_tensor **grads);
+
+/**
+ * Accumulates d output / d leaf (seeded by seed, which may be NULL for a
+ * one-element output) into the .grad of every leaf requiring gradients that
+ * output depends on (see jac_tensor_grad). Flags as jac_grad, less
+ * JAC_ALLOW_UNUSED and JAC_BATCHED_SEEDS.
+ */
+JAC_API jac_status jac_backward(jac_ctx *ctx, jac_tensor *output,
+                                jac_tensor *seed, unsigned flags);
+
+/* ------------------------------------------------------------------------ */
+/* Jacobians                                                                */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * The Jacobian dy/dx, of shape y.shape ++ x.shape, by the reference
+ * algorithm: one backward pass per element of y, seeded with e_i, the graph
+ * retained. With JAC_CREATE_GRAPH the result is itself differentiable (the
+ * Jacobian of a gradient is a Hessian). x must require gradients; an x that y
+ * does not use gives zeros. y's graph is kept for further passes.
+ */
+JAC_API jac_tensor *jac_jacobian(jac_ctx *ctx, jac_tensor *y, jac_tensor *x,
+                                 unsigned flags);
+
+/* ------------------------------------------------------------------------ */
+/* Derivative checks                                                        */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A differentiable function of tensors for the checkers and drivers: read
+ * inputs, write every one of the caller's expected outputs, and return
+ * JAC_OK (or the error of ctx).
+ */
+typedef jac_status (*jac_fn)(jac_ctx *ctx, jac_tensor *const *inputs,
+                             jac_tensor **outputs, void *user);
+
+/** Tolerances of the checkers; a NULL pointer means the defaults. */
+typedef struct jac_check_opts {
+    double eps;  /**< finite-difference step (default 1e-6) */
+    double atol; /**< absolute tolerance (default 1e-5) */
+    double rtol; /**< relative tolerance (default 1e-3) */
+    uint64_t seed; /**< seed of the random grad_outputs in gradgradcheck */
+} jac_check_opts;
+
+/**
+ * Compares every first derivative of fn at inputs (each must require
+ * gradients) with central finite differences. Returns JAC_OK, or
+ * JAC_ERR_CHECK_FAILED with a message naming the output, the input, the
+ * element and both values.
+ */
+JAC_API jac_status jac_gradcheck(jac_ctx *ctx, jac_fn fn, void *user,
+                                 size_t ninputs, jac_tensor *const *inputs,
+                                 size_t noutputs, const jac_check_opts *opts);
+
+/**
+ * Checks second derivatives: the gradient of sum_k <outputs[k], v_k> for
+ * fixed pseudo-random v_k, built with JAC_CREATE_GRAPH, is itself checked by
+ * jac_gradcheck. Same results as jac_gradcheck.
+ */
+JAC_API jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
+                                     size_t ninputs,
+                                     jac_tensor *const *inputs,
+                                     size_t noutputs,
+                                     const jac_check_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JACOBIAN_H */

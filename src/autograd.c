@@ -1,0 +1,566 @@
+/*
+ * The backward engine: backward plans, jac_grad and jac_backward.
+ *
+ * Nodes are appended to the tape in execution order, so walking the tape
+ * from the newest node back is already a reverse topological order: a
+ * tensor's cotangent is complete by the time the node that made it is
+ * reached, because every node that consumed it is newer. No graph sort and
+ * no hashing are needed; the plan only marks which nodes lie between the
+ * inputs (a forward sweep) and the outputs (a backward sweep).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+typedef struct plan_step {
+    int64_t node;
+    int32_t out_slot;
+    int32_t first_in; /* index of the node's first input in in_slots */
+} plan_step;
+
+struct jac__plan {
+    size_t noutputs, ninputs;
+    int32_t *output_slot; /* per output; -1 when it uses no input */
+    int32_t *input_slot;  /* per input */
+    plan_step *steps;     /* newest first */
+    size_t nsteps, cap_steps;
+    int32_t *in_slots; /* per step input: slot, or -1 when not needed */
+    size_t nin_slots, cap_in;
+    size_t nslots;
+    int max_nin;
+};
+
+/* Arrays of n elements, never of zero bytes. */
+static size_t array_bytes(size_t n, size_t elem) { return (n ? n : 1) * elem; }
+
+void jac__plan_free(jac_ctx *ctx, jac__plan *plan)
+{
+    if (plan == NULL)
+        return;
+    jac__free(ctx, plan->output_slot, array_bytes(plan->noutputs, 4));
+    jac__free(ctx, plan->input_slot, array_bytes(plan->ninputs, 4));
+    jac__free(ctx, plan->steps, plan->cap_steps * sizeof(plan_step));
+    jac__free(ctx, plan->in_slots, plan->cap_in * sizeof(int32_t));
+    jac__free(ctx, plan, sizeof *plan);
+}
+
+bool jac__plan_output_used(const jac__plan *plan, size_t k)
+{
+    return plan->output_slot[k] >= 0;
+}
+
+/* The first tape index whose output is newer than seq (outputs' seq grows
+ * with the tape index). */
+static size_t first_node_after(const jac_ctx *ctx, uint64_t seq)
+{
+    size_t lo = 0, hi = ctx->nnodes;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (jac__node_at(ctx, (int64_t)mid)->out->seq <= seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Forward sweep: stamp the inputs, then every node fed by a stamped tensor,
+ * between the oldest input and the newest output; each stamped tensor gets a
+ * cotangent slot. */
+static jac_status forward_sweep(jac_ctx *ctx, jac__plan *plan, uint64_t id,
+                                jac_tensor *const *outputs,
+                                jac_tensor *const *inputs)
+{
+    int32_t nslots = 0;
+    uint64_t oldest = UINT64_MAX;
+    for (size_t i = 0; i < plan->ninputs; i++) {
+        jac_tensor *x = inputs[i];
+        if (x->stamp != id) {
+            x->stamp = id;
+            x->plan_slot = nslots++;
+        }
+        plan->input_slot[i] = x->plan_slot;
+        if (x->seq < oldest)
+            oldest = x->seq;
+    }
+    int64_t newest = -1;
+    for (size_t k = 0; k < plan->noutputs; k++)
+        if (outputs[k]->node > newest)
+            newest = outputs[k]->node;
+    for (int64_t t = (int64_t)first_node_after(ctx, oldest); t <= newest;
+         t++) {
+        jac__node *n = jac__node_at(ctx, t);
+        bool active = false;
+        for (int j = 0; j < n->nin && !active; j++)
+            active = n->in[j]->stamp == id;
+        if (!active)
+            continue;
+        if (jac__grow(ctx, (void **)&plan->steps, &plan->cap_steps,
+                      plan->nsteps + 1, sizeof(plan_step)) != JAC_OK ||
+            jac__grow(ctx, (void **)&plan->in_slots, &plan->cap_in,
+                      plan->nin_slots + (size_t)n->nin,
+                      sizeof(int32_t)) != JAC_OK)
+            return JAC_ERR_NO_MEMORY;
+        plan_step *s = &plan->steps[plan->nsteps++];
+        s->node = t;
+        s->first_in = (int32_t)plan->nin_slots;
+        for (int j = 0; j < n->nin; j++)
+            plan->in_slots[plan->nin_slots++] =
+                n->in[j]->stamp == id ? n->in[j]->plan_slot : -1;
+        if (n->out->stamp != id) {
+            n->out->stamp = id;
+            n->out->plan_slot = nslots++;
+        }
+        s->out_slot = n->out->plan_slot;
+        if (n->nin > plan->max_nin)
+            plan->max_nin = n->nin;
+    }
+    for (size_t k = 0; k < plan->noutputs; k++)
+        plan->output_slot[k] =
+            outputs[k]->stamp == id ? outputs[k]->plan_slot : -1;
+    plan->nslots = (size_t)nslots;
+    return JAC_OK;
+}
+
+/* Backward sweep: keep only the steps whose output reaches an output, in
+ * newest-first order. */
+static jac_status backward_sweep(jac_ctx *ctx, jac__plan *plan)
+{
+    size_t bytes = array_bytes(plan->nslots, sizeof(bool));
+    size_t sbytes = array_bytes(plan->nsteps, sizeof(plan_step));
+    bool *live = jac__alloc(ctx, bytes);
+    plan_step *kept = jac__alloc(ctx, sbytes);
+    if (live == NULL || kept == NULL) {
+        jac__free(ctx, live, bytes);
+        jac__free(ctx, kept, sbytes);
+        return JAC_ERR_NO_MEMORY;
+    }
+    memset(live, 0, bytes);
+    for (size_t k = 0; k < plan->noutputs; k++)
+        if (plan->output_slot[k] >= 0)
+            live[plan->output_slot[k]] = true;
+    size_t w = 0;
+    for (size_t r = plan->nsteps; r-- > 0;) {
+        plan_step s = plan->steps[r];
+        if (!live[s.out_slot])
+            continue;
+        const jac__node *n = jac__node_at(ctx, s.node);
+        for (int j = 0; j < n->nin; j++) {
+            int32_t slot = plan->in_slots[s.first_in + j];
+            if (slot >= 0)
+                live[slot] = true;
+        }
+        kept[w++] = s;
+    }
+    jac__free(ctx, live, bytes);
+    jac__free(ctx, plan->steps, plan->cap_steps * sizeof(plan_step));
+    plan->steps = kept;
+    plan->cap_steps = sbytes / sizeof(plan_step);
+    plan->nsteps = w;
+    return JAC_OK;
+}
+
+jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
+                           jac_tensor *const *outputs, size_t ninputs,
+                           jac_tensor *const *inputs, jac__plan **result)
+{
+    jac__plan *plan = jac__alloc(ctx, sizeof *plan);
+    if (plan == NULL)
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+    memset(plan, 0, sizeof *plan);
+    plan->noutputs = noutputs;
+    plan->ninputs = ninputs;
+    plan->max_nin = 2;
+    plan->output_slot = jac__alloc(ctx, array_bytes(noutputs, 4));
+    plan->input_slot = jac__alloc(ctx, array_bytes(ninputs, 4));
+    jac_status st = JAC_ERR_NO_MEMORY;
+    if (plan->output_slot && plan->input_slot)
+        st = forward_sweep(ctx, plan, ctx->next_plan_id++, outputs, inputs);
+    if (st == JAC_OK)
+        st = backward_sweep(ctx, plan);
+    if (st != JAC_OK) {
+        jac__plan_free(ctx, plan);
+        return jac__error(ctx, st,
+                          "%s: out of memory building the backward plan", op);
+    }
+    *result = plan;
+    return JAC_OK;
+}
+
+/* Adds a cotangent into a slot. */
+static jac_status accumulate(jac_ctx *ctx, jac_tensor **slot, jac_tensor *g)
+{
+    if (*slot == NULL) {
+        *slot = g;
+        return JAC_OK;
+    }
+    jac_tensor *s = jac_add(ctx, *slot, g);
+    if (s == NULL)
+        return ctx->status;
+    *slot = s;
+    return JAC_OK;
+}
+
+/* A rule must return batch ++ input shape; anything else is a library bug,
+ * reported rather than allowed to corrupt memory later. */
+static bool shape_is(const jac_tensor *g, int nb, const jac_tensor *ref,
+                     const jac_tensor *batch_of)
+{
+    if (g->ndim != nb + ref->ndim)
+        return false;
+    for (int i = 0; i < nb; i++)
+        if (g->shape[i] != batch_of->shape[i])
+            return false;
+    return memcmp(g->shape + nb, ref->shape,
+                  (size_t)ref->ndim * sizeof(int64_t)) == 0;
+}
+
+static const jac__vjp_fn vjp_table[JAC__OP_COUNT] = {
+#define JAC__OP_VJP(e, name, vjp) jac__vjp_##vjp,
+    JAC__OP_TABLE(JAC__OP_VJP)
+#undef JAC__OP_VJP
+};
+
+jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
+                         jac_tensor *const *seeds, unsigned flags,
+                         jac_tensor **grads)
+{
+    bool create = (flags & JAC_CREATE_GRAPH) != 0;
+    bool retain = create || (flags & JAC_RETAIN_GRAPH) != 0;
+    size_t nslots = plan->nslots;
+    size_t nneed = (size_t)plan->max_nin;
+    size_t bytes = nslots * sizeof(jac_tensor *) +
+                   nneed * (sizeof(jac_tensor *) + sizeof(bool));
+    void *scratch = jac__alloc(ctx, bytes ? bytes : 1);
+    if (scratch == NULL)
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+    memset(scratch, 0, bytes ? bytes : 1);
+    jac_tensor **cot = scratch;
+    jac_tensor **gin = cot + nslots;
+    bool *need = (bool *)(gin + nneed);
+
+    bool was_enabled = ctx->grad_enabled;
+    ctx->grad_enabled = create;
+    jac_status st = JAC_OK;
+
+    for (size_t k = 0; k < plan->noutputs && st == JAC_OK; k++)
+        if (seeds[k] && plan->output_slot[k] >= 0)
+            st = accumulate(ctx, &cot[plan->output_slot[k]], seeds[k]);
+
+    for (size_t r = 0; r < plan->nsteps && st == JAC_OK; r++) {
+        const plan_step *s = &plan->steps[r];
+        jac_tensor *g = cot[s->out_slot];
+        if (g == NULL)
+            continue;
+        const jac__node *n = jac__node_at(ctx, s->node);
+        if (n->released) {
+            st = jac__error(ctx, JAC_ERR_RELEASED,
+                            "%s: the graph through '%s' was already released "
+                            "by an earlier pass; pass JAC_RETAIN_GRAPH to "
+                            "that pass to run another",
+                            op, jac__op_names[n->op]);
+            break;
+        }
+        const int32_t *slots = plan->in_slots + s->first_in;
+        for (int j = 0; j < n->nin; j++) {
+            need[j] = slots[j] >= 0;
+            gin[j] = NULL;
+        }
+        st = vjp_table[n->op](ctx, n, g, need, gin);
+        if (st != JAC_OK)
+            break;
+        int nb = jac__batch_ndim(g, n->out);
+        for (int j = 0; j < n->nin && st == JAC_OK; j++) {
+            if (!need[j])
+                continue;
+            if (gin[j] == NULL || !shape_is(gin[j], nb, n->in[j], g)) {
+                st = jac__error(ctx, JAC_ERR_STATE,
+                                "%s: internal error: the rule of '%s' gave a "
+                                "gradient of the wrong shape",
+                                op, jac__op_names[n->op]);
+                break;
+            }
+            st = accumulate(ctx, &cot[slots[j]], gin[j]);
+        }
+        /* Every consumer of this tensor is newer, so its cotangent is
+         * complete and no longer needed. */
+        cot[s->out_slot] = NULL;
+    }
+    ctx->grad_enabled = was_enabled;
+
+    if (st == JAC_OK) {
+        for (size_t i = 0; i < plan->ninputs; i++)
+            grads[i] = cot[plan->input_slot[i]];
+        if (!retain)
+            for (size_t r = 0; r < plan->nsteps; r++)
+                jac__node_at(ctx, plan->steps[r].node)->released = true;
+    }
+    jac__free(ctx, scratch, bytes ? bytes : 1);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* jac_grad                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static bool same_shape(const jac_tensor *t, int offset, const jac_tensor *ref)
+{
+    return t->ndim == offset + ref->ndim &&
+           memcmp(t->shape + offset, ref->shape,
+                  (size_t)ref->ndim * sizeof(int64_t)) == 0;
+}
+
+/* Checks the outputs and seeds and fills seeds_out (one-element outputs
+ * without a seed get 1). */
+static jac_status prepare_seeds(jac_ctx *ctx, const char *op, size_t noutputs,
+                                jac_tensor *const *outputs,
+                                jac_tensor *const *grad_outputs,
+                                unsigned flags, jac_tensor **seeds_out)
+{
+    bool batched = (flags & JAC_BATCHED_SEEDS) != 0;
+    int64_t batch = -1;
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    for (size_t k = 0; k < noutputs; k++) {
+        jac_tensor *y = outputs[k];
+        if (!jac__check_arg(ctx, op, y))
+            return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: output %zu is NULL",
+                              op, k);
+        jac_tensor *seed = grad_outputs ? grad_outputs[k] : NULL;
+        if (seed == NULL) {
+            if (batched)
+                return jac__error(ctx, JAC_ERR_NO_SEED,
+                                  "%s: output %zu has no seed, which "
+                                  "JAC_BATCHED_SEEDS requires",
+                                  op, k);
+            if (y->numel != 1)
+                return jac__error(
+                    ctx, JAC_ERR_NO_SEED,
+                    "%s: output %zu of shape %s has %lld elements and needs "
+                    "a seed in grad_outputs",
+                    op, k, jac__shape_str(s1, sizeof s1, y->ndim, y->shape),
+                    (long long)y->numel);
+            seeds_out[k] = jac_ones(ctx, y->ndim, y->shape);
+            if (seeds_out[k] == NULL)
+                return ctx->status;
+            continue;
+        }
+        if (!jac__check_arg(ctx, op, seed))
+            return ctx->status;
+        if (!same_shape(seed, batched ? 1 : 0, y) ||
+            (batched && batch >= 0 && seed->shape[0] != batch))
+            return jac__error(
+                ctx, JAC_ERR_SEED_SHAPE,
+                "%s: seed %zu has shape %s but output %zu has shape %s%s", op,
+                k, jac__shape_str(s1, sizeof s1, seed->ndim, seed->shape), k,
+                jac__shape_str(s2, sizeof s2, y->ndim, y->shape),
+                batched ? " (with JAC_BATCHED_SEEDS the seed is (B, ...) with "
+                          "one B for all outputs)"
+                        : "");
+        if (batched)
+            batch = seed->shape[0];
+        seeds_out[k] = seed;
+    }
+    return JAC_OK;
+}
+
+/* Zeros of shape batch ++ x.shape. */
+static jac_tensor *zeros_like_batched(jac_ctx *ctx, const jac_tensor *x,
+                                      int64_t batch)
+{
+    int64_t s[JAC_MAX_DIMS + 1];
+    int n = 0;
+    if (batch >= 0)
+        s[n++] = batch;
+    memcpy(s + n, x->shape, (size_t)x->ndim * sizeof(int64_t));
+    if (n + x->ndim > JAC_MAX_DIMS) {
+        jac__error(ctx, JAC_ERR_RANK,
+                   "grad: batched gradient exceeds rank %d", JAC_MAX_DIMS);
+        return NULL;
+    }
+    return jac_zeros(ctx, n + x->ndim, s);
+}
+
+static jac_status grad_impl(jac_ctx *ctx, const char *op, size_t noutputs,
+                            jac_tensor *const *outputs,
+                            jac_tensor *const *grad_outputs, size_t ninputs,
+                            jac_tensor *const *inputs, unsigned flags,
+                            jac_tensor **grads)
+{
+    char s[JAC__SHAPE_STR_MAX];
+    if (noutputs == 0 || outputs == NULL)
+        return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: no outputs given", op);
+    if (ninputs == 0 || inputs == NULL || grads == NULL)
+        return jac__error(ctx, JAC_ERR_NULL_ARG,
+                          "%s: no inputs or no place for the gradients", op);
+    for (size_t i = 0; i < ninputs; i++) {
+        if (!jac__check_arg(ctx, op, inputs[i]))
+            return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: input %zu is NULL",
+                              op, i);
+        if (!inputs[i]->requires_grad)
+            return jac__error(
+                ctx, JAC_ERR_NO_GRAD,
+                "%s: input %zu of shape %s does not require gradients (call "
+                "jac_set_requires_grad on it before using it)",
+                op, i,
+                jac__shape_str(s, sizeof s, inputs[i]->ndim, inputs[i]->shape));
+    }
+
+    jac_scope mark = jac_scope_begin(ctx);
+    jac_tensor *stack_buf[16];
+    size_t need_bytes = (noutputs + ninputs) * sizeof(jac_tensor *);
+    jac_tensor **work = noutputs + ninputs <= 16
+                            ? stack_buf
+                            : jac__alloc(ctx, need_bytes);
+    if (work == NULL)
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+    jac_tensor **seeds = work, **res = work + noutputs;
+    jac__plan *plan = NULL;
+    jac_status st = prepare_seeds(ctx, op, noutputs, outputs, grad_outputs,
+                                  flags, seeds);
+    if (st == JAC_OK)
+        st = jac__plan_build(ctx, op, noutputs, outputs, ninputs, inputs,
+                             &plan);
+    if (st == JAC_OK)
+        st = jac__plan_run(ctx, op, plan, seeds, flags, res);
+    int64_t batch = (flags & JAC_BATCHED_SEEDS) ? seeds[0]->shape[0] : -1;
+    for (size_t i = 0; i < ninputs && st == JAC_OK; i++) {
+        if (res[i])
+            continue;
+        if (!(flags & JAC_ALLOW_UNUSED)) {
+            st = jac__error(
+                ctx, JAC_ERR_UNUSED_INPUT,
+                "%s: input %zu of shape %s is not used by the outputs (pass "
+                "JAC_ALLOW_UNUSED for a zero gradient)",
+                op, i,
+                jac__shape_str(s, sizeof s, inputs[i]->ndim, inputs[i]->shape));
+            break;
+        }
+        res[i] = zeros_like_batched(ctx, inputs[i], batch);
+        if (res[i] == NULL)
+            st = ctx->status;
+    }
+    jac__plan_free(ctx, plan);
+
+    if (st != JAC_OK) {
+        jac_scope_end(ctx, mark, NULL, 0);
+    } else {
+        if (!(flags & JAC_CREATE_GRAPH))
+            jac_scope_end(ctx, mark, res, ninputs);
+        memcpy(grads, res, ninputs * sizeof(jac_tensor *));
+    }
+    if (work != stack_buf)
+        jac__free(ctx, work, need_bytes);
+    return st;
+}
+
+jac_status jac_grad(jac_ctx *ctx, size_t noutputs, jac_tensor *const *outputs,
+                    jac_tensor *const *grad_outputs, size_t ninputs,
+                    jac_tensor *const *inputs, unsigned flags,
+                    jac_tensor **grads)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    return grad_impl(ctx, "grad", noutputs, outputs, grad_outputs, ninputs,
+                     inputs, flags, grads);
+}
+
+/* ------------------------------------------------------------------------ */
+/* jac_backward                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* The leaves requiring gradients that y depends on, oldest first. */
+static jac_status collect_leaves(jac_ctx *ctx, jac_tensor *y,
+                                 jac_tensor ***leaves, size_t *nleaves,
+                                 size_t *cap)
+{
+    uint64_t id = ctx->next_plan_id++;
+    y->stamp = id;
+    *nleaves = 0;
+    if (y->node < 0) {
+        if (y->requires_grad) {
+            if (jac__grow(ctx, (void **)leaves, cap, 1,
+                          sizeof(jac_tensor *)) != JAC_OK)
+                return JAC_ERR_NO_MEMORY;
+            (*leaves)[(*nleaves)++] = y;
+        }
+        return JAC_OK;
+    }
+    for (int64_t t = y->node; t >= 0; t--) {
+        jac__node *n = jac__node_at(ctx, t);
+        if (n->out->stamp != id)
+            continue;
+        for (int j = 0; j < n->nin; j++) {
+            jac_tensor *x = n->in[j];
+            if (!x->requires_grad || x->stamp == id)
+                continue;
+            x->stamp = id;
+            if (x->node >= 0)
+                continue;
+            if (jac__grow(ctx, (void **)leaves, cap, *nleaves + 1,
+                          sizeof(jac_tensor *)) != JAC_OK)
+                return JAC_ERR_NO_MEMORY;
+            (*leaves)[(*nleaves)++] = x;
+        }
+    }
+    return JAC_OK;
+}
+
+jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
+                        unsigned flags)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    if (!jac__check_arg(ctx, "backward", output))
+        return ctx->status;
+    if (flags & (JAC_ALLOW_UNUSED | JAC_BATCHED_SEEDS))
+        return jac__error(ctx, JAC_ERR_VALUE,
+                          "backward: JAC_ALLOW_UNUSED and JAC_BATCHED_SEEDS "
+                          "do not apply");
+    jac_tensor **leaves = NULL;
+    size_t nleaves = 0, cap = 0;
+    if (collect_leaves(ctx, output, &leaves, &nleaves, &cap) != JAC_OK) {
+        jac__free(ctx, leaves, cap * sizeof(jac_tensor *));
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "backward: out of memory");
+    }
+    if (nleaves == 0) {
+        jac__free(ctx, leaves, cap * sizeof(jac_tensor *));
+        return jac__error(ctx, JAC_ERR_NO_GRAD,
+                          "backward: the output depends on no leaf that "
+                          "requires gradients");
+    }
+    size_t gbytes = nleaves * sizeof(jac_tensor *);
+    jac_tensor **g = jac__alloc(ctx, gbytes);
+    if (g == NULL) {
+        jac__free(ctx, leaves, cap * sizeof(jac_tensor *));
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "backward: out of memory");
+    }
+    jac_scope mark = jac_scope_begin(ctx);
+    jac_status st = grad_impl(ctx, "backward", 1, &output, &seed, nleaves,
+                              leaves, flags, g);
+    bool create = (flags & JAC_CREATE_GRAPH) != 0;
+    for (size_t i = 0; i < nleaves && st == JAC_OK; i++) {
+        jac_tensor *x = leaves[i], *acc = x->grad;
+        if (acc == NULL) {
+            acc = create ? g[i] : jac_tensor_copy(ctx, g[i]);
+        } else if (!create && acc->node < 0 && acc->buf->refcount == 1 &&
+                   acc->ndim == g[i]->ndim) {
+            for (int64_t e = 0; e < acc->numel; e++)
+                acc->data[e] += g[i]->data[e];
+        } else {
+            bool was = jac_set_grad_enabled(ctx, create);
+            acc = jac_add(ctx, acc, g[i]);
+            jac_set_grad_enabled(ctx, was);
+        }
+        if (acc == NULL)
+            st = ctx->status;
+        else
+            x->grad = acc;
+    }
+    /* The new .grad tensors survive (scopes keep the .grad of survivors);
+     * the pass's other results go. Under create-graph the graph stays. */
+    if (st == JAC_OK && !create)
+        jac_scope_end(ctx, mark, NULL, 0);
+    jac__free(ctx, g, gbytes);
+    jac__free(ctx, leaves, cap * sizeof(jac_tensor *));
+    return st;
+}

@@ -1,0 +1,557 @@
+/*
+ * The context: allocator and pools, error state, the tensor registry, the
+ * tape, and scopes.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *const jac__op_names[JAC__OP_COUNT] = {
+#define JAC__OP_NAME(e, name, vjp) name,
+    JAC__OP_TABLE(JAC__OP_NAME)
+#undef JAC__OP_NAME
+};
+
+/* ------------------------------------------------------------------------ */
+/* Version and status strings                                               */
+/* ------------------------------------------------------------------------ */
+
+int jac_version_number(void) { return JAC_VERSION_NUMBER; }
+
+const char *jac_version_string(void) { return JAC_VERSION_STRING; }
+
+const char *jac_status_string(jac_status status)
+{
+    switch (status) {
+#define JAC__STATUS_TEXT(name, value, text)                                    \
+    case name:                                                                 \
+        return text;
+        JAC_STATUS_TABLE(JAC__STATUS_TEXT)
+#undef JAC__STATUS_TEXT
+    }
+    return "unknown status";
+}
+
+const char *jac_status_name(jac_status status)
+{
+    switch (status) {
+#define JAC__STATUS_NAME(name, value, text)                                    \
+    case name:                                                                 \
+        return #name;
+        JAC_STATUS_TABLE(JAC__STATUS_NAME)
+#undef JAC__STATUS_NAME
+    }
+    return "JAC_UNKNOWN";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+jac_status jac__error(jac_ctx *ctx, jac_status code, const char *fmt, ...)
+{
+    if (ctx == NULL || ctx->status != JAC_OK)
+        return code;
+    ctx->status = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->message, sizeof ctx->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+jac_status jac_errcode(const jac_ctx *ctx)
+{
+    return ctx ? ctx->status : JAC_ERR_NULL_ARG;
+}
+
+const char *jac_errmsg(const jac_ctx *ctx)
+{
+    if (ctx == NULL)
+        return "context is NULL";
+    return ctx->status == JAC_OK ? "" : ctx->message;
+}
+
+void jac_clear_error(jac_ctx *ctx)
+{
+    if (ctx) {
+        ctx->status = JAC_OK;
+        ctx->message[0] = '\0';
+    }
+}
+
+const char *jac__shape_str(char *buf, size_t size, int ndim,
+                           const int64_t *shape)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "",
+                              (long long)shape[i]);
+    if (n < size)
+        snprintf(buf + n, size - n, ")");
+    return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void *default_alloc(size_t size, void *user)
+{
+    (void)user;
+    return malloc(size);
+}
+
+static void default_free(void *ptr, void *user)
+{
+    (void)user;
+    free(ptr);
+}
+
+void *jac__alloc(jac_ctx *ctx, size_t bytes)
+{
+    void *p = ctx->alloc.alloc(bytes, ctx->alloc.user);
+    if (p)
+        ctx->memory += bytes;
+    return p;
+}
+
+void jac__free(jac_ctx *ctx, void *ptr, size_t bytes)
+{
+    if (ptr == NULL)
+        return;
+    ctx->alloc.free(ptr, ctx->alloc.user);
+    ctx->memory -= bytes;
+}
+
+jac_status jac__grow(jac_ctx *ctx, void **arr, size_t *cap, size_t need,
+                     size_t elem)
+{
+    if (need <= *cap)
+        return JAC_OK;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2 / elem)
+            return JAC_ERR_NO_MEMORY;
+        ncap *= 2;
+    }
+    void *p = jac__alloc(ctx, ncap * elem);
+    if (p == NULL)
+        return JAC_ERR_NO_MEMORY;
+    if (*arr) {
+        memcpy(p, *arr, *cap * elem);
+        jac__free(ctx, *arr, *cap * elem);
+    }
+    *arr = p;
+    *cap = ncap;
+    return JAC_OK;
+}
+
+/* Storage comes from per-class free lists so that a loop that makes and
+ * releases tensors of the same sizes stops calling the allocator. */
+static int size_class_of(size_t total)
+{
+    size_t c = 64;
+    for (int k = 0; k < JAC__POOL_CLASSES; k++, c <<= 1)
+        if (total <= c)
+            return k;
+    return -1;
+}
+
+static jac__buf *buf_alloc(jac_ctx *ctx, size_t data_bytes)
+{
+    size_t total = sizeof(jac__buf) + data_bytes;
+    int k = size_class_of(total);
+    jac__buf *b;
+    if (k >= 0 && ctx->pool[k]) {
+        b = ctx->pool[k];
+        ctx->pool[k] = *(void **)ctx->pool[k];
+    } else {
+        size_t bytes = k >= 0 ? (size_t)64 << k : total;
+        b = jac__alloc(ctx, bytes);
+        if (b == NULL)
+            return NULL;
+    }
+    b->refcount = 1;
+    b->bytes = data_bytes;
+    b->size_class = k;
+    return b;
+}
+
+static void buf_release(jac_ctx *ctx, jac__buf *b)
+{
+    if (b == NULL || --b->refcount > 0)
+        return;
+    if (b->size_class >= 0) {
+        *(void **)b = ctx->pool[b->size_class];
+        ctx->pool[b->size_class] = b;
+    } else {
+        jac__free(ctx, b, sizeof(jac__buf) + b->bytes);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Context lifetime                                                         */
+/* ------------------------------------------------------------------------ */
+
+jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
+{
+    if (allocator == NULL || allocator->alloc == NULL ||
+        allocator->free == NULL)
+        return NULL;
+    jac_ctx *ctx = allocator->alloc(sizeof *ctx, allocator->user);
+    if (ctx == NULL)
+        return NULL;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->alloc = *allocator;
+    ctx->grad_enabled = true;
+    ctx->next_seq = 1;
+    ctx->next_plan_id = 1;
+    return ctx;
+}
+
+jac_ctx *jac_ctx_new(void)
+{
+    jac_allocator a = {default_alloc, default_free, NULL};
+    return jac_ctx_new_with_allocator(&a);
+}
+
+static void truncate_tape(jac_ctx *ctx, size_t nnodes);
+
+void jac_ctx_free(jac_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    truncate_tape(ctx, 0);
+    for (size_t i = 0; i < ctx->nblocks; i++)
+        jac__free(ctx, ctx->blocks[i], JAC__NODE_BLOCK * sizeof(jac__node));
+    jac__free(ctx, ctx->blocks, ctx->cap_blocks * sizeof(jac__node *));
+    for (size_t i = 0; i < ctx->ntensors; i++)
+        jac__tensor_release(ctx, ctx->tensors[i]);
+    jac__free(ctx, ctx->tensors, ctx->cap_tensors * sizeof(jac_tensor *));
+    while (ctx->free_tensors) {
+        jac_tensor *t = ctx->free_tensors;
+        ctx->free_tensors = t->grad;
+        jac__free(ctx, t, sizeof *t);
+    }
+    for (int k = 0; k < JAC__POOL_CLASSES; k++) {
+        while (ctx->pool[k]) {
+            void *p = ctx->pool[k];
+            ctx->pool[k] = *(void **)p;
+            jac__free(ctx, p, (size_t)64 << k);
+        }
+    }
+    jac_allocator a = ctx->alloc;
+    a.free(ctx, a.user);
+}
+
+size_t jac_ctx_memory(const jac_ctx *ctx) { return ctx ? ctx->memory : 0; }
+
+size_t jac_ctx_tensor_count(const jac_ctx *ctx)
+{
+    return ctx ? ctx->ntensors : 0;
+}
+
+size_t jac_ctx_tape_length(const jac_ctx *ctx) { return ctx ? ctx->nnodes : 0; }
+
+bool jac_set_grad_enabled(jac_ctx *ctx, bool enabled)
+{
+    if (ctx == NULL)
+        return false;
+    bool old = ctx->grad_enabled;
+    ctx->grad_enabled = enabled;
+    return old;
+}
+
+bool jac_is_grad_enabled(const jac_ctx *ctx)
+{
+    return ctx ? ctx->grad_enabled : false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tensors: allocation and registry                                         */
+/* ------------------------------------------------------------------------ */
+
+int64_t jac__numel(int ndim, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return -1;
+        if (shape[i] != 0 && n > INT64_MAX / shape[i])
+            return -1;
+        n *= shape[i];
+    }
+    return n;
+}
+
+static jac_tensor *header_alloc(jac_ctx *ctx)
+{
+    jac_tensor *t = ctx->free_tensors;
+    if (t) {
+        ctx->free_tensors = t->grad;
+        return t;
+    }
+    return jac__alloc(ctx, sizeof *t);
+}
+
+static void header_release(jac_ctx *ctx, jac_tensor *t)
+{
+    t->magic = JAC__TENSOR_DEAD;
+    t->grad = ctx->free_tensors;
+    ctx->free_tensors = t;
+}
+
+/* Makes a header for buf (taking its reference) and registers it. */
+static jac_tensor *tensor_register(jac_ctx *ctx, const char *op, int ndim,
+                                   const int64_t *shape, int64_t numel,
+                                   jac__buf *buf)
+{
+    if (ctx->ntensors == ctx->cap_tensors &&
+        jac__grow(ctx, (void **)&ctx->tensors, &ctx->cap_tensors,
+                  ctx->ntensors + 1, sizeof(jac_tensor *)) != JAC_OK) {
+        jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+        return NULL;
+    }
+    jac_tensor *t = header_alloc(ctx);
+    if (t == NULL) {
+        jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+        return NULL;
+    }
+    t->magic = JAC__TENSOR_MAGIC;
+    t->ndim = ndim;
+    if (ndim > 0)
+        memcpy(t->shape, shape, (size_t)ndim * sizeof(int64_t));
+    t->numel = numel;
+    t->buf = buf;
+    t->data = JAC__BUF_DATA(buf);
+    t->ctx = ctx;
+    t->node = -1;
+    t->slot = ctx->ntensors;
+    t->seq = ctx->next_seq++;
+    t->grad = NULL;
+    t->requires_grad = false;
+    t->keep = false;
+    t->stamp = 0;
+    t->plan_slot = -1;
+    ctx->tensors[ctx->ntensors++] = t;
+    return t;
+}
+
+jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
+                              const int64_t *shape)
+{
+    char s[JAC__SHAPE_STR_MAX];
+    if (ndim < 0 || ndim > JAC_MAX_DIMS) {
+        jac__error(ctx, JAC_ERR_RANK, "%s: rank %d is outside 0..%d", op, ndim,
+                   JAC_MAX_DIMS);
+        return NULL;
+    }
+    if (ndim > 0 && shape == NULL) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "%s: shape is NULL", op);
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) {
+            jac__error(ctx, JAC_ERR_VALUE, "%s: negative extent in shape %s",
+                       op, jac__shape_str(s, sizeof s, ndim, shape));
+            return NULL;
+        }
+    }
+    int64_t numel = jac__numel(ndim, shape);
+    if (numel < 0 || (uint64_t)numel > (SIZE_MAX - 4096) / sizeof(double)) {
+        jac__error(ctx, JAC_ERR_OVERFLOW,
+                   "%s: element count of shape %s overflows", op,
+                   jac__shape_str(s, sizeof s, ndim, shape));
+        return NULL;
+    }
+    jac__buf *buf = buf_alloc(ctx, (size_t)numel * sizeof(double));
+    if (buf == NULL) {
+        jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory for shape %s",
+                   op, jac__shape_str(s, sizeof s, ndim, shape));
+        return NULL;
+    }
+    jac_tensor *t = tensor_register(ctx, op, ndim, shape, numel, buf);
+    if (t == NULL)
+        buf_release(ctx, buf);
+    return t;
+}
+
+jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
+                             const int64_t *shape)
+{
+    t->buf->refcount++;
+    jac_tensor *v = tensor_register(ctx, "reshape", ndim, shape, t->numel,
+                                    t->buf);
+    if (v == NULL)
+        t->buf->refcount--;
+    return v;
+}
+
+void jac__tensor_release(jac_ctx *ctx, jac_tensor *t)
+{
+    buf_release(ctx, t->buf);
+    t->buf = NULL;
+    t->data = NULL;
+    header_release(ctx, t);
+}
+
+bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t)
+{
+    if (t == NULL) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "%s: tensor argument is NULL", op);
+        return false;
+    }
+    if (t->magic != JAC__TENSOR_MAGIC) {
+        jac__error(ctx, JAC_ERR_CONTEXT,
+                   "%s: tensor was released (used after its scope ended)", op);
+        return false;
+    }
+    if (t->ctx != ctx) {
+        jac__error(ctx, JAC_ERR_CONTEXT,
+                   "%s: tensor belongs to another context", op);
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tape                                                                     */
+/* ------------------------------------------------------------------------ */
+
+jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out, int nin,
+                       jac_tensor *const *ins, bool *failed)
+{
+    *failed = false;
+    if (!jac__should_record(ctx, nin, ins))
+        return NULL;
+    size_t idx = ctx->nnodes;
+    size_t block = idx >> JAC__NODE_BLOCK_BITS;
+    if (block >= ctx->nblocks) {
+        if (jac__grow(ctx, (void **)&ctx->blocks, &ctx->cap_blocks, block + 1,
+                      sizeof(jac__node *)) != JAC_OK)
+            goto oom;
+        jac__node *b = jac__alloc(ctx, JAC__NODE_BLOCK * sizeof(jac__node));
+        if (b == NULL)
+            goto oom;
+        ctx->blocks[ctx->nblocks++] = b;
+    }
+    jac__node *n = jac__node_at(ctx, (int64_t)idx);
+    if (nin > JAC__NODE_INLINE_INPUTS) {
+        n->in = jac__alloc(ctx, (size_t)nin * sizeof(jac_tensor *));
+        if (n->in == NULL)
+            goto oom;
+    } else {
+        n->in = n->in_inline;
+    }
+    n->op = op;
+    n->nin = nin;
+    n->released = false;
+    for (int i = 0; i < nin; i++)
+        n->in[i] = ins[i];
+    n->out = out;
+    memset(&n->p, 0, sizeof n->p);
+    ctx->nnodes++;
+    out->node = (int64_t)idx;
+    out->requires_grad = true;
+    return n;
+oom:
+    jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory recording the op",
+               jac__op_names[op]);
+    *failed = true;
+    return NULL;
+}
+
+static void truncate_tape(jac_ctx *ctx, size_t nnodes)
+{
+    for (size_t i = nnodes; i < ctx->nnodes; i++) {
+        jac__node *n = jac__node_at(ctx, (int64_t)i);
+        if (n->in != n->in_inline)
+            jac__free(ctx, n->in, (size_t)n->nin * sizeof(jac_tensor *));
+        n->in = NULL;
+    }
+    if (nnodes < ctx->nnodes)
+        ctx->nnodes = nnodes;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scopes                                                                   */
+/* ------------------------------------------------------------------------ */
+
+jac_scope jac_scope_begin(jac_ctx *ctx)
+{
+    jac_scope s = {0, 0};
+    if (ctx) {
+        s.tensors = ctx->ntensors;
+        s.nodes = ctx->nnodes;
+    }
+    return s;
+}
+
+/* Keeps the .grad of a surviving tensor when it was made inside the scope. */
+static bool keep_grad(const jac_tensor *t, size_t mark)
+{
+    jac_tensor *g = t->grad;
+    if (g && g->slot >= mark && !g->keep) {
+        g->keep = true;
+        return true;
+    }
+    return false;
+}
+
+jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark,
+                         jac_tensor *const *keep, size_t nkeep)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    if (mark.tensors > ctx->ntensors || mark.nodes > ctx->nnodes)
+        return jac__error(ctx, JAC_ERR_VALUE,
+                          "scope_end: the mark is newer than the context "
+                          "(ended twice, or out of order?)");
+    if (nkeep > 0 && keep == NULL)
+        return jac__error(ctx, JAC_ERR_NULL_ARG, "scope_end: keep is NULL");
+    for (size_t i = 0; i < nkeep; i++) {
+        if (keep[i] == NULL)
+            continue;
+        if (!jac__check_arg(ctx, "scope_end", keep[i]))
+            return ctx->status;
+    }
+    for (size_t i = 0; i < nkeep; i++)
+        if (keep[i])
+            keep[i]->keep = true;
+    for (size_t i = 0; i < mark.tensors; i++)
+        keep_grad(ctx->tensors[i], mark.tensors);
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (size_t i = mark.tensors; i < ctx->ntensors; i++)
+            if (ctx->tensors[i]->keep)
+                changed |= keep_grad(ctx->tensors[i], mark.tensors);
+    }
+
+    size_t w = mark.tensors;
+    for (size_t i = mark.tensors; i < ctx->ntensors; i++) {
+        jac_tensor *t = ctx->tensors[i];
+        if (t->keep) {
+            t->keep = false;
+            if (t->node >= 0) {
+                t->node = -1;
+                t->requires_grad = false;
+            }
+            t->slot = w;
+            ctx->tensors[w++] = t;
+        } else {
+            jac__tensor_release(ctx, t);
+        }
+    }
+    for (size_t i = 0; i < nkeep; i++)
+        if (keep[i])
+            keep[i]->keep = false;
+    ctx->ntensors = w;
+    truncate_tape(ctx, mark.nodes);
+    return JAC_OK;
+}

@@ -1,0 +1,315 @@
+/*
+ * Internal structures shared by the library's source files. Nothing here is
+ * part of the public API; names shared between files start with jac__.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JAC_INTERNAL_H
+#define JAC_INTERNAL_H
+
+#include "jacobian.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* The op table                                                             */
+/*                                                                          */
+/* X(ENUM, name, vjp): every recorded op, its name in messages, and the     */
+/* backward rule jac__vjp_<vjp> defined in the op's family file beside its  */
+/* forward kernel.                                                          */
+/* ------------------------------------------------------------------------ */
+
+#define JAC__OP_TABLE(X)                                                       \
+    X(ADD, "add", add)                                                         \
+    X(SUB, "sub", sub)                                                         \
+    X(MUL, "mul", mul)                                                         \
+    X(DIV, "div", div)                                                         \
+    X(AFFINE, "affine", affine)                                                \
+    X(POW_SCALAR, "pow_scalar", pow_scalar)                                    \
+    X(EXP, "exp", exp)                                                         \
+    X(LOG, "log", log)                                                         \
+    X(SIN, "sin", sin)                                                         \
+    X(COS, "cos", cos)                                                         \
+    X(TANH, "tanh", tanh)                                                      \
+    X(SUM_AXES, "sum", sum_axes)                                               \
+    X(SUM_TO, "sum_to_shape", sum_to)                                          \
+    X(EXPAND, "expand", expand)                                                \
+    X(MATMUL, "matmul", matmul)                                                \
+    X(TRANSPOSE, "transpose", transpose)                                       \
+    X(RESHAPE, "reshape", reshape)                                             \
+    X(SLICE, "slice", slice)                                                   \
+    X(SLICE_SCATTER, "slice_scatter", slice_scatter)                           \
+    X(CONCAT, "concat", concat)
+
+typedef enum jac__op {
+#define JAC__OP_ENUM(e, name, vjp) JAC__OP_##e,
+    JAC__OP_TABLE(JAC__OP_ENUM)
+#undef JAC__OP_ENUM
+        JAC__OP_COUNT
+} jac__op;
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define JAC__TENSOR_MAGIC 0x4a414354u /* "JACT" */
+#define JAC__TENSOR_DEAD 0xdeadbeefu
+
+/* Reference-counted storage: reshape shares it instead of copying. */
+typedef struct jac__buf {
+    int64_t refcount;
+    size_t bytes; /* usable bytes after the header */
+    int size_class; /* pool class, or -1 when allocated on its own */
+    int pad_;
+    /* double data[] follows, 16-byte aligned */
+} jac__buf;
+
+#define JAC__BUF_DATA(b) ((double *)(void *)((char *)(b) + sizeof(jac__buf)))
+
+struct jac_tensor {
+    uint32_t magic;
+    int ndim;
+    int64_t shape[JAC_MAX_DIMS];
+    int64_t numel;
+    double *data;
+    jac__buf *buf;
+    jac_ctx *ctx;
+    int64_t node;    /* tape index of the op that made it; -1 for leaves */
+    size_t slot;     /* position in the context's tensor registry */
+    uint64_t seq;    /* creation order, strictly increasing */
+    jac_tensor *grad;  /* gradient accumulated by jac_backward */
+    bool requires_grad;
+    bool keep;       /* scratch for jac_scope_end */
+    /* Scratch for building a backward plan (single-threaded): */
+    uint64_t stamp;  /* plan id that last visited this tensor */
+    int32_t plan_slot;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Tape nodes                                                               */
+/* ------------------------------------------------------------------------ */
+
+#define JAC__NODE_INLINE_INPUTS 2
+
+typedef struct jac__node {
+    jac__op op;
+    int nin;
+    bool released;
+    jac_tensor *in_inline[JAC__NODE_INLINE_INPUTS];
+    jac_tensor **in; /* points at in_inline, or at a pooled array for more */
+    jac_tensor *out;
+    /* Op parameters that the backward rule needs besides the tensors. */
+    union {
+        double scalar; /* pow_scalar */
+        struct {
+            double alpha, beta; /* y = alpha * x + beta */
+        } affine;
+        struct {
+            int axis;
+            int64_t start, stop, step;
+        } slice; /* slice, slice_scatter */
+        struct {
+            int axis0, axis1;
+        } transpose;
+        struct {
+            uint32_t axes_mask;
+            bool keepdim;
+        } reduce;
+        struct {
+            int nlead; /* leading axes kept as they are (sum_to) */
+        } sum_to;
+        struct {
+            int axis;
+        } concat;
+    } p;
+} jac__node;
+
+/* Nodes live in fixed blocks so that pointers stay valid while a backward
+ * rule records new nodes (create-graph). */
+#define JAC__NODE_BLOCK_BITS 10
+#define JAC__NODE_BLOCK (1u << JAC__NODE_BLOCK_BITS)
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Pool classes: 64 bytes << k. Larger blocks go to the allocator directly. */
+#define JAC__POOL_CLASSES 21
+
+struct jac_ctx {
+    jac_allocator alloc;
+    size_t memory; /* bytes held from the allocator */
+
+    jac_status status;
+    char message[512];
+
+    bool grad_enabled;
+    uint64_t next_seq;
+    uint64_t next_plan_id;
+
+    /* Registry of live tensors in creation order. */
+    jac_tensor **tensors;
+    size_t ntensors, cap_tensors;
+
+    /* Tape: nodes in blocks. */
+    jac__node **blocks;
+    size_t nblocks, cap_blocks;
+    size_t nnodes;
+
+    /* Free lists. */
+    jac_tensor *free_tensors; /* linked through ->grad */
+    void *pool[JAC__POOL_CLASSES];
+};
+
+/* ------------------------------------------------------------------------ */
+/* Context services (context.c)                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Records an error unless one is already kept; always returns code. */
+jac_status jac__error(jac_ctx *ctx, jac_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+void *jac__alloc(jac_ctx *ctx, size_t bytes);
+void jac__free(jac_ctx *ctx, void *ptr, size_t bytes);
+/* Grows *arr (elements of size elem) to hold at least need; JAC_OK or OOM. */
+jac_status jac__grow(jac_ctx *ctx, void **arr, size_t *cap, size_t need,
+                     size_t elem);
+
+/* A new tensor of the given shape, uninitialised data (registered).
+ * Checks rank, extents and overflow; op names the caller in messages. */
+jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
+                              const int64_t *shape);
+/* A new tensor sharing t's storage with another shape of equal numel. */
+jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
+                             const int64_t *shape);
+/* Frees a tensor's header and its reference to storage (not its grad). */
+void jac__tensor_release(jac_ctx *ctx, jac_tensor *t);
+
+/* The node at tape index i. */
+static inline jac__node *jac__node_at(const jac_ctx *ctx, int64_t i)
+{
+    size_t u = (size_t)i;
+    return &ctx->blocks[u >> JAC__NODE_BLOCK_BITS][u & (JAC__NODE_BLOCK - 1)];
+}
+
+/* Validates a tensor argument of op: non-NULL (without a new error when one
+ * is already kept), alive, and owned by ctx. */
+bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t);
+
+/* Whether an op on these inputs must be recorded. */
+static inline bool jac__should_record(const jac_ctx *ctx, int n,
+                                      jac_tensor *const *ins)
+{
+    if (!ctx->grad_enabled)
+        return false;
+    for (int i = 0; i < n; i++)
+        if (ins[i]->requires_grad)
+            return true;
+    return false;
+}
+
+/* Appends a node for out = op(ins) when recording is on and an input
+ * requires gradients. Returns the node (for parameters) or NULL when nothing
+ * was recorded; on allocation failure releases nothing and sets *failed. */
+jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out, int nin,
+                       jac_tensor *const *ins, bool *failed);
+
+/* Formats a shape as "(2, 3)" into buf; returns buf. */
+const char *jac__shape_str(char *buf, size_t size, int ndim,
+                           const int64_t *shape);
+#define JAC__SHAPE_STR_MAX 200
+
+/* Element count of a shape, or -1 on overflow. */
+int64_t jac__numel(int ndim, const int64_t *shape);
+
+/* Normalises a possibly negative axis against ndim; -1 when out of range. */
+static inline int jac__axis(int axis, int ndim)
+{
+    if (axis < 0)
+        axis += ndim;
+    return (axis < 0 || axis >= ndim) ? -1 : axis;
+}
+
+extern const char *const jac__op_names[JAC__OP_COUNT];
+
+/* ------------------------------------------------------------------------ */
+/* Backward rules                                                           */
+/*                                                                          */
+/* A rule receives the node, the cotangent g of its output, and need[i]    */
+/* telling which inputs want a cotangent. g has shape batch ++ out.shape,   */
+/* where batch is zero or more leading axes (batched seeds, nested         */
+/* create-graph passes); the rule writes gin[i] of shape batch ++           */
+/* in[i].shape using public, differentiable ops only, so the rule records   */
+/* itself under create-graph. Returns JAC_OK or the context's error.        */
+/* ------------------------------------------------------------------------ */
+
+typedef jac_status (*jac__vjp_fn)(jac_ctx *ctx, const jac__node *node,
+                                  jac_tensor *g, const bool *need,
+                                  jac_tensor **gin);
+
+#define JAC__VJP_DECL(e, name, vjp)                                            \
+    jac_status jac__vjp_##vjp(jac_ctx *ctx, const jac__node *node,             \
+                              jac_tensor *g, const bool *need,                 \
+                              jac_tensor **gin);
+JAC__OP_TABLE(JAC__VJP_DECL)
+#undef JAC__VJP_DECL
+
+/* Rule helpers (reduce.c). */
+
+/* Number of batch axes of a cotangent g of a node output. */
+static inline int jac__batch_ndim(const jac_tensor *g, const jac_tensor *out)
+{
+    return g->ndim - out->ndim;
+}
+
+/* Builds batch ++ shape from the first nbatch extents of g. Returns the rank
+ * or -1 when it exceeds JAC_MAX_DIMS. */
+int jac__batched_shape(const jac_tensor *g, int nbatch, int ndim,
+                       const int64_t *shape, int64_t *dst);
+
+/* Sums g (shape batch ++ s) down to batch ++ shape, where s broadcasts from
+ * shape; returns g itself when nothing needs summing. */
+jac_tensor *jac__sum_to_batched(jac_ctx *ctx, jac_tensor *g, int nbatch,
+                                int ndim, const int64_t *shape);
+
+/* Internal op constructors used by rules. */
+jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
+                        const int64_t *shape);
+jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
+                               const int64_t *shape, int axis, int64_t start,
+                               int64_t stop, int64_t step);
+
+/* Broadcast shape of two shapes; returns rank or -1 when incompatible. */
+int jac__broadcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb,
+                         int64_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Backward plans (autograd.c)                                              */
+/*                                                                          */
+/* A plan lists, newest first, the tape nodes that lie between the given    */
+/* inputs and outputs, with a cotangent slot for every tensor involved. It  */
+/* is built once and then run for any number of seeds (one Jacobian row or  */
+/* block per run); running only reads it.                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct jac__plan jac__plan;
+
+jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
+                           jac_tensor *const *outputs, size_t ninputs,
+                           jac_tensor *const *inputs, jac__plan **plan);
+void jac__plan_free(jac_ctx *ctx, jac__plan *plan);
+/* Whether output k depends on any input. */
+bool jac__plan_output_used(const jac__plan *plan, size_t k);
+/* Runs the plan: seeds[k] (batch ++ outputs[k].shape, or NULL to skip
+ * output k), grads[i] receives the cotangent of input i or NULL when none
+ * arrived. Honours JAC_CREATE_GRAPH and JAC_RETAIN_GRAPH. */
+jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
+                         jac_tensor *const *seeds, unsigned flags,
+                         jac_tensor **grads);
+
+#endif /* JAC_INTERNAL_H */

@@ -1,0 +1,340 @@
+/*
+ * Linear algebra: matmul with NumPy's rules through CBLAS, and transpose.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+#include <cblas.h>
+
+/* BLAS wants leading dimensions of at least 1, even for empty matrices. */
+static blasint ld(int64_t n) { return (blasint)(n > 1 ? n : 1); }
+
+/* ------------------------------------------------------------------------ */
+/* matmul                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void gemm(int64_t m, int64_t n, int64_t k, const double *a,
+                 const double *b, double *c)
+{
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0) {
+        memset(c, 0, (size_t)(m * n) * sizeof(double));
+        return;
+    }
+    if (n == 1) {
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)k, 1.0,
+                    a, ld(k), b, 1, 0.0, c, 1);
+        return;
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m,
+                (blasint)n, (blasint)k, 1.0, a, ld(k), b, ld(n), 0.0, c,
+                ld(n));
+}
+
+/* y[n] = x[k] @ B[k, n]. */
+static void gevm(int64_t k, int64_t n, const double *x, const double *b,
+                 double *y)
+{
+    if (n == 0)
+        return;
+    if (k == 0) {
+        memset(y, 0, (size_t)n * sizeof(double));
+        return;
+    }
+    cblas_dgemv(CblasRowMajor, CblasTrans, (blasint)k, (blasint)n, 1.0, b,
+                ld(n), x, 1, 0.0, y, 1);
+}
+
+static jac_tensor *matmul_error(jac_ctx *ctx, const jac_tensor *a,
+                                const jac_tensor *b, const char *why)
+{
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    jac__error(ctx, why ? JAC_ERR_RANK : JAC_ERR_SHAPE,
+               "matmul: shapes %s and %s %s",
+               jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
+               jac__shape_str(s2, sizeof s2, b->ndim, b->shape),
+               why ? why : "do not match (inner extents differ or batch "
+                           "axes do not broadcast)");
+    return NULL;
+}
+
+/* Both operands of rank >= 2: the batch axes broadcast, each batch is one
+ * GEMM; when b has no batch axes, a's batch folds into one tall GEMM. */
+static void matmul_batched(const jac_tensor *a, const jac_tensor *b,
+                           jac_tensor *y, int nbatch)
+{
+    int64_t m = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1];
+    int64_t n = b->shape[b->ndim - 1];
+    if (b->ndim == 2) {
+        gemm(n ? y->numel / n : 0, n, k, a->data, b->data, y->data);
+        return;
+    }
+    int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
+    int64_t mat_a = m * k, mat_b = k * n, mat_y = m * n;
+    /* Broadcast strides, in matrices, of a's and b's batch axes. */
+    int64_t stride_a = 1, stride_b = 1;
+    for (int i = nbatch - 1; i >= 0; i--) {
+        int ka = i - (nbatch - (a->ndim - 2));
+        int kb = i - (nbatch - (b->ndim - 2));
+        int64_t ea = ka >= 0 ? a->shape[ka] : 1;
+        int64_t eb = kb >= 0 ? b->shape[kb] : 1;
+        sa[i] = ea == 1 ? 0 : stride_a;
+        sb[i] = eb == 1 ? 0 : stride_b;
+        stride_a *= ea;
+        stride_b *= eb;
+    }
+    int64_t count = mat_y ? y->numel / mat_y : 0;
+    int64_t oa = 0, ob = 0;
+    for (int64_t c = 0; c < count; c++) {
+        gemm(m, n, k, a->data + oa * mat_a, b->data + ob * mat_b,
+             y->data + c * mat_y);
+        for (int d = nbatch - 1; d >= 0; d--) {
+            oa += sa[d];
+            ob += sb[d];
+            if (++idx[d] < y->shape[d])
+                break;
+            oa -= sa[d] * y->shape[d];
+            ob -= sb[d] * y->shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "matmul", a) ||
+        !jac__check_arg(ctx, "matmul", b))
+        return NULL;
+    if (a->ndim == 0 || b->ndim == 0)
+        return matmul_error(ctx, a, b, "are invalid: operands need rank >= 1");
+    int64_t k = a->shape[a->ndim - 1];
+    int64_t kb = b->ndim == 1 ? b->shape[0] : b->shape[b->ndim - 2];
+    if (k != kb)
+        return matmul_error(ctx, a, b, NULL);
+    int64_t shape[JAC_MAX_DIMS];
+    int nd, nbatch = 0;
+    if (a->ndim == 1 && b->ndim == 1) {
+        nd = 0;
+    } else if (b->ndim == 1) {
+        nd = a->ndim - 1;
+        memcpy(shape, a->shape, (size_t)nd * sizeof(int64_t));
+    } else if (a->ndim == 1) {
+        nd = b->ndim - 1;
+        memcpy(shape, b->shape, (size_t)(nd - 1) * sizeof(int64_t));
+        shape[nd - 1] = b->shape[b->ndim - 1];
+    } else {
+        nbatch = jac__broadcast_shape(a->ndim - 2, a->shape, b->ndim - 2,
+                                      b->shape, shape);
+        if (nbatch < 0)
+            return matmul_error(ctx, a, b, NULL);
+        shape[nbatch] = a->shape[a->ndim - 2];
+        shape[nbatch + 1] = b->shape[b->ndim - 1];
+        nd = nbatch + 2;
+    }
+    jac_tensor *y = jac__tensor_alloc(ctx, "matmul", nd, shape);
+    if (y == NULL)
+        return NULL;
+    if (a->ndim == 1 && b->ndim == 1) {
+        y->data[0] = k ? cblas_ddot((blasint)k, a->data, 1, b->data, 1) : 0.0;
+    } else if (b->ndim == 1) {
+        gemm(y->numel, 1, k, a->data, b->data, y->data);
+    } else if (a->ndim == 1) {
+        int64_t n = b->shape[b->ndim - 1], mat = k * n;
+        int64_t count = n ? y->numel / n : 0;
+        for (int64_t c = 0; c < count; c++)
+            gevm(k, n, a->data, b->data + c * mat, y->data + c * n);
+    } else {
+        matmul_batched(a, b, y, nbatch);
+    }
+    jac_tensor *ins[2] = {a, b};
+    bool failed;
+    jac__record(ctx, JAC__OP_MATMUL, y, 2, ins, &failed);
+    return failed ? NULL : y;
+}
+
+/* Reshape helper for rules: g's batch axes followed by shape. */
+static jac_tensor *reshape_batched(jac_ctx *ctx, jac_tensor *g, int nb,
+                                   int ndim, const int64_t *shape)
+{
+    int64_t s[JAC_MAX_DIMS];
+    int n = jac__batched_shape(g, nb, ndim, shape, s);
+    if (n < 0) {
+        jac__error(ctx, JAC_ERR_RANK, "matmul: batched gradient exceeds rank %d",
+                   JAC_MAX_DIMS);
+        return NULL;
+    }
+    return jac_reshape(ctx, g, n, s);
+}
+
+/* The matrix-vector and vector-matrix cases keep their own rules so that a
+ * block of seeds becomes one GEMM instead of a batch of thin products; every
+ * other case promotes 1-D operands to matrices and uses
+ * dA = g B^T, dB = A^T g, summed over broadcast batch axes. */
+jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                           const bool *need, jac_tensor **gin)
+{
+    jac_tensor *a = node->in[0], *b = node->in[1];
+    int nb = jac__batch_ndim(g, node->out);
+    int64_t k = a->shape[a->ndim - 1];
+
+    if (a->ndim == 2 && b->ndim == 1) {
+        if (need[1] && !(gin[1] = jac_matmul(ctx, g, a)))
+            return ctx->status;
+        if (need[0]) {
+            int64_t s[2] = {a->shape[0], 1};
+            jac_tensor *gc = reshape_batched(ctx, g, nb, 2, s);
+            if (!(gin[0] = jac_mul(ctx, gc, b)))
+                return ctx->status;
+        }
+        return JAC_OK;
+    }
+    if (a->ndim == 1 && b->ndim == 2) {
+        if (need[0] &&
+            !(gin[0] = jac_matmul(ctx, g, jac_transpose(ctx, b, 0, 1))))
+            return ctx->status;
+        if (need[1]) {
+            int64_t sa[2] = {k, 1}, sg[2] = {1, b->shape[1]};
+            jac_tensor *ac = jac_reshape(ctx, a, 2, sa);
+            jac_tensor *gr = reshape_batched(ctx, g, nb, 2, sg);
+            if (!(gin[1] = jac_mul(ctx, ac, gr)))
+                return ctx->status;
+        }
+        return JAC_OK;
+    }
+    if (a->ndim == 1 && b->ndim == 1) {
+        int64_t one = 1;
+        jac_tensor *gc = reshape_batched(ctx, g, nb, 1, &one);
+        if (need[0] && !(gin[0] = jac_mul(ctx, gc, b)))
+            return ctx->status;
+        if (need[1] && !(gin[1] = jac_mul(ctx, gc, a)))
+            return ctx->status;
+        return JAC_OK;
+    }
+
+    /* General case on promoted operands. */
+    int64_t as[JAC_MAX_DIMS], bs[JAC_MAX_DIMS], cs[JAC_MAX_DIMS];
+    int an = a->ndim, bn = b->ndim;
+    memcpy(as, a->shape, (size_t)an * sizeof(int64_t));
+    memcpy(bs, b->shape, (size_t)bn * sizeof(int64_t));
+    if (an == 1) {
+        as[0] = 1;
+        as[1] = k;
+        an = 2;
+    }
+    if (bn == 1) {
+        bs[0] = k;
+        bs[1] = 1;
+        bn = 2;
+    }
+    int nbatch = jac__broadcast_shape(an - 2, as, bn - 2, bs, cs);
+    cs[nbatch] = as[an - 2];
+    cs[nbatch + 1] = bs[bn - 1];
+    jac_tensor *ap = an == a->ndim ? a : jac_reshape(ctx, a, an, as);
+    jac_tensor *bp = bn == b->ndim ? b : jac_reshape(ctx, b, bn, bs);
+    jac_tensor *gp = reshape_batched(ctx, g, nb, nbatch + 2, cs);
+    if (ap == NULL || bp == NULL || gp == NULL)
+        return ctx->status;
+    if (need[0]) {
+        jac_tensor *d = jac_matmul(ctx, gp, jac_transpose(ctx, bp, -1, -2));
+        d = d ? jac__sum_to_batched(ctx, d, nb, an, as) : NULL;
+        if (d && an != a->ndim)
+            d = reshape_batched(ctx, d, nb, a->ndim, a->shape);
+        if (!(gin[0] = d))
+            return ctx->status;
+    }
+    if (need[1]) {
+        jac_tensor *d = jac_matmul(ctx, jac_transpose(ctx, ap, -1, -2), gp);
+        d = d ? jac__sum_to_batched(ctx, d, nb, bn, bs) : NULL;
+        if (d && bn != b->ndim)
+            d = reshape_batched(ctx, d, nb, b->ndim, b->shape);
+        if (!(gin[1] = d))
+            return ctx->status;
+    }
+    return JAC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* transpose                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* y = a with axes i and j swapped: walk y in order, read a through swapped
+ * strides. */
+static void transpose_kernel(const jac_tensor *a, int i, int j, jac_tensor *y)
+{
+    if (y->numel == 0)
+        return;
+    int n = a->ndim;
+    int64_t as[JAC_MAX_DIMS], rs[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
+    int64_t s = 1;
+    for (int d = n - 1; d >= 0; d--) {
+        as[d] = s;
+        s *= a->shape[d];
+    }
+    for (int d = 0; d < n; d++)
+        rs[d] = as[d];
+    rs[i] = as[j];
+    rs[j] = as[i];
+    int64_t inner = y->shape[n - 1], outer = y->numel / inner;
+    int64_t si = rs[n - 1], off = 0;
+    double *out = y->data;
+    for (int64_t o = 0; o < outer; o++) {
+        const double *src = a->data + off;
+        for (int64_t t = 0; t < inner; t++)
+            out[t] = src[t * si];
+        out += inner;
+        for (int d = n - 2; d >= 0; d--) {
+            off += rs[d];
+            if (++idx[d] < y->shape[d])
+                break;
+            off -= rs[d] * y->shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0, int axis1)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "transpose", a))
+        return NULL;
+    int i = jac__axis(axis0, a->ndim), j = jac__axis(axis1, a->ndim);
+    if (i < 0 || j < 0) {
+        char s[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_AXIS,
+                   "transpose: axes %d and %d are out of range for shape %s",
+                   axis0, axis1, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    int64_t shape[JAC_MAX_DIMS];
+    memcpy(shape, a->shape, (size_t)a->ndim * sizeof(int64_t));
+    shape[i] = a->shape[j];
+    shape[j] = a->shape[i];
+    jac_tensor *y = jac__tensor_alloc(ctx, "transpose", a->ndim, shape);
+    if (y == NULL)
+        return NULL;
+    if (i == j)
+        memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
+    else
+        transpose_kernel(a, i, j, y);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_TRANSPOSE, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.transpose.axis0 = i;
+        node->p.transpose.axis1 = j;
+    }
+    return y;
+}
+
+jac_status jac__vjp_transpose(jac_ctx *ctx, const jac__node *node,
+                              jac_tensor *g, const bool *need,
+                              jac_tensor **gin)
+{
+    (void)need;
+    int nb = jac__batch_ndim(g, node->out);
+    gin[0] = jac_transpose(ctx, g, nb + node->p.transpose.axis0,
+                           nb + node->p.transpose.axis1);
+    return gin[0] ? JAC_OK : ctx->status;
+}

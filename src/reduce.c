@@ -1,0 +1,319 @@
+/*
+ * Reductions and their adjoint, broadcasting: sum over axes, sum_to_shape
+ * and expand. The last two undo each other, which is what lets every
+ * broadcasting op write its backward rule with differentiable ops.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y);
+
+/* ------------------------------------------------------------------------ */
+/* The reduction kernel                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* out[...] = sum of a over the axes in mask; out is laid out as a's shape
+ * with the reduced axes removed (equivalently, kept with extent 1). */
+static void reduce_kernel(const jac_tensor *a, uint32_t mask, double *out,
+                          int64_t out_numel)
+{
+    memset(out, 0, (size_t)out_numel * sizeof(double));
+    if (a->numel == 0)
+        return;
+    int n = a->ndim;
+    if (out_numel == 1) {
+        double s = 0.0;
+        for (int64_t i = 0; i < a->numel; i++)
+            s += a->data[i];
+        out[0] = s;
+        return;
+    }
+    int64_t os[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
+    int64_t stride = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        if (mask & (1u << i)) {
+            os[i] = 0;
+        } else {
+            os[i] = stride;
+            stride *= a->shape[i];
+        }
+    }
+    int64_t inner = a->shape[n - 1];
+    int64_t outer = a->numel / inner;
+    int64_t s_in = os[n - 1];
+    const double *src = a->data;
+    int64_t off = 0;
+    for (int64_t o = 0; o < outer; o++) {
+        double *dst = out + off;
+        if (s_in == 0) {
+            double s = 0.0;
+            for (int64_t i = 0; i < inner; i++)
+                s += src[i];
+            dst[0] += s;
+        } else {
+            for (int64_t i = 0; i < inner; i++)
+                dst[i] += src[i];
+        }
+        src += inner;
+        for (int d = n - 2; d >= 0; d--) {
+            off += os[d];
+            if (++idx[d] < a->shape[d])
+                break;
+            off -= os[d] * a->shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* sum over axes                                                            */
+/* ------------------------------------------------------------------------ */
+
+static jac_tensor *sum_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
+                            bool keepdim)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < a->ndim; i++) {
+        if (mask & (1u << i)) {
+            if (keepdim)
+                shape[nd++] = 1;
+        } else {
+            shape[nd++] = a->shape[i];
+        }
+    }
+    jac_tensor *y = jac__tensor_alloc(ctx, "sum", nd, shape);
+    if (y == NULL)
+        return NULL;
+    reduce_kernel(a, mask, y->data, y->numel);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_SUM_AXES, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.reduce.axes_mask = mask;
+        node->p.reduce.keepdim = keepdim;
+    }
+    return y;
+}
+
+jac_tensor *jac_sum(jac_ctx *ctx, jac_tensor *a)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "sum", a))
+        return NULL;
+    uint32_t mask = a->ndim ? (1u << a->ndim) - 1u : 0u;
+    return sum_mask(ctx, a, mask, false);
+}
+
+jac_tensor *jac_sum_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                         const int *axes, bool keepdim)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "sum", a))
+        return NULL;
+    if (naxes < 0 || (naxes > 0 && axes == NULL)) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "sum: axes is NULL or naxes < 0");
+        return NULL;
+    }
+    uint32_t mask = 0;
+    char s[JAC__SHAPE_STR_MAX];
+    for (int i = 0; i < naxes; i++) {
+        int ax = jac__axis(axes[i], a->ndim);
+        if (ax < 0 || (mask & (1u << ax))) {
+            jac__error(ctx, JAC_ERR_AXIS,
+                       "sum: axis %d is out of range or repeated for shape %s",
+                       axes[i], jac__shape_str(s, sizeof s, a->ndim, a->shape));
+            return NULL;
+        }
+        mask |= 1u << ax;
+    }
+    return sum_mask(ctx, a, mask, keepdim);
+}
+
+jac_tensor *jac_sum_axis(jac_ctx *ctx, jac_tensor *a, int axis, bool keepdim)
+{
+    return jac_sum_axes(ctx, a, 1, &axis, keepdim);
+}
+
+/* The cotangent of a sum is spread back over the summed axes: reshape to the
+ * keep-dims form, then expand. */
+jac_status jac__vjp_sum_axes(jac_ctx *ctx, const jac__node *node,
+                             jac_tensor *g, const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    const jac_tensor *a = node->in[0];
+    int nb = jac__batch_ndim(g, node->out);
+    int64_t kshape[JAC_MAX_DIMS], full[JAC_MAX_DIMS];
+    for (int i = 0; i < a->ndim; i++)
+        kshape[i] = (node->p.reduce.axes_mask & (1u << i)) ? 1 : a->shape[i];
+    int nk = jac__batched_shape(g, nb, a->ndim, kshape, kshape);
+    int nf = jac__batched_shape(g, nb, a->ndim, a->shape, full);
+    if (nk < 0 || nf < 0)
+        return jac__error(ctx, JAC_ERR_RANK,
+                          "sum: batched gradient exceeds rank %d",
+                          JAC_MAX_DIMS);
+    jac_tensor *r = jac_reshape(ctx, g, nk, kshape);
+    gin[0] = jac_expand(ctx, r, nf, full);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* sum_to (the adjoint of expand)                                           */
+/* ------------------------------------------------------------------------ */
+
+int jac__batched_shape(const jac_tensor *g, int nbatch, int ndim,
+                       const int64_t *shape, int64_t *dst)
+{
+    if (nbatch + ndim > JAC_MAX_DIMS)
+        return -1;
+    /* shape may alias dst: move it first. */
+    memmove(dst + nbatch, shape, (size_t)ndim * sizeof(int64_t));
+    memcpy(dst, g->shape, (size_t)nbatch * sizeof(int64_t));
+    return nbatch + ndim;
+}
+
+/* Whether shape (rank ndim) broadcasts to exactly a's shape past nlead. */
+static bool broadcasts_to(const jac_tensor *a, int nlead, int ndim,
+                          const int64_t *shape)
+{
+    int rest = a->ndim - nlead;
+    if (ndim > rest)
+        return false;
+    for (int k = 0; k < ndim; k++) {
+        int64_t want = a->shape[a->ndim - ndim + k];
+        if (shape[k] != want && shape[k] != 1)
+            return false;
+    }
+    return true;
+}
+
+jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
+                        const int64_t *shape)
+{
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    if (ndim < 0 || nlead < 0 || nlead + ndim > JAC_MAX_DIMS ||
+        !broadcasts_to(a, nlead, ndim, shape)) {
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "sum_to_shape: shape %s does not broadcast to %s",
+                   jac__shape_str(s1, sizeof s1, ndim < 0 ? 0 : ndim, shape),
+                   jac__shape_str(s2, sizeof s2, a->ndim, a->shape));
+        return NULL;
+    }
+    int64_t oshape[JAC_MAX_DIMS];
+    memcpy(oshape, a->shape, (size_t)nlead * sizeof(int64_t));
+    memcpy(oshape + nlead, shape, (size_t)ndim * sizeof(int64_t));
+    uint32_t mask = 0;
+    int drop = a->ndim - nlead - ndim;
+    for (int i = nlead; i < a->ndim; i++) {
+        int k = i - nlead - drop;
+        if (k < 0 || (shape[k] == 1 && a->shape[i] != 1))
+            mask |= 1u << i;
+    }
+    jac_tensor *y = jac__tensor_alloc(ctx, "sum_to_shape", nlead + ndim, oshape);
+    if (y == NULL)
+        return NULL;
+    if (mask == 0)
+        memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
+    else
+        reduce_kernel(a, mask, y->data, y->numel);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_SUM_TO, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node)
+        node->p.sum_to.nlead = nlead;
+    return y;
+}
+
+jac_tensor *jac_sum_to_shape(jac_ctx *ctx, jac_tensor *a, int ndim,
+                             const int64_t *shape)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "sum_to_shape", a))
+        return NULL;
+    if (ndim > 0 && shape == NULL) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "sum_to_shape: shape is NULL");
+        return NULL;
+    }
+    return jac__sum_to(ctx, a, 0, ndim, shape);
+}
+
+jac_tensor *jac__sum_to_batched(jac_ctx *ctx, jac_tensor *g, int nbatch,
+                                int ndim, const int64_t *shape)
+{
+    if (g->ndim - nbatch == ndim &&
+        memcmp(g->shape + nbatch, shape, (size_t)ndim * sizeof(int64_t)) == 0)
+        return g;
+    return jac__sum_to(ctx, g, nbatch, ndim, shape);
+}
+
+/* The cotangent of sum_to is spread back: pad the kept shape with ones to the
+ * input's rank (so it aligns past the batch axes), then expand. */
+jac_status jac__vjp_sum_to(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                           const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    const jac_tensor *a = node->in[0];
+    const jac_tensor *y = node->out;
+    int nb = jac__batch_ndim(g, y);
+    int nlead = node->p.sum_to.nlead;
+    int64_t padded[JAC_MAX_DIMS], full[JAC_MAX_DIMS];
+    int rest_in = a->ndim - nlead, rest_out = y->ndim - nlead;
+    for (int i = 0; i < nlead; i++)
+        padded[i] = a->shape[i];
+    for (int i = 0; i < rest_in - rest_out; i++)
+        padded[nlead + i] = 1;
+    memcpy(padded + nlead + rest_in - rest_out, y->shape + nlead,
+           (size_t)rest_out * sizeof(int64_t));
+    int np = jac__batched_shape(g, nb, a->ndim, padded, padded);
+    int nf = jac__batched_shape(g, nb, a->ndim, a->shape, full);
+    if (np < 0 || nf < 0)
+        return jac__error(ctx, JAC_ERR_RANK,
+                          "sum_to_shape: batched gradient exceeds rank %d",
+                          JAC_MAX_DIMS);
+    jac_tensor *r = jac_reshape(ctx, g, np, padded);
+    gin[0] = jac_expand(ctx, r, nf, full);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* expand                                                                   */
+/* ------------------------------------------------------------------------ */
+
+jac_tensor *jac_expand(jac_ctx *ctx, jac_tensor *a, int ndim,
+                       const int64_t *shape)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "expand", a))
+        return NULL;
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    int64_t b[JAC_MAX_DIMS];
+    if (ndim < 0 || ndim > JAC_MAX_DIMS || (ndim > 0 && shape == NULL)) {
+        jac__error(ctx, ndim > JAC_MAX_DIMS ? JAC_ERR_RANK : JAC_ERR_NULL_ARG,
+                   "expand: invalid target shape (rank %d)", ndim);
+        return NULL;
+    }
+    int nb = jac__broadcast_shape(a->ndim, a->shape, ndim, shape, b);
+    if (nb != ndim ||
+        memcmp(b, shape, (size_t)ndim * sizeof(int64_t)) != 0) {
+        jac__error(ctx, JAC_ERR_SHAPE, "expand: shape %s cannot expand to %s",
+                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
+                   jac__shape_str(s2, sizeof s2, ndim, shape));
+        return NULL;
+    }
+    jac_tensor *y = jac__tensor_alloc(ctx, "expand", ndim, shape);
+    if (y == NULL)
+        return NULL;
+    jac__broadcast_copy(a, y);
+    bool failed;
+    jac__record(ctx, JAC__OP_EXPAND, y, 1, &a, &failed);
+    return failed ? NULL : y;
+}
+
+jac_status jac__vjp_expand(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                           const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    const jac_tensor *a = node->in[0];
+    gin[0] = jac__sum_to_batched(ctx, g, jac__batch_ndim(g, node->out),
+                                 a->ndim, a->shape);
+    return gin[0] ? JAC_OK : ctx->status;
+}
