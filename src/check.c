@@ -22,26 +22,6 @@ static jac_check_opts resolve_opts(const jac_check_opts *opts)
     return o;
 }
 
-/* Calls fn and checks that it produced every output. */
-static jac_status call_fn(jac_ctx *ctx, const char *op, jac_fn fn, void *user,
-                          jac_tensor *const *inputs, size_t noutputs,
-                          jac_tensor **outputs)
-{
-    for (size_t k = 0; k < noutputs; k++)
-        outputs[k] = NULL;
-    jac_status st = fn(ctx, inputs, outputs, user);
-    if (st != JAC_OK)
-        return jac__error(ctx, JAC_ERR_CALLBACK,
-                          "%s: the function failed with %s", op,
-                          jac_status_name(st));
-    for (size_t k = 0; k < noutputs; k++)
-        if (!jac__check_arg(ctx, op, outputs[k]))
-            return jac__error(ctx, JAC_ERR_CALLBACK,
-                              "%s: the function left output %zu unset", op,
-                              k);
-    return JAC_OK;
-}
-
 static jac_status check_args(jac_ctx *ctx, const char *op, jac_fn fn,
                              size_t ninputs, jac_tensor *const *inputs,
                              size_t noutputs)
@@ -50,8 +30,9 @@ static jac_status check_args(jac_ctx *ctx, const char *op, jac_fn fn,
         return jac__error(ctx, JAC_ERR_NULL_ARG,
                           "%s: needs a function, inputs and outputs", op);
     for (size_t i = 0; i < ninputs; i++) {
-        if (!jac__check_arg(ctx, op, inputs[i]))
-            return ctx->status;
+        jac_status named = jac__check_named(ctx, op, inputs[i], "input", i);
+        if (named != JAC_OK)
+            return named;
         if (!inputs[i]->requires_grad)
             return jac__error(ctx, JAC_ERR_NO_GRAD,
                               "%s: input %zu does not require gradients", op,
@@ -72,7 +53,8 @@ static jac_status gradcheck_impl(jac_ctx *ctx, const char *op, jac_fn fn,
     if (outs == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
     jac_tensor **plus = outs + noutputs, **minus = plus + noutputs;
-    jac_status st = call_fn(ctx, op, fn, user, inputs, noutputs, outs);
+    jac_status st = jac__call_fn(ctx, op, fn, user, inputs, noutputs, outs,
+                                 true);
     for (size_t i = 0; i < ninputs && st == JAC_OK; i++) {
         jac_tensor *x = inputs[i];
         for (size_t k = 0; k < noutputs && st == JAC_OK; k++) {
@@ -86,14 +68,22 @@ static jac_status gradcheck_impl(jac_ctx *ctx, const char *op, jac_fn fn,
             for (int64_t e = 0; e < x->numel && st == JAC_OK; e++) {
                 jac_scope inner = jac_scope_begin(ctx);
                 double orig = x->data[e];
-                bool was = jac_set_grad_enabled(ctx, false);
                 x->data[e] = orig + o->eps;
-                st = call_fn(ctx, op, fn, user, inputs, noutputs, plus);
+                st = jac__call_fn(ctx, op, fn, user, inputs, noutputs, plus,
+                                  false);
+                /* An output may share the input's storage (a reshape):
+                 * keep its values before the input changes again. */
+                for (size_t q = 0; q < noutputs && st == JAC_OK; q++)
+                    if ((plus[q] = jac_tensor_copy(ctx, plus[q])) == NULL)
+                        st = ctx->status;
                 x->data[e] = orig - o->eps;
                 if (st == JAC_OK)
-                    st = call_fn(ctx, op, fn, user, inputs, noutputs, minus);
+                    st = jac__call_fn(ctx, op, fn, user, inputs, noutputs,
+                                      minus, false);
+                for (size_t q = 0; q < noutputs && st == JAC_OK; q++)
+                    if ((minus[q] = jac_tensor_copy(ctx, minus[q])) == NULL)
+                        st = ctx->status;
                 x->data[e] = orig;
-                jac_set_grad_enabled(ctx, was);
                 for (int64_t r = 0; r < ny && st == JAC_OK; r++) {
                     double num = (plus[k]->data[r] - minus[k]->data[r]) /
                                  (2.0 * o->eps);
@@ -151,9 +141,8 @@ static jac_status vjp_fn(jac_ctx *ctx, jac_tensor *const *inputs,
 {
     vjp_closure *c = user;
     bool was = jac_set_grad_enabled(ctx, true);
-    jac_status st =
-        call_fn(ctx, "gradgradcheck", c->fn, c->user, inputs, c->noutputs,
-                c->outs);
+    jac_status st = jac__call_fn(ctx, "gradgradcheck", c->fn, c->user, inputs,
+                                 c->noutputs, c->outs, true);
     if (st == JAC_OK)
         st = jac_grad(ctx, c->noutputs, c->outs, c->seeds, c->ninputs, inputs,
                       JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, outputs);
@@ -187,7 +176,8 @@ jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "gradgradcheck: out of memory");
     vjp_closure c = {fn, user, ninputs, noutputs, work, work + noutputs};
     jac_scope mark = jac_scope_begin(ctx);
-    st = call_fn(ctx, "gradgradcheck", fn, user, inputs, noutputs, c.outs);
+    st = jac__call_fn(ctx, "gradgradcheck", fn, user, inputs, noutputs, c.outs,
+                      true);
     uint64_t state = o.seed ^ 0x6a61636f6269616eull;
     for (size_t k = 0; k < noutputs && st == JAC_OK; k++) {
         jac_tensor *v = jac_zeros(ctx, c.outs[k]->ndim, c.outs[k]->shape);

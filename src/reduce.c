@@ -106,27 +106,40 @@ jac_tensor *jac_sum(jac_ctx *ctx, jac_tensor *a)
     return sum_mask(ctx, a, mask, false);
 }
 
+bool jac__axes_mask(jac_ctx *ctx, const char *op, const jac_tensor *a,
+                    int naxes, const int *axes, uint32_t *mask)
+{
+    char s[JAC__SHAPE_STR_MAX];
+    *mask = 0;
+    if (axes == NULL) {
+        *mask = a->ndim ? (1u << a->ndim) - 1u : 0u;
+        return true;
+    }
+    if (naxes < 0) {
+        jac__error(ctx, JAC_ERR_VALUE, "%s: naxes %d is negative", op, naxes);
+        return false;
+    }
+    for (int i = 0; i < naxes; i++) {
+        int ax = jac__axis(axes[i], a->ndim);
+        if (ax < 0 || (*mask & (1u << ax))) {
+            jac__error(ctx, JAC_ERR_AXIS,
+                       "%s: axis %d is out of range or repeated for shape %s",
+                       op, axes[i],
+                       jac__shape_str(s, sizeof s, a->ndim, a->shape));
+            return false;
+        }
+        *mask |= 1u << ax;
+    }
+    return true;
+}
+
 jac_tensor *jac_sum_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                          const int *axes, bool keepdim)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "sum", a))
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "sum", a) ||
+        !jac__axes_mask(ctx, "sum", a, naxes, axes, &mask))
         return NULL;
-    if (naxes < 0 || (naxes > 0 && axes == NULL)) {
-        jac__error(ctx, JAC_ERR_NULL_ARG, "sum: axes is NULL or naxes < 0");
-        return NULL;
-    }
-    uint32_t mask = 0;
-    char s[JAC__SHAPE_STR_MAX];
-    for (int i = 0; i < naxes; i++) {
-        int ax = jac__axis(axes[i], a->ndim);
-        if (ax < 0 || (mask & (1u << ax))) {
-            jac__error(ctx, JAC_ERR_AXIS,
-                       "sum: axis %d is out of range or repeated for shape %s",
-                       axes[i], jac__shape_str(s, sizeof s, a->ndim, a->shape));
-            return NULL;
-        }
-        mask |= 1u << ax;
-    }
     return sum_mask(ctx, a, mask, keepdim);
 }
 
@@ -201,7 +214,8 @@ jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
     }
     int64_t oshape[JAC_MAX_DIMS];
     memcpy(oshape, a->shape, (size_t)nlead * sizeof(int64_t));
-    memcpy(oshape + nlead, shape, (size_t)ndim * sizeof(int64_t));
+    if (ndim > 0)
+        memcpy(oshape + nlead, shape, (size_t)ndim * sizeof(int64_t));
     uint32_t mask = 0;
     int drop = a->ndim - nlead - ndim;
     for (int i = nlead; i < a->ndim; i++) {

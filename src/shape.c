@@ -114,7 +114,7 @@ static void slice_copy(const int64_t *big_shape, int ndim, int axis,
 
 static int64_t slice_count(int64_t start, int64_t stop, int64_t step)
 {
-    return start < stop ? (stop - start + step - 1) / step : 0;
+    return start < stop ? (stop - start - 1) / step + 1 : 0;
 }
 
 jac_tensor *jac_slice(jac_ctx *ctx, jac_tensor *a, int axis, int64_t start,
@@ -311,4 +311,770 @@ jac_status jac__vjp_concat(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         off += len;
     }
     return JAC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* stack and split                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* Stacking is unsqueeze (a reshape that shares storage) followed by concat,
+ * so it needs no backward rule of its own. */
+jac_tensor *jac_stack(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
+{
+    if (ctx == NULL)
+        return NULL;
+    if (n == 0 || ts == NULL) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "stack: no tensors given");
+        return NULL;
+    }
+    if (n > INT32_MAX) {
+        jac__error(ctx, JAC_ERR_VALUE, "stack: too many tensors");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!jac__check_arg(ctx, "stack", ts[i]))
+            return NULL;
+    const jac_tensor *t0 = ts[0];
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    for (size_t i = 1; i < n; i++) {
+        const jac_tensor *t = ts[i];
+        if (t->ndim != t0->ndim ||
+            memcmp(t->shape, t0->shape, (size_t)t0->ndim * sizeof(int64_t))) {
+            jac__error(ctx, JAC_ERR_SHAPE,
+                       "stack: tensor %zu has shape %s, tensor 0 has %s", i,
+                       jac__shape_str(s1, sizeof s1, t->ndim, t->shape),
+                       jac__shape_str(s2, sizeof s2, t0->ndim, t0->shape));
+            return NULL;
+        }
+    }
+    if (t0->ndim >= JAC_MAX_DIMS) {
+        jac__error(ctx, JAC_ERR_RANK,
+                   "stack: stacking tensors of shape %s exceeds rank %d",
+                   jac__shape_str(s1, sizeof s1, t0->ndim, t0->shape),
+                   JAC_MAX_DIMS);
+        return NULL;
+    }
+    int ax = jac__axis(axis, t0->ndim + 1);
+    if (ax < 0) {
+        jac__error(ctx, JAC_ERR_AXIS,
+                   "stack: axis %d is out of range for stacking shape %s "
+                   "(0..%d)",
+                   axis, jac__shape_str(s1, sizeof s1, t0->ndim, t0->shape),
+                   t0->ndim);
+        return NULL;
+    }
+    size_t bytes = n * sizeof(jac_tensor *);
+    jac_tensor **u = jac__alloc(ctx, bytes);
+    if (u == NULL) {
+        jac__error(ctx, JAC_ERR_NO_MEMORY, "stack: out of memory");
+        return NULL;
+    }
+    jac_tensor *y = NULL;
+    size_t done = 0;
+    for (; done < n; done++)
+        if ((u[done] = jac_unsqueeze(ctx, ts[done], ax)) == NULL)
+            break;
+    if (done == n)
+        y = jac_concat(ctx, n, u, ax);
+    jac__free(ctx, u, bytes);
+    return y;
+}
+
+/* The pieces are slices, so their gradients need no rule of their own. On
+ * failure every entry of out is set to NULL. */
+jac_status jac_split(jac_ctx *ctx, jac_tensor *a, int axis, size_t n,
+                     const int64_t *sizes, jac_tensor **out)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    if (n > 0 && (sizes == NULL || out == NULL))
+        return jac__error(ctx, JAC_ERR_NULL_ARG,
+                          "split: sizes or out is NULL for %zu pieces", n);
+    jac_status st = JAC_OK;
+    char s[JAC__SHAPE_STR_MAX];
+    int ax = -1;
+    if (!jac__check_arg(ctx, "split", a)) {
+        st = ctx->status;
+        goto fail;
+    }
+    ax = jac__axis(axis, a->ndim);
+    if (ax < 0) {
+        st = jac__error(ctx, JAC_ERR_AXIS,
+                        "split: axis %d is out of range for %s", axis,
+                        jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (sizes[i] < 0) {
+            st = jac__error(ctx, JAC_ERR_VALUE,
+                            "split: size %lld of piece %zu is negative",
+                            (long long)sizes[i], i);
+            goto fail;
+        }
+    }
+    int64_t extent = a->shape[ax], total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (sizes[i] > extent - total) {
+            total = extent + 1; /* more than the extent: reported below */
+            break;
+        }
+        total += sizes[i];
+    }
+    if (total != extent) {
+        st = jac__error(ctx, JAC_ERR_VALUE,
+                        "split: the %zu sizes do not add up to extent %lld of "
+                        "axis %d of %s",
+                        n, (long long)extent, ax,
+                        jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        goto fail;
+    }
+    int64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = jac_slice(ctx, a, ax, off, off + sizes[i], 1);
+        if (out[i] == NULL) {
+            st = ctx->status;
+            goto fail;
+        }
+        off += sizes[i];
+    }
+    return JAC_OK;
+fail:
+    for (size_t i = 0; out != NULL && i < n; i++)
+        out[i] = NULL;
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* flatten, squeeze, unsqueeze: reshapes                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A rank-0 tensor flattens to one element of rank 1 (axes 0 and -1 name its
+ * single implicit axis), as in PyTorch. */
+jac_tensor *jac_flatten(jac_ctx *ctx, jac_tensor *a, int start_axis,
+                        int end_axis)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "flatten", a))
+        return NULL;
+    char s[JAC__SHAPE_STR_MAX];
+    int nd = a->ndim > 0 ? a->ndim : 1;
+    const int64_t one = 1;
+    const int64_t *in = a->ndim > 0 ? a->shape : &one;
+    int lo = jac__axis(start_axis, nd), hi = jac__axis(end_axis, nd);
+    if (lo < 0 || hi < 0 || lo > hi) {
+        jac__error(ctx, JAC_ERR_AXIS,
+                   "flatten: axes %d .. %d are out of range or reversed for "
+                   "%s",
+                   start_axis, end_axis,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    int64_t shape[JAC_MAX_DIMS];
+    int k = 0;
+    for (int i = 0; i < lo; i++)
+        shape[k++] = in[i];
+    int64_t merged = 1;
+    for (int i = lo; i <= hi; i++)
+        merged *= in[i]; /* cannot overflow: numel fits */
+    shape[k++] = merged;
+    for (int i = hi + 1; i < nd; i++)
+        shape[k++] = in[i];
+    return jac_reshape(ctx, a, k, shape);
+}
+
+jac_tensor *jac_squeeze(jac_ctx *ctx, jac_tensor *a, int axis)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "squeeze", a))
+        return NULL;
+    char s[JAC__SHAPE_STR_MAX];
+    int ax = jac__axis(axis, a->ndim);
+    if (ax < 0) {
+        jac__error(ctx, JAC_ERR_AXIS, "squeeze: axis %d is out of range for %s",
+                   axis, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    if (a->shape[ax] != 1) {
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "squeeze: axis %d of %s has extent %lld, not 1", ax,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape),
+                   (long long)a->shape[ax]);
+        return NULL;
+    }
+    int64_t shape[JAC_MAX_DIMS];
+    int k = 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (i != ax)
+            shape[k++] = a->shape[i];
+    return jac_reshape(ctx, a, k, shape);
+}
+
+jac_tensor *jac_unsqueeze(jac_ctx *ctx, jac_tensor *a, int axis)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "unsqueeze", a))
+        return NULL;
+    char s[JAC__SHAPE_STR_MAX];
+    if (a->ndim >= JAC_MAX_DIMS) {
+        jac__error(ctx, JAC_ERR_RANK,
+                   "unsqueeze: %s already has the largest rank %d",
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape),
+                   JAC_MAX_DIMS);
+        return NULL;
+    }
+    int ax = jac__axis(axis, a->ndim + 1);
+    if (ax < 0) {
+        jac__error(ctx, JAC_ERR_AXIS,
+                   "unsqueeze: axis %d is out of range for %s (0..%d)", axis,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape), a->ndim);
+        return NULL;
+    }
+    int64_t shape[JAC_MAX_DIMS];
+    for (int i = 0, k = 0; i <= a->ndim; i++)
+        shape[i] = i == ax ? 1 : a->shape[k++];
+    return jac_reshape(ctx, a, a->ndim + 1, shape);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Index tensors                                                            */
+/*                                                                          */
+/* index_select and gather keep their integer index as a float64 tensor    */
+/* input of the node (in[1]), so that it lives as long as the graph and the */
+/* rules can hand it on. It never requires gradients and is never an input  */
+/* the user can differentiate with respect to, so need[1] is always false.  */
+/* Entries are exact integers (every valid index is far below 2^53).        */
+/* ------------------------------------------------------------------------ */
+
+/* Checks that index[0 .. count-1] lie in 0 .. extent-1 (negative indices
+ * are errors, not counted from the end) and copies them into a new tensor
+ * of the given shape. */
+static jac_tensor *index_tensor(jac_ctx *ctx, const char *op,
+                                const jac_tensor *a, int ax, int ndim,
+                                const int64_t *shape, const int64_t *index)
+{
+    int64_t count = jac__numel(ndim, shape);
+    int64_t extent = a->shape[ax];
+    char s[JAC__SHAPE_STR_MAX];
+    for (int64_t i = 0; i < count; i++) {
+        if (index[i] < 0 || index[i] >= extent) {
+            jac__error(ctx, JAC_ERR_VALUE,
+                       "%s: index %lld at position %lld is out of range for "
+                       "extent %lld (axis %d of %s)",
+                       op, (long long)index[i], (long long)i,
+                       (long long)extent, ax,
+                       jac__shape_str(s, sizeof s, a->ndim, a->shape));
+            return NULL;
+        }
+    }
+    jac_tensor *t = jac__tensor_alloc(ctx, op, ndim, shape);
+    if (t == NULL)
+        return NULL;
+    for (int64_t i = 0; i < count; i++)
+        t->data[i] = (double)index[i];
+    return t;
+}
+
+static inline int64_t index_at(const jac_tensor *idx, int64_t i)
+{
+    return (int64_t)idx->data[i];
+}
+
+/* Product of the extents before and after axis. */
+static void outer_inner(int ndim, const int64_t *shape, int axis,
+                        int64_t *outer, int64_t *inner)
+{
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < axis; i++)
+        *outer *= shape[i];
+    for (int i = axis + 1; i < ndim; i++)
+        *inner *= shape[i];
+}
+
+/* ------------------------------------------------------------------------ */
+/* index_select and its adjoint index_add                                   */
+/* ------------------------------------------------------------------------ */
+
+/* y = a with its axis ax replaced by the entries idx of that axis. */
+static jac_tensor *index_select_t(jac_ctx *ctx, jac_tensor *a, int ax,
+                                  jac_tensor *idx)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    memcpy(shape, a->shape, (size_t)a->ndim * sizeof(int64_t));
+    int64_t n = idx->numel, extent = a->shape[ax];
+    shape[ax] = n;
+    jac_tensor *y = jac__tensor_alloc(ctx, "index_select", a->ndim, shape);
+    if (y == NULL)
+        return NULL;
+    int64_t outer, inner;
+    outer_inner(a->ndim, a->shape, ax, &outer, &inner);
+    size_t bytes = (size_t)inner * sizeof(double);
+    for (int64_t o = 0; o < outer && y->numel > 0; o++)
+        for (int64_t k = 0; k < n; k++)
+            memcpy(y->data + (o * n + k) * inner,
+                   a->data + (o * extent + index_at(idx, k)) * inner, bytes);
+    jac_tensor *ins[2] = {a, idx};
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_INDEX_SELECT, y, 2, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node)
+        node->p.index.axis = ax;
+    return y;
+}
+
+/* y = zeros with extent `extent` on axis ax, and y[.., idx[k], ..] +=
+ * g[.., k, ..]: repeated indices add up. */
+static jac_tensor *index_add_t(jac_ctx *ctx, jac_tensor *g, int ax,
+                               jac_tensor *idx, int64_t extent)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    memcpy(shape, g->shape, (size_t)g->ndim * sizeof(int64_t));
+    shape[ax] = extent;
+    jac_tensor *y = jac__tensor_alloc(ctx, "index_add", g->ndim, shape);
+    if (y == NULL)
+        return NULL;
+    memset(y->data, 0, (size_t)y->numel * sizeof(double));
+    int64_t outer, inner, n = idx->numel;
+    outer_inner(g->ndim, g->shape, ax, &outer, &inner);
+    for (int64_t o = 0; o < outer && g->numel > 0; o++) {
+        for (int64_t k = 0; k < n; k++) {
+            const double *src = g->data + (o * n + k) * inner;
+            double *dst = y->data + (o * extent + index_at(idx, k)) * inner;
+            for (int64_t j = 0; j < inner; j++)
+                dst[j] += src[j];
+        }
+    }
+    jac_tensor *ins[2] = {g, idx};
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_INDEX_ADD, y, 2, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node)
+        node->p.index.axis = ax;
+    return y;
+}
+
+/* A scalar has no axis to index: rank 0 fails with JAC_ERR_AXIS. */
+jac_tensor *jac_index_select(jac_ctx *ctx, jac_tensor *a, int axis, size_t n,
+                             const int64_t *index)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "index_select", a))
+        return NULL;
+    char s[JAC__SHAPE_STR_MAX];
+    int ax = jac__axis(axis, a->ndim);
+    if (ax < 0) {
+        jac__error(ctx, JAC_ERR_AXIS,
+                   "index_select: axis %d is out of range for %s", axis,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    if (n > 0 && index == NULL) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "index_select: index is NULL");
+        return NULL;
+    }
+    if (n > (size_t)INT64_MAX / sizeof(double)) {
+        jac__error(ctx, JAC_ERR_OVERFLOW, "index_select: %zu indices", n);
+        return NULL;
+    }
+    int64_t count = (int64_t)n;
+    jac_tensor *idx =
+        index_tensor(ctx, "index_select", a, ax, 1, &count, index);
+    return idx ? index_select_t(ctx, a, ax, idx) : NULL;
+}
+
+jac_status jac__vjp_index_select(jac_ctx *ctx, const jac__node *node,
+                                 jac_tensor *g, const bool *need,
+                                 jac_tensor **gin)
+{
+    (void)need; /* only in[0] can need a gradient */
+    int nb = jac__batch_ndim(g, node->out);
+    int ax = node->p.index.axis;
+    gin[0] = index_add_t(ctx, g, nb + ax, node->in[1],
+                         node->in[0]->shape[ax]);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+jac_status jac__vjp_index_add(jac_ctx *ctx, const jac__node *node,
+                              jac_tensor *g, const bool *need,
+                              jac_tensor **gin)
+{
+    (void)need;
+    int nb = jac__batch_ndim(g, node->out);
+    gin[0] = index_select_t(ctx, g, nb + node->p.index.axis, node->in[1]);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* gather and its adjoint scatter_add                                       */
+/*                                                                          */
+/* Both take nlead leading axes that the index does not cover (batch axes  */
+/* of a cotangent); past them, big has shape S and small has the index's    */
+/* shape, which is no larger than S except on axis.                         */
+/* ------------------------------------------------------------------------ */
+
+/* small[e] = big[e with its axis coordinate replaced by idx[e]] (gather), or
+ * big[...] += small[e] (scatter), for one block of the leading axes. */
+static void gather_kernel(const int64_t *big_shape, const jac_tensor *idx,
+                          int ax, double *big, double *small, bool scatter)
+{
+    int r = idx->ndim;
+    int64_t stride[JAC_MAX_DIMS], pos[JAC_MAX_DIMS] = {0};
+    int64_t s = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        stride[d] = s;
+        s *= big_shape[d];
+    }
+    int64_t base = 0;
+    for (int64_t e = 0; e < idx->numel; e++) {
+        int64_t at = base + index_at(idx, e) * stride[ax];
+        if (scatter)
+            big[at] += small[e];
+        else
+            small[e] = big[at];
+        for (int d = r - 1; d >= 0; d--) {
+            int64_t step = d == ax ? 0 : stride[d];
+            base += step;
+            if (++pos[d] < idx->shape[d])
+                break;
+            base -= step * idx->shape[d];
+            pos[d] = 0;
+        }
+    }
+}
+
+static jac_tensor *gather_t(jac_ctx *ctx, jac_tensor *a, int ax, int nlead,
+                            jac_tensor *idx)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    memcpy(shape, a->shape, (size_t)nlead * sizeof(int64_t));
+    memcpy(shape + nlead, idx->shape, (size_t)idx->ndim * sizeof(int64_t));
+    jac_tensor *y = jac__tensor_alloc(ctx, "gather", nlead + idx->ndim, shape);
+    if (y == NULL)
+        return NULL;
+    int64_t lead = jac__numel(nlead, a->shape);
+    int64_t big = jac__numel(a->ndim - nlead, a->shape + nlead);
+    for (int64_t b = 0; b < lead && y->numel > 0; b++)
+        gather_kernel(a->shape + nlead, idx, ax, a->data + b * big,
+                      y->data + b * idx->numel, false);
+    jac_tensor *ins[2] = {a, idx};
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_GATHER, y, 2, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.index.axis = ax;
+        node->p.index.nlead = nlead;
+    }
+    return y;
+}
+
+/* y of shape lead ++ big_shape, zeros, with g's entries added at the
+ * gathered positions (repeated indices add up). */
+static jac_tensor *scatter_add_t(jac_ctx *ctx, jac_tensor *g, int ax,
+                                 int nlead, jac_tensor *idx,
+                                 const int64_t *big_shape)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    memcpy(shape, g->shape, (size_t)nlead * sizeof(int64_t));
+    memcpy(shape + nlead, big_shape, (size_t)idx->ndim * sizeof(int64_t));
+    jac_tensor *y =
+        jac__tensor_alloc(ctx, "scatter_add", nlead + idx->ndim, shape);
+    if (y == NULL)
+        return NULL;
+    memset(y->data, 0, (size_t)y->numel * sizeof(double));
+    int64_t lead = jac__numel(nlead, g->shape);
+    int64_t big = jac__numel(idx->ndim, big_shape);
+    for (int64_t b = 0; b < lead && g->numel > 0; b++)
+        gather_kernel(big_shape, idx, ax, y->data + b * big,
+                      g->data + b * idx->numel, true);
+    jac_tensor *ins[2] = {g, idx};
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_SCATTER_ADD, y, 2, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.index.axis = ax;
+        node->p.index.nlead = nlead;
+    }
+    return y;
+}
+
+jac_tensor *jac_gather(jac_ctx *ctx, jac_tensor *a, int axis,
+                       const int64_t *index_shape, const int64_t *index)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "gather", a))
+        return NULL;
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    int ax = jac__axis(axis, a->ndim);
+    if (ax < 0) {
+        jac__error(ctx, JAC_ERR_AXIS, "gather: axis %d is out of range for %s",
+                   axis, jac__shape_str(s1, sizeof s1, a->ndim, a->shape));
+        return NULL;
+    }
+    if (index_shape == NULL) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "gather: index_shape is NULL");
+        return NULL;
+    }
+    for (int d = 0; d < a->ndim; d++) {
+        if (index_shape[d] < 0 || (d != ax && index_shape[d] > a->shape[d])) {
+            jac__error(ctx, index_shape[d] < 0 ? JAC_ERR_VALUE : JAC_ERR_SHAPE,
+                       "gather: index shape %s does not fit %s outside axis "
+                       "%d",
+                       jac__shape_str(s1, sizeof s1, a->ndim, index_shape),
+                       jac__shape_str(s2, sizeof s2, a->ndim, a->shape), ax);
+            return NULL;
+        }
+    }
+    int64_t count = jac__numel(a->ndim, index_shape);
+    if (count < 0) {
+        jac__error(ctx, JAC_ERR_OVERFLOW,
+                   "gather: element count of index shape %s overflows",
+                   jac__shape_str(s1, sizeof s1, a->ndim, index_shape));
+        return NULL;
+    }
+    if (count > 0 && index == NULL) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "gather: index is NULL");
+        return NULL;
+    }
+    jac_tensor *idx =
+        index_tensor(ctx, "gather", a, ax, a->ndim, index_shape, index);
+    return idx ? gather_t(ctx, a, ax, 0, idx) : NULL;
+}
+
+jac_status jac__vjp_gather(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                           const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    int nb = jac__batch_ndim(g, node->out);
+    int nlead = node->p.index.nlead;
+    gin[0] = scatter_add_t(ctx, g, node->p.index.axis, nb + nlead,
+                           node->in[1], node->in[0]->shape + nlead);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+jac_status jac__vjp_scatter_add(jac_ctx *ctx, const jac__node *node,
+                                jac_tensor *g, const bool *need,
+                                jac_tensor **gin)
+{
+    (void)need;
+    int nb = jac__batch_ndim(g, node->out);
+    gin[0] = gather_t(ctx, g, node->p.index.axis, nb + node->p.index.nlead,
+                      node->in[1]);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* where                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Element strides of t broadcast to a shape of rank n (0 on stretched axes). */
+static void stretch_strides(const jac_tensor *t, int n, int64_t *strides)
+{
+    int64_t s = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        int k = i - (n - t->ndim);
+        strides[i] = (k < 0 || t->shape[k] == 1) ? 0 : s;
+        if (k >= 0)
+            s *= t->shape[k];
+    }
+}
+
+/* The node records cond as in[0] so that the rule can reuse it, but only
+ * when a or b requires gradients: cond alone never makes the result
+ * differentiable. If cond does require gradients it receives zeros (the
+ * derivative of a step, taken as 0 everywhere). */
+jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
+                      jac_tensor *b)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "where", cond) ||
+        !jac__check_arg(ctx, "where", a) || !jac__check_arg(ctx, "where", b))
+        return NULL;
+    int64_t ab[JAC_MAX_DIMS], shape[JAC_MAX_DIMS];
+    int nab = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, ab);
+    int n = nab < 0 ? -1
+                    : jac__broadcast_shape(cond->ndim, cond->shape, nab, ab,
+                                           shape);
+    if (n < 0) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX],
+            s3[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "where: shapes %s (cond), %s and %s cannot be broadcast "
+                   "together",
+                   jac__shape_str(s1, sizeof s1, cond->ndim, cond->shape),
+                   jac__shape_str(s2, sizeof s2, a->ndim, a->shape),
+                   jac__shape_str(s3, sizeof s3, b->ndim, b->shape));
+        return NULL;
+    }
+    jac_tensor *y = jac__tensor_alloc(ctx, "where", n, shape);
+    if (y == NULL)
+        return NULL;
+    int64_t sc[JAC_MAX_DIMS], sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS];
+    int64_t pos[JAC_MAX_DIMS] = {0};
+    stretch_strides(cond, n, sc);
+    stretch_strides(a, n, sa);
+    stretch_strides(b, n, sb);
+    int64_t oc = 0, oa = 0, ob = 0;
+    for (int64_t e = 0; e < y->numel; e++) {
+        y->data[e] = cond->data[oc] != 0.0 ? a->data[oa] : b->data[ob];
+        for (int d = n - 1; d >= 0; d--) {
+            oc += sc[d];
+            oa += sa[d];
+            ob += sb[d];
+            if (++pos[d] < shape[d])
+                break;
+            oc -= sc[d] * shape[d];
+            oa -= sa[d] * shape[d];
+            ob -= sb[d] * shape[d];
+            pos[d] = 0;
+        }
+    }
+    if (ctx->grad_enabled && (a->requires_grad || b->requires_grad)) {
+        jac_tensor *ins[3] = {cond, a, b};
+        bool failed;
+        jac__record(ctx, JAC__OP_WHERE, y, 3, ins, &failed);
+        if (failed)
+            return NULL;
+    }
+    return y;
+}
+
+/* The cotangent goes to a where cond holds and to b elsewhere: where(cond,
+ * g, 0) and where(cond, 0, g), each summed back to its input's shape. Using
+ * where itself keeps the rule differentiable to any order. */
+jac_status jac__vjp_where(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                          const bool *need, jac_tensor **gin)
+{
+    jac_tensor *cond = node->in[0];
+    int nb = jac__batch_ndim(g, node->out);
+    jac_tensor *zero = jac_scalar(ctx, 0.0);
+    if (zero == NULL)
+        return ctx->status;
+    if (need[0]) {
+        int64_t s[JAC_MAX_DIMS];
+        int n = jac__batched_shape(g, nb, cond->ndim, cond->shape, s);
+        if (n < 0)
+            return jac__error(ctx, JAC_ERR_RANK,
+                              "where: batched gradient exceeds rank %d",
+                              JAC_MAX_DIMS);
+        if ((gin[0] = jac_zeros(ctx, n, s)) == NULL)
+            return ctx->status;
+    }
+    for (int i = 1; i <= 2; i++) {
+        if (!need[i])
+            continue;
+        jac_tensor *picked = i == 1 ? jac_where(ctx, cond, g, zero)
+                                    : jac_where(ctx, cond, zero, g);
+        if (picked == NULL)
+            return ctx->status;
+        gin[i] = jac__sum_to_batched(ctx, picked, nb, node->in[i]->ndim,
+                                     node->in[i]->shape);
+        if (gin[i] == NULL)
+            return ctx->status;
+    }
+    return JAC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* pad                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Copies a into y at offset before[i] on each axis i (y already zeroed). */
+static void pad_copy(const jac_tensor *a, const int64_t *before, jac_tensor *y)
+{
+    if (a->numel == 0)
+        return;
+    int r = a->ndim;
+    if (r == 0) {
+        y->data[0] = a->data[0];
+        return;
+    }
+    int64_t ys[JAC_MAX_DIMS], pos[JAC_MAX_DIMS] = {0};
+    int64_t s = 1, off = 0;
+    for (int d = r - 1; d >= 0; d--) {
+        ys[d] = s;
+        off += before[d] * s;
+        s *= y->shape[d];
+    }
+    int64_t inner = a->shape[r - 1];
+    int64_t outer = a->numel / inner;
+    size_t bytes = (size_t)inner * sizeof(double);
+    for (int64_t o = 0; o < outer; o++) {
+        memcpy(y->data + off, a->data + o * inner, bytes);
+        for (int d = r - 2; d >= 0; d--) {
+            off += ys[d];
+            if (++pos[d] < a->shape[d])
+                break;
+            off -= ys[d] * a->shape[d];
+            pos[d] = 0;
+        }
+    }
+}
+
+/* The node keeps the leading pads as a float64 tensor input in[1] (one
+ * entry per axis), like the index of gather; the trailing pads follow from
+ * the shapes. */
+jac_tensor *jac_pad(jac_ctx *ctx, jac_tensor *a, const int64_t *before,
+                    const int64_t *after)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "pad", a))
+        return NULL;
+    char s[JAC__SHAPE_STR_MAX];
+    if (a->ndim > 0 && (before == NULL || after == NULL)) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "pad: before or after is NULL");
+        return NULL;
+    }
+    int64_t shape[JAC_MAX_DIMS];
+    for (int i = 0; i < a->ndim; i++) {
+        if (before[i] < 0 || after[i] < 0) {
+            jac__error(ctx, JAC_ERR_VALUE,
+                       "pad: padding (%lld, %lld) of axis %d of %s is "
+                       "negative",
+                       (long long)before[i], (long long)after[i], i,
+                       jac__shape_str(s, sizeof s, a->ndim, a->shape));
+            return NULL;
+        }
+        if (before[i] > INT64_MAX - a->shape[i] ||
+            after[i] > INT64_MAX - a->shape[i] - before[i]) {
+            jac__error(ctx, JAC_ERR_OVERFLOW,
+                       "pad: padding axis %d of %s overflows", i,
+                       jac__shape_str(s, sizeof s, a->ndim, a->shape));
+            return NULL;
+        }
+        shape[i] = a->shape[i] + before[i] + after[i];
+    }
+    jac_tensor *y = jac__tensor_alloc(ctx, "pad", a->ndim, shape);
+    if (y == NULL)
+        return NULL;
+    memset(y->data, 0, (size_t)y->numel * sizeof(double));
+    pad_copy(a, before, y);
+    if (!jac__should_record(ctx, 1, &a))
+        return y;
+    int64_t nd = a->ndim;
+    jac_tensor *offsets = jac__tensor_alloc(ctx, "pad", 1, &nd);
+    if (offsets == NULL)
+        return NULL;
+    for (int i = 0; i < a->ndim; i++)
+        offsets->data[i] = (double)before[i];
+    jac_tensor *ins[2] = {a, offsets};
+    bool failed;
+    jac__record(ctx, JAC__OP_PAD, y, 2, ins, &failed);
+    return failed ? NULL : y;
+}
+
+/* The cotangent of a pad is its interior: one slice per padded axis (a
+ * differentiable crop whose own rule scatters back, i.e. pads again). */
+jac_status jac__vjp_pad(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                        const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    const jac_tensor *a = node->in[0];
+    const jac_tensor *offsets = node->in[1];
+    int nb = jac__batch_ndim(g, node->out);
+    jac_tensor *r = g;
+    for (int i = 0; i < a->ndim && r != NULL; i++) {
+        if (a->shape[i] == node->out->shape[i])
+            continue;
+        int64_t start = index_at(offsets, i);
+        r = jac_slice(ctx, r, nb + i, start, start + a->shape[i], 1);
+    }
+    gin[0] = r;
+    return r ? JAC_OK : ctx->status;
 }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs a built libjacobian into a scratch prefix, then builds and runs
+# tests/install/consumer.c against it twice: with find_package(jacobian) and
+# with pkg-config.
+#
+# usage: run_install_test.sh BUILD_DIR [LIBDIR]
+#   LIBDIR is the tree's CMAKE_INSTALL_LIBDIR (lib, lib64 or
+#   lib/x86_64-linux-gnu); the default is read from BUILD_DIR's cache.
+# environment: CC (compiler), JAC_CONSUMER_FLAGS (extra compile and link
+#   flags, e.g. the sanitizers the library was built with).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:?usage: run_install_test.sh BUILD_DIR [LIBDIR]}" && pwd)
+libdir=${2:-$(sed -n 's/^CMAKE_INSTALL_LIBDIR:[A-Z]*=//p' "$build/CMakeCache.txt")}
+libdir=${libdir:-lib}
+cc=${CC:-cc}
+flags=${JAC_CONSUMER_FLAGS:-}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+prefix=$work/prefix
+
+echo "== install into $prefix"
+cmake --install "$build" --prefix "$prefix" >/dev/null
+
+echo "== find_package(jacobian)"
+cmake -S "$here" -B "$work/consumer-build" \
+    -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_C_COMPILER="$cc" \
+    -DCMAKE_C_FLAGS="$flags" \
+    -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
+cmake --build "$work/consumer-build" >/dev/null
+"$work/consumer-build/consumer"
+"$work/consumer-build/consumer_static"
+
+echo "== pkg-config jacobian"
+pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
+    pkg-config --cflags --libs jacobian)
+# shellcheck disable=SC2086 # flags are word lists on purpose
+"$cc" -std=c11 $flags "$here/consumer.c" -o "$work/consumer-pc" \
+    $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
+"$work/consumer-pc"
+
+echo "install test passed"
