@@ -12,8 +12,9 @@
  * Errors in one sentence: functions that make a tensor return NULL on
  * failure, the others return a jac_status; the context keeps the first error
  * (code and one-line message naming the op and the shapes) until
- * jac_clear_error(), and an op handed a NULL tensor returns NULL without
- * adding an error of its own, so a whole expression can be checked once.
+ * jac_clear_error(), and an op handed a NULL tensor returns NULL (recording
+ * JAC_ERR_NULL_ARG only if no error is kept yet), so a whole expression can
+ * be written without checks and checked once at its end.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -82,7 +83,8 @@ JAC_API const char *jac_version_string(void);
     X(JAC_ERR_RELEASED, 13, "graph was already released")                     \
     X(JAC_ERR_CHECK_FAILED, 14, "derivative check failed")                     \
     X(JAC_ERR_STATE, 15, "call not allowed in this state")                     \
-    X(JAC_ERR_CALLBACK, 16, "user callback failed")
+    X(JAC_ERR_CALLBACK, 16, "user callback failed")                           \
+    X(JAC_ERR_CANCELLED, 17, "cancelled by the progress callback")
 
 /** Every status a call can report. JAC_OK is zero; errors are positive. */
 typedef enum jac_status {
@@ -260,6 +262,22 @@ JAC_API jac_tensor *jac_sub(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
 JAC_API jac_tensor *jac_mul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
 /** a / b elementwise, broadcast; division by zero follows IEEE 754. */
 JAC_API jac_tensor *jac_div(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/**
+ * a ** b elementwise, broadcast, for a tensor exponent. Defined for a > 0 and
+ * any b, and for a = 0 with b > 0 (value 0). The derivative in a is
+ * b * a ** (b - 1) (taken as 0 where b == 0); in b it is a ** b * log(a),
+ * taken as 0 where a == 0 and b > 0. A negative base gives NaN unless b is
+ * an integer (C pow() semantics).
+ */
+JAC_API jac_tensor *jac_pow(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** The larger of a and b elementwise, broadcast; at ties the gradient is
+ *  split evenly between a and b. */
+JAC_API jac_tensor *jac_maximum(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** The smaller of a and b elementwise, broadcast; ties as jac_maximum. */
+JAC_API jac_tensor *jac_minimum(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** atan2(a, b) elementwise (the angle of the point (b, a)), broadcast; the
+ *  derivative is undefined (NaN) at a = b = 0. */
+JAC_API jac_tensor *jac_atan2(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
 
 /** a + c for a double c. */
 JAC_API jac_tensor *jac_add_scalar(jac_ctx *ctx, jac_tensor *a, double c);
@@ -290,6 +308,51 @@ JAC_API jac_tensor *jac_sin(jac_ctx *ctx, jac_tensor *a);
 JAC_API jac_tensor *jac_cos(jac_ctx *ctx, jac_tensor *a);
 /** tanh(a). */
 JAC_API jac_tensor *jac_tanh(jac_ctx *ctx, jac_tensor *a);
+/** |a|; the derivative at 0 is taken as 0. */
+JAC_API jac_tensor *jac_abs(jac_ctx *ctx, jac_tensor *a);
+/** -1, 0 or 1 by the sign of a; its derivative is 0 everywhere. */
+JAC_API jac_tensor *jac_sign(jac_ctx *ctx, jac_tensor *a);
+/** Square root (NaN below 0; the derivative is inf at 0). */
+JAC_API jac_tensor *jac_sqrt(jac_ctx *ctx, jac_tensor *a);
+/** 1 / sqrt(a). */
+JAC_API jac_tensor *jac_rsqrt(jac_ctx *ctx, jac_tensor *a);
+/** a * a. */
+JAC_API jac_tensor *jac_square(jac_ctx *ctx, jac_tensor *a);
+/** 1 / a. */
+JAC_API jac_tensor *jac_reciprocal(jac_ctx *ctx, jac_tensor *a);
+/** e ** a - 1, accurate near 0. */
+JAC_API jac_tensor *jac_expm1(jac_ctx *ctx, jac_tensor *a);
+/** log(1 + a), accurate near 0. */
+JAC_API jac_tensor *jac_log1p(jac_ctx *ctx, jac_tensor *a);
+/** tan(a). */
+JAC_API jac_tensor *jac_tan(jac_ctx *ctx, jac_tensor *a);
+/** asin(a), defined on [-1, 1] (derivative inf at the ends). */
+JAC_API jac_tensor *jac_asin(jac_ctx *ctx, jac_tensor *a);
+/** acos(a), defined on [-1, 1] (derivative -inf at the ends). */
+JAC_API jac_tensor *jac_acos(jac_ctx *ctx, jac_tensor *a);
+/** atan(a). */
+JAC_API jac_tensor *jac_atan(jac_ctx *ctx, jac_tensor *a);
+/** sinh(a). */
+JAC_API jac_tensor *jac_sinh(jac_ctx *ctx, jac_tensor *a);
+/** cosh(a). */
+JAC_API jac_tensor *jac_cosh(jac_ctx *ctx, jac_tensor *a);
+/** asinh(a). */
+JAC_API jac_tensor *jac_asinh(jac_ctx *ctx, jac_tensor *a);
+/** 1 / (1 + e ** -a), computed without overflow for large |a|. */
+JAC_API jac_tensor *jac_sigmoid(jac_ctx *ctx, jac_tensor *a);
+/** max(a, 0); the derivative at 0 is taken as 0. */
+JAC_API jac_tensor *jac_relu(jac_ctx *ctx, jac_tensor *a);
+/** log(1 + e ** a), computed without overflow for large |a|. */
+JAC_API jac_tensor *jac_softplus(jac_ctx *ctx, jac_tensor *a);
+/** The error function erf(a). */
+JAC_API jac_tensor *jac_erf(jac_ctx *ctx, jac_tensor *a);
+/**
+ * a limited to [lo, hi]; pass -INFINITY or INFINITY for a missing bound.
+ * The derivative is 1 strictly inside, 0 outside, and 1 at a bound (as
+ * PyTorch). Fails with JAC_ERR_VALUE when lo > hi or a bound is NaN.
+ */
+JAC_API jac_tensor *jac_clamp(jac_ctx *ctx, jac_tensor *a, double lo,
+                              double hi);
 
 /** The sum of all elements, as a rank-0 tensor. */
 JAC_API jac_tensor *jac_sum(jac_ctx *ctx, jac_tensor *a);
@@ -297,9 +360,57 @@ JAC_API jac_tensor *jac_sum(jac_ctx *ctx, jac_tensor *a);
  *  as an extent of 1. */
 JAC_API jac_tensor *jac_sum_axis(jac_ctx *ctx, jac_tensor *a, int axis,
                                  bool keepdim);
-/** The sum over naxes distinct axes; keepdim keeps them as extents of 1. */
+/**
+ * Reductions over a set of axes share one convention: axes lists naxes
+ * distinct axes (negative counts from the end), or is NULL for all axes;
+ * keepdim keeps the reduced axes as extents of 1. A repeated or out-of-range
+ * axis fails with JAC_ERR_AXIS.
+ */
+/** The sum over the given axes. */
 JAC_API jac_tensor *jac_sum_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                                  const int *axes, bool keepdim);
+/** The mean of all elements (NaN for none). */
+JAC_API jac_tensor *jac_mean(jac_ctx *ctx, jac_tensor *a);
+/** The mean over the given axes. */
+JAC_API jac_tensor *jac_mean_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                                  const int *axes, bool keepdim);
+/** The product of all elements. First and second derivatives are exact when
+ *  one or several elements are zero. */
+JAC_API jac_tensor *jac_prod(jac_ctx *ctx, jac_tensor *a);
+/** The product over the given axes (zeros handled as jac_prod). */
+JAC_API jac_tensor *jac_prod_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                                  const int *axes, bool keepdim);
+/** The largest element; tied maxima share the gradient evenly. Fails with
+ *  JAC_ERR_VALUE on an empty tensor. */
+JAC_API jac_tensor *jac_max(jac_ctx *ctx, jac_tensor *a);
+/** The largest element over the given axes; ties share the gradient. */
+JAC_API jac_tensor *jac_max_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                                 const int *axes, bool keepdim);
+/** The smallest element; ties share the gradient evenly. */
+JAC_API jac_tensor *jac_min(jac_ctx *ctx, jac_tensor *a);
+/** The smallest element over the given axes; ties share the gradient. */
+JAC_API jac_tensor *jac_min_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                                 const int *axes, bool keepdim);
+/** log(sum(exp(a))) over the given axes, computed stably (shifted by the
+ *  maximum), so inputs such as 1000 give finite results. */
+JAC_API jac_tensor *jac_logsumexp(jac_ctx *ctx, jac_tensor *a, int naxes,
+                                  const int *axes, bool keepdim);
+/** The variance over the given axes, dividing by N - correction (1 for the
+ *  sample variance, 0 for the population variance). */
+JAC_API jac_tensor *jac_var(jac_ctx *ctx, jac_tensor *a, int naxes,
+                            const int *axes, double correction, bool keepdim);
+/** sqrt(jac_var(...)). */
+JAC_API jac_tensor *jac_std(jac_ctx *ctx, jac_tensor *a, int naxes,
+                            const int *axes, double correction, bool keepdim);
+/** The vector norm over the given axes: p = 1 (sum of |a|), 2 (Euclidean)
+ *  or INFINITY (max |a|); other p fail with JAC_ERR_VALUE. The gradient of
+ *  the 2-norm at 0 is taken as 0. */
+JAC_API jac_tensor *jac_norm(jac_ctx *ctx, jac_tensor *a, double p, int naxes,
+                             const int *axes, bool keepdim);
+/** exp(a) / sum(exp(a)) along axis, computed stably. */
+JAC_API jac_tensor *jac_softmax(jac_ctx *ctx, jac_tensor *a, int axis);
+/** a - logsumexp(a) along axis, computed stably. */
+JAC_API jac_tensor *jac_log_softmax(jac_ctx *ctx, jac_tensor *a, int axis);
 /** Sums a over the broadcast axes so that the result has the given shape,
  *  which a's shape must broadcast to (the adjoint of jac_expand). */
 JAC_API jac_tensor *jac_sum_to_shape(jac_ctx *ctx, jac_tensor *a, int ndim,
@@ -317,6 +428,42 @@ JAC_API jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
 /** a with axes axis0 and axis1 swapped (materialised). */
 JAC_API jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0,
                                   int axis1);
+/** a with its axes reordered: axis i of the result is axis perm[i] of a;
+ *  perm must be a permutation of 0 .. ndim - 1. */
+JAC_API jac_tensor *jac_permute(jac_ctx *ctx, jac_tensor *a, const int *perm);
+/** The inner product of two vectors of equal length, as a rank-0 tensor. */
+JAC_API jac_tensor *jac_dot(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** The outer product a[i] * b[j] of two vectors. */
+JAC_API jac_tensor *jac_outer(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** The sum of the diagonal of a matrix, as a rank-0 tensor. */
+JAC_API jac_tensor *jac_trace(jac_ctx *ctx, jac_tensor *a);
+/**
+ * The diagonal of a taken over axis1 and axis2, with the given offset (> 0
+ * above the main diagonal); those axes are removed and the diagonal becomes
+ * the last axis, as NumPy's diagonal.
+ */
+JAC_API jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset,
+                                 int axis1, int axis2);
+
+/*
+ * Dense linear algebra through LAPACK. Matrices are the last two axes; any
+ * leading axes are a batch. A singular matrix (solve, inverse, and the
+ * derivative of det) or one that is not positive definite (cholesky) fails
+ * with JAC_ERR_VALUE, naming the op and the batch element, never a silent
+ * NaN. All are differentiable to second order.
+ */
+/** x with a x = b, for square a (..., n, n) and b (..., n) or (..., n, k). */
+JAC_API jac_tensor *jac_solve(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** The inverse of square a. */
+JAC_API jac_tensor *jac_inverse(jac_ctx *ctx, jac_tensor *a);
+/** The determinant of square a (0 for a singular matrix). */
+JAC_API jac_tensor *jac_det(jac_ctx *ctx, jac_tensor *a);
+/** log(det(a)) for square a with a positive determinant (JAC_ERR_VALUE
+ *  otherwise). */
+JAC_API jac_tensor *jac_logdet(jac_ctx *ctx, jac_tensor *a);
+/** The lower-triangular l with l l^T = a, for symmetric positive definite
+ *  a; only the lower triangle of a is read. */
+JAC_API jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a);
 
 /** The same values in a new shape of equal element count; at most one extent
  *  may be -1, which is inferred. */
@@ -332,6 +479,61 @@ JAC_API jac_tensor *jac_slice(jac_ctx *ctx, jac_tensor *a, int axis,
 /** Joins n tensors along axis; all other extents must agree. */
 JAC_API jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts,
                                int axis);
+/** Stacks n tensors of one shape along a new axis (0 .. ndim). */
+JAC_API jac_tensor *jac_stack(jac_ctx *ctx, size_t n, jac_tensor *const *ts,
+                              int axis);
+/**
+ * Splits a along axis into n consecutive pieces of the given sizes, which
+ * must add up to the extent; writes the pieces to out (n entries).
+ */
+JAC_API jac_status jac_split(jac_ctx *ctx, jac_tensor *a, int axis, size_t n,
+                             const int64_t *sizes, jac_tensor **out);
+/** a with axes start_axis .. end_axis (inclusive; negative counts from the
+ *  end) merged into one. */
+JAC_API jac_tensor *jac_flatten(jac_ctx *ctx, jac_tensor *a, int start_axis,
+                                int end_axis);
+/** a without axis, which must have extent 1. */
+JAC_API jac_tensor *jac_squeeze(jac_ctx *ctx, jac_tensor *a, int axis);
+/** a with a new axis of extent 1 at position axis (0 .. ndim; negative
+ *  counts from the end of the result). */
+JAC_API jac_tensor *jac_unsqueeze(jac_ctx *ctx, jac_tensor *a, int axis);
+/** The entries index[0 .. n-1] of a along axis (repeats allowed); the
+ *  gradient adds up over repeats. An index out of range fails with
+ *  JAC_ERR_VALUE. */
+JAC_API jac_tensor *jac_index_select(jac_ctx *ctx, jac_tensor *a, int axis,
+                                     size_t n, const int64_t *index);
+/**
+ * out[i][j]... = a[..][index[i][j]...][..] along axis, as torch.gather:
+ * index has rank a's rank and the shape index_shape (extents no larger than
+ * a's on the other axes); the result has index_shape. The gradient scatters
+ * and adds.
+ */
+JAC_API jac_tensor *jac_gather(jac_ctx *ctx, jac_tensor *a, int axis,
+                               const int64_t *index_shape,
+                               const int64_t *index);
+/** Elementwise cond ? a : b, where cond is non-zero; all three broadcast.
+ *  No gradient flows into cond. */
+JAC_API jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
+                              jac_tensor *b);
+/** a padded with zeros: before[i] and after[i] (non-negative) elements on
+ *  each side of axis i. */
+JAC_API jac_tensor *jac_pad(jac_ctx *ctx, jac_tensor *a, const int64_t *before,
+                            const int64_t *after);
+
+/* ------------------------------------------------------------------------ */
+/* Random tensors                                                           */
+/*                                                                          */
+/* Reproducible from the seed alone, on every machine and run.              */
+/* ------------------------------------------------------------------------ */
+
+/** Uniform values in [lo, hi). */
+JAC_API jac_tensor *jac_rand_uniform(jac_ctx *ctx, int ndim,
+                                     const int64_t *shape, double lo,
+                                     double hi, uint64_t seed);
+/** Normal values with the given mean and standard deviation. */
+JAC_API jac_tensor *jac_rand_normal(jac_ctx *ctx, int ndim,
+                                    const int64_t *shape, double mean,
+                                    double std, uint64_t seed);
 
 /* ------------------------------------------------------------------------ */
 /* Reverse-mode autodiff                                                    */
@@ -381,27 +583,168 @@ JAC_API jac_status jac_backward(jac_ctx *ctx, jac_tensor *output,
 /* Jacobians                                                                */
 /* ------------------------------------------------------------------------ */
 
+/** How a Jacobian is built. */
+typedef enum jac_mode {
+    /** Forward mode when the input has fewer elements than the outputs that
+     *  depend on it, reverse mode otherwise. */
+    JAC_MODE_AUTO = 0,
+    /** Rows by backward passes (vector-Jacobian products). */
+    JAC_MODE_REVERSE = 1,
+    /** Columns by Jacobian-vector products (the double-backward trick: the
+     *  backward pass is recorded with a dummy seed u, and differentiating
+     *  J^T u with respect to u gives J v). */
+    JAC_MODE_FORWARD = 2
+} jac_mode;
+
 /**
- * The Jacobian dy/dx, of shape y.shape ++ x.shape, by the reference
- * algorithm: one backward pass per element of y, seeded with e_i, the graph
- * retained. With JAC_CREATE_GRAPH the result is itself differentiable (the
- * Jacobian of a gradient is a Hessian). x must require gradients; an x that y
- * does not use gives zeros. y's graph is kept for further passes.
+ * Progress of a long Jacobian or Hessian: called after each block with the
+ * rows (or columns) done and the total. With several threads it is called
+ * from the thread that finished the block, but never concurrently. Returning
+ * non-zero cancels the call: no further block starts, and the call fails
+ * with JAC_ERR_CANCELLED, leaving no partial result.
+ */
+typedef int (*jac_progress_fn)(int64_t done, int64_t total, void *user);
+
+/** Options of the Jacobian drivers; a NULL pointer means all defaults. */
+typedef struct jac_jacobian_opts {
+    /** JAC_CREATE_GRAPH makes the result differentiable; other flags are
+     *  ignored. */
+    unsigned flags;
+    /** Rows (reverse) or columns (forward) per pass: 1 is the row-by-row
+     *  reference algorithm; 0 chooses the largest block whose cotangents fit
+     *  in the context's memory budget (jac_ctx_set_memory_budget). */
+    int64_t chunk;
+    /** Reverse, forward, or chosen by shape (the default). */
+    jac_mode mode;
+    /** Optional progress callback and its argument. */
+    jac_progress_fn progress;
+    void *progress_user;
+} jac_jacobian_opts;
+
+/**
+ * The Jacobian dy/dx, of shape y.shape ++ x.shape, with default options
+ * (blocks of rows within the memory budget, mode chosen by shape) and the
+ * given flags (JAC_CREATE_GRAPH makes the result differentiable: the
+ * Jacobian of a gradient built with JAC_CREATE_GRAPH is a Hessian). x must
+ * require gradients; an x that y does not use gives zeros without any pass.
+ * y's graph is kept for further passes.
  */
 JAC_API jac_tensor *jac_jacobian(jac_ctx *ctx, jac_tensor *y, jac_tensor *x,
                                  unsigned flags);
 
+/**
+ * Every block d ys[k] / d xs[i] of the Jacobian, written to
+ * J[k * nx + i] with shape ys[k].shape ++ xs[i].shape. opts may be NULL.
+ * With chunk = 1 and JAC_MODE_REVERSE this is the reference algorithm: one
+ * backward pass per output element, seeded with e_i. Outputs that do not
+ * depend on an input give zero blocks without a pass. On failure J is left
+ * untouched.
+ */
+JAC_API jac_status jac_jacobian_ex(jac_ctx *ctx, size_t ny,
+                                   jac_tensor *const *ys, size_t nx,
+                                   jac_tensor *const *xs,
+                                   const jac_jacobian_opts *opts,
+                                   jac_tensor **J);
+
+/**
+ * Sets how many threads the Jacobian drivers may use for blocks of rows or
+ * columns when JAC_CREATE_GRAPH is off (default 1). Results are bitwise
+ * identical for any thread count. With more than one thread the context's
+ * allocator hooks must be thread-safe.
+ */
+JAC_API jac_status jac_ctx_set_threads(jac_ctx *ctx, int threads);
+/** The thread setting of the context. */
+JAC_API int jac_ctx_threads(const jac_ctx *ctx);
+/** Sets the memory, in bytes, that an automatic chunk size may use for the
+ *  cotangents of one block (default 64 MiB). */
+JAC_API jac_status jac_ctx_set_memory_budget(jac_ctx *ctx, size_t bytes);
+
 /* ------------------------------------------------------------------------ */
-/* Derivative checks                                                        */
+/* The functional API                                                       */
 /* ------------------------------------------------------------------------ */
 
 /**
- * A differentiable function of tensors for the checkers and drivers: read
- * inputs, write every one of the caller's expected outputs, and return
- * JAC_OK (or the error of ctx).
+ * A differentiable function of tensors: read inputs, write every one of the
+ * caller's expected outputs, and return JAC_OK (or the error of ctx). Used
+ * by the functional drivers and the checkers.
  */
 typedef jac_status (*jac_fn)(jac_ctx *ctx, jac_tensor *const *inputs,
                              jac_tensor **outputs, void *user);
+
+/*
+ * The functional drivers evaluate fn at inputs. An input that does not
+ * require gradients is replaced by a leaf copy that does; with
+ * JAC_CREATE_GRAPH an input that requires gradients is used as it is, so the
+ * results stay differentiable with respect to it.
+ */
+
+/** Every block d fn_k / d inputs_i, in J[k * ninputs + i] (see
+ *  jac_jacobian_ex). */
+JAC_API jac_status jac_jacobian_fn(jac_ctx *ctx, jac_fn fn, void *user,
+                                   size_t ninputs, jac_tensor *const *inputs,
+                                   size_t noutputs,
+                                   const jac_jacobian_opts *opts,
+                                   jac_tensor **J);
+
+/**
+ * The Hessian of a function with one input x and a one-element output, of
+ * shape x.shape ++ x.shape. Rows are Hessian-vector products (the Jacobian
+ * of the gradient) and the result is symmetrised, (H + H^T) / 2, so it is
+ * symmetric exactly. opts as jac_jacobian_ex.
+ */
+JAC_API jac_tensor *jac_hessian(jac_ctx *ctx, jac_fn fn, void *user,
+                                jac_tensor *x, const jac_jacobian_opts *opts);
+
+/**
+ * The vector-Jacobian products sum_k v[k]^T d fn_k / d inputs_i into
+ * vjps[i] (shaped like inputs[i]), and the function values into outputs
+ * (noutputs entries; may be NULL). v[k] is shaped like output k; NULL entries
+ * are allowed for one-element outputs (seed 1). flags: JAC_CREATE_GRAPH.
+ */
+JAC_API jac_status jac_vjp(jac_ctx *ctx, jac_fn fn, void *user,
+                           size_t ninputs, jac_tensor *const *inputs,
+                           size_t noutputs, jac_tensor *const *v,
+                           unsigned flags, jac_tensor **outputs,
+                           jac_tensor **vjps);
+
+/**
+ * The Jacobian-vector products sum_i d fn_k / d inputs_i v[i] into jvps[k]
+ * (shaped like output k), and the function values into outputs (may be
+ * NULL), by the double-backward trick. v[i] is shaped like inputs[i].
+ * flags: JAC_CREATE_GRAPH.
+ */
+JAC_API jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user,
+                           size_t ninputs, jac_tensor *const *inputs,
+                           size_t noutputs, jac_tensor *const *v,
+                           unsigned flags, jac_tensor **outputs,
+                           jac_tensor **jvps);
+
+/**
+ * The Hessian-vector products H v of a function with a one-element output:
+ * hvps[i] = sum_j d2 fn / d inputs_i d inputs_j v[j], and the value into
+ * *output (may be NULL). flags: JAC_CREATE_GRAPH.
+ */
+JAC_API jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user,
+                           size_t ninputs, jac_tensor *const *inputs,
+                           jac_tensor *const *v, unsigned flags,
+                           jac_tensor **output, jac_tensor **hvps);
+
+/**
+ * Per-sample Jacobians. fn maps a batch X of shape (B, ...) to one output of
+ * shape (B, ...), treating every sample (row) on its own, as a network
+ * applied to a batch does. The result has shape (B, out..., in...): for each
+ * b the Jacobian of sample b's output with respect to sample b's input. The
+ * cross-sample blocks, zero for such a function, are never computed: one
+ * pass seeds the same output element in every sample at once. opts as
+ * jac_jacobian_ex (forward mode is not used).
+ */
+JAC_API jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
+                                       jac_tensor *x,
+                                       const jac_jacobian_opts *opts);
+
+/* ------------------------------------------------------------------------ */
+/* Derivative checks                                                        */
+/* ------------------------------------------------------------------------ */
 
 /** Tolerances of the checkers; a NULL pointer means the defaults. */
 typedef struct jac_check_opts {

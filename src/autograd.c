@@ -19,6 +19,7 @@ typedef struct plan_step {
 } plan_step;
 
 struct jac__plan {
+    const jac_ctx *tape; /* the context whose tape the steps index */
     size_t noutputs, ninputs;
     int32_t *output_slot; /* per output; -1 when it uses no input */
     int32_t *input_slot;  /* per input */
@@ -47,6 +48,24 @@ void jac__plan_free(jac_ctx *ctx, jac__plan *plan)
 bool jac__plan_output_used(const jac__plan *plan, size_t k)
 {
     return plan->output_slot[k] >= 0;
+}
+
+/* Each step holds about its output's cotangent and one per needed input,
+ * and a rule makes a few temporaries of those sizes. */
+size_t jac__plan_bytes_per_seed(const jac__plan *plan)
+{
+    double total = 0;
+    for (size_t r = 0; r < plan->nsteps; r++) {
+        const jac__node *n = jac__node_at(plan->tape, plan->steps[r].node);
+        total += (double)n->out->numel;
+        for (int j = 0; j < n->nin; j++)
+            if (plan->in_slots[plan->steps[r].first_in + j] >= 0)
+                total += 2.0 * (double)n->in[j]->numel;
+    }
+    for (size_t i = 0; i < plan->ninputs; i++)
+        total += 1.0;
+    total *= 2.0 * sizeof(double);
+    return total > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)total + 64;
 }
 
 /* The first tape index whose output is newer than seq (outputs' seq grows
@@ -168,6 +187,7 @@ jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
     if (plan == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
     memset(plan, 0, sizeof *plan);
+    plan->tape = ctx;
     plan->noutputs = noutputs;
     plan->ninputs = ninputs;
     plan->max_nin = 2;
@@ -252,7 +272,7 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
         jac_tensor *g = cot[s->out_slot];
         if (g == NULL)
             continue;
-        const jac__node *n = jac__node_at(ctx, s->node);
+        const jac__node *n = jac__node_at(plan->tape, s->node);
         if (n->released) {
             st = jac__error(ctx, JAC_ERR_RELEASED,
                             "%s: the graph through '%s' was already released "
@@ -291,7 +311,7 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
     if (st == JAC_OK) {
         for (size_t i = 0; i < plan->ninputs; i++)
             grads[i] = cot[plan->input_slot[i]];
-        if (!retain)
+        if (!retain && ctx == plan->tape)
             for (size_t r = 0; r < plan->nsteps; r++)
                 jac__node_at(ctx, plan->steps[r].node)->released = true;
     }
@@ -322,9 +342,9 @@ static jac_status prepare_seeds(jac_ctx *ctx, const char *op, size_t noutputs,
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     for (size_t k = 0; k < noutputs; k++) {
         jac_tensor *y = outputs[k];
-        if (!jac__check_arg(ctx, op, y))
-            return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: output %zu is NULL",
-                              op, k);
+        jac_status st = jac__check_named(ctx, op, y, "output", k);
+        if (st != JAC_OK)
+            return st;
         jac_tensor *seed = grad_outputs ? grad_outputs[k] : NULL;
         if (seed == NULL) {
             if (batched)
@@ -345,7 +365,7 @@ static jac_status prepare_seeds(jac_ctx *ctx, const char *op, size_t noutputs,
             continue;
         }
         if (!jac__check_arg(ctx, op, seed))
-            return ctx->status;
+            return JAC_ERR_CONTEXT;
         if (!same_shape(seed, batched ? 1 : 0, y) ||
             (batched && batch >= 0 && seed->shape[0] != batch))
             return jac__error(
@@ -393,9 +413,9 @@ static jac_status grad_impl(jac_ctx *ctx, const char *op, size_t noutputs,
         return jac__error(ctx, JAC_ERR_NULL_ARG,
                           "%s: no inputs or no place for the gradients", op);
     for (size_t i = 0; i < ninputs; i++) {
-        if (!jac__check_arg(ctx, op, inputs[i]))
-            return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: input %zu is NULL",
-                              op, i);
+        jac_status st = jac__check_named(ctx, op, inputs[i], "input", i);
+        if (st != JAC_OK)
+            return st;
         if (!inputs[i]->requires_grad)
             return jac__error(
                 ctx, JAC_ERR_NO_GRAD,
@@ -422,7 +442,9 @@ static jac_status grad_impl(jac_ctx *ctx, const char *op, size_t noutputs,
                              &plan);
     if (st == JAC_OK)
         st = jac__plan_run(ctx, op, plan, seeds, flags, res);
-    int64_t batch = (flags & JAC_BATCHED_SEEDS) ? seeds[0]->shape[0] : -1;
+    int64_t batch = st == JAC_OK && (flags & JAC_BATCHED_SEEDS)
+                        ? seeds[0]->shape[0]
+                        : -1;
     for (size_t i = 0; i < ninputs && st == JAC_OK; i++) {
         if (res[i])
             continue;
@@ -510,8 +532,9 @@ jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
-    if (!jac__check_arg(ctx, "backward", output))
-        return ctx->status;
+    jac_status named = jac__check_named(ctx, "backward", output, "output", 0);
+    if (named != JAC_OK)
+        return named;
     if (flags & (JAC_ALLOW_UNUSED | JAC_BATCHED_SEEDS))
         return jac__error(ctx, JAC_ERR_VALUE,
                           "backward: JAC_ALLOW_UNUSED and JAC_BATCHED_SEEDS "

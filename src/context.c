@@ -211,7 +211,44 @@ jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
     ctx->grad_enabled = true;
     ctx->next_seq = 1;
     ctx->next_plan_id = 1;
+    ctx->threads = 1;
+    ctx->memory_budget = (size_t)64 << 20;
     return ctx;
+}
+
+jac_ctx *jac__ctx_worker_new(const jac_ctx *parent)
+{
+    jac_ctx *w = jac_ctx_new_with_allocator(&parent->alloc);
+    if (w) {
+        w->parent = parent;
+        w->grad_enabled = false;
+    }
+    return w;
+}
+
+jac_status jac_ctx_set_threads(jac_ctx *ctx, int threads)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    if (threads < 1 || threads > 256)
+        return jac__error(ctx, JAC_ERR_VALUE,
+                          "ctx_set_threads: %d threads is outside 1..256",
+                          threads);
+    ctx->threads = threads;
+    return JAC_OK;
+}
+
+int jac_ctx_threads(const jac_ctx *ctx) { return ctx ? ctx->threads : 0; }
+
+jac_status jac_ctx_set_memory_budget(jac_ctx *ctx, size_t bytes)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    if (bytes == 0)
+        return jac__error(ctx, JAC_ERR_VALUE,
+                          "ctx_set_memory_budget: the budget must be positive");
+    ctx->memory_budget = bytes;
+    return JAC_OK;
 }
 
 jac_ctx *jac_ctx_new(void)
@@ -384,6 +421,12 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
 jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
                              const int64_t *shape)
 {
+    if (t->ctx != ctx) {
+        jac_tensor *c = jac__tensor_alloc(ctx, "reshape", ndim, shape);
+        if (c)
+            memcpy(c->data, t->data, (size_t)t->numel * sizeof(double));
+        return c;
+    }
     t->buf->refcount++;
     jac_tensor *v = tensor_register(ctx, "reshape", ndim, shape, t->numel,
                                     t->buf);
@@ -411,12 +454,21 @@ bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t)
                    "%s: tensor was released (used after its scope ended)", op);
         return false;
     }
-    if (t->ctx != ctx) {
+    if (t->ctx != ctx && t->ctx != ctx->parent) {
         jac__error(ctx, JAC_ERR_CONTEXT,
                    "%s: tensor belongs to another context", op);
         return false;
     }
     return true;
+}
+
+jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
+                            const char *what, size_t index)
+{
+    if (t == NULL)
+        return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: %s %zu is NULL", op,
+                          what, index);
+    return jac__check_arg(ctx, op, t) ? JAC_OK : JAC_ERR_CONTEXT;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -22,6 +22,15 @@
 /* ------------------------------------------------------------------------ */
 
 #define JAC__OP_TABLE(X)                                                       \
+    JAC__OPS_ELEMENTWISE(X)                                                    \
+    JAC__OPS_UNARY(X)                                                          \
+    JAC__OPS_REDUCE(X)                                                         \
+    JAC__OPS_LINALG(X)                                                         \
+    JAC__OPS_LAPACK(X)                                                         \
+    JAC__OPS_SHAPE(X)
+
+/* elementwise.c */
+#define JAC__OPS_ELEMENTWISE(X)                                                \
     X(ADD, "add", add)                                                         \
     X(SUB, "sub", sub)                                                         \
     X(MUL, "mul", mul)                                                         \
@@ -32,16 +41,76 @@
     X(LOG, "log", log)                                                         \
     X(SIN, "sin", sin)                                                         \
     X(COS, "cos", cos)                                                         \
-    X(TANH, "tanh", tanh)                                                      \
+    X(TANH, "tanh", tanh)
+
+/* unary.c */
+#define JAC__OPS_UNARY(X)                                                      \
+    X(ABS, "abs", abs)                                                         \
+    X(SIGN, "sign", sign)                                                      \
+    X(SQRT, "sqrt", sqrt)                                                      \
+    X(RSQRT, "rsqrt", rsqrt)                                                   \
+    X(SQUARE, "square", square)                                                \
+    X(RECIPROCAL, "reciprocal", reciprocal)                                    \
+    X(EXPM1, "expm1", expm1)                                                   \
+    X(LOG1P, "log1p", log1p)                                                   \
+    X(TAN, "tan", tan)                                                         \
+    X(ASIN, "asin", asin)                                                      \
+    X(ACOS, "acos", acos)                                                      \
+    X(ATAN, "atan", atan)                                                      \
+    X(SINH, "sinh", sinh)                                                      \
+    X(COSH, "cosh", cosh)                                                      \
+    X(ASINH, "asinh", asinh)                                                   \
+    X(SIGMOID, "sigmoid", sigmoid)                                             \
+    X(RELU, "relu", relu)                                                      \
+    X(SOFTPLUS, "softplus", softplus)                                          \
+    X(ERF, "erf", erf)                                                         \
+    X(CLAMP, "clamp", clamp)                                                   \
+    X(POW, "pow", pow)                                                         \
+    X(MAXIMUM, "maximum", maximum)                                             \
+    X(MINIMUM, "minimum", minimum)                                             \
+    X(ATAN2, "atan2", atan2)
+
+/* reduce.c, reduce_stats.c */
+#define JAC__OPS_REDUCE(X)                                                     \
     X(SUM_AXES, "sum", sum_axes)                                               \
     X(SUM_TO, "sum_to_shape", sum_to)                                          \
     X(EXPAND, "expand", expand)                                                \
+    X(PROD_AXES, "prod", prod_axes)                                            \
+    X(MAX_AXES, "max", max_axes)                                               \
+    X(MIN_AXES, "min", min_axes)                                               \
+    X(NORM2, "norm", norm2)                                                    \
+    X(GROUP_SHIFT, "group_shift", group_shift)                                 \
+    X(GROUP_SCAN, "group_scan", group_scan)
+
+/* linalg.c */
+#define JAC__OPS_LINALG(X)                                                     \
     X(MATMUL, "matmul", matmul)                                                \
     X(TRANSPOSE, "transpose", transpose)                                       \
+    X(PERMUTE, "permute", permute)                                             \
+    X(DIAGONAL, "diagonal", diagonal)                                          \
+    X(DIAG_EMBED, "diag_embed", diag_embed)
+
+/* lapack.c */
+#define JAC__OPS_LAPACK(X)                                                     \
+    X(SOLVE, "solve", solve)                                                   \
+    X(INVERSE, "inverse", inverse)                                             \
+    X(DET, "det", det)                                                         \
+    X(LOGDET, "logdet", logdet)                                                \
+    X(CHOLESKY, "cholesky", cholesky)                                          \
+    X(TRIANGULAR_SOLVE, "triangular_solve", triangular_solve)
+
+/* shape.c */
+#define JAC__OPS_SHAPE(X)                                                      \
     X(RESHAPE, "reshape", reshape)                                             \
     X(SLICE, "slice", slice)                                                   \
     X(SLICE_SCATTER, "slice_scatter", slice_scatter)                           \
-    X(CONCAT, "concat", concat)
+    X(CONCAT, "concat", concat)                                                \
+    X(INDEX_SELECT, "index_select", index_select)                              \
+    X(INDEX_ADD, "index_add", index_add)                                       \
+    X(GATHER, "gather", gather)                                                \
+    X(SCATTER_ADD, "scatter_add", scatter_add)                                 \
+    X(WHERE, "where", where)                                                   \
+    X(PAD, "pad", pad)
 
 typedef enum jac__op {
 #define JAC__OP_ENUM(e, name, vjp) JAC__OP_##e,
@@ -116,13 +185,38 @@ typedef struct jac__node {
         struct {
             uint32_t axes_mask;
             bool keepdim;
-        } reduce;
+        } reduce; /* sum, prod, max, min, norm */
+        struct {
+            uint32_t axes_mask;
+            int dir; /* +1 along the group order, -1 against it */
+        } scan; /* group_shift, group_scan (reduce_stats.c) */
         struct {
             int nlead; /* leading axes kept as they are (sum_to) */
         } sum_to;
         struct {
             int axis;
         } concat;
+        struct {
+            int axis;  /* past the nlead leading axes (gather) */
+            int nlead; /* leading axes the index does not cover */
+        } index; /* index_select, index_add, gather, scatter_add */
+        struct {
+            double lo, hi;
+        } clamp;
+        struct {
+            int8_t perm[JAC_MAX_DIMS]; /* axis i of out is axis perm[i] */
+        } permute;
+        struct {
+            int64_t offset;   /* > 0 above the main diagonal */
+            int axis1, axis2; /* of the tensor holding the full matrix */
+        } diagonal; /* diagonal, diag_embed */
+        struct {
+            bool vector; /* b is (..., n) rather than (..., n, k) */
+        } solve;
+        struct {
+            bool lower; /* which triangle of the matrix is read */
+            bool trans; /* solve with its transpose */
+        } triangular; /* triangular_solve */
     } p;
 } jac__node;
 
@@ -141,6 +235,12 @@ typedef struct jac__node {
 struct jac_ctx {
     jac_allocator alloc;
     size_t memory; /* bytes held from the allocator */
+
+    /* A worker context (one per thread of a threaded Jacobian) reads the
+     * tensors and tape of its parent; everything it makes is its own. */
+    const jac_ctx *parent;
+    int threads;
+    size_t memory_budget;
 
     jac_status status;
     char message[512];
@@ -184,7 +284,9 @@ jac_status jac__grow(jac_ctx *ctx, void **arr, size_t *cap, size_t need,
  * Checks rank, extents and overflow; op names the caller in messages. */
 jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
                               const int64_t *shape);
-/* A new tensor sharing t's storage with another shape of equal numel. */
+/* A new tensor with t's values in another shape of equal numel: shares t's
+ * storage, or copies it when t belongs to a parent context (sharing would
+ * update the parent's reference count from a worker thread). */
 jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
                              const int64_t *shape);
 /* Frees a tensor's header and its reference to storage (not its grad). */
@@ -200,6 +302,12 @@ static inline jac__node *jac__node_at(const jac_ctx *ctx, int64_t i)
 /* Validates a tensor argument of op: non-NULL (without a new error when one
  * is already kept), alive, and owned by ctx. */
 bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t);
+
+/* Like jac__check_arg for a numbered argument of a driver ("input 2"):
+ * returns JAC_OK, or the error recorded (JAC_ERR_NULL_ARG naming the
+ * argument, or JAC_ERR_CONTEXT). */
+jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
+                            const char *what, size_t index);
 
 /* Whether an op on these inputs must be recorded. */
 static inline bool jac__should_record(const jac_ctx *ctx, int n,
@@ -236,6 +344,12 @@ static inline int jac__axis(int axis, int ndim)
 }
 
 extern const char *const jac__op_names[JAC__OP_COUNT];
+
+/* Turns a reduction's axes argument (NULL for all axes) into a bit mask of
+ * normalised axes; reports JAC_ERR_AXIS naming op on a bad or repeated axis.
+ * Returns false on error. */
+bool jac__axes_mask(jac_ctx *ctx, const char *op, const jac_tensor *a,
+                    int naxes, const int *axes, uint32_t *mask);
 
 /* ------------------------------------------------------------------------ */
 /* Backward rules                                                           */
@@ -283,6 +397,11 @@ jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
 jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
                                const int64_t *shape, int axis, int64_t start,
                                int64_t stop, int64_t step);
+/* x with op(t) x = b for lower (or upper) triangular t (..., n, n), only
+ * that triangle read, op(t) = t^T when trans; b (..., n, k); batch axes
+ * broadcast (lapack.c). */
+jac_tensor *jac__triangular_solve(jac_ctx *ctx, jac_tensor *t, jac_tensor *b,
+                                  bool lower, bool trans);
 
 /* Broadcast shape of two shapes; returns rank or -1 when incompatible. */
 int jac__broadcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb,
@@ -302,10 +421,20 @@ typedef struct jac__plan jac__plan;
 jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
                            jac_tensor *const *outputs, size_t ninputs,
                            jac_tensor *const *inputs, jac__plan **plan);
+/* Calls a user function with recording on or off and checks that it set
+ * every output; a failure becomes JAC_ERR_CALLBACK naming op. */
+jac_status jac__call_fn(jac_ctx *ctx, const char *op, jac_fn fn, void *user,
+                        jac_tensor *const *inputs, size_t noutputs,
+                        jac_tensor **outputs, bool record);
+/* Rough bytes of cotangents one seed needs when the plan runs. */
+size_t jac__plan_bytes_per_seed(const jac__plan *plan);
+/* A context for a worker thread that reads parent's tensors and tape;
+ * recording is off in it. Free with jac_ctx_free. */
+jac_ctx *jac__ctx_worker_new(const jac_ctx *parent);
 void jac__plan_free(jac_ctx *ctx, jac__plan *plan);
 /* Whether output k depends on any input. */
 bool jac__plan_output_used(const jac__plan *plan, size_t k);
-/* Runs the plan: seeds[k] (batch ++ outputs[k].shape, or NULL to skip
+/* Runs the plan in ctx (the plan's own context, or a worker of it): seeds[k] (batch ++ outputs[k].shape, or NULL to skip
  * output k), grads[i] receives the cotangent of input i or NULL when none
  * arrived. Honours JAC_CREATE_GRAPH and JAC_RETAIN_GRAPH. */
 jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,

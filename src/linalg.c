@@ -1,5 +1,7 @@
 /*
- * Linear algebra: matmul with NumPy's rules through CBLAS, and transpose.
+ * Linear algebra without factorizations: matmul with NumPy's rules through
+ * CBLAS, transpose, permute, diagonal (with its adjoint diag_embed), and the
+ * composites dot, outer and trace. Factorizations live in lapack.c.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -336,5 +338,338 @@ jac_status jac__vjp_transpose(jac_ctx *ctx, const jac__node *node,
     int nb = jac__batch_ndim(g, node->out);
     gin[0] = jac_transpose(ctx, g, nb + node->p.transpose.axis0,
                            nb + node->p.transpose.axis1);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Strided copies (permute, diagonal, diag_embed)                           */
+/* ------------------------------------------------------------------------ */
+
+/* Row-major element strides of a shape. */
+static void contiguous_strides(int n, const int64_t *shape, int64_t *strides)
+{
+    int64_t s = 1;
+    for (int d = n - 1; d >= 0; d--) {
+        strides[d] = s;
+        s *= shape[d];
+    }
+}
+
+/* For every index i of shape (rank n): dst[i . ds] = src[i . ss]. The last
+ * axis runs as the inner loop, the others as an odometer. */
+static void strided_copy(int n, const int64_t *shape, const double *src,
+                         const int64_t *ss, double *dst, const int64_t *ds)
+{
+    int64_t numel = 1;
+    for (int d = 0; d < n; d++)
+        numel *= shape[d];
+    if (numel == 0)
+        return;
+    if (n == 0) {
+        dst[0] = src[0];
+        return;
+    }
+    int64_t idx[JAC_MAX_DIMS] = {0};
+    int64_t inner = shape[n - 1], outer = numel / inner;
+    int64_t si = ss[n - 1], di = ds[n - 1], so = 0, dof = 0;
+    for (int64_t o = 0; o < outer; o++) {
+        for (int64_t t = 0; t < inner; t++)
+            dst[dof + t * di] = src[so + t * si];
+        for (int d = n - 2; d >= 0; d--) {
+            so += ss[d];
+            dof += ds[d];
+            if (++idx[d] < shape[d])
+                break;
+            so -= ss[d] * shape[d];
+            dof -= ds[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* permute                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Formats perm (n entries) as "(2, 0, 1)" for messages. */
+static const char *perm_str(char *buf, size_t size, int n, const int *perm)
+{
+    int64_t p[JAC_MAX_DIMS];
+    for (int i = 0; i < n; i++)
+        p[i] = perm[i];
+    return jac__shape_str(buf, size, n, p);
+}
+
+/* y = permute(a, perm) without checks: axis i of y is axis perm[i] of a. */
+static jac_tensor *permute_impl(jac_ctx *ctx, jac_tensor *a, const int *perm)
+{
+    int n = a->ndim;
+    int64_t shape[JAC_MAX_DIMS], as[JAC_MAX_DIMS], ss[JAC_MAX_DIMS],
+        ds[JAC_MAX_DIMS];
+    contiguous_strides(n, a->shape, as);
+    for (int i = 0; i < n; i++) {
+        shape[i] = a->shape[perm[i]];
+        ss[i] = as[perm[i]];
+    }
+    jac_tensor *y = jac__tensor_alloc(ctx, "permute", n, shape);
+    if (y == NULL)
+        return NULL;
+    contiguous_strides(n, shape, ds);
+    strided_copy(n, shape, a->data, ss, y->data, ds);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_PERMUTE, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node)
+        for (int i = 0; i < n; i++)
+            node->p.permute.perm[i] = (int8_t)perm[i];
+    return y;
+}
+
+jac_tensor *jac_permute(jac_ctx *ctx, jac_tensor *a, const int *perm)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "permute", a))
+        return NULL;
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    if (a->ndim > 0 && perm == NULL) {
+        jac__error(ctx, JAC_ERR_NULL_ARG, "permute: perm is NULL for shape %s",
+                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape));
+        return NULL;
+    }
+    unsigned seen = 0;
+    for (int i = 0; i < a->ndim; i++) {
+        if (perm[i] < 0 || perm[i] >= a->ndim || (seen & (1u << perm[i]))) {
+            jac__error(ctx, JAC_ERR_AXIS,
+                       "permute: %s is not a permutation of the axes 0..%d "
+                       "of shape %s",
+                       perm_str(s1, sizeof s1, a->ndim, perm), a->ndim - 1,
+                       jac__shape_str(s2, sizeof s2, a->ndim, a->shape));
+            return NULL;
+        }
+        seen |= 1u << perm[i];
+    }
+    return permute_impl(ctx, a, perm);
+}
+
+/* The cotangent goes back through the inverse permutation; batch axes in
+ * front of g stay where they are. */
+jac_status jac__vjp_permute(jac_ctx *ctx, const jac__node *node,
+                            jac_tensor *g, const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    int n = node->in[0]->ndim, nb = jac__batch_ndim(g, node->out);
+    int q[JAC_MAX_DIMS];
+    for (int i = 0; i < nb; i++)
+        q[i] = i;
+    for (int i = 0; i < n; i++)
+        q[nb + node->p.permute.perm[i]] = nb + i;
+    gin[0] = permute_impl(ctx, g, q);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* dot, outer, trace: composites of differentiable ops                      */
+/* ------------------------------------------------------------------------ */
+
+jac_tensor *jac_dot(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "dot", a) ||
+        !jac__check_arg(ctx, "dot", b))
+        return NULL;
+    if (a->ndim != 1 || b->ndim != 1 || a->shape[0] != b->shape[0]) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+        jac__error(ctx,
+                   a->ndim != 1 || b->ndim != 1 ? JAC_ERR_RANK : JAC_ERR_SHAPE,
+                   "dot: needs two vectors of equal length, got shapes %s "
+                   "and %s",
+                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
+                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
+        return NULL;
+    }
+    return jac_matmul(ctx, a, b);
+}
+
+/* a (n) and b (m) become a column (n, 1) and a row (1, m); their broadcast
+ * product is the outer product. */
+jac_tensor *jac_outer(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "outer", a) ||
+        !jac__check_arg(ctx, "outer", b))
+        return NULL;
+    if (a->ndim != 1 || b->ndim != 1) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_RANK,
+                   "outer: needs two vectors, got shapes %s and %s",
+                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
+                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
+        return NULL;
+    }
+    int64_t col[2] = {a->shape[0], 1}, row[2] = {1, b->shape[0]};
+    return jac_mul(ctx, jac_reshape(ctx, a, 2, col),
+                   jac_reshape(ctx, b, 2, row));
+}
+
+/* The sum of the main diagonal; a non-square matrix is allowed (as NumPy's
+ * and PyTorch's trace). */
+jac_tensor *jac_trace(jac_ctx *ctx, jac_tensor *a)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "trace", a))
+        return NULL;
+    if (a->ndim != 2) {
+        char s[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_RANK, "trace: needs a matrix, got shape %s",
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    return jac_sum(ctx, jac_diagonal(ctx, a, 0, 0, 1));
+}
+
+/* ------------------------------------------------------------------------ */
+/* diagonal and its adjoint diag_embed                                      */
+/*                                                                          */
+/* Both map between a "big" tensor, where the diagonal runs over axes       */
+/* axis1 and axis2, and a "small" one with those axes removed and the       */
+/* diagonal appended last. Element t of the diagonal sits at index          */
+/* t + max(0, -offset) on axis1 and t + max(0, offset) on axis2, so the     */
+/* small tensor is a strided view of the big one: diagonal gathers through  */
+/* it, diag_embed scatters into zeros through it. Each is the other's       */
+/* backward rule, so derivatives of any order stay within the pair.         */
+/* ------------------------------------------------------------------------ */
+
+/* The length of the diagonal of an n1 x n2 block with the given offset. */
+static int64_t diag_len(int64_t n1, int64_t n2, int64_t offset)
+{
+    if (offset >= 0)
+        return offset >= n2 ? 0 : (n1 < n2 - offset ? n1 : n2 - offset);
+    if (offset <= -n1)
+        return 0;
+    return n1 + offset < n2 ? n1 + offset : n2;
+}
+
+/* The small shape (rank big_n - 1), the big tensor's strides along each
+ * small axis, and the big offset of the small tensor's first element. */
+static void diag_view(int big_n, const int64_t *big_shape, int axis1,
+                      int axis2, int64_t offset, int64_t *small_shape,
+                      int64_t *strides, int64_t *base)
+{
+    int64_t bs[JAC_MAX_DIMS];
+    contiguous_strides(big_n, big_shape, bs);
+    int k = 0;
+    for (int d = 0; d < big_n; d++) {
+        if (d == axis1 || d == axis2)
+            continue;
+        small_shape[k] = big_shape[d];
+        strides[k++] = bs[d];
+    }
+    int64_t len = diag_len(big_shape[axis1], big_shape[axis2], offset);
+    small_shape[k] = len;
+    strides[k] = bs[axis1] + bs[axis2];
+    *base = 0;
+    if (len > 0)
+        *base = (offset < 0 ? -offset * bs[axis1] : offset * bs[axis2]);
+}
+
+static jac_tensor *diagonal_impl(jac_ctx *ctx, jac_tensor *a, int64_t offset,
+                                 int axis1, int axis2)
+{
+    int64_t shape[JAC_MAX_DIMS], ss[JAC_MAX_DIMS], ds[JAC_MAX_DIMS], base;
+    diag_view(a->ndim, a->shape, axis1, axis2, offset, shape, ss, &base);
+    int n = a->ndim - 1;
+    jac_tensor *y = jac__tensor_alloc(ctx, "diagonal", n, shape);
+    if (y == NULL)
+        return NULL;
+    contiguous_strides(n, shape, ds);
+    strided_copy(n, shape, a->data + base, ss, y->data, ds);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_DIAGONAL, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.diagonal.offset = offset;
+        node->p.diagonal.axis1 = axis1;
+        node->p.diagonal.axis2 = axis2;
+    }
+    return y;
+}
+
+/* The tensor of rank g->ndim + 1, zero except on the diagonal over axes
+ * axis1 and axis2 (of extents n1 and n2), which holds g's last axis. */
+static jac_tensor *diag_embed(jac_ctx *ctx, jac_tensor *g, int64_t offset,
+                              int axis1, int axis2, int64_t n1, int64_t n2)
+{
+    int n = g->ndim + 1;
+    if (n > JAC_MAX_DIMS) {
+        jac__error(ctx, JAC_ERR_RANK, "diag_embed: result exceeds rank %d",
+                   JAC_MAX_DIMS);
+        return NULL;
+    }
+    int64_t shape[JAC_MAX_DIMS];
+    for (int d = 0, k = 0; d < n; d++)
+        shape[d] = d == axis1 ? n1 : d == axis2 ? n2 : g->shape[k++];
+    jac_tensor *y = jac__tensor_alloc(ctx, "diag_embed", n, shape);
+    if (y == NULL)
+        return NULL;
+    memset(y->data, 0, (size_t)y->numel * sizeof(double));
+    int64_t small[JAC_MAX_DIMS], ds[JAC_MAX_DIMS], ss[JAC_MAX_DIMS], base;
+    diag_view(n, shape, axis1, axis2, offset, small, ds, &base);
+    contiguous_strides(n - 1, small, ss);
+    strided_copy(n - 1, small, g->data, ss, y->data + base, ds);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_DIAG_EMBED, y, 1, &g, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.diagonal.offset = offset;
+        node->p.diagonal.axis1 = axis1;
+        node->p.diagonal.axis2 = axis2;
+    }
+    return y;
+}
+
+jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset,
+                         int axis1, int axis2)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "diagonal", a))
+        return NULL;
+    char s[JAC__SHAPE_STR_MAX];
+    if (a->ndim < 2) {
+        jac__error(ctx, JAC_ERR_RANK,
+                   "diagonal: needs rank >= 2, got shape %s",
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    int i = jac__axis(axis1, a->ndim), j = jac__axis(axis2, a->ndim);
+    if (i < 0 || j < 0 || i == j) {
+        jac__error(ctx, JAC_ERR_AXIS,
+                   "diagonal: axes %d and %d are out of range or the same "
+                   "axis for shape %s",
+                   axis1, axis2, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    return diagonal_impl(ctx, a, offset, i, j);
+}
+
+jac_status jac__vjp_diagonal(jac_ctx *ctx, const jac__node *node,
+                             jac_tensor *g, const bool *need,
+                             jac_tensor **gin)
+{
+    (void)need;
+    const jac_tensor *a = node->in[0];
+    int nb = jac__batch_ndim(g, node->out);
+    int i = node->p.diagonal.axis1, j = node->p.diagonal.axis2;
+    gin[0] = diag_embed(ctx, g, node->p.diagonal.offset, nb + i, nb + j,
+                        a->shape[i], a->shape[j]);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+jac_status jac__vjp_diag_embed(jac_ctx *ctx, const jac__node *node,
+                               jac_tensor *g, const bool *need,
+                               jac_tensor **gin)
+{
+    (void)need;
+    int nb = jac__batch_ndim(g, node->out);
+    gin[0] = diagonal_impl(ctx, g, node->p.diagonal.offset,
+                           nb + node->p.diagonal.axis1,
+                           nb + node->p.diagonal.axis2);
     return gin[0] ? JAC_OK : ctx->status;
 }

@@ -1,0 +1,751 @@
+/*
+ * Dense linear algebra through LAPACK: solve, inverse, det, logdet and
+ * cholesky, plus the internal triangular_solve that cholesky's backward rule
+ * needs. Matrices are the last two axes; leading axes are a batch, looped
+ * over one matrix at a time.
+ *
+ * Row-major data and column-major LAPACK: the buffer of a row-major matrix
+ * M, read by LAPACK, is M^T. No op transposes its input matrix; each picks
+ * the call that works on M^T instead:
+ *   - inverse: (M^T)^-1 = (M^-1)^T, so getrf + getri in place give M^-1.
+ *   - det, logdet: det(M^T) = det(M).
+ *   - solve: getrf factors M^T; getrs with TRANS = 'T' then solves M x = b.
+ *     The right-hand sides are copied into column-major scratch and back.
+ *   - cholesky: potrf with UPLO = 'U' reads the upper triangle of M^T, which
+ *     is the lower triangle of M, and leaves U with U^T U = M there; read
+ *     row-major, that is L = U^T.
+ *   - triangular_solve: a lower-triangular M is upper-triangular to LAPACK,
+ *     and op(M) x = b becomes trtrs on M^T with TRANS flipped.
+ *
+ * Backward rules are written with differentiable ops (matmul, transpose,
+ * mul, and these ops themselves), so every op here has second derivatives:
+ *   inverse   dA = -Y^T g Y^T, Y = the op's own output
+ *   solve     gb = solve(A^T, g), gA = -gb x^T, x = the op's own output
+ *   det       dA = g det(A) A^-T (fails on a singular matrix)
+ *   logdet    dA = g A^-T
+ *   cholesky  see jac__vjp_cholesky
+ *
+ * LAPACK is never handed an argument it would reject, so its error handler
+ * (xerbla, which prints) is never reached; extents must fit in an int.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <math.h>
+
+/* Fortran LAPACK as exported by OpenBLAS (and the reference LAPACK), with
+ * gfortran's calling convention: every argument by reference, and one hidden
+ * length per CHARACTER argument appended at the end. */
+extern void dgetrf_(const int *m, const int *n, double *a, const int *lda,
+                    int *ipiv, int *info);
+extern void dgetri_(const int *n, double *a, const int *lda, const int *ipiv,
+                    double *work, const int *lwork, int *info);
+extern void dgetrs_(const char *trans, const int *n, const int *nrhs,
+                    const double *a, const int *lda, const int *ipiv,
+                    double *b, const int *ldb, int *info, size_t trans_len);
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda,
+                    int *info, size_t uplo_len);
+extern void dtrtrs_(const char *uplo, const char *trans, const char *diag,
+                    const int *n, const int *nrhs, const double *a,
+                    const int *lda, double *b, const int *ldb, int *info,
+                    size_t uplo_len, size_t trans_len, size_t diag_len);
+
+/* ------------------------------------------------------------------------ */
+/* Shared checks and helpers                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Checks that a is a square matrix or a batch of them whose extent fits in
+ * LAPACK's int; stores that extent in *n. */
+static bool square_arg(jac_ctx *ctx, const char *op, const char *what,
+                       const jac_tensor *a, int *n)
+{
+    char s[JAC__SHAPE_STR_MAX];
+    if (a->ndim < 2) {
+        jac__error(ctx, JAC_ERR_RANK,
+                   "%s: %s must be a matrix or a batch of matrices (rank >= "
+                   "2), got shape %s",
+                   op, what, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return false;
+    }
+    int64_t rows = a->shape[a->ndim - 2], cols = a->shape[a->ndim - 1];
+    if (rows != cols) {
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "%s: %s must be square, got shape %s", op, what,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return false;
+    }
+    if (rows > INT_MAX) {
+        jac__error(ctx, JAC_ERR_OVERFLOW,
+                   "%s: extent %lld of %s (shape %s) exceeds LAPACK's int "
+                   "range",
+                   op, (long long)rows, what,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return false;
+    }
+    *n = (int)rows;
+    return true;
+}
+
+/* Scratch from the context's allocator, freed by scratch_free. */
+typedef struct scratch {
+    void *ptr;
+    size_t bytes;
+} scratch;
+
+static void *scratch_get(jac_ctx *ctx, const char *op, scratch *s,
+                         size_t bytes)
+{
+    s->bytes = bytes ? bytes : 1;
+    s->ptr = jac__alloc(ctx, s->bytes);
+    if (s->ptr == NULL)
+        jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory for LAPACK "
+                   "workspace", op);
+    return s->ptr;
+}
+
+static void scratch_free(jac_ctx *ctx, scratch *s)
+{
+    if (s->ptr)
+        jac__free(ctx, s->ptr, s->bytes);
+    s->ptr = NULL;
+}
+
+/* A LAPACK argument error cannot happen after the checks above; if it does,
+ * it is a library bug, reported rather than ignored. */
+static jac_tensor *lapack_bug(jac_ctx *ctx, const char *op,
+                              const char *routine, int info)
+{
+    jac__error(ctx, JAC_ERR_STATE,
+               "%s: internal error: %s rejected argument %d", op, routine,
+               -info);
+    return NULL;
+}
+
+/* The matrix of t (with tb batch axes) that element c of a broadcast batch
+ * of shape bshape (nbatch axes) reads: t's batch axes align on the right
+ * and its extents of 1 stretch. */
+static int64_t batch_source(int64_t c, int nbatch, const int64_t *bshape,
+                            const jac_tensor *t, int tb)
+{
+    int64_t idx = 0, stride = 1;
+    for (int d = nbatch - 1; d >= 0; d--) {
+        int64_t i = c % bshape[d];
+        c /= bshape[d];
+        int k = d - (nbatch - tb);
+        if (k < 0)
+            continue;
+        if (t->shape[k] != 1)
+            idx += i * stride;
+        stride *= t->shape[k];
+    }
+    return idx;
+}
+
+/* Copies an n x k row-major block into column-major order, or back. */
+static void to_column_major(int64_t n, int64_t k, const double *src,
+                            double *dst)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++)
+            dst[i + j * n] = src[i * k + j];
+}
+
+static void from_column_major(int64_t n, int64_t k, const double *src,
+                              double *dst)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++)
+            dst[i * k + j] = src[i + j * n];
+}
+
+/* Reshape helper for rules: batch axes of g, then the given shape. */
+static jac_tensor *reshape_batched(jac_ctx *ctx, const char *op,
+                                   jac_tensor *t, const jac_tensor *g, int nb,
+                                   int ndim, const int64_t *shape)
+{
+    int64_t s[JAC_MAX_DIMS];
+    int n = jac__batched_shape(g, nb, ndim, shape, s);
+    if (n < 0) {
+        jac__error(ctx, JAC_ERR_RANK, "%s: batched gradient exceeds rank %d",
+                   op, JAC_MAX_DIMS);
+        return NULL;
+    }
+    return jac_reshape(ctx, t, n, s);
+}
+
+/* A constant n x n mask, not requiring gradients: 1 strictly inside the
+ * lower (or upper) triangle, diag on the diagonal, 0 elsewhere. Multiplying
+ * by it is a differentiable projection onto the triangle. */
+static jac_tensor *triangle_mask(jac_ctx *ctx, int64_t n, bool lower,
+                                 double diag)
+{
+    int64_t shape[2] = {n, n};
+    jac_tensor *m = jac_zeros(ctx, 2, shape);
+    if (m == NULL)
+        return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < n; j++) {
+            bool inside = lower ? i > j : i < j;
+            m->data[i * n + j] = i == j ? diag : inside ? 1.0 : 0.0;
+        }
+    }
+    return m;
+}
+
+/* A^T over the last two axes. */
+static jac_tensor *mT(jac_ctx *ctx, jac_tensor *a)
+{
+    return jac_transpose(ctx, a, -1, -2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* inverse                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* getrf + getri on each matrix, in place in the result. op and why name the
+ * caller in messages: det's backward rule needs the inverse too. */
+static jac_tensor *inverse_impl(jac_ctx *ctx, jac_tensor *a, const char *op,
+                                const char *why)
+{
+    int n;
+    if (!square_arg(ctx, op, "the matrix", a, &n))
+        return NULL;
+    jac_tensor *y = jac__tensor_alloc(ctx, "inverse", a->ndim, a->shape);
+    if (y == NULL)
+        return NULL;
+    memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
+    if (y->numel > 0) {
+        int64_t mat = (int64_t)n * n, count = y->numel / mat;
+        int info = 0, query = -1;
+        double opt = 0.0;
+        dgetri_(&n, y->data, &n, NULL, &opt, &query, &info);
+        int lwork = opt > (double)n && opt < (double)INT_MAX ? (int)opt : n;
+        scratch s;
+        double *work = scratch_get(ctx, op, &s,
+                                   (size_t)lwork * sizeof(double) +
+                                       (size_t)n * sizeof(int));
+        if (work == NULL)
+            return NULL;
+        int *ipiv = (int *)(void *)(work + lwork);
+        for (int64_t c = 0; c < count; c++) {
+            double *m = y->data + c * mat;
+            dgetrf_(&n, &n, m, &n, ipiv, &info);
+            if (info == 0)
+                dgetri_(&n, m, &n, ipiv, work, &lwork, &info);
+            if (info != 0) {
+                scratch_free(ctx, &s);
+                if (info < 0)
+                    return lapack_bug(ctx, op, "getrf/getri", info);
+                jac__error(ctx, JAC_ERR_VALUE,
+                           "%s: matrix %lld of the batch is singular%s", op,
+                           (long long)c, why);
+                return NULL;
+            }
+        }
+        scratch_free(ctx, &s);
+    }
+    bool failed;
+    jac__record(ctx, JAC__OP_INVERSE, y, 1, &a, &failed);
+    return failed ? NULL : y;
+}
+
+jac_tensor *jac_inverse(jac_ctx *ctx, jac_tensor *a)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "inverse", a))
+        return NULL;
+    return inverse_impl(ctx, a, "inverse", "");
+}
+
+/* dA = -Y^T g Y^T with Y the op's output, so that the rule is a function of
+ * the recorded inverse and differentiates again. */
+jac_status jac__vjp_inverse(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                            const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    jac_tensor *yt = mT(ctx, jac_detach(ctx, node->out));
+    gin[0] = jac_neg(ctx, jac_matmul(ctx, jac_matmul(ctx, yt, g), yt));
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* det and logdet                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* det(a) or log(det(a)) of every matrix from its LU factors: the product of
+ * U's diagonal, negated once per row interchange. A singular matrix has
+ * det 0; logdet fails on it and on a negative determinant. */
+static jac_tensor *det_impl(jac_ctx *ctx, jac_tensor *a, bool log_of)
+{
+    const char *op = log_of ? "logdet" : "det";
+    int n;
+    if (ctx == NULL || !jac__check_arg(ctx, op, a) ||
+        !square_arg(ctx, op, "the matrix", a, &n))
+        return NULL;
+    jac_tensor *y = jac__tensor_alloc(ctx, op, a->ndim - 2, a->shape);
+    if (y == NULL)
+        return NULL;
+    if (n == 0) {
+        for (int64_t c = 0; c < y->numel; c++)
+            y->data[c] = log_of ? 0.0 : 1.0;
+    } else if (y->numel > 0) {
+        int64_t mat = (int64_t)n * n;
+        scratch s;
+        double *lu = scratch_get(ctx, op, &s,
+                                 (size_t)mat * sizeof(double) +
+                                     (size_t)n * sizeof(int));
+        if (lu == NULL)
+            return NULL;
+        int *ipiv = (int *)(void *)(lu + mat);
+        for (int64_t c = 0; c < y->numel; c++) {
+            int info = 0;
+            memcpy(lu, a->data + c * mat, (size_t)mat * sizeof(double));
+            dgetrf_(&n, &n, lu, &n, ipiv, &info);
+            if (info < 0) {
+                scratch_free(ctx, &s);
+                return lapack_bug(ctx, op, "getrf", info);
+            }
+            if (info > 0 && log_of) {
+                scratch_free(ctx, &s);
+                jac__error(ctx, JAC_ERR_VALUE,
+                           "logdet: matrix %lld of the batch is singular "
+                           "(determinant 0)",
+                           (long long)c);
+                return NULL;
+            }
+            /* swapped: odd number of row interchanges; negative: odd
+             * number of negative pivots as well. */
+            double prod = 1.0, logsum = 0.0;
+            bool swapped = false, negative = false;
+            for (int i = 0; i < n; i++) {
+                double u = lu[(int64_t)i * n + i];
+                swapped ^= ipiv[i] != i + 1;
+                negative ^= u < 0;
+                prod *= u;
+                logsum += log(fabs(u));
+            }
+            if (!log_of) {
+                y->data[c] = info > 0 ? 0.0 : swapped ? -prod : prod;
+                continue;
+            }
+            if (swapped != negative) {
+                scratch_free(ctx, &s);
+                jac__error(ctx, JAC_ERR_VALUE,
+                           "logdet: matrix %lld of the batch has a negative "
+                           "determinant",
+                           (long long)c);
+                return NULL;
+            }
+            y->data[c] = logsum;
+        }
+        scratch_free(ctx, &s);
+    }
+    bool failed;
+    jac__record(ctx, log_of ? JAC__OP_LOGDET : JAC__OP_DET, y, 1, &a, &failed);
+    return failed ? NULL : y;
+}
+
+jac_tensor *jac_det(jac_ctx *ctx, jac_tensor *a)
+{
+    return det_impl(ctx, a, false);
+}
+
+jac_tensor *jac_logdet(jac_ctx *ctx, jac_tensor *a)
+{
+    return det_impl(ctx, a, true);
+}
+
+/* scale (batch ++ a's batch axes) times A^-T, with the inverse recorded so
+ * that the rule differentiates again; op names the rule in messages. */
+static jac_tensor *scaled_inverse_t(jac_ctx *ctx, const char *op,
+                                    const jac__node *node, jac_tensor *scale,
+                                    int nb)
+{
+    jac_tensor *a = node->in[0];
+    int64_t ones[JAC_MAX_DIMS];
+    int nd = a->ndim - 2;
+    memcpy(ones, a->shape, (size_t)nd * sizeof(int64_t));
+    ones[nd] = ones[nd + 1] = 1;
+    jac_tensor *s = reshape_batched(ctx, op, scale, scale, nb, nd + 2, ones);
+    jac_tensor *inv = inverse_impl(
+        ctx, a, op, ", so the derivative (which needs its inverse) is "
+                    "undefined");
+    if (s == NULL || inv == NULL)
+        return NULL;
+    return jac_mul(ctx, s, mT(ctx, inv));
+}
+
+/* d det(A) = det(A) tr(A^-1 dA): dA = g det(A) A^-T, with det the op's own
+ * output. Undefined (JAC_ERR_VALUE) where A is singular. */
+jac_status jac__vjp_det(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                        const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    int nb = jac__batch_ndim(g, node->out);
+    jac_tensor *gd = jac_mul(ctx, g, node->out);
+    gin[0] = gd ? scaled_inverse_t(ctx, "det", node, gd, nb) : NULL;
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* d log det(A) = tr(A^-1 dA): dA = g A^-T. */
+jac_status jac__vjp_logdet(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                           const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    int nb = jac__batch_ndim(g, node->out);
+    gin[0] = scaled_inverse_t(ctx, "logdet", node, g, nb);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* solve                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* x with a x = b for every pair of the broadcast batch. vector: b is
+ * (..., n), else (..., n, k). The LU factors of a matrix of a are reused
+ * while consecutive right-hand sides share it (a broadcast over b). */
+static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
+                              bool vector)
+{
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    int n;
+    if (!square_arg(ctx, "solve", "a", a, &n))
+        return NULL;
+    int ta = a->ndim - 2, tb = b->ndim - (vector ? 1 : 2);
+    int64_t k = vector ? 1 : (tb >= 0 ? b->shape[b->ndim - 1] : 0);
+    int64_t shape[JAC_MAX_DIMS];
+    int nbatch = -1;
+    if (tb >= 0 && b->shape[tb] == n)
+        nbatch = jac__broadcast_shape(ta, a->shape, tb, b->shape, shape);
+    if (nbatch < 0) {
+        jac__error(ctx, tb < 0 ? JAC_ERR_RANK : JAC_ERR_SHAPE,
+                   "solve: a of shape %s and b of shape %s do not match (b "
+                   "must be (..., n) or (..., n, k) with batch axes that "
+                   "broadcast)",
+                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
+                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
+        return NULL;
+    }
+    if (k > INT_MAX) {
+        jac__error(ctx, JAC_ERR_OVERFLOW,
+                   "solve: %lld right-hand sides (b of shape %s) exceed "
+                   "LAPACK's int range",
+                   (long long)k,
+                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
+        return NULL;
+    }
+    int nd = nbatch + (vector ? 1 : 2);
+    if (nd > JAC_MAX_DIMS) {
+        jac__error(ctx, JAC_ERR_RANK, "solve: result exceeds rank %d",
+                   JAC_MAX_DIMS);
+        return NULL;
+    }
+    shape[nbatch] = n;
+    if (!vector)
+        shape[nbatch + 1] = k;
+    jac_tensor *x = jac__tensor_alloc(ctx, "solve", nd, shape);
+    if (x == NULL)
+        return NULL;
+    /* An empty result needs no factorization (nor reports a singular a). */
+    if (x->numel > 0) {
+        int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
+        int64_t count = x->numel / rhs;
+        int nrhs = (int)k;
+        scratch s;
+        double *lu = scratch_get(ctx, "solve", &s,
+                                 (size_t)(mat + rhs) * sizeof(double) +
+                                     (size_t)n * sizeof(int));
+        if (lu == NULL)
+            return NULL;
+        double *w = lu + mat;
+        int *ipiv = (int *)(void *)(w + rhs);
+        int64_t factored = -1;
+        for (int64_t c = 0; c < count; c++) {
+            int info = 0;
+            int64_t ia = batch_source(c, nbatch, shape, a, ta);
+            int64_t ib = batch_source(c, nbatch, shape, b, tb);
+            if (ia != factored) {
+                memcpy(lu, a->data + ia * mat, (size_t)mat * sizeof(double));
+                dgetrf_(&n, &n, lu, &n, ipiv, &info);
+                if (info != 0) {
+                    scratch_free(ctx, &s);
+                    if (info < 0)
+                        return lapack_bug(ctx, "solve", "getrf", info);
+                    jac__error(ctx, JAC_ERR_VALUE,
+                               "solve: matrix %lld of the batch of a (shape "
+                               "%s) is singular",
+                               (long long)ia,
+                               jac__shape_str(s1, sizeof s1, a->ndim,
+                                              a->shape));
+                    return NULL;
+                }
+                factored = ia;
+            }
+            to_column_major(n, k, b->data + ib * rhs, w);
+            dgetrs_("T", &n, &nrhs, lu, &n, ipiv, w, &n, &info, 1);
+            if (info != 0) {
+                scratch_free(ctx, &s);
+                return lapack_bug(ctx, "solve", "getrs", info);
+            }
+            from_column_major(n, k, w, x->data + c * rhs);
+        }
+        scratch_free(ctx, &s);
+    }
+    jac_tensor *ins[2] = {a, b};
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_SOLVE, x, 2, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node)
+        node->p.solve.vector = vector;
+    return x;
+}
+
+/* b is a vector (or a batch of vectors) when it has rank 1, or when its
+ * shape is a's shape without the last axis; otherwise it is a matrix of
+ * right-hand sides. This is PyTorch's rule for torch.linalg.solve. */
+jac_tensor *jac_solve(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "solve", a) ||
+        !jac__check_arg(ctx, "solve", b))
+        return NULL;
+    bool vector = b->ndim == 1 ||
+                  (b->ndim == a->ndim - 1 &&
+                   memcmp(b->shape, a->shape,
+                          (size_t)b->ndim * sizeof(int64_t)) == 0);
+    return solve_impl(ctx, a, b, vector);
+}
+
+/* x = A^-1 b: gb = A^-T g = solve(A^T, g), gA = -gb x^T, with x the op's
+ * output. The vector case runs as the matrix case with k = 1; broadcast
+ * batch axes are summed away. */
+jac_status jac__vjp_solve(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                          const bool *need, jac_tensor **gin)
+{
+    jac_tensor *a = node->in[0], *b = node->in[1], *x = node->out;
+    int nb = jac__batch_ndim(g, x);
+    bool vector = node->p.solve.vector;
+    int64_t xs[JAC_MAX_DIMS], bs[JAC_MAX_DIMS];
+    int xn = x->ndim, bn = b->ndim;
+    memcpy(xs, x->shape, (size_t)xn * sizeof(int64_t));
+    memcpy(bs, b->shape, (size_t)bn * sizeof(int64_t));
+    if (vector) {
+        xs[xn++] = 1;
+        bs[bn++] = 1;
+        if (nb + xn > JAC_MAX_DIMS)
+            return jac__error(ctx, JAC_ERR_RANK,
+                              "solve: batched gradient exceeds rank %d",
+                              JAC_MAX_DIMS);
+    }
+    jac_tensor *gm = vector ? reshape_batched(ctx, "solve", g, g, nb, xn, xs)
+                            : g;
+    jac_tensor *at = mT(ctx, a);
+    jac_tensor *gb = gm && at ? solve_impl(ctx, at, gm, false) : NULL;
+    if (gb == NULL)
+        return ctx->status;
+    if (need[1]) {
+        jac_tensor *d = jac__sum_to_batched(ctx, gb, nb, bn, bs);
+        if (d && vector)
+            d = reshape_batched(ctx, "solve", d, g, nb, b->ndim, b->shape);
+        if (!(gin[1] = d))
+            return ctx->status;
+    }
+    if (need[0]) {
+        jac_tensor *xm = vector ? jac_reshape(ctx, x, xn, xs) : x;
+        jac_tensor *d = jac_neg(ctx, jac_matmul(ctx, gb, mT(ctx, xm)));
+        d = d ? jac__sum_to_batched(ctx, d, nb, a->ndim, a->shape) : NULL;
+        if (!(gin[0] = d))
+            return ctx->status;
+    }
+    return JAC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* triangular_solve (internal, for cholesky's backward rule)                */
+/* ------------------------------------------------------------------------ */
+
+/* x with op(t) x = b, where t is lower (or upper) triangular and only that
+ * triangle is read, op(t) = t^T when trans; b is (..., n, k) and the batch
+ * axes broadcast. A zero on t's diagonal fails with JAC_ERR_VALUE naming
+ * op. */
+static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
+                                 jac_tensor *b, bool lower, bool trans)
+{
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    int n;
+    if (!square_arg(ctx, op, "the triangular matrix", t, &n))
+        return NULL;
+    int tt = t->ndim - 2, tb = b->ndim - 2;
+    int64_t shape[JAC_MAX_DIMS];
+    int nbatch = -1;
+    if (tb >= 0 && b->shape[tb] == n && b->shape[tb + 1] <= INT_MAX)
+        nbatch = jac__broadcast_shape(tt, t->shape, tb, b->shape, shape);
+    if (nbatch < 0 || nbatch + 2 > JAC_MAX_DIMS) {
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "%s: triangular solve of shapes %s and %s does not match",
+                   op, jac__shape_str(s1, sizeof s1, t->ndim, t->shape),
+                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
+        return NULL;
+    }
+    int64_t k = b->shape[tb + 1];
+    shape[nbatch] = n;
+    shape[nbatch + 1] = k;
+    jac_tensor *x = jac__tensor_alloc(ctx, "triangular_solve", nbatch + 2,
+                                      shape);
+    if (x == NULL)
+        return NULL;
+    if (x->numel > 0) {
+        int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
+        int64_t count = x->numel / rhs;
+        int nrhs = (int)k;
+        /* Row-major t is t^T to LAPACK: the triangle flips, and so does
+         * TRANS. */
+        const char *uplo = lower ? "U" : "L";
+        const char *tr = trans ? "N" : "T";
+        scratch s;
+        double *w = scratch_get(ctx, op, &s, (size_t)rhs * sizeof(double));
+        if (w == NULL)
+            return NULL;
+        for (int64_t c = 0; c < count; c++) {
+            int info = 0;
+            int64_t it = batch_source(c, nbatch, shape, t, tt);
+            int64_t ib = batch_source(c, nbatch, shape, b, tb);
+            to_column_major(n, k, b->data + ib * rhs, w);
+            dtrtrs_(uplo, tr, "N", &n, &nrhs, t->data + it * mat, &n, w, &n,
+                    &info, 1, 1, 1);
+            if (info != 0) {
+                scratch_free(ctx, &s);
+                if (info < 0)
+                    return lapack_bug(ctx, op, "trtrs", info);
+                jac__error(ctx, JAC_ERR_VALUE,
+                           "%s: triangular matrix %lld of the batch is "
+                           "singular",
+                           op, (long long)it);
+                return NULL;
+            }
+            from_column_major(n, k, w, x->data + c * rhs);
+        }
+        scratch_free(ctx, &s);
+    }
+    jac_tensor *ins[2] = {t, b};
+    bool failed;
+    jac__node *node =
+        jac__record(ctx, JAC__OP_TRIANGULAR_SOLVE, x, 2, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.triangular.lower = lower;
+        node->p.triangular.trans = trans;
+    }
+    return x;
+}
+
+/* x = op(T)^-1 b: gb = op(T)^-T g, and gT = -gb x^T (or -x gb^T when op
+ * transposes), kept to T's triangle since only that triangle is read. */
+jac_status jac__vjp_triangular_solve(jac_ctx *ctx, const jac__node *node,
+                                     jac_tensor *g, const bool *need,
+                                     jac_tensor **gin)
+{
+    jac_tensor *t = node->in[0], *b = node->in[1], *x = node->out;
+    bool lower = node->p.triangular.lower, trans = node->p.triangular.trans;
+    int nb = jac__batch_ndim(g, x);
+    jac_tensor *gb =
+        trisolve_impl(ctx, "triangular_solve", t, g, lower, !trans);
+    if (gb == NULL)
+        return ctx->status;
+    if (need[1] && !(gin[1] = jac__sum_to_batched(ctx, gb, nb, b->ndim,
+                                                  b->shape)))
+        return ctx->status;
+    if (need[0]) {
+        jac_tensor *p = trans ? jac_matmul(ctx, x, mT(ctx, gb))
+                              : jac_matmul(ctx, gb, mT(ctx, x));
+        jac_tensor *mask =
+            triangle_mask(ctx, t->shape[t->ndim - 1], lower, 1.0);
+        jac_tensor *d = jac_neg(ctx, jac_mul(ctx, p, mask));
+        d = d ? jac__sum_to_batched(ctx, d, nb, t->ndim, t->shape) : NULL;
+        if (!(gin[0] = d))
+            return ctx->status;
+    }
+    return JAC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* cholesky                                                                 */
+/* ------------------------------------------------------------------------ */
+
+jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a)
+{
+    int n;
+    if (ctx == NULL || !jac__check_arg(ctx, "cholesky", a) ||
+        !square_arg(ctx, "cholesky", "the matrix", a, &n))
+        return NULL;
+    jac_tensor *y = jac__tensor_alloc(ctx, "cholesky", a->ndim, a->shape);
+    if (y == NULL)
+        return NULL;
+    memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
+    int64_t mat = (int64_t)n * n, count = mat ? y->numel / mat : 0;
+    for (int64_t c = 0; c < count; c++) {
+        double *m = y->data + c * mat;
+        int info = 0;
+        dpotrf_("U", &n, m, &n, &info, 1);
+        if (info < 0)
+            return lapack_bug(ctx, "cholesky", "potrf", info);
+        if (info > 0) {
+            jac__error(ctx, JAC_ERR_VALUE,
+                       "cholesky: matrix %lld of the batch is not positive "
+                       "definite (leading minor of order %d)",
+                       (long long)c, info);
+            return NULL;
+        }
+        /* potrf leaves the other triangle as it was: clear it. */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = i + 1; j < n; j++)
+                m[i * n + j] = 0.0;
+    }
+    bool failed;
+    jac__record(ctx, JAC__OP_CHOLESKY, y, 1, &a, &failed);
+    return failed ? NULL : y;
+}
+
+/*
+ * A = L L^T with only A's lower triangle read. From dA = dL L^T + L dL^T,
+ * L^-1 dL = Phi(L^-1 dA L^-T), where Phi keeps the lower triangle and halves
+ * the diagonal (Murray 2016, as PyTorch's cholesky_backward). For a
+ * cotangent gL that gives the unconstrained gradient
+ *     S = L^-T Phi(L^T gL) L^-1.
+ * A is read as the symmetric matrix of its lower triangle, so entry (i, j)
+ * below the diagonal moves both (i, j) and (j, i): the gradient is
+ *     gA = Phi(S + S^T),
+ * zero above the diagonal. (PyTorch returns the symmetric (S + S^T) / 2
+ * instead; the two agree whenever A is built symmetric, e.g. A = B B^T.)
+ * Both solves are triangular_solve with L^T; with Y = L^-T Phi(L^T gL),
+ * S^T = L^-T Y^T.
+ */
+jac_status jac__vjp_cholesky(jac_ctx *ctx, const jac__node *node,
+                             jac_tensor *g, const bool *need,
+                             jac_tensor **gin)
+{
+    (void)need;
+    jac_tensor *l = node->out;
+    jac_tensor *phi = triangle_mask(ctx, l->shape[l->ndim - 1], true, 0.5);
+    if (phi == NULL)
+        return ctx->status;
+    jac_tensor *p = jac_mul(ctx, jac_matmul(ctx, mT(ctx, l), g), phi);
+    jac_tensor *y = p ? trisolve_impl(ctx, "cholesky", l, p, true, true)
+                      : NULL;
+    jac_tensor *yt = y ? mT(ctx, y) : NULL;
+    jac_tensor *st = yt ? trisolve_impl(ctx, "cholesky", l, yt, true, true)
+                        : NULL;
+    gin[0] = st ? jac_mul(ctx, jac_add(ctx, st, mT(ctx, st)), phi) : NULL;
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+jac_tensor *jac__triangular_solve(jac_ctx *ctx, jac_tensor *t, jac_tensor *b,
+                                  bool lower, bool trans)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "triangular_solve", t) ||
+        !jac__check_arg(ctx, "triangular_solve", b))
+        return NULL;
+    return trisolve_impl(ctx, "triangular_solve", t, b, lower, trans);
+}

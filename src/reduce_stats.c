@@ -1,0 +1,870 @@
+/*
+ * Statistical reductions: mean, prod, max and min, logsumexp, var and std,
+ * vector norms, softmax and log_softmax.
+ *
+ * Most are composites of differentiable ops (mean = sum / N, var from the
+ * centred values, logsumexp and softmax shifted by a constant maximum), so
+ * they are differentiable to any order with no rule of their own. Four need
+ * a dedicated op:
+ *
+ * - prod, whose gradient is the product of the other elements. Dividing the
+ *   product by the element fails at zeros, so the rule builds "the product
+ *   of the others" from exclusive prefix and suffix products, made of two
+ *   internal ops (group_shift and group_scan, below) that involve no
+ *   division and whose own rules are written with the same two ops. First,
+ *   second and higher derivatives are therefore exact with any number of
+ *   zeros.
+ * - max and min, which pass the cotangent to the extreme elements, ties
+ *   sharing it evenly (a constant weight mask).
+ * - the 2-norm, whose gradient a / |a| is taken as 0 where |a| = 0.
+ *
+ * Reductions work on "groups": the elements that reduce to one output
+ * element, visited in row-major order of the reduced axes.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+#include <math.h>
+
+/* ------------------------------------------------------------------------ */
+/* Groups of a reduction                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* The elements of group o are at outer[o] + inner[j], j = 0 .. n - 1, and
+ * the groups come in the row-major order of the kept axes, which is the
+ * order of the reduced output. */
+typedef struct groups {
+    int64_t n; /* elements per group: the product of the reduced extents */
+    int64_t m; /* number of groups: the product of the kept extents */
+    int64_t *inner;
+    int64_t *outer;
+    size_t bytes;
+} groups;
+
+/* Writes the offsets of every index over the axes selected by sel, in
+ * row-major order of those axes. */
+static void fill_offsets(int ndim, const int64_t *shape,
+                         const int64_t *stride, uint32_t sel, int64_t count,
+                         int64_t *dst)
+{
+    int ax[JAC_MAX_DIMS], k = 0;
+    for (int i = 0; i < ndim; i++)
+        if (sel & (1u << i))
+            ax[k++] = i;
+    int64_t idx[JAC_MAX_DIMS] = {0};
+    int64_t off = 0;
+    for (int64_t c = 0; c < count; c++) {
+        dst[c] = off;
+        for (int d = k - 1; d >= 0; d--) {
+            int a = ax[d];
+            off += stride[a];
+            if (++idx[d] < shape[a])
+                break;
+            off -= stride[a] * shape[a];
+            idx[d] = 0;
+        }
+    }
+}
+
+static jac_status groups_make(jac_ctx *ctx, const char *op, int ndim,
+                              const int64_t *shape, uint32_t mask, groups *gr)
+{
+    int64_t stride[JAC_MAX_DIMS];
+    int64_t s = 1;
+    gr->n = 1;
+    gr->m = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        stride[i] = s;
+        s *= shape[i];
+        if (mask & (1u << i))
+            gr->n *= shape[i];
+        else
+            gr->m *= shape[i];
+    }
+    gr->inner = gr->outer = NULL;
+    gr->bytes = 0;
+    if (gr->n == 0 || gr->m == 0)
+        return JAC_OK;
+    gr->bytes = (size_t)(gr->n + gr->m) * sizeof(int64_t);
+    int64_t *buf = jac__alloc(ctx, gr->bytes);
+    if (buf == NULL) {
+        gr->bytes = 0;
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+    }
+    gr->inner = buf;
+    gr->outer = buf + gr->n;
+    fill_offsets(ndim, shape, stride, mask, gr->n, gr->inner);
+    fill_offsets(ndim, shape, stride, ~mask, gr->m, gr->outer);
+    return JAC_OK;
+}
+
+static void groups_free(jac_ctx *ctx, groups *gr)
+{
+    if (gr->bytes)
+        jac__free(ctx, gr->inner, gr->bytes);
+    gr->inner = gr->outer = NULL;
+    gr->bytes = 0;
+}
+
+/* The product of the reduced extents (1 when no axis is reduced). */
+static int64_t group_size(const jac_tensor *a, uint32_t mask)
+{
+    int64_t n = 1;
+    for (int i = 0; i < a->ndim; i++)
+        if (mask & (1u << i))
+            n *= a->shape[i];
+    return n;
+}
+
+static uint32_t all_axes(const jac_tensor *a)
+{
+    return a->ndim ? (1u << a->ndim) - 1u : 0u;
+}
+
+/* The shape of a reduced over mask: reduced axes dropped, or kept as 1. */
+static int reduced_shape(const jac_tensor *a, uint32_t mask, bool keepdim,
+                         int64_t *shape)
+{
+    int nd = 0;
+    for (int i = 0; i < a->ndim; i++) {
+        if (!(mask & (1u << i)))
+            shape[nd++] = a->shape[i];
+        else if (keepdim)
+            shape[nd++] = 1;
+    }
+    return nd;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helpers of the composites and rules                                      */
+/* ------------------------------------------------------------------------ */
+
+/* jac_sum_axes over the axes of mask (a may be NULL from a failed op). */
+static jac_tensor *sum_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
+                            bool keepdim)
+{
+    if (a == NULL)
+        return NULL;
+    int axes[JAC_MAX_DIMS], n = 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (mask & (1u << i))
+            axes[n++] = i;
+    return jac_sum_axes(ctx, a, n, axes, keepdim);
+}
+
+/* g (batch ++ reduced shape) reshaped to batch ++ the keep-dims shape, so
+ * that it broadcasts against the input of the reduction. */
+static jac_tensor *keepdim_cotangent(jac_ctx *ctx, const jac__node *node,
+                                     jac_tensor *g)
+{
+    const jac_tensor *a = node->in[0];
+    int nb = jac__batch_ndim(g, node->out);
+    int64_t kshape[JAC_MAX_DIMS];
+    reduced_shape(a, node->p.reduce.axes_mask, true, kshape);
+    int nk = jac__batched_shape(g, nb, a->ndim, kshape, kshape);
+    if (nk < 0) {
+        jac__error(ctx, JAC_ERR_RANK, "%s: batched gradient exceeds rank %d",
+                   jac__op_names[node->op], JAC_MAX_DIMS);
+        return NULL;
+    }
+    return jac_reshape(ctx, g, nk, kshape);
+}
+
+/* sign(a) as a constant (no history): -1, 0 or 1, NaN for NaN. */
+static jac_tensor *sign_constant(jac_ctx *ctx, const char *op,
+                                 const jac_tensor *a)
+{
+    jac_tensor *s = jac__tensor_alloc(ctx, op, a->ndim, a->shape);
+    if (s == NULL)
+        return NULL;
+    for (int64_t i = 0; i < a->numel; i++) {
+        double x = a->data[i];
+        s->data[i] = x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : x == 0.0 ? 0.0 : x;
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* group_shift and group_scan: the division-free pieces of prod's rule      */
+/*                                                                          */
+/* Within each group, with j the position in the group:                     */
+/*   group_shift(x, dir)_j   = x_{j - dir}, 0 past the ends;                */
+/*   group_scan(a, b, dir)_j = b_j + a_j * y_{j - dir}, where the first     */
+/*                             element of the scan is b alone.              */
+/* Their adjoints are the same ops run the other way:                       */
+/*   shift:  gx = group_shift(g, -dir);                                     */
+/*   scan:   z = group_scan(group_shift(a, -dir), g, -dir), gb = z,         */
+/*           ga = z * group_shift(y, dir).                                  */
+/* Batch axes in front of a cotangent are kept by shifting the mask.        */
+/* ------------------------------------------------------------------------ */
+
+static jac_tensor *group_shift(jac_ctx *ctx, jac_tensor *x, uint32_t mask,
+                               int dir)
+{
+    if (!jac__check_arg(ctx, "group_shift", x))
+        return NULL;
+    jac_tensor *y = jac__tensor_alloc(ctx, "group_shift", x->ndim, x->shape);
+    if (y == NULL)
+        return NULL;
+    groups gr;
+    if (groups_make(ctx, "group_shift", x->ndim, x->shape, mask, &gr) !=
+        JAC_OK)
+        return NULL;
+    if (gr.bytes) {
+        for (int64_t o = 0; o < gr.m; o++) {
+            const double *src = x->data + gr.outer[o];
+            double *dst = y->data + gr.outer[o];
+            for (int64_t j = 0; j < gr.n; j++) {
+                int64_t k = j - dir;
+                dst[gr.inner[j]] = (k >= 0 && k < gr.n) ? src[gr.inner[k]]
+                                                         : 0.0;
+            }
+        }
+    }
+    groups_free(ctx, &gr);
+    bool failed;
+    jac__node *node =
+        jac__record(ctx, JAC__OP_GROUP_SHIFT, y, 1, &x, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.scan.axes_mask = mask;
+        node->p.scan.dir = dir;
+    }
+    return y;
+}
+
+static jac_tensor *group_scan(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
+                              uint32_t mask, int dir)
+{
+    if (!jac__check_arg(ctx, "group_scan", a) ||
+        !jac__check_arg(ctx, "group_scan", b))
+        return NULL;
+    if (a->ndim != b->ndim ||
+        memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof(int64_t)) != 0) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "group_scan: shapes %s and %s differ",
+                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
+                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
+        return NULL;
+    }
+    jac_tensor *y = jac__tensor_alloc(ctx, "group_scan", b->ndim, b->shape);
+    if (y == NULL)
+        return NULL;
+    groups gr;
+    if (groups_make(ctx, "group_scan", b->ndim, b->shape, mask, &gr) !=
+        JAC_OK)
+        return NULL;
+    if (gr.bytes) {
+        for (int64_t o = 0; o < gr.m; o++) {
+            const double *ca = a->data + gr.outer[o];
+            const double *cb = b->data + gr.outer[o];
+            double *dst = y->data + gr.outer[o];
+            double prev = 0.0;
+            for (int64_t step = 0; step < gr.n; step++) {
+                int64_t off = gr.inner[dir > 0 ? step : gr.n - 1 - step];
+                /* The first element takes b alone: no 0 * inf there. */
+                prev = step == 0 ? cb[off] : cb[off] + ca[off] * prev;
+                dst[off] = prev;
+            }
+        }
+    }
+    groups_free(ctx, &gr);
+    jac_tensor *ins[2] = {a, b};
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_GROUP_SCAN, y, 2, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.scan.axes_mask = mask;
+        node->p.scan.dir = dir;
+    }
+    return y;
+}
+
+jac_status jac__vjp_group_shift(jac_ctx *ctx, const jac__node *node,
+                                jac_tensor *g, const bool *need,
+                                jac_tensor **gin)
+{
+    (void)need;
+    int nb = jac__batch_ndim(g, node->out);
+    gin[0] = group_shift(ctx, g, node->p.scan.axes_mask << nb,
+                         -node->p.scan.dir);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+jac_status jac__vjp_group_scan(jac_ctx *ctx, const jac__node *node,
+                               jac_tensor *g, const bool *need,
+                               jac_tensor **gin)
+{
+    int nb = jac__batch_ndim(g, node->out);
+    uint32_t mask = node->p.scan.axes_mask;
+    int dir = node->p.scan.dir;
+    jac_tensor *coef = group_shift(ctx, node->in[0], mask, -dir);
+    if (coef != NULL && nb > 0)
+        coef = jac_expand(ctx, coef, g->ndim, g->shape);
+    jac_tensor *z = group_scan(ctx, coef, g, mask << nb, -dir);
+    if (z == NULL)
+        return ctx->status;
+    if (need[1])
+        gin[1] = z;
+    if (need[0]) {
+        gin[0] = jac_mul(ctx, z, group_shift(ctx, node->out, mask, dir));
+        if (gin[0] == NULL)
+            return ctx->status;
+    }
+    return JAC_OK;
+}
+
+/* A constant with 1 at the first (end = 0) or last (end = 1) position of
+ * every group and 0 elsewhere. */
+static jac_tensor *group_end_marker(jac_ctx *ctx, const jac_tensor *x,
+                                    uint32_t mask, int end)
+{
+    jac_tensor *e = jac_zeros(ctx, x->ndim, x->shape);
+    if (e == NULL)
+        return NULL;
+    groups gr;
+    if (groups_make(ctx, "prod", x->ndim, x->shape, mask, &gr) != JAC_OK)
+        return NULL;
+    if (gr.bytes) {
+        int64_t j = end ? gr.n - 1 : 0;
+        for (int64_t o = 0; o < gr.m; o++)
+            e->data[gr.outer[o] + gr.inner[j]] = 1.0;
+    }
+    groups_free(ctx, &gr);
+    return e;
+}
+
+/* For every element, the product of the other elements of its group:
+ * (exclusive prefix product) * (exclusive suffix product), exact with
+ * zeros, differentiable to any order. */
+static jac_tensor *prod_of_others(jac_ctx *ctx, jac_tensor *x, uint32_t mask)
+{
+    jac_tensor *first = group_end_marker(ctx, x, mask, 0);
+    jac_tensor *last = group_end_marker(ctx, x, mask, 1);
+    if (first == NULL || last == NULL)
+        return NULL;
+    jac_tensor *before =
+        group_scan(ctx, group_shift(ctx, x, mask, 1), first, mask, 1);
+    jac_tensor *after =
+        group_scan(ctx, group_shift(ctx, x, mask, -1), last, mask, -1);
+    if (before == NULL || after == NULL)
+        return NULL;
+    return jac_mul(ctx, before, after);
+}
+
+/* ------------------------------------------------------------------------ */
+/* mean                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* sum / N; N = 0 gives 0 / 0 = NaN, as for an empty mean in NumPy. */
+static jac_tensor *mean_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
+                             bool keepdim)
+{
+    return jac_div_scalar(ctx, sum_mask(ctx, a, mask, keepdim),
+                          (double)group_size(a, mask));
+}
+
+jac_tensor *jac_mean(jac_ctx *ctx, jac_tensor *a)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "mean", a))
+        return NULL;
+    return mean_mask(ctx, a, all_axes(a), false);
+}
+
+jac_tensor *jac_mean_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                          const int *axes, bool keepdim)
+{
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "mean", a) ||
+        !jac__axes_mask(ctx, "mean", a, naxes, axes, &mask))
+        return NULL;
+    return mean_mask(ctx, a, mask, keepdim);
+}
+
+/* ------------------------------------------------------------------------ */
+/* prod                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static jac_tensor *prod_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
+                             bool keepdim)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    int nd = reduced_shape(a, mask, keepdim, shape);
+    jac_tensor *y = jac__tensor_alloc(ctx, "prod", nd, shape);
+    if (y == NULL)
+        return NULL;
+    groups gr;
+    if (groups_make(ctx, "prod", a->ndim, a->shape, mask, &gr) != JAC_OK)
+        return NULL;
+    for (int64_t o = 0; o < y->numel; o++) {
+        double p = 1.0; /* the empty product */
+        if (gr.bytes) {
+            const double *src = a->data + gr.outer[o];
+            for (int64_t j = 0; j < gr.n; j++)
+                p *= src[gr.inner[j]];
+        }
+        y->data[o] = p;
+    }
+    groups_free(ctx, &gr);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_PROD_AXES, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.reduce.axes_mask = mask;
+        node->p.reduce.keepdim = keepdim;
+    }
+    return y;
+}
+
+jac_tensor *jac_prod(jac_ctx *ctx, jac_tensor *a)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "prod", a))
+        return NULL;
+    return prod_mask(ctx, a, all_axes(a), false);
+}
+
+jac_tensor *jac_prod_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                          const int *axes, bool keepdim)
+{
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "prod", a) ||
+        !jac__axes_mask(ctx, "prod", a, naxes, axes, &mask))
+        return NULL;
+    return prod_mask(ctx, a, mask, keepdim);
+}
+
+/* d prod / d x_i = the product of the other elements (never prod / x_i). */
+jac_status jac__vjp_prod_axes(jac_ctx *ctx, const jac__node *node,
+                              jac_tensor *g, const bool *need,
+                              jac_tensor **gin)
+{
+    (void)need;
+    jac_tensor *gk = keepdim_cotangent(ctx, node, g);
+    jac_tensor *others =
+        gk ? prod_of_others(ctx, node->in[0], node->p.reduce.axes_mask)
+           : NULL;
+    gin[0] = others ? jac_mul(ctx, gk, others) : NULL;
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* max and min                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The largest (want_max) or smallest element of every group into out; a
+ * NaN in a group makes its result NaN. Needs gr.n > 0. */
+static void extreme_kernel(const jac_tensor *a, const groups *gr,
+                           bool want_max, double *out)
+{
+    for (int64_t o = 0; o < gr->m; o++) {
+        const double *src = a->data + gr->outer[o];
+        double v = src[gr->inner[0]];
+        for (int64_t j = 1; j < gr->n && !isnan(v); j++) {
+            double x = src[gr->inner[j]];
+            if (isnan(x) || (want_max ? x > v : x < v))
+                v = x;
+        }
+        out[o] = v;
+    }
+}
+
+static jac_tensor *extreme_mask(jac_ctx *ctx, const char *op, jac__op kind,
+                                jac_tensor *a, uint32_t mask, bool keepdim)
+{
+    if (a == NULL)
+        return NULL;
+    if (group_size(a, mask) == 0) {
+        char s[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_VALUE,
+                   "%s: cannot reduce an empty set of elements (shape %s)",
+                   op, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    int64_t shape[JAC_MAX_DIMS];
+    int nd = reduced_shape(a, mask, keepdim, shape);
+    jac_tensor *y = jac__tensor_alloc(ctx, op, nd, shape);
+    if (y == NULL)
+        return NULL;
+    groups gr;
+    if (groups_make(ctx, op, a->ndim, a->shape, mask, &gr) != JAC_OK)
+        return NULL;
+    if (gr.bytes)
+        extreme_kernel(a, &gr, kind == JAC__OP_MAX_AXES, y->data);
+    groups_free(ctx, &gr);
+    bool failed;
+    jac__node *node = jac__record(ctx, kind, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.reduce.axes_mask = mask;
+        node->p.reduce.keepdim = keepdim;
+    }
+    return y;
+}
+
+jac_tensor *jac_max(jac_ctx *ctx, jac_tensor *a)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "max", a))
+        return NULL;
+    return extreme_mask(ctx, "max", JAC__OP_MAX_AXES, a, all_axes(a), false);
+}
+
+jac_tensor *jac_max_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                         const int *axes, bool keepdim)
+{
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "max", a) ||
+        !jac__axes_mask(ctx, "max", a, naxes, axes, &mask))
+        return NULL;
+    return extreme_mask(ctx, "max", JAC__OP_MAX_AXES, a, mask, keepdim);
+}
+
+jac_tensor *jac_min(jac_ctx *ctx, jac_tensor *a)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "min", a))
+        return NULL;
+    return extreme_mask(ctx, "min", JAC__OP_MIN_AXES, a, all_axes(a), false);
+}
+
+jac_tensor *jac_min_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
+                         const int *axes, bool keepdim)
+{
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "min", a) ||
+        !jac__axes_mask(ctx, "min", a, naxes, axes, &mask))
+        return NULL;
+    return extreme_mask(ctx, "min", JAC__OP_MIN_AXES, a, mask, keepdim);
+}
+
+/* Ties share the cotangent: each element equal to its group's result gets
+ * 1 / (number of such elements), the others 0. The weights are a constant,
+ * which makes the second derivative 0, as it is away from ties (at a tie
+ * the derivative does not exist and this split is the convention). */
+static jac_status extreme_vjp(jac_ctx *ctx, const jac__node *node,
+                              jac_tensor *g, jac_tensor **gin)
+{
+    const jac_tensor *x = node->in[0];
+    const jac_tensor *y = node->out;
+    jac_tensor *gk = keepdim_cotangent(ctx, node, g);
+    if (gk == NULL)
+        return ctx->status;
+    const char *op = jac__op_names[node->op];
+    jac_tensor *w = jac__tensor_alloc(ctx, op, x->ndim, x->shape);
+    if (w == NULL)
+        return ctx->status;
+    groups gr;
+    if (groups_make(ctx, op, x->ndim, x->shape, node->p.reduce.axes_mask,
+                    &gr) != JAC_OK)
+        return ctx->status;
+    for (int64_t o = 0; o < gr.m && gr.bytes; o++) {
+        double v = y->data[o];
+        const double *src = x->data + gr.outer[o];
+        double *dst = w->data + gr.outer[o];
+        int64_t ties = 0;
+        for (int64_t j = 0; j < gr.n; j++) {
+            double e = src[gr.inner[j]];
+            bool tie = e == v || (isnan(e) && isnan(v));
+            dst[gr.inner[j]] = tie ? 1.0 : 0.0;
+            ties += tie;
+        }
+        for (int64_t j = 0; j < gr.n; j++)
+            dst[gr.inner[j]] /= (double)ties;
+    }
+    groups_free(ctx, &gr);
+    gin[0] = jac_mul(ctx, gk, w);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+jac_status jac__vjp_max_axes(jac_ctx *ctx, const jac__node *node,
+                             jac_tensor *g, const bool *need,
+                             jac_tensor **gin)
+{
+    (void)need;
+    return extreme_vjp(ctx, node, g, gin);
+}
+
+jac_status jac__vjp_min_axes(jac_ctx *ctx, const jac__node *node,
+                             jac_tensor *g, const bool *need,
+                             jac_tensor **gin)
+{
+    (void)need;
+    return extreme_vjp(ctx, node, g, gin);
+}
+
+/* The maximum of every group as a constant of the keep-dims shape, for the
+ * stable shift of logsumexp and softmax (the shift cancels in the result,
+ * so it carries no derivative). With finite_only, an infinite maximum is
+ * replaced by 0, so that all -inf gives log(0) = -inf and a +inf gives
+ * +inf instead of inf - inf = NaN (as PyTorch's logsumexp). An empty group
+ * gets 0. */
+static jac_tensor *max_shift(jac_ctx *ctx, const char *op, const jac_tensor *a,
+                             uint32_t mask, bool finite_only)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    int nd = reduced_shape(a, mask, true, shape);
+    jac_tensor *m = jac__tensor_alloc(ctx, op, nd, shape);
+    if (m == NULL)
+        return NULL;
+    groups gr;
+    if (groups_make(ctx, op, a->ndim, a->shape, mask, &gr) != JAC_OK)
+        return NULL;
+    if (gr.bytes)
+        extreme_kernel(a, &gr, true, m->data);
+    else
+        for (int64_t o = 0; o < m->numel; o++)
+            m->data[o] = 0.0;
+    groups_free(ctx, &gr);
+    if (finite_only)
+        for (int64_t o = 0; o < m->numel; o++)
+            if (isinf(m->data[o]))
+                m->data[o] = 0.0;
+    return m;
+}
+
+/* ------------------------------------------------------------------------ */
+/* logsumexp, softmax, log_softmax                                          */
+/* ------------------------------------------------------------------------ */
+
+/* log(sum(exp(a - m))) + m with m the constant group maximum: every exp is
+ * at most 1, so large inputs do not overflow. */
+jac_tensor *jac_logsumexp(jac_ctx *ctx, jac_tensor *a, int naxes,
+                          const int *axes, bool keepdim)
+{
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "logsumexp", a) ||
+        !jac__axes_mask(ctx, "logsumexp", a, naxes, axes, &mask))
+        return NULL;
+    jac_tensor *m = max_shift(ctx, "logsumexp", a, mask, true);
+    if (m == NULL)
+        return NULL;
+    jac_tensor *s =
+        sum_mask(ctx, jac_exp(ctx, jac_sub(ctx, a, m)), mask, keepdim);
+    jac_tensor *mo = m;
+    if (!keepdim) {
+        int64_t shape[JAC_MAX_DIMS];
+        int nd = reduced_shape(a, mask, false, shape);
+        mo = jac_reshape(ctx, m, nd, shape);
+    }
+    return jac_add(ctx, jac_log(ctx, s), mo);
+}
+
+/* The mask of a softmax axis; a rank-0 tensor accepts axis 0 or -1 (a
+ * softmax over one element, as PyTorch). */
+static bool softmax_axis(jac_ctx *ctx, const char *op, const jac_tensor *a,
+                         int axis, uint32_t *mask)
+{
+    if (a->ndim == 0 && (axis == 0 || axis == -1)) {
+        *mask = 0;
+        return true;
+    }
+    int ax = jac__axis(axis, a->ndim);
+    if (ax < 0) {
+        char s[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_AXIS, "%s: axis %d is out of range for shape %s",
+                   op, axis, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return false;
+    }
+    *mask = 1u << ax;
+    return true;
+}
+
+/* exp(a - m) / sum(exp(a - m)) with m the constant maximum along axis. As
+ * PyTorch, a +inf or an all -inf slice gives NaN. */
+jac_tensor *jac_softmax(jac_ctx *ctx, jac_tensor *a, int axis)
+{
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "softmax", a) ||
+        !softmax_axis(ctx, "softmax", a, axis, &mask))
+        return NULL;
+    jac_tensor *m = max_shift(ctx, "softmax", a, mask, false);
+    if (m == NULL)
+        return NULL;
+    jac_tensor *e = jac_exp(ctx, jac_sub(ctx, a, m));
+    return jac_div(ctx, e, sum_mask(ctx, e, mask, true));
+}
+
+/* (a - m) - log(sum(exp(a - m))), m as in jac_softmax. */
+jac_tensor *jac_log_softmax(jac_ctx *ctx, jac_tensor *a, int axis)
+{
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "log_softmax", a) ||
+        !softmax_axis(ctx, "log_softmax", a, axis, &mask))
+        return NULL;
+    jac_tensor *m = max_shift(ctx, "log_softmax", a, mask, false);
+    if (m == NULL)
+        return NULL;
+    jac_tensor *shifted = jac_sub(ctx, a, m);
+    jac_tensor *s = sum_mask(ctx, jac_exp(ctx, shifted), mask, true);
+    return jac_sub(ctx, shifted, jac_log(ctx, s));
+}
+
+/* ------------------------------------------------------------------------ */
+/* var and std                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* sum((a - mean)^2) / max(0, N - correction), as PyTorch: when N -
+ * correction <= 0 the division is by 0, giving inf, or NaN when the sum is
+ * 0 (a single element, or an empty reduction). */
+static jac_tensor *var_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
+                            double correction, bool keepdim)
+{
+    double dof = (double)group_size(a, mask) - correction;
+    if (!(dof > 0.0))
+        dof = 0.0;
+    jac_tensor *centred = jac_sub(ctx, a, mean_mask(ctx, a, mask, true));
+    jac_tensor *squares = jac_mul(ctx, centred, centred);
+    return jac_div_scalar(ctx, sum_mask(ctx, squares, mask, keepdim), dof);
+}
+
+static bool var_args(jac_ctx *ctx, const char *op, jac_tensor *a, int naxes,
+                     const int *axes, double correction, uint32_t *mask)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, op, a) ||
+        !jac__axes_mask(ctx, op, a, naxes, axes, mask))
+        return false;
+    if (!isfinite(correction)) {
+        jac__error(ctx, JAC_ERR_VALUE, "%s: correction %g is not finite", op,
+                   correction);
+        return false;
+    }
+    return true;
+}
+
+jac_tensor *jac_var(jac_ctx *ctx, jac_tensor *a, int naxes, const int *axes,
+                    double correction, bool keepdim)
+{
+    uint32_t mask;
+    if (!var_args(ctx, "var", a, naxes, axes, correction, &mask))
+        return NULL;
+    return var_mask(ctx, a, mask, correction, keepdim);
+}
+
+/* var ** 0.5; where the variance is 0 the derivative is inf * 0 = NaN, as
+ * in PyTorch. */
+jac_tensor *jac_std(jac_ctx *ctx, jac_tensor *a, int naxes, const int *axes,
+                    double correction, bool keepdim)
+{
+    uint32_t mask;
+    if (!var_args(ctx, "std", a, naxes, axes, correction, &mask))
+        return NULL;
+    return jac_pow_scalar(ctx, var_mask(ctx, a, mask, correction, keepdim),
+                          0.5);
+}
+
+/* ------------------------------------------------------------------------ */
+/* norm                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* sqrt(sum(a^2)) over each group, scaled by a power of two near the
+ * largest |a| so that neither overflow nor underflow spoils it (the scaling
+ * is exact, so ordinary inputs round as the plain formula). */
+static void norm2_kernel(const jac_tensor *a, const groups *gr, double *out)
+{
+    for (int64_t o = 0; o < gr->m; o++) {
+        const double *src = a->data + gr->outer[o];
+        double big = 0.0;
+        bool nan = false;
+        for (int64_t j = 0; j < gr->n; j++) {
+            double v = fabs(src[gr->inner[j]]);
+            if (isnan(v))
+                nan = true;
+            else if (v > big)
+                big = v;
+        }
+        if (nan) {
+            out[o] = NAN;
+            continue;
+        }
+        if (big == 0.0 || isinf(big)) {
+            out[o] = big;
+            continue;
+        }
+        int e;
+        frexp(big, &e);
+        double s = 0.0;
+        for (int64_t j = 0; j < gr->n; j++) {
+            double r = ldexp(src[gr->inner[j]], -e);
+            s += r * r;
+        }
+        out[o] = ldexp(sqrt(s), e);
+    }
+}
+
+static jac_tensor *norm2_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
+                              bool keepdim)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    int nd = reduced_shape(a, mask, keepdim, shape);
+    jac_tensor *y = jac__tensor_alloc(ctx, "norm", nd, shape);
+    if (y == NULL)
+        return NULL;
+    groups gr;
+    if (groups_make(ctx, "norm", a->ndim, a->shape, mask, &gr) != JAC_OK)
+        return NULL;
+    if (gr.bytes)
+        norm2_kernel(a, &gr, y->data);
+    else
+        for (int64_t o = 0; o < y->numel; o++)
+            y->data[o] = 0.0;
+    groups_free(ctx, &gr);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_NORM2, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.reduce.axes_mask = mask;
+        node->p.reduce.keepdim = keepdim;
+    }
+    return y;
+}
+
+/* d|a|/da = a / |a|, with |a| the recorded output so that the rule is
+ * differentiable again; where |a| = 0 (so a = 0) the divisor is replaced by
+ * 1, which makes the gradient there 0. */
+jac_status jac__vjp_norm2(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                          const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    jac_tensor *x = node->in[0];
+    jac_tensor *y = node->out;
+    int64_t kshape[JAC_MAX_DIMS];
+    int nk = reduced_shape(x, node->p.reduce.axes_mask, true, kshape);
+    jac_tensor *gk = keepdim_cotangent(ctx, node, g);
+    jac_tensor *zero = jac__tensor_alloc(ctx, "norm", nk, kshape);
+    if (gk == NULL || zero == NULL)
+        return ctx->status;
+    for (int64_t o = 0; o < y->numel; o++)
+        zero->data[o] = y->data[o] == 0.0 ? 1.0 : 0.0;
+    jac_tensor *safe = jac_add(ctx, jac_reshape(ctx, y, nk, kshape), zero);
+    gin[0] = jac_mul(ctx, gk, jac_div(ctx, x, safe));
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* p = 1: sum(a * sign(a)) with sign a constant (gradient sign(a), 0 at 0);
+ * p = INFINITY: max(a * sign(a)), ties splitting the gradient as max does;
+ * p = 2: the dedicated op above. */
+jac_tensor *jac_norm(jac_ctx *ctx, jac_tensor *a, double p, int naxes,
+                     const int *axes, bool keepdim)
+{
+    uint32_t mask;
+    if (ctx == NULL || !jac__check_arg(ctx, "norm", a))
+        return NULL;
+    if (!(p == 1.0 || p == 2.0 || p == INFINITY)) {
+        jac__error(ctx, JAC_ERR_VALUE,
+                   "norm: p = %g is not supported (use 1, 2 or INFINITY)", p);
+        return NULL;
+    }
+    if (!jac__axes_mask(ctx, "norm", a, naxes, axes, &mask))
+        return NULL;
+    if (p == 2.0)
+        return norm2_mask(ctx, a, mask, keepdim);
+    jac_tensor *abs = jac_mul(ctx, a, sign_constant(ctx, "norm", a));
+    if (p == 1.0)
+        return sum_mask(ctx, abs, mask, keepdim);
+    return extreme_mask(ctx, "norm", JAC__OP_MAX_AXES, abs, mask, keepdim);
+}
