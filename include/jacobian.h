@@ -266,7 +266,7 @@ JAC_API jac_tensor *jac_div(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
  * a ** b elementwise, broadcast, for a tensor exponent. Defined for a > 0 and
  * any b, and for a = 0 with b > 0 (value 0). The derivative in a is
  * b * a ** (b - 1) (taken as 0 where b == 0); in b it is a ** b * log(a),
- * taken as 0 where a == 0 and b > 0. A negative base gives NaN unless b is
+ * taken as 0 where a == 0 and b >= 0 (as PyTorch). A negative base gives NaN unless b is
  * an integer (C pow() semantics).
  */
 JAC_API jac_tensor *jac_pow(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);

@@ -112,7 +112,7 @@ static void default_free(void *ptr, void *user)
     free(ptr);
 }
 
-void *jac__alloc(jac_ctx *ctx, size_t bytes)
+static void *raw_alloc(jac_ctx *ctx, size_t bytes)
 {
     void *p = ctx->alloc.alloc(bytes, ctx->alloc.user);
     if (p)
@@ -120,12 +120,49 @@ void *jac__alloc(jac_ctx *ctx, size_t bytes)
     return p;
 }
 
+static void raw_free(jac_ctx *ctx, void *ptr, size_t bytes)
+{
+    ctx->alloc.free(ptr, ctx->alloc.user);
+    ctx->memory -= bytes;
+}
+
+/* Every block up to 64 MiB comes from per-class free lists (powers of two
+ * from 64 bytes), so a loop that makes and releases the same tensors, tapes
+ * and plans stops calling the allocator after its first iteration: no
+ * allocator cost and no fresh pages in the hot path. */
+static int size_class_of(size_t total)
+{
+    size_t c = 64;
+    for (int k = 0; k < JAC__POOL_CLASSES; k++, c <<= 1)
+        if (total <= c)
+            return k;
+    return -1;
+}
+
+void *jac__alloc(jac_ctx *ctx, size_t bytes)
+{
+    int k = size_class_of(bytes);
+    if (k < 0)
+        return raw_alloc(ctx, bytes);
+    void *p = ctx->pool[k];
+    if (p) {
+        ctx->pool[k] = *(void **)p;
+        return p;
+    }
+    return raw_alloc(ctx, (size_t)64 << k);
+}
+
 void jac__free(jac_ctx *ctx, void *ptr, size_t bytes)
 {
     if (ptr == NULL)
         return;
-    ctx->alloc.free(ptr, ctx->alloc.user);
-    ctx->memory -= bytes;
+    int k = size_class_of(bytes);
+    if (k < 0) {
+        raw_free(ctx, ptr, bytes);
+        return;
+    }
+    *(void **)ptr = ctx->pool[k];
+    ctx->pool[k] = ptr;
 }
 
 jac_status jac__grow(jac_ctx *ctx, void **arr, size_t *cap, size_t need,
@@ -151,52 +188,28 @@ jac_status jac__grow(jac_ctx *ctx, void **arr, size_t *cap, size_t need,
     return JAC_OK;
 }
 
-/* Storage comes from per-class free lists so that a loop that makes and
- * releases tensors of the same sizes stops calling the allocator. */
-static int size_class_of(size_t total)
-{
-    size_t c = 64;
-    for (int k = 0; k < JAC__POOL_CLASSES; k++, c <<= 1)
-        if (total <= c)
-            return k;
-    return -1;
-}
-
 static jac__buf *buf_alloc(jac_ctx *ctx, size_t data_bytes)
 {
-    size_t total = sizeof(jac__buf) + data_bytes;
-    int k = size_class_of(total);
-    jac__buf *b;
-    if (k >= 0 && ctx->pool[k]) {
-        b = ctx->pool[k];
-        ctx->pool[k] = *(void **)ctx->pool[k];
-    } else {
-        size_t bytes = k >= 0 ? (size_t)64 << k : total;
-        b = jac__alloc(ctx, bytes);
-        if (b == NULL)
-            return NULL;
+    jac__buf *b = jac__alloc(ctx, sizeof(jac__buf) + data_bytes);
+    if (b) {
+        b->refcount = 1;
+        b->bytes = data_bytes;
     }
-    b->refcount = 1;
-    b->bytes = data_bytes;
-    b->size_class = k;
     return b;
 }
 
 static void buf_release(jac_ctx *ctx, jac__buf *b)
 {
-    if (b == NULL || --b->refcount > 0)
-        return;
-    if (b->size_class >= 0) {
-        *(void **)b = ctx->pool[b->size_class];
-        ctx->pool[b->size_class] = b;
-    } else {
+    if (b != NULL && --b->refcount == 0)
         jac__free(ctx, b, sizeof(jac__buf) + b->bytes);
-    }
 }
 
 /* ------------------------------------------------------------------------ */
 /* Context lifetime                                                         */
 /* ------------------------------------------------------------------------ */
+
+static void header_release(jac_ctx *ctx, jac_tensor *t);
+static bool in_slab(const jac_ctx *ctx, const jac_tensor *t);
 
 jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
 {
@@ -213,6 +226,13 @@ jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
     ctx->next_plan_id = 1;
     ctx->threads = 1;
     ctx->memory_budget = (size_t)64 << 20;
+    ctx->header_slab = jac__alloc(ctx, JAC__QUARANTINE * sizeof(jac_tensor));
+    if (ctx->header_slab == NULL) {
+        allocator->free(ctx, allocator->user);
+        return NULL;
+    }
+    for (size_t i = 0; i < JAC__QUARANTINE; i++)
+        header_release(ctx, &ctx->header_slab[i]);
     return ctx;
 }
 
@@ -270,16 +290,18 @@ void jac_ctx_free(jac_ctx *ctx)
     for (size_t i = 0; i < ctx->ntensors; i++)
         jac__tensor_release(ctx, ctx->tensors[i]);
     jac__free(ctx, ctx->tensors, ctx->cap_tensors * sizeof(jac_tensor *));
-    while (ctx->free_tensors) {
-        jac_tensor *t = ctx->free_tensors;
-        ctx->free_tensors = t->grad;
-        jac__free(ctx, t, sizeof *t);
+    while (ctx->free_head) {
+        jac_tensor *t = ctx->free_head;
+        ctx->free_head = t->grad;
+        if (!in_slab(ctx, t))
+            jac__free(ctx, t, sizeof *t);
     }
+    jac__free(ctx, ctx->header_slab, JAC__QUARANTINE * sizeof(jac_tensor));
     for (int k = 0; k < JAC__POOL_CLASSES; k++) {
         while (ctx->pool[k]) {
             void *p = ctx->pool[k];
             ctx->pool[k] = *(void **)p;
-            jac__free(ctx, p, (size_t)64 << k);
+            raw_free(ctx, p, (size_t)64 << k);
         }
     }
     jac_allocator a = ctx->alloc;
@@ -326,21 +348,35 @@ int64_t jac__numel(int ndim, const int64_t *shape)
     return n;
 }
 
-static jac_tensor *header_alloc(jac_ctx *ctx)
-{
-    jac_tensor *t = ctx->free_tensors;
-    if (t) {
-        ctx->free_tensors = t->grad;
-        return t;
-    }
-    return jac__alloc(ctx, sizeof *t);
-}
-
 static void header_release(jac_ctx *ctx, jac_tensor *t)
 {
     t->magic = JAC__TENSOR_DEAD;
-    t->grad = ctx->free_tensors;
-    ctx->free_tensors = t;
+    t->grad = NULL;
+    if (ctx->free_tail)
+        ctx->free_tail->grad = t;
+    else
+        ctx->free_head = t;
+    ctx->free_tail = t;
+    ctx->nfree++;
+}
+
+static jac_tensor *header_alloc(jac_ctx *ctx)
+{
+    if (ctx->nfree >= JAC__QUARANTINE) {
+        jac_tensor *t = ctx->free_head;
+        ctx->free_head = t->grad;
+        if (ctx->free_head == NULL)
+            ctx->free_tail = NULL;
+        ctx->nfree--;
+        return t;
+    }
+    return jac__alloc(ctx, sizeof(jac_tensor));
+}
+
+static bool in_slab(const jac_ctx *ctx, const jac_tensor *t)
+{
+    const jac_tensor *s = ctx->header_slab;
+    return s && t >= s && t < s + JAC__QUARANTINE;
 }
 
 /* Makes a header for buf (taking its reference) and registers it. */

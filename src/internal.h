@@ -124,14 +124,14 @@ typedef enum jac__op {
 /* ------------------------------------------------------------------------ */
 
 #define JAC__TENSOR_MAGIC 0x4a414354u /* "JACT" */
+#define JAC__QUARANTINE 256
 #define JAC__TENSOR_DEAD 0xdeadbeefu
 
 /* Reference-counted storage: reshape shares it instead of copying. */
 typedef struct jac__buf {
     int64_t refcount;
     size_t bytes; /* usable bytes after the header */
-    int size_class; /* pool class, or -1 when allocated on its own */
-    int pad_;
+    int64_t pad_[2]; /* a 32-byte header keeps the data aligned */
     /* double data[] follows, 16-byte aligned */
 } jac__buf;
 
@@ -259,7 +259,14 @@ struct jac_ctx {
     size_t nnodes;
 
     /* Free lists. */
-    jac_tensor *free_tensors; /* linked through ->grad */
+    /* Released tensor headers wait in a FIFO queue (linked through ->grad)
+     * that always holds JAC__QUARANTINE of them: a header is reused only
+     * after that many later releases, so a stale pointer is reported as
+     * released rather than silently aliasing a new tensor. The queue starts
+     * full, from one slab, so memory is flat from the first iteration. */
+    jac_tensor *free_head, *free_tail;
+    size_t nfree;
+    jac_tensor *header_slab;
     void *pool[JAC__POOL_CLASSES];
 };
 

@@ -43,8 +43,8 @@ extern void dgetrf_(const int *m, const int *n, double *a, const int *lda,
 extern void dgetri_(const int *n, double *a, const int *lda, const int *ipiv,
                     double *work, const int *lwork, int *info);
 extern void dgetrs_(const char *trans, const int *n, const int *nrhs,
-                    const double *a, const int *lda, const int *ipiv,
-                    double *b, const int *ldb, int *info, size_t trans_len);
+                    const double *a, const int *lda, const int *ipiv, double *b,
+                    const int *ldb, int *info, size_t trans_len);
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda,
                     int *info, size_t uplo_len);
 extern void dtrtrs_(const char *uplo, const char *trans, const char *diag,
@@ -71,9 +71,8 @@ static bool square_arg(jac_ctx *ctx, const char *op, const char *what,
     }
     int64_t rows = a->shape[a->ndim - 2], cols = a->shape[a->ndim - 1];
     if (rows != cols) {
-        jac__error(ctx, JAC_ERR_SHAPE,
-                   "%s: %s must be square, got shape %s", op, what,
-                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        jac__error(ctx, JAC_ERR_SHAPE, "%s: %s must be square, got shape %s",
+                   op, what, jac__shape_str(s, sizeof s, a->ndim, a->shape));
         return false;
     }
     if (rows > INT_MAX) {
@@ -94,14 +93,13 @@ typedef struct scratch {
     size_t bytes;
 } scratch;
 
-static void *scratch_get(jac_ctx *ctx, const char *op, scratch *s,
-                         size_t bytes)
+static void *scratch_get(jac_ctx *ctx, const char *op, scratch *s, size_t bytes)
 {
     s->bytes = bytes ? bytes : 1;
     s->ptr = jac__alloc(ctx, s->bytes);
     if (s->ptr == NULL)
-        jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory for LAPACK "
-                   "workspace", op);
+        jac__error(ctx, JAC_ERR_NO_MEMORY,
+                   "%s: out of memory for LAPACK workspace", op);
     return s->ptr;
 }
 
@@ -114,8 +112,8 @@ static void scratch_free(jac_ctx *ctx, scratch *s)
 
 /* A LAPACK argument error cannot happen after the checks above; if it does,
  * it is a library bug, reported rather than ignored. */
-static jac_tensor *lapack_bug(jac_ctx *ctx, const char *op,
-                              const char *routine, int info)
+static jac_tensor *lapack_bug(jac_ctx *ctx, const char *op, const char *routine,
+                              int info)
 {
     jac__error(ctx, JAC_ERR_STATE,
                "%s: internal error: %s rejected argument %d", op, routine,
@@ -161,9 +159,9 @@ static void from_column_major(int64_t n, int64_t k, const double *src,
 }
 
 /* Reshape helper for rules: batch axes of g, then the given shape. */
-static jac_tensor *reshape_batched(jac_ctx *ctx, const char *op,
-                                   jac_tensor *t, const jac_tensor *g, int nb,
-                                   int ndim, const int64_t *shape)
+static jac_tensor *reshape_batched(jac_ctx *ctx, const char *op, jac_tensor *t,
+                                   const jac_tensor *g, int nb, int ndim,
+                                   const int64_t *shape)
 {
     int64_t s[JAC_MAX_DIMS];
     int n = jac__batched_shape(g, nb, ndim, shape, s);
@@ -264,7 +262,7 @@ jac_status jac__vjp_inverse(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
                             const bool *need, jac_tensor **gin)
 {
     (void)need;
-    jac_tensor *yt = mT(ctx, jac_detach(ctx, node->out));
+    jac_tensor *yt = mT(ctx, node->out);
     gin[0] = jac_neg(ctx, jac_matmul(ctx, jac_matmul(ctx, yt, g), yt));
     return gin[0] ? JAC_OK : ctx->status;
 }
@@ -292,9 +290,9 @@ static jac_tensor *det_impl(jac_ctx *ctx, jac_tensor *a, bool log_of)
     } else if (y->numel > 0) {
         int64_t mat = (int64_t)n * n;
         scratch s;
-        double *lu = scratch_get(ctx, op, &s,
-                                 (size_t)mat * sizeof(double) +
-                                     (size_t)n * sizeof(int));
+        double *lu =
+            scratch_get(ctx, op, &s,
+                        (size_t)mat * sizeof(double) + (size_t)n * sizeof(int));
         if (lu == NULL)
             return NULL;
         int *ipiv = (int *)(void *)(lu + mat);
@@ -368,9 +366,10 @@ static jac_tensor *scaled_inverse_t(jac_ctx *ctx, const char *op,
     memcpy(ones, a->shape, (size_t)nd * sizeof(int64_t));
     ones[nd] = ones[nd + 1] = 1;
     jac_tensor *s = reshape_batched(ctx, op, scale, scale, nb, nd + 2, ones);
-    jac_tensor *inv = inverse_impl(
-        ctx, a, op, ", so the derivative (which needs its inverse) is "
-                    "undefined");
+    jac_tensor *inv =
+        inverse_impl(ctx, a, op,
+                     ", so the derivative (which needs its inverse) is "
+                     "undefined");
     if (s == NULL || inv == NULL)
         return NULL;
     return jac_mul(ctx, s, mT(ctx, inv));
@@ -472,12 +471,12 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
                     scratch_free(ctx, &s);
                     if (info < 0)
                         return lapack_bug(ctx, "solve", "getrf", info);
-                    jac__error(ctx, JAC_ERR_VALUE,
-                               "solve: matrix %lld of the batch of a (shape "
-                               "%s) is singular",
-                               (long long)ia,
-                               jac__shape_str(s1, sizeof s1, a->ndim,
-                                              a->shape));
+                    jac__error(
+                        ctx, JAC_ERR_VALUE,
+                        "solve: matrix %lld of the batch of a (shape "
+                        "%s) is singular",
+                        (long long)ia,
+                        jac__shape_str(s1, sizeof s1, a->ndim, a->shape));
                     return NULL;
                 }
                 factored = ia;
@@ -510,10 +509,10 @@ jac_tensor *jac_solve(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
     if (ctx == NULL || !jac__check_arg(ctx, "solve", a) ||
         !jac__check_arg(ctx, "solve", b))
         return NULL;
-    bool vector = b->ndim == 1 ||
-                  (b->ndim == a->ndim - 1 &&
-                   memcmp(b->shape, a->shape,
-                          (size_t)b->ndim * sizeof(int64_t)) == 0);
+    bool vector =
+        b->ndim == 1 ||
+        (b->ndim == a->ndim - 1 &&
+         memcmp(b->shape, a->shape, (size_t)b->ndim * sizeof(int64_t)) == 0);
     return solve_impl(ctx, a, b, vector);
 }
 
@@ -531,15 +530,15 @@ jac_status jac__vjp_solve(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     memcpy(xs, x->shape, (size_t)xn * sizeof(int64_t));
     memcpy(bs, b->shape, (size_t)bn * sizeof(int64_t));
     if (vector) {
-        xs[xn++] = 1;
-        bs[bn++] = 1;
-        if (nb + xn > JAC_MAX_DIMS)
+        if (nb + xn + 1 > JAC_MAX_DIMS)
             return jac__error(ctx, JAC_ERR_RANK,
                               "solve: batched gradient exceeds rank %d",
                               JAC_MAX_DIMS);
+        xs[xn++] = 1;
+        bs[bn++] = 1;
     }
-    jac_tensor *gm = vector ? reshape_batched(ctx, "solve", g, g, nb, xn, xs)
-                            : g;
+    jac_tensor *gm =
+        vector ? reshape_batched(ctx, "solve", g, g, nb, xn, xs) : g;
     jac_tensor *at = mT(ctx, a);
     jac_tensor *gb = gm && at ? solve_impl(ctx, at, gm, false) : NULL;
     if (gb == NULL)
@@ -572,7 +571,6 @@ jac_status jac__vjp_solve(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
                                  jac_tensor *b, bool lower, bool trans)
 {
-    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     int n;
     if (!square_arg(ctx, op, "the triangular matrix", t, &n))
         return NULL;
@@ -582,6 +580,7 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
     if (tb >= 0 && b->shape[tb] == n && b->shape[tb + 1] <= INT_MAX)
         nbatch = jac__broadcast_shape(tt, t->shape, tb, b->shape, shape);
     if (nbatch < 0 || nbatch + 2 > JAC_MAX_DIMS) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
         jac__error(ctx, JAC_ERR_SHAPE,
                    "%s: triangular solve of shapes %s and %s does not match",
                    op, jac__shape_str(s1, sizeof s1, t->ndim, t->shape),
@@ -591,8 +590,8 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
     int64_t k = b->shape[tb + 1];
     shape[nbatch] = n;
     shape[nbatch + 1] = k;
-    jac_tensor *x = jac__tensor_alloc(ctx, "triangular_solve", nbatch + 2,
-                                      shape);
+    jac_tensor *x =
+        jac__tensor_alloc(ctx, "triangular_solve", nbatch + 2, shape);
     if (x == NULL)
         return NULL;
     if (x->numel > 0) {
@@ -641,6 +640,15 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
     return x;
 }
 
+jac_tensor *jac__triangular_solve(jac_ctx *ctx, jac_tensor *t, jac_tensor *b,
+                                  bool lower, bool trans)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "triangular_solve", t) ||
+        !jac__check_arg(ctx, "triangular_solve", b))
+        return NULL;
+    return trisolve_impl(ctx, "triangular_solve", t, b, lower, trans);
+}
+
 /* x = op(T)^-1 b: gb = op(T)^-T g, and gT = -gb x^T (or -x gb^T when op
  * transposes), kept to T's triangle since only that triangle is read. */
 jac_status jac__vjp_triangular_solve(jac_ctx *ctx, const jac__node *node,
@@ -654,8 +662,8 @@ jac_status jac__vjp_triangular_solve(jac_ctx *ctx, const jac__node *node,
         trisolve_impl(ctx, "triangular_solve", t, g, lower, !trans);
     if (gb == NULL)
         return ctx->status;
-    if (need[1] && !(gin[1] = jac__sum_to_batched(ctx, gb, nb, b->ndim,
-                                                  b->shape)))
+    if (need[1] &&
+        !(gin[1] = jac__sum_to_batched(ctx, gb, nb, b->ndim, b->shape)))
         return ctx->status;
     if (need[0]) {
         jac_tensor *p = trans ? jac_matmul(ctx, x, mT(ctx, gb))
@@ -722,9 +730,8 @@ jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a)
  * Both solves are triangular_solve with L^T; with Y = L^-T Phi(L^T gL),
  * S^T = L^-T Y^T.
  */
-jac_status jac__vjp_cholesky(jac_ctx *ctx, const jac__node *node,
-                             jac_tensor *g, const bool *need,
-                             jac_tensor **gin)
+jac_status jac__vjp_cholesky(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                             const bool *need, jac_tensor **gin)
 {
     (void)need;
     jac_tensor *l = node->out;
@@ -732,20 +739,10 @@ jac_status jac__vjp_cholesky(jac_ctx *ctx, const jac__node *node,
     if (phi == NULL)
         return ctx->status;
     jac_tensor *p = jac_mul(ctx, jac_matmul(ctx, mT(ctx, l), g), phi);
-    jac_tensor *y = p ? trisolve_impl(ctx, "cholesky", l, p, true, true)
-                      : NULL;
+    jac_tensor *y = p ? trisolve_impl(ctx, "cholesky", l, p, true, true) : NULL;
     jac_tensor *yt = y ? mT(ctx, y) : NULL;
-    jac_tensor *st = yt ? trisolve_impl(ctx, "cholesky", l, yt, true, true)
-                        : NULL;
+    jac_tensor *st =
+        yt ? trisolve_impl(ctx, "cholesky", l, yt, true, true) : NULL;
     gin[0] = st ? jac_mul(ctx, jac_add(ctx, st, mT(ctx, st)), phi) : NULL;
     return gin[0] ? JAC_OK : ctx->status;
-}
-
-jac_tensor *jac__triangular_solve(jac_ctx *ctx, jac_tensor *t, jac_tensor *b,
-                                  bool lower, bool trans)
-{
-    if (ctx == NULL || !jac__check_arg(ctx, "triangular_solve", t) ||
-        !jac__check_arg(ctx, "triangular_solve", b))
-        return NULL;
-    return trisolve_impl(ctx, "triangular_solve", t, b, lower, trans);
 }

@@ -404,7 +404,7 @@ static const char *perm_str(char *buf, size_t size, int n, const int *perm)
 static jac_tensor *permute_impl(jac_ctx *ctx, jac_tensor *a, const int *perm)
 {
     int n = a->ndim;
-    int64_t shape[JAC_MAX_DIMS], as[JAC_MAX_DIMS], ss[JAC_MAX_DIMS],
+    int64_t shape[JAC_MAX_DIMS] = {0}, as[JAC_MAX_DIMS], ss[JAC_MAX_DIMS],
         ds[JAC_MAX_DIMS];
     contiguous_strides(n, a->shape, as);
     for (int i = 0; i < n; i++) {
@@ -453,8 +453,8 @@ jac_tensor *jac_permute(jac_ctx *ctx, jac_tensor *a, const int *perm)
 
 /* The cotangent goes back through the inverse permutation; batch axes in
  * front of g stay where they are. */
-jac_status jac__vjp_permute(jac_ctx *ctx, const jac__node *node,
-                            jac_tensor *g, const bool *need, jac_tensor **gin)
+jac_status jac__vjp_permute(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                            const bool *need, jac_tensor **gin)
 {
     (void)need;
     int n = node->in[0]->ndim, nb = jac__batch_ndim(g, node->out);
@@ -548,9 +548,9 @@ static int64_t diag_len(int64_t n1, int64_t n2, int64_t offset)
 
 /* The small shape (rank big_n - 1), the big tensor's strides along each
  * small axis, and the big offset of the small tensor's first element. */
-static void diag_view(int big_n, const int64_t *big_shape, int axis1,
-                      int axis2, int64_t offset, int64_t *small_shape,
-                      int64_t *strides, int64_t *base)
+static void diag_view(int big_n, const int64_t *big_shape, int axis1, int axis2,
+                      int64_t offset, int64_t *small_shape, int64_t *strides,
+                      int64_t *base)
 {
     int64_t bs[JAC_MAX_DIMS];
     contiguous_strides(big_n, big_shape, bs);
@@ -626,15 +626,14 @@ static jac_tensor *diag_embed(jac_ctx *ctx, jac_tensor *g, int64_t offset,
     return y;
 }
 
-jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset,
-                         int axis1, int axis2)
+jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset, int axis1,
+                         int axis2)
 {
     if (ctx == NULL || !jac__check_arg(ctx, "diagonal", a))
         return NULL;
     char s[JAC__SHAPE_STR_MAX];
     if (a->ndim < 2) {
-        jac__error(ctx, JAC_ERR_RANK,
-                   "diagonal: needs rank >= 2, got shape %s",
+        jac__error(ctx, JAC_ERR_RANK, "diagonal: needs rank >= 2, got shape %s",
                    jac__shape_str(s, sizeof s, a->ndim, a->shape));
         return NULL;
     }
@@ -643,15 +642,15 @@ jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset,
         jac__error(ctx, JAC_ERR_AXIS,
                    "diagonal: axes %d and %d are out of range or the same "
                    "axis for shape %s",
-                   axis1, axis2, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+                   axis1, axis2,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
         return NULL;
     }
     return diagonal_impl(ctx, a, offset, i, j);
 }
 
-jac_status jac__vjp_diagonal(jac_ctx *ctx, const jac__node *node,
-                             jac_tensor *g, const bool *need,
-                             jac_tensor **gin)
+jac_status jac__vjp_diagonal(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                             const bool *need, jac_tensor **gin)
 {
     (void)need;
     const jac_tensor *a = node->in[0];
@@ -668,8 +667,8 @@ jac_status jac__vjp_diag_embed(jac_ctx *ctx, const jac__node *node,
 {
     (void)need;
     int nb = jac__batch_ndim(g, node->out);
-    gin[0] = diagonal_impl(ctx, g, node->p.diagonal.offset,
-                           nb + node->p.diagonal.axis1,
-                           nb + node->p.diagonal.axis2);
+    gin[0] =
+        diagonal_impl(ctx, g, node->p.diagonal.offset,
+                      nb + node->p.diagonal.axis1, nb + node->p.diagonal.axis2);
     return gin[0] ? JAC_OK : ctx->status;
 }

@@ -777,7 +777,7 @@ static void norm2_kernel(const jac_tensor *a, const groups *gr, double *out)
                 big = v;
         }
         if (nan) {
-            out[o] = NAN;
+            out[o] = (double)NAN;
             continue;
         }
         if (big == 0.0 || isinf(big)) {
@@ -854,7 +854,7 @@ jac_tensor *jac_norm(jac_ctx *ctx, jac_tensor *a, double p, int naxes,
     uint32_t mask;
     if (ctx == NULL || !jac__check_arg(ctx, "norm", a))
         return NULL;
-    if (!(p == 1.0 || p == 2.0 || p == INFINITY)) {
+    if (!(p == 1.0 || p == 2.0 || p == (double)INFINITY)) {
         jac__error(ctx, JAC_ERR_VALUE,
                    "norm: p = %g is not supported (use 1, 2 or INFINITY)", p);
         return NULL;

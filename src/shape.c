@@ -1,6 +1,9 @@
 /*
- * Shape ops: reshape (shares storage), slice and its adjoint slice_scatter,
- * concat.
+ * Shape ops: reshape (shares storage) and the reshapes flatten, squeeze and
+ * unsqueeze; slice and its adjoint slice_scatter; concat, stack and split;
+ * index_select and gather with their adjoints index_add and scatter_add;
+ * where; pad. Every adjoint pair is differentiated by the other member of
+ * the pair, so all of them work to any order.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -481,6 +484,8 @@ jac_tensor *jac_flatten(jac_ctx *ctx, jac_tensor *a, int start_axis,
     return jac_reshape(ctx, a, k, shape);
 }
 
+/* Unlike PyTorch, an axis whose extent is not 1 is an error (JAC_ERR_SHAPE),
+ * not a silent no-op. */
 jac_tensor *jac_squeeze(jac_ctx *ctx, jac_tensor *a, int axis)
 {
     if (ctx == NULL || !jac__check_arg(ctx, "squeeze", a))
@@ -612,7 +617,8 @@ static jac_tensor *index_select_t(jac_ctx *ctx, jac_tensor *a, int ax,
                    a->data + (o * extent + index_at(idx, k)) * inner, bytes);
     jac_tensor *ins[2] = {a, idx};
     bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_INDEX_SELECT, y, 2, ins, &failed);
+    jac__node *node =
+        jac__record(ctx, JAC__OP_INDEX_SELECT, y, 2, ins, &failed);
     if (failed)
         return NULL;
     if (node)
@@ -797,6 +803,8 @@ static jac_tensor *scatter_add_t(jac_ctx *ctx, jac_tensor *g, int ax,
     return y;
 }
 
+/* As index_select, a scalar fails with JAC_ERR_AXIS; a negative index
+ * extent is JAC_ERR_VALUE, one larger than a's off the axis JAC_ERR_SHAPE. */
 jac_tensor *jac_gather(jac_ctx *ctx, jac_tensor *a, int axis,
                        const int64_t *index_shape, const int64_t *index)
 {

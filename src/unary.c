@@ -591,7 +591,7 @@ jac_tensor *jac_atan2(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 /* A constant of the node's shape: 1 where both pow inputs satisfy the
  * condition, 0 elsewhere; NULL with *none set when no element does (the
  * caller then skips the correction). */
-typedef enum { ZERO_BASE_ZERO_EXP, ZERO_BASE_POS_EXP } pow_mask_kind;
+typedef enum { ZERO_BASE_ZERO_EXP, ZERO_BASE_NONNEG_EXP } pow_mask_kind;
 
 static jac_tensor *pow_mask(jac_ctx *ctx, const jac__node *node,
                             pow_mask_kind kind, bool *none)
@@ -600,7 +600,7 @@ static jac_tensor *pow_mask(jac_ctx *ctx, const jac__node *node,
     *none = true;
     for (int64_t i = 0; i < a->numel && *none; i++)
         if (a->data[i] == 0.0 &&
-            (kind == ZERO_BASE_ZERO_EXP ? b->data[i] == 0.0 : b->data[i] > 0.0))
+            (kind == ZERO_BASE_ZERO_EXP ? b->data[i] == 0.0 : b->data[i] >= 0.0))
             *none = false;
     if (*none)
         return NULL;
@@ -610,7 +610,7 @@ static jac_tensor *pow_mask(jac_ctx *ctx, const jac__node *node,
     for (int64_t i = 0; i < a->numel; i++) {
         bool hit = a->data[i] == 0.0 && (kind == ZERO_BASE_ZERO_EXP
                                              ? b->data[i] == 0.0
-                                             : b->data[i] > 0.0);
+                                             : b->data[i] >= 0.0);
         m->data[i] = hit ? 1.0 : 0.0;
     }
     return m;
@@ -624,10 +624,9 @@ static jac_tensor *pow_mask(jac_ctx *ctx, const jac__node *node,
  *    to 0 there (by adding a constant mask), so the product is exactly 0.
  *    Only a == b == 0 is moved, so the cross derivative d/db (b a^(b-1)) =
  *    a^(b-1) (1 + b log a) stays right at every b == 0 with a != 0.
- *  - a == 0 with b > 0: a^b log(a) is 0 * -inf. The logarithm is taken of
- *    a + 1 there (log 1 = 0), so the product is exactly 0.
- * At a == b == 0 the derivative in b is left as 1 * log(0) = -inf: the
- * header takes it as 0 only for b > 0 (PyTorch also zeroes it at b == 0).
+ *  - a == 0 with b >= 0: a^b log(a) is 0 * -inf (or 1 * -inf at b == 0).
+ *    The logarithm is taken of a + 1 there (log 1 = 0), so the derivative
+ *    is exactly 0, as PyTorch takes it.
  */
 jac_status jac__vjp_pow(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
                         const bool *need, jac_tensor **gin)
@@ -646,7 +645,7 @@ jac_status jac__vjp_pow(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     }
     if (need[1]) {
         jac_tensor *base = a;
-        jac_tensor *m = pow_mask(ctx, node, ZERO_BASE_POS_EXP, &none);
+        jac_tensor *m = pow_mask(ctx, node, ZERO_BASE_NONNEG_EXP, &none);
         if (!none)
             base = jac_add(ctx, a, m);
         jac_tensor *d = jac_mul(ctx, node->out, jac_log(ctx, base));

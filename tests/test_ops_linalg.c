@@ -54,8 +54,7 @@ static jac_tensor *gram(jac_ctx *ctx, jac_tensor *b)
     return jac_add(ctx, bbt, jac_mul_scalar(ctx, jac_eye(ctx, n), (double)n));
 }
 
-static jac_tensor *apply(jac_ctx *ctx, jac_tensor *const *in,
-                         const la_case *c)
+static jac_tensor *apply(jac_ctx *ctx, jac_tensor *const *in, const la_case *c)
 {
     switch (c->op) {
     case LA_PERMUTE:
@@ -104,13 +103,12 @@ static jac_status run_case(jac_ctx *ctx, jac_tensor *const *in,
 /* First and second derivatives against finite differences, and batched
  * seeds against the row loop (plain and under create-graph). */
 static void check_case_at(jac_ctx *ctx, la_case c, size_t ninputs,
-                          jac_tensor *const *inputs, const char *file,
-                          int line)
+                          jac_tensor *const *inputs, const char *file, int line)
 {
     tu_gradcheck_at(ctx, run_case, &c, ninputs, inputs, 1, file, line);
     tu_gradgradcheck_at(ctx, run_case, &c, ninputs, inputs, 1, file, line);
-    tu_assert_batched_matches_rows_at(ctx, run_case, &c, ninputs, inputs, 1,
-                                      0u, file, line);
+    tu_assert_batched_matches_rows_at(ctx, run_case, &c, ninputs, inputs, 1, 0u,
+                                      file, line);
     tu_assert_batched_matches_rows_at(ctx, run_case, &c, ninputs, inputs, 1,
                                       JAC_CREATE_GRAPH, file, line);
 }
@@ -147,9 +145,8 @@ static jac_tensor *matrix_leaf_at(jac_ctx *ctx, int ndim, const int64_t *shape,
 
 /* Fails unless the context holds code with a message naming op (and
  * mentioning extra when given); then clears the error. */
-static void assert_error_names_at(jac_ctx *ctx, jac_status code,
-                                  const char *op, const char *extra,
-                                  const char *file, int line)
+static void assert_error_names_at(jac_ctx *ctx, jac_status code, const char *op,
+                                  const char *extra, const char *file, int line)
 {
     tu_assert_error_at(ctx, code, file, line);
     char prefix[64];
@@ -175,8 +172,8 @@ static void assert_error_names_at(jac_ctx *ctx, jac_status code,
 static void test_permute_reorders_axes_as_torch(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *x = jac_reshape(ctx, jac_arange(ctx, 0, 24, 1), 3,
-                                TU_SHAPE(2, 3, 4));
+    jac_tensor *x =
+        jac_reshape(ctx, jac_arange(ctx, 0, 24, 1), 3, TU_SHAPE(2, 3, 4));
     jac_tensor *y = jac_permute(ctx, x, (const int[]){2, 0, 1});
     tu_assert_tensor(y, TU_SHAPE(4, 2, 3),
                      TU_VALUES(0, 4, 8, 12, 16, 20, 1, 5, 9, 13, 17, 21, 2, 6,
@@ -189,8 +186,8 @@ static void test_permute_reorders_axes_as_torch(void **state)
                      TU_EXACT);
     y = jac_permute(ctx, x, (const int[]){0, 1, 2});
     tu_assert_tensor(y, TU_SHAPE(2, 3, 4),
-                     TU_VALUES(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
-                               14, 15, 16, 17, 18, 19, 20, 21, 22, 23),
+                     TU_VALUES(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                               15, 16, 17, 18, 19, 20, 21, 22, 23),
                      TU_EXACT);
 }
 
@@ -210,23 +207,21 @@ static void test_permute_derivatives_match_finite_difference(void **state)
     jac_ctx *ctx = *state;
     for (int s = 0; s < 2; s++) {
         jac_tensor *x0 = tu_scalar_leaf(ctx, 0.7);
-        check_case(ctx, ((la_case){.op = LA_PERMUTE, .then_sin = s}), 1,
-                   &x0);
+        check_case(ctx, ((la_case){.op = LA_PERMUTE, .then_sin = s}), 1, &x0);
         jac_tensor *x2 = tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 0.1);
         check_case(ctx,
                    ((la_case){.op = LA_PERMUTE, .perm = {1, 0}, .then_sin = s}),
                    1, &x2);
         jac_tensor *x3 = tu_smooth_leaf(ctx, TU_SHAPE(2, 3, 4), 0.2);
-        check_case(ctx,
-                   ((la_case){
-                       .op = LA_PERMUTE, .perm = {2, 0, 1}, .then_sin = s}),
-                   1, &x3);
+        check_case(
+            ctx,
+            ((la_case){.op = LA_PERMUTE, .perm = {2, 0, 1}, .then_sin = s}), 1,
+            &x3);
         jac_tensor *x4 = tu_smooth_leaf(ctx, TU_SHAPE(2, 1, 3, 2), 0.3);
-        check_case(ctx,
-                   ((la_case){.op = LA_PERMUTE,
-                              .perm = {3, 1, 0, 2},
-                              .then_sin = s}),
-                   1, &x4);
+        check_case(
+            ctx,
+            ((la_case){.op = LA_PERMUTE, .perm = {3, 1, 0, 2}, .then_sin = s}),
+            1, &x4);
     }
 }
 
@@ -269,8 +264,8 @@ static void test_dot_outer_trace_values_match_torch(void **state)
                      TU_EXACT);
 }
 
-static void test_dot_outer_trace_derivatives_match_finite_difference(
-    void **state)
+static void
+test_dot_outer_trace_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     for (int s = 0; s < 2; s++) {
@@ -316,18 +311,18 @@ static void test_dot_outer_trace_reject_bad_shapes(void **state)
 static void test_diagonal_follows_numpy_offsets(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *m = jac_reshape(ctx, jac_arange(ctx, 0, 12, 1), 2,
-                                TU_SHAPE(3, 4));
+    jac_tensor *m =
+        jac_reshape(ctx, jac_arange(ctx, 0, 12, 1), 2, TU_SHAPE(3, 4));
     tu_assert_tensor(jac_diagonal(ctx, m, 0, 0, 1), TU_SHAPE(3),
                      TU_VALUES(0, 5, 10), TU_EXACT);
     tu_assert_tensor(jac_diagonal(ctx, m, 1, 0, 1), TU_SHAPE(3),
                      TU_VALUES(1, 6, 11), TU_EXACT);
     tu_assert_tensor(jac_diagonal(ctx, m, -1, 0, 1), TU_SHAPE(2),
                      TU_VALUES(4, 9), TU_EXACT);
-    tu_assert_tensor(jac_diagonal(ctx, m, 3, 0, 1), TU_SHAPE(1),
-                     TU_VALUES(3), TU_EXACT);
-    tu_assert_tensor(jac_diagonal(ctx, m, -2, 0, 1), TU_SHAPE(1),
-                     TU_VALUES(8), TU_EXACT);
+    tu_assert_tensor(jac_diagonal(ctx, m, 3, 0, 1), TU_SHAPE(1), TU_VALUES(3),
+                     TU_EXACT);
+    tu_assert_tensor(jac_diagonal(ctx, m, -2, 0, 1), TU_SHAPE(1), TU_VALUES(8),
+                     TU_EXACT);
     /* Past the corner the diagonal is empty, as NumPy's. */
     tu_assert_shape(jac_diagonal(ctx, m, 5, 0, 1), TU_SHAPE(0));
     tu_assert_shape(jac_diagonal(ctx, m, -3, 0, 1), TU_SHAPE(0));
@@ -342,8 +337,8 @@ static void test_diagonal_follows_numpy_offsets(void **state)
 static void test_diagonal_over_other_axes_moves_it_last(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *x = jac_reshape(ctx, jac_arange(ctx, 0, 24, 1), 3,
-                                TU_SHAPE(2, 3, 4));
+    jac_tensor *x =
+        jac_reshape(ctx, jac_arange(ctx, 0, 24, 1), 3, TU_SHAPE(2, 3, 4));
     tu_assert_tensor(jac_diagonal(ctx, x, 0, 0, 2), TU_SHAPE(3, 2),
                      TU_VALUES(0, 13, 4, 17, 8, 21), TU_EXACT);
     tu_assert_tensor(jac_diagonal(ctx, x, 1, 2, 0), TU_SHAPE(3, 1),
@@ -385,12 +380,11 @@ static void test_diagonal_derivatives_match_finite_difference(void **state)
                               .then_sin = s}),
                    1, &x);
         jac_tensor *b = tu_smooth_leaf(ctx, TU_SHAPE(2, 3, 3), 0.9);
-        check_case(ctx,
-                   ((la_case){.op = LA_DIAGONAL,
-                              .axis1 = -2,
-                              .axis2 = -1,
-                              .then_sin = s}),
-                   1, &b);
+        check_case(
+            ctx,
+            ((la_case){
+                .op = LA_DIAGONAL, .axis1 = -2, .axis2 = -1, .then_sin = s}),
+            1, &b);
     }
 }
 
@@ -437,20 +431,19 @@ static void test_inverse_values_match_torch(void **state)
                                -0.034220532319391636, -0.030418250950570346,
                                0.1140684410646388),
                      TU_TIGHT);
-    jac_tensor *ab = tu_tensor(ctx, TU_SHAPE(2, 3, 3),
-                               TU_VALUES(4, -2, 1, 3, 6, -4, 2, 1, 8, 2, 1, 0.5,
-                                         1, 3, 1, -0.5, 1, 4));
-    tu_assert_tensor(jac_inverse(ctx, ab), TU_SHAPE(2, 3, 3),
-                     TU_VALUES(0.1977186311787072, 0.06463878326996197,
-                               0.007604562737642585, -0.12167300380228138,
-                               0.11406844106463879, 0.07224334600760457,
-                               -0.034220532319391636, -0.030418250950570346,
-                               0.1140684410646388, 0.5866666666666667,
-                               -0.1866666666666667, -0.026666666666666658,
-                               -0.24000000000000002, 0.44000000000000006,
-                               -0.08000000000000002, 0.13333333333333333,
-                               -0.13333333333333333, 0.26666666666666666),
-                     TU_TIGHT);
+    jac_tensor *ab = tu_tensor(
+        ctx, TU_SHAPE(2, 3, 3),
+        TU_VALUES(4, -2, 1, 3, 6, -4, 2, 1, 8, 2, 1, 0.5, 1, 3, 1, -0.5, 1, 4));
+    tu_assert_tensor(
+        jac_inverse(ctx, ab), TU_SHAPE(2, 3, 3),
+        TU_VALUES(
+            0.1977186311787072, 0.06463878326996197, 0.007604562737642585,
+            -0.12167300380228138, 0.11406844106463879, 0.07224334600760457,
+            -0.034220532319391636, -0.030418250950570346, 0.1140684410646388,
+            0.5866666666666667, -0.1866666666666667, -0.026666666666666658,
+            -0.24000000000000002, 0.44000000000000006, -0.08000000000000002,
+            0.13333333333333333, -0.13333333333333333, 0.26666666666666666),
+        TU_TIGHT);
 }
 
 static void test_inverse_times_matrix_is_identity(void **state)
@@ -509,8 +502,8 @@ static void test_inverse_of_empty_matrices(void **state)
     tu_assert_no_error(ctx);
 }
 
-static void test_inverse_of_singular_matrix_names_the_batch_element(
-    void **state)
+static void
+test_inverse_of_singular_matrix_names_the_batch_element(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *a = tu_tensor(ctx, TU_SHAPE(3, 2, 2),
@@ -563,14 +556,14 @@ static void test_det_values_match_torch(void **state)
     tu_assert_scalar(
         jac_det(ctx, tu_tensor(ctx, TU_SHAPE(2, 2), TU_VALUES(1, 2, 3, 4))),
         -2.0, 1e-14);
-    jac_tensor *ab = tu_tensor(ctx, TU_SHAPE(2, 3, 3),
-                               TU_VALUES(4, -2, 1, 3, 6, -4, 2, 1, 8, 2, 1, 0.5,
-                                         1, 3, 1, -0.5, 1, 4));
+    jac_tensor *ab = tu_tensor(
+        ctx, TU_SHAPE(2, 3, 3),
+        TU_VALUES(4, -2, 1, 3, 6, -4, 2, 1, 8, 2, 1, 0.5, 1, 3, 1, -0.5, 1, 4));
     tu_assert_tensor(jac_det(ctx, ab), TU_SHAPE(2), TU_VALUES(263.0, 18.75),
                      1e-12);
-    tu_assert_scalar(jac_det(ctx, tu_tensor(ctx, TU_SHAPE(1, 1),
-                                            TU_VALUES(-3.5))),
-                     -3.5, TU_EXACT);
+    tu_assert_scalar(
+        jac_det(ctx, tu_tensor(ctx, TU_SHAPE(1, 1), TU_VALUES(-3.5))), -3.5,
+        TU_EXACT);
 }
 
 static void test_det_of_singular_and_empty_matrices(void **state)
@@ -613,17 +606,17 @@ static void test_det_derivatives_match_finite_difference(void **state)
     jac_tensor *ab = matrix_leaf(ctx, TU_SHAPE(2, 3, 3), 0.3);
     check_case(ctx, c, 1, &ab);
     /* A negative determinant (rows swapped). */
-    jac_tensor *n3 = tu_leaf(ctx, TU_SHAPE(3, 3),
-                             TU_VALUES(0.3, 2.5, -0.4, 3.1, 0.2, 0.5, -0.6, 0.7,
-                                       2.2));
+    jac_tensor *n3 =
+        tu_leaf(ctx, TU_SHAPE(3, 3),
+                TU_VALUES(0.3, 2.5, -0.4, 3.1, 0.2, 0.5, -0.6, 0.7, 2.2));
     check_case(ctx, c, 1, &n3);
 }
 
 static void test_det_derivative_at_a_singular_matrix_fails(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *a = tu_leaf(ctx, TU_SHAPE(2, 2, 2),
-                            TU_VALUES(2, 0, 0, 2, 1, 2, 2, 4));
+    jac_tensor *a =
+        tu_leaf(ctx, TU_SHAPE(2, 2, 2), TU_VALUES(2, 0, 0, 2, 1, 2, 2, 4));
     jac_tensor *d = jac_sum(ctx, jac_det(ctx, a));
     tu_assert_scalar(d, 4, 1e-14);
     jac_tensor *g = NULL;
@@ -655,8 +648,8 @@ static void test_logdet_gradient_matches_torch(void **state)
     tu_assert_ok(ctx, jac_grad(ctx, 1, &d, NULL, 1, &a, 0, &g));
     tu_assert_tensor(g, TU_SHAPE(3, 3),
                      TU_VALUES(0.3125, -0.125, 0.0, -0.125, 0.2852941176470588,
-                               -0.11764705882352942, 0.0,
-                               -0.11764705882352942, 0.3921568627450981),
+                               -0.11764705882352942, 0.0, -0.11764705882352942,
+                               0.3921568627450981),
                      1e-15);
 }
 
@@ -672,16 +665,14 @@ static void test_logdet_derivatives_match_finite_difference(void **state)
     check_case(ctx, c, 1, &ab);
 }
 
-static void test_logdet_rejects_singular_and_negative_determinants(
-    void **state)
+static void test_logdet_rejects_singular_and_negative_determinants(void **state)
 {
     jac_ctx *ctx = *state;
-    assert_null(jac_logdet(
-        ctx, tu_tensor(ctx, TU_SHAPE(2, 2, 2),
-                       TU_VALUES(2, 0, 0, 2, 1, 2, 3, 4))));
+    assert_null(jac_logdet(ctx, tu_tensor(ctx, TU_SHAPE(2, 2, 2),
+                                          TU_VALUES(2, 0, 0, 2, 1, 2, 3, 4))));
     assert_error_names(ctx, JAC_ERR_VALUE, "logdet", "matrix 1 ");
-    assert_null(jac_logdet(
-        ctx, tu_tensor(ctx, TU_SHAPE(2, 2), TU_VALUES(1, 2, 2, 4))));
+    assert_null(
+        jac_logdet(ctx, tu_tensor(ctx, TU_SHAPE(2, 2), TU_VALUES(1, 2, 2, 4))));
     assert_error_names(ctx, JAC_ERR_VALUE, "logdet", "singular");
     assert_null(jac_logdet(ctx, jac_zeros(ctx, 2, TU_SHAPE(2, 3))));
     assert_error_names(ctx, JAC_ERR_SHAPE, "logdet", "(2, 3)");
@@ -702,19 +693,19 @@ static void test_solve_values_match_torch(void **state)
                      TU_VALUES(0.09125475285171103, -0.1330798479087452,
                                0.36882129277566544),
                      1e-15);
-    jac_tensor *bm = tu_tensor(ctx, TU_SHAPE(3, 2),
-                               TU_VALUES(1, 0, -2, 1, 3, 2));
+    jac_tensor *bm =
+        tu_tensor(ctx, TU_SHAPE(3, 2), TU_VALUES(1, 0, -2, 1, 3, 2));
     tu_assert_tensor(jac_solve(ctx, a, bm), TU_SHAPE(3, 2),
                      TU_VALUES(0.09125475285171104, 0.07984790874524714,
                                -0.1330798479087452, 0.2585551330798479,
                                0.36882129277566544, 0.19771863117870725),
                      1e-15);
-    jac_tensor *ab = tu_tensor(ctx, TU_SHAPE(2, 3, 3),
-                               TU_VALUES(4, -2, 1, 3, 6, -4, 2, 1, 8, 2, 1, 0.5,
-                                         1, 3, 1, -0.5, 1, 4));
+    jac_tensor *ab = tu_tensor(
+        ctx, TU_SHAPE(2, 3, 3),
+        TU_VALUES(4, -2, 1, 3, 6, -4, 2, 1, 8, 2, 1, 0.5, 1, 3, 1, -0.5, 1, 4));
     /* b of shape a.shape[:-1] is a batch of vectors. */
-    jac_tensor *bb = tu_tensor(ctx, TU_SHAPE(2, 3),
-                               TU_VALUES(1, -2, 3, 0.5, 0, -1));
+    jac_tensor *bb =
+        tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(1, -2, 3, 0.5, 0, -1));
     tu_assert_tensor(jac_solve(ctx, ab, bb), TU_SHAPE(2, 3),
                      TU_VALUES(0.09125475285171103, -0.1330798479087452,
                                0.36882129277566544, 0.32, -0.04, -0.2),
@@ -727,14 +718,13 @@ static void test_solve_values_match_torch(void **state)
     /* One a for a batch of right-hand sides. */
     jac_tensor *b2 = tu_tensor(ctx, TU_SHAPE(2, 3, 2),
                                TU_VALUES(1, 0, -2, 1, 3, 2, 3, 1, -3, 3, 7, 5));
-    tu_assert_tensor(jac_solve(ctx, a, b2), TU_SHAPE(2, 3, 2),
-                     TU_VALUES(0.09125475285171104, 0.07984790874524714,
-                               -0.1330798479087452, 0.2585551330798479,
-                               0.36882129277566544, 0.19771863117870725,
-                               0.45247148288973393, 0.42965779467680604,
-                               -0.2015209125475284, 0.5817490494296578,
-                               0.7870722433460078, 0.44486692015209134),
-                     1e-14);
+    tu_assert_tensor(
+        jac_solve(ctx, a, b2), TU_SHAPE(2, 3, 2),
+        TU_VALUES(0.09125475285171104, 0.07984790874524714, -0.1330798479087452,
+                  0.2585551330798479, 0.36882129277566544, 0.19771863117870725,
+                  0.45247148288973393, 0.42965779467680604, -0.2015209125475284,
+                  0.5817490494296578, 0.7870722433460078, 0.44486692015209134),
+        1e-14);
 }
 
 static void test_solve_gradient_matches_torch(void **state)
@@ -745,8 +735,8 @@ static void test_solve_gradient_matches_torch(void **state)
     jac_tensor *w = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(0.5, -1, 2));
     jac_tensor *y = jac_sum(ctx, jac_mul(ctx, jac_solve(ctx, a, b), w));
     jac_tensor *g[2] = {NULL, NULL};
-    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 2, (jac_tensor *[]){a, b}, 0,
-                               g));
+    tu_assert_ok(ctx,
+                 jac_grad(ctx, 1, &y, NULL, 2, (jac_tensor *[]){a, b}, 0, g));
     tu_assert_tensor(g[0], TU_SHAPE(3, 3),
                      TU_VALUES(-0.013879049863378103, 0.020240281050759725,
                                -0.05609449319781984, 0.013011609246916972,
@@ -754,10 +744,10 @@ static void test_solve_gradient_matches_torch(void **state)
                                -0.014573002356547009, 0.02125229510329771,
                                -0.05889921785771084),
                      1e-16);
-    tu_assert_tensor(g[1], TU_SHAPE(3),
-                     TU_VALUES(0.1520912547528517, -0.14258555133079848,
-                               0.1596958174904943),
-                     1e-16);
+    tu_assert_tensor(
+        g[1], TU_SHAPE(3),
+        TU_VALUES(0.1520912547528517, -0.14258555133079848, 0.1596958174904943),
+        1e-16);
 }
 
 static void test_solve_derivatives_match_finite_difference(void **state)
@@ -768,20 +758,20 @@ static void test_solve_derivatives_match_finite_difference(void **state)
         int na, nb;
         int64_t a[4], b[4];
     } shapes[] = {
-        {2, 1, {2, 2}, {2}},                /* 2x2, vector */
-        {2, 2, {3, 3}, {3, 2}},             /* 3x3, two right-hand sides */
-        {3, 2, {2, 3, 3}, {2, 3}},          /* batch of vectors */
-        {3, 3, {2, 3, 3}, {2, 3, 1}},       /* batch of one-column b */
-        {3, 1, {2, 3, 3}, {3}},             /* vector broadcast over a */
-        {2, 3, {3, 3}, {2, 3, 2}},          /* a broadcast over b */
-        {4, 3, {2, 1, 3, 3}, {4, 3, 1}},    /* both batches broadcast */
+        {2, 1, {2, 2}, {2}},             /* 2x2, vector */
+        {2, 2, {3, 3}, {3, 2}},          /* 3x3, two right-hand sides */
+        {3, 2, {2, 3, 3}, {2, 3}},       /* batch of vectors */
+        {3, 3, {2, 3, 3}, {2, 3, 1}},    /* batch of one-column b */
+        {3, 1, {2, 3, 3}, {3}},          /* vector broadcast over a */
+        {2, 3, {3, 3}, {2, 3, 2}},       /* a broadcast over b */
+        {4, 3, {2, 1, 3, 3}, {4, 3, 1}}, /* both batches broadcast */
     };
     for (size_t k = 0; k < TU_COUNT(shapes); k++) {
         jac_tensor *in[2];
         in[0] = matrix_leaf_at(ctx, shapes[k].na, shapes[k].a, 0.1 * (double)k,
                                __FILE__, __LINE__);
-        in[1] = tu_smooth_leaf_at(ctx, shapes[k].nb, shapes[k].b, 0.5,
-                                  __FILE__, __LINE__);
+        in[1] = tu_smooth_leaf_at(ctx, shapes[k].nb, shapes[k].b, 0.5, __FILE__,
+                                  __LINE__);
         check_case(ctx, c, 2, in);
     }
 }
@@ -791,7 +781,8 @@ static void test_solve_rejects_bad_shapes_and_singular_matrices(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *a = jac_eye(ctx, 3);
     assert_null(jac_solve(ctx, a, jac_zeros(ctx, 1, TU_SHAPE(2))));
-    assert_error_names(ctx, JAC_ERR_SHAPE, "solve", "(3, 3) and b of shape (2)");
+    assert_error_names(ctx, JAC_ERR_SHAPE, "solve",
+                       "(3, 3) and b of shape (2)");
     assert_null(jac_solve(ctx, a, jac_zeros(ctx, 2, TU_SHAPE(2, 3))));
     assert_error_names(ctx, JAC_ERR_SHAPE, "solve", NULL);
     assert_null(jac_solve(ctx, jac_zeros(ctx, 3, TU_SHAPE(2, 3, 3)),
@@ -805,8 +796,8 @@ static void test_solve_rejects_bad_shapes_and_singular_matrices(void **state)
     assert_null(jac_solve(ctx, jac_zeros(ctx, 1, TU_SHAPE(3)),
                           jac_zeros(ctx, 1, TU_SHAPE(3))));
     assert_error_names(ctx, JAC_ERR_RANK, "solve", NULL);
-    jac_tensor *sing = tu_tensor(ctx, TU_SHAPE(2, 2, 2),
-                                 TU_VALUES(1, 0, 0, 1, 1, 2, 2, 4));
+    jac_tensor *sing =
+        tu_tensor(ctx, TU_SHAPE(2, 2, 2), TU_VALUES(1, 0, 0, 1, 1, 2, 2, 4));
     assert_null(jac_solve(ctx, sing, jac_ones(ctx, 1, TU_SHAPE(2))));
     assert_error_names(ctx, JAC_ERR_VALUE, "solve", "matrix 1 ");
 }
@@ -823,10 +814,10 @@ static void test_cholesky_values_match_torch(void **state)
                      TU_VALUES(2, 0, 0, 1, 2, 0, 0.3, 0.6, 1.5968719422671311),
                      1e-15);
     /* A batch: S and S S / 4 + I. */
-    jac_tensor *b = tu_tensor(
-        ctx, TU_SHAPE(2, 3, 3),
-        TU_VALUES(4, 2, 0.6, 2, 5, 1.5, 0.6, 1.5, 3, 6.09, 4.725, 1.8, 4.725,
-                  8.8125, 3.3, 1.8, 3.3, 3.9025));
+    jac_tensor *b =
+        tu_tensor(ctx, TU_SHAPE(2, 3, 3),
+                  TU_VALUES(4, 2, 0.6, 2, 5, 1.5, 0.6, 1.5, 3, 6.09, 4.725, 1.8,
+                            4.725, 8.8125, 3.3, 1.8, 3.3, 3.9025));
     tu_assert_tensor(jac_cholesky(ctx, b), TU_SHAPE(2, 3, 3),
                      TU_VALUES(2, 0, 0, 1, 2, 0, 0.3, 0.6, 1.5968719422671311,
                                2.467792535850613, 0, 0, 1.9146666226427171,
@@ -837,8 +828,7 @@ static void test_cholesky_values_match_torch(void **state)
                      TU_VALUES(3.708682081410116, 4.425738524421526), 1e-14);
 }
 
-static void test_cholesky_factor_times_its_transpose_is_the_matrix(
-    void **state)
+static void test_cholesky_factor_times_its_transpose_is_the_matrix(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *bm = tu_smooth_leaf(ctx, TU_SHAPE(2, 4, 4), 0.2);
@@ -884,8 +874,7 @@ static void test_cholesky_gradient_lives_in_the_lower_triangle(void **state)
     tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 1, &a, 0, &g));
     tu_assert_tensor(g, TU_SHAPE(3, 3),
                      TU_VALUES(0.4375, 0, 0, -1.125, 0.021819906901168265, 0,
-                               1.25, 0.6878672873255449,
-                               -0.31311214554257477),
+                               1.25, 0.6878672873255449, -0.31311214554257477),
                      1e-15);
 }
 
@@ -909,12 +898,11 @@ static void test_cholesky_derivatives_match_finite_difference(void **state)
     check_case(ctx, direct, 1, &ab);
 }
 
-static void test_cholesky_rejects_matrices_not_positive_definite(
-    void **state)
+static void test_cholesky_rejects_matrices_not_positive_definite(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *a = tu_tensor(ctx, TU_SHAPE(2, 2, 2),
-                              TU_VALUES(2, 0, 0, 2, 1, 2, 2, 1));
+    jac_tensor *a =
+        tu_tensor(ctx, TU_SHAPE(2, 2, 2), TU_VALUES(2, 0, 0, 2, 1, 2, 2, 1));
     assert_null(jac_cholesky(ctx, a));
     assert_error_names(ctx, JAC_ERR_VALUE, "cholesky", "matrix 1 ");
     assert_null(jac_cholesky(ctx, jac_zeros(ctx, 2, TU_SHAPE(2, 2))));
@@ -952,8 +940,8 @@ static void test_triangular_solve_reads_one_triangle(void **state)
     assert_error_names(ctx, JAC_ERR_VALUE, "triangular_solve", "singular");
 }
 
-static void test_triangular_solve_derivatives_match_finite_difference(
-    void **state)
+static void
+test_triangular_solve_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     for (int f = 0; f < 4; f++) {

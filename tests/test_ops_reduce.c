@@ -839,6 +839,64 @@ static void test_norm_derivatives_match_finite_difference(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Jacobian drivers                                                        */
+/* ---------------------------------------------------------------------- */
+
+/* The rules run unchanged in reverse mode row by row, in forward mode (the
+ * double-backward trick differentiates each rule in its cotangent) and in
+ * the worker contexts of a threaded Jacobian. */
+static void test_reduction_jacobians_agree_across_modes_and_threads(
+    void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(3, 4),
+                            TU_VALUES(1.5, 0.0, -2.0, 0.7, 0.0, 0.0, 4.0, 0.3,
+                                      -0.4, 1.1, 0.9, -0.6));
+    const red_case cases[] = {
+        {.op = OP_PROD_AXES, .naxes = 1, .axes = {1}},
+        {.op = OP_PROD_AXES, .naxes = 1, .axes = {0}, .keepdim = true},
+        {.op = OP_MAX_AXES, .naxes = 1, .axes = {1}},
+        {.op = OP_MIN_AXES, .naxes = 1, .axes = {0}},
+        {.op = OP_NORM, .p = 2.0, .naxes = 1, .axes = {1}},
+        {.op = OP_NORM, .p = 1.0, .naxes = 1, .axes = {0}},
+        {.op = OP_LOGSUMEXP, .naxes = 1, .axes = {1}},
+        {.op = OP_VAR, .naxes = 1, .axes = {1}, .correction = 1.0},
+        {.op = OP_SOFTMAX, .axis = 1},
+        {.op = OP_LOG_SOFTMAX, .axis = 0},
+    };
+    /* Zeros (two in a group) for prod; no ties or zeros for the rest. */
+    jac_tensor *smooth = signed_leaf(ctx, TU_SHAPE(3, 4), 0.3);
+    for (size_t k = 0; k < TU_COUNT(cases); k++) {
+        red_case c = cases[k];
+        if (c.op != OP_PROD_AXES)
+            x = smooth;
+        c.then_sin = true;
+        jac_tensor *y = NULL;
+        tu_assert_ok(ctx, run_case(ctx, &x, &y, &c));
+        jac_jacobian_opts rev = {.chunk = 1, .mode = JAC_MODE_REVERSE};
+        jac_jacobian_opts fwd = {.chunk = 1, .mode = JAC_MODE_FORWARD};
+        jac_jacobian_opts blk = {.chunk = 0, .mode = JAC_MODE_REVERSE};
+        jac_tensor *jr = NULL, *jf = NULL, *jb = NULL, *jt = NULL;
+        tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &rev, &jr));
+        tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &fwd, &jf));
+        tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &blk, &jb));
+        tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 2));
+        tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &rev, &jt));
+        tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 1));
+        size_t n = (size_t)jac_tensor_numel(jr);
+        assert_true(n > 0);
+        tu_assert_close(jac_tensor_data(jf), jac_tensor_data(jr), n, 1e-13,
+                        1e-13);
+        tu_assert_close(jac_tensor_data(jb), jac_tensor_data(jr), n, 1e-13,
+                        1e-13);
+        tu_assert_close(jac_tensor_data(jt), jac_tensor_data(jr), n, 0.0,
+                        0.0);
+        /* And the reference algorithm against finite differences. */
+        tu_assert_jacobian_matches_fd(ctx, run_case, &c, 1, &x, 1, 0, 0);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
 /* Errors                                                                  */
 /* ---------------------------------------------------------------------- */
 
@@ -943,6 +1001,7 @@ int main(void)
         TU_TEST(test_norm_gradients_at_kinks_follow_the_conventions),
         TU_TEST(test_norm_of_empty_is_zero_except_inf_norm),
         TU_TEST(test_norm_derivatives_match_finite_difference),
+        TU_TEST(test_reduction_jacobians_agree_across_modes_and_threads),
         TU_TEST(test_bad_axes_fail_naming_the_op),
         TU_TEST(test_bad_values_fail_naming_the_op),
         TU_TEST(test_null_input_returns_null_and_keeps_the_first_error),

@@ -477,9 +477,8 @@ static void test_reshape_family_rejects_bad_axes(void **state)
 /* 1.5 * arange(12) - 2 as (3, 4). */
 static jac_tensor *matrix_3x4(jac_ctx *ctx)
 {
-    return jac_sub_scalar(
-        ctx, jac_mul_scalar(ctx, arange_shaped(ctx, 12, 2, TU_SHAPE(3, 4)), 1.5),
-        2);
+    jac_tensor *r = arange_shaped(ctx, 12, 2, TU_SHAPE(3, 4));
+    return jac_sub_scalar(ctx, jac_mul_scalar(ctx, r, 1.5), 2);
 }
 
 static void test_index_select_picks_entries_with_repeats(void **state)
@@ -1048,20 +1047,27 @@ static void test_rand_normal_first_values_are_pinned(void **state)
     tu_assert_no_error(ctx);
 }
 
+/* A random tensor of either kind with seed 7. */
+static jac_tensor *rand_kind(jac_ctx *ctx, int normal, int ndim,
+                             const int64_t *shape)
+{
+    return normal ? jac_rand_normal(ctx, ndim, shape, 0, 1, 7)
+                  : jac_rand_uniform(ctx, ndim, shape, 0, 1, 7);
+}
+
 static void test_rand_values_depend_only_on_seed_and_position(void **state)
 {
     jac_ctx *ctx = *state;
     for (int kind = 0; kind < 2; kind++) {
-        jac_tensor *small = kind ? jac_rand_normal(ctx, 2, TU_SHAPE(2, 3), 0, 1, 7)
-                                 : jac_rand_uniform(ctx, 2, TU_SHAPE(2, 3), 0, 1, 7);
-        jac_tensor *large = kind ? jac_rand_normal(ctx, 1, TU_SHAPE(1000), 0, 1, 7)
-                                 : jac_rand_uniform(ctx, 1, TU_SHAPE(1000), 0, 1, 7);
-        jac_tensor *again = kind ? jac_rand_normal(ctx, 3, TU_SHAPE(10, 10, 10), 0, 1, 7)
-                                 : jac_rand_uniform(ctx, 3, TU_SHAPE(10, 10, 10), 0, 1, 7);
+        jac_tensor *small = rand_kind(ctx, kind, 2, TU_SHAPE(2, 3));
+        jac_tensor *large = rand_kind(ctx, kind, 1, TU_SHAPE(1000));
+        jac_tensor *again = rand_kind(ctx, kind, 3, TU_SHAPE(10, 10, 10));
         tu_assert_close(jac_tensor_data(small), jac_tensor_data(large), 6, 0.0,
                         0.0);
         tu_assert_close(jac_tensor_data(again), jac_tensor_data(large), 1000,
                         0.0, 0.0);
+        /* Not all equal: the test above cannot pass on a constant. */
+        assert_true(jac_tensor_data(large)[0] != jac_tensor_data(large)[1]);
         assert_false(jac_requires_grad(large));
         assert_true(jac_is_leaf(large));
     }
