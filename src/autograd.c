@@ -21,6 +21,8 @@ typedef struct plan_step {
 struct jac__plan {
     const jac_ctx *tape; /* the context whose tape the steps index */
     size_t noutputs, ninputs;
+    jac_tensor **outputs; /* copied: runs read their shapes */
+    jac_tensor **inputs;
     int32_t *output_slot; /* per output; -1 when it uses no input */
     int32_t *input_slot;  /* per input */
     plan_step *steps;     /* newest first */
@@ -38,6 +40,10 @@ void jac__plan_free(jac_ctx *ctx, jac__plan *plan)
 {
     if (plan == NULL)
         return;
+    jac__free(ctx, plan->outputs,
+              array_bytes(plan->noutputs, sizeof(jac_tensor *)));
+    jac__free(ctx, plan->inputs,
+              array_bytes(plan->ninputs, sizeof(jac_tensor *)));
     jac__free(ctx, plan->output_slot, array_bytes(plan->noutputs, 4));
     jac__free(ctx, plan->input_slot, array_bytes(plan->ninputs, 4));
     jac__free(ctx, plan->steps, plan->cap_steps * sizeof(plan_step));
@@ -191,10 +197,17 @@ jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
     plan->noutputs = noutputs;
     plan->ninputs = ninputs;
     plan->max_nin = 2;
+    plan->outputs =
+        jac__alloc(ctx, array_bytes(noutputs, sizeof(jac_tensor *)));
+    plan->inputs = jac__alloc(ctx, array_bytes(ninputs, sizeof(jac_tensor *)));
     plan->output_slot = jac__alloc(ctx, array_bytes(noutputs, 4));
     plan->input_slot = jac__alloc(ctx, array_bytes(ninputs, 4));
     jac_status st = JAC_ERR_NO_MEMORY;
-    if (plan->output_slot && plan->input_slot)
+    if (plan->outputs && plan->inputs) {
+        memcpy(plan->outputs, outputs, noutputs * sizeof(jac_tensor *));
+        memcpy(plan->inputs, inputs, ninputs * sizeof(jac_tensor *));
+    }
+    if (plan->outputs && plan->inputs && plan->output_slot && plan->input_slot)
         st = forward_sweep(ctx, plan, ctx->next_plan_id++, outputs, inputs);
     if (st == JAC_OK)
         st = backward_sweep(ctx, plan);
@@ -207,31 +220,127 @@ jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
     return JAC_OK;
 }
 
-/* Adds a cotangent into a slot. */
-static jac_status accumulate(jac_ctx *ctx, jac_tensor **slot, jac_tensor *g)
+/* ------------------------------------------------------------------------ */
+/* Running a plan                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* A cotangent under way: a tensor (a seed, or a rule's result) or, in an
+ * unrecorded pass, a pooled buffer the run owns and may add into. */
+typedef struct slot {
+    jac_tensor *t;
+    double *raw;
+    size_t bytes;
+} slot;
+
+typedef struct run {
+    jac_ctx *ctx;
+    const char *op;
+    const jac__plan *plan;
+    bool create;
+    int nbatch;         /* batch axes in front of every cotangent */
+    const int64_t *batch_shape;
+    int64_t batch;      /* their product */
+    slot *slots;
+} run;
+
+static const double *slot_data(const slot *s)
 {
-    if (*slot == NULL) {
-        *slot = g;
+    return s->raw ? s->raw : s->t ? s->t->data : NULL;
+}
+
+static void slot_clear(run *r, slot *s)
+{
+    jac__free(r->ctx, s->raw, s->bytes);
+    s->raw = NULL;
+    s->t = NULL;
+}
+
+static double *buffer(run *r, int64_t numel, size_t *bytes)
+{
+    *bytes = (size_t)(r->batch * numel) * sizeof(double);
+    double *p = jac__alloc(r->ctx, *bytes ? *bytes : 1);
+    if (*bytes == 0)
+        *bytes = 1;
+    if (p == NULL)
+        jac__error(r->ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", r->op);
+    return p;
+}
+
+/* Adds a buffer the run owns into a slot (taking ownership). */
+static void add_raw(run *r, slot *s, double *buf, size_t bytes, int64_t n)
+{
+    if (s->raw) {
+        for (int64_t i = 0; i < n; i++)
+            s->raw[i] += buf[i];
+        jac__free(r->ctx, buf, bytes);
+        return;
+    }
+    if (s->t)
+        for (int64_t i = 0; i < n; i++)
+            buf[i] += s->t->data[i];
+    s->t = NULL;
+    s->raw = buf;
+    s->bytes = bytes;
+}
+
+/* Adds a tensor cotangent into a slot: recorded under create-graph, else by
+ * plain arithmetic into a buffer of the run. */
+static jac_status add_tensor(run *r, slot *s, jac_tensor *g)
+{
+    if (s->t == NULL && s->raw == NULL) {
+        s->t = g;
         return JAC_OK;
     }
-    jac_tensor *s = jac_add(ctx, *slot, g);
-    if (s == NULL)
-        return ctx->status;
-    *slot = s;
+    if (r->create) {
+        jac_tensor *sum = jac_add(r->ctx, s->t, g);
+        if (sum == NULL)
+            return r->ctx->status;
+        s->t = sum;
+        return JAC_OK;
+    }
+    if (s->raw) {
+        for (int64_t i = 0; i < g->numel; i++)
+            s->raw[i] += g->data[i];
+        return JAC_OK;
+    }
+    size_t bytes;
+    double *buf = buffer(r, g->numel / (r->batch ? r->batch : 1), &bytes);
+    if (buf == NULL)
+        return r->ctx->status;
+    memcpy(buf, g->data, (size_t)g->numel * sizeof(double));
+    add_raw(r, s, buf, bytes, g->numel);
     return JAC_OK;
+}
+
+/* The slot's cotangent as a tensor of shape batch ++ like.shape. */
+static jac_tensor *slot_tensor(run *r, slot *s, const jac_tensor *like)
+{
+    if (s->t)
+        return s->t;
+    int64_t shape[JAC_MAX_DIMS];
+    int nd = r->nbatch + like->ndim;
+    memcpy(shape, r->batch_shape, (size_t)r->nbatch * sizeof(int64_t));
+    memcpy(shape + r->nbatch, like->shape, (size_t)like->ndim * sizeof(int64_t));
+    jac_tensor *t = jac__tensor_alloc(r->ctx, r->op, nd, shape);
+    if (t == NULL)
+        return NULL;
+    memcpy(t->data, s->raw, (size_t)t->numel * sizeof(double));
+    jac__free(r->ctx, s->raw, s->bytes);
+    s->raw = NULL;
+    s->t = t;
+    return t;
 }
 
 /* A rule must return batch ++ input shape; anything else is a library bug,
  * reported rather than allowed to corrupt memory later. */
-static bool shape_is(const jac_tensor *g, int nb, const jac_tensor *ref,
-                     const jac_tensor *batch_of)
+static bool shape_is(const jac_tensor *g, const run *r, const jac_tensor *ref)
 {
-    if (g->ndim != nb + ref->ndim)
+    if (g->ndim != r->nbatch + ref->ndim)
         return false;
-    for (int i = 0; i < nb; i++)
-        if (g->shape[i] != batch_of->shape[i])
-            return false;
-    return memcmp(g->shape + nb, ref->shape,
+    if (memcmp(g->shape, r->batch_shape,
+               (size_t)r->nbatch * sizeof(int64_t)) != 0)
+        return false;
+    return memcmp(g->shape + r->nbatch, ref->shape,
                   (size_t)ref->ndim * sizeof(int64_t)) == 0;
 }
 
@@ -241,36 +350,96 @@ static const jac__vjp_fn vjp_table[JAC__OP_COUNT] = {
 #undef JAC__OP_VJP
 };
 
+/* Tries the fused kernel of an unrecorded pass; *done tells whether it ran. */
+static jac_status step_fused(run *r, const jac__node *n, const slot *g,
+                             const int32_t *slots, bool *need, bool *done)
+{
+    *done = false;
+    jac__fused_fn f = jac__fused_table[n->op];
+    if (f == NULL || n->nin > 2)
+        return JAC_OK;
+    double *gin[2] = {NULL, NULL};
+    size_t bytes[2] = {0, 0};
+    for (int j = 0; j < n->nin; j++)
+        if (need[j] && !(gin[j] = buffer(r, n->in[j]->numel, &bytes[j]))) {
+            jac__free(r->ctx, gin[0], bytes[0]);
+            return r->ctx->status;
+        }
+    *done = f(n, r->batch, slot_data(g), need, gin);
+    for (int j = 0; j < n->nin; j++) {
+        if (!gin[j])
+            continue;
+        if (*done)
+            add_raw(r, &r->slots[slots[j]], gin[j], bytes[j],
+                    r->batch * n->in[j]->numel);
+        else
+            jac__free(r->ctx, gin[j], bytes[j]);
+    }
+    return JAC_OK;
+}
+
+/* Runs the op's rule, written with differentiable ops. */
+static jac_status step_rule(run *r, const jac__node *n, slot *g,
+                            const int32_t *slots, const bool *need,
+                            jac_tensor **gin)
+{
+    jac_tensor *gt = slot_tensor(r, g, n->out);
+    if (gt == NULL)
+        return r->ctx->status;
+    for (int j = 0; j < n->nin; j++)
+        gin[j] = NULL;
+    jac_status st = vjp_table[n->op](r->ctx, n, gt, need, gin);
+    for (int j = 0; j < n->nin && st == JAC_OK; j++) {
+        if (!need[j])
+            continue;
+        if (gin[j] == NULL || !shape_is(gin[j], r, n->in[j]))
+            return jac__error(r->ctx, JAC_ERR_STATE,
+                              "%s: internal error: the rule of '%s' gave a "
+                              "gradient of the wrong shape",
+                              r->op, jac__op_names[n->op]);
+        st = add_tensor(r, &r->slots[slots[j]], gin[j]);
+    }
+    return st;
+}
+
 jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
                          jac_tensor *const *seeds, unsigned flags,
                          jac_tensor **grads)
 {
-    bool create = (flags & JAC_CREATE_GRAPH) != 0;
-    bool retain = create || (flags & JAC_RETAIN_GRAPH) != 0;
-    size_t nslots = plan->nslots;
+    run r = {ctx, op, plan, (flags & JAC_CREATE_GRAPH) != 0, 0, NULL, 1, NULL};
+    bool retain = r.create || (flags & JAC_RETAIN_GRAPH) != 0;
+    for (size_t k = 0; k < plan->noutputs; k++) {
+        if (seeds[k]) {
+            r.nbatch = seeds[k]->ndim - plan->outputs[k]->ndim;
+            r.batch_shape = seeds[k]->shape;
+            for (int i = 0; i < r.nbatch; i++)
+                r.batch *= seeds[k]->shape[i];
+            break;
+        }
+    }
     size_t nneed = (size_t)plan->max_nin;
-    size_t bytes = nslots * sizeof(jac_tensor *) +
+    size_t bytes = plan->nslots * sizeof(slot) +
                    nneed * (sizeof(jac_tensor *) + sizeof(bool));
     void *scratch = jac__alloc(ctx, bytes ? bytes : 1);
     if (scratch == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
     memset(scratch, 0, bytes ? bytes : 1);
-    jac_tensor **cot = scratch;
-    jac_tensor **gin = cot + nslots;
+    r.slots = scratch;
+    jac_tensor **gin = (jac_tensor **)(r.slots + plan->nslots);
     bool *need = (bool *)(gin + nneed);
 
     bool was_enabled = ctx->grad_enabled;
-    ctx->grad_enabled = create;
+    ctx->grad_enabled = r.create;
     jac_status st = JAC_OK;
 
     for (size_t k = 0; k < plan->noutputs && st == JAC_OK; k++)
         if (seeds[k] && plan->output_slot[k] >= 0)
-            st = accumulate(ctx, &cot[plan->output_slot[k]], seeds[k]);
+            st = add_tensor(&r, &r.slots[plan->output_slot[k]], seeds[k]);
 
-    for (size_t r = 0; r < plan->nsteps && st == JAC_OK; r++) {
-        const plan_step *s = &plan->steps[r];
-        jac_tensor *g = cot[s->out_slot];
-        if (g == NULL)
+    for (size_t i = 0; i < plan->nsteps && st == JAC_OK; i++) {
+        const plan_step *s = &plan->steps[i];
+        slot *g = &r.slots[s->out_slot];
+        if (g->t == NULL && g->raw == NULL)
             continue;
         const jac__node *n = jac__node_at(plan->tape, s->node);
         if (n->released) {
@@ -282,39 +451,33 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
             break;
         }
         const int32_t *slots = plan->in_slots + s->first_in;
-        for (int j = 0; j < n->nin; j++) {
+        for (int j = 0; j < n->nin; j++)
             need[j] = slots[j] >= 0;
-            gin[j] = NULL;
-        }
-        st = vjp_table[n->op](ctx, n, g, need, gin);
-        if (st != JAC_OK)
-            break;
-        int nb = jac__batch_ndim(g, n->out);
-        for (int j = 0; j < n->nin && st == JAC_OK; j++) {
-            if (!need[j])
-                continue;
-            if (gin[j] == NULL || !shape_is(gin[j], nb, n->in[j], g)) {
-                st = jac__error(ctx, JAC_ERR_STATE,
-                                "%s: internal error: the rule of '%s' gave a "
-                                "gradient of the wrong shape",
-                                op, jac__op_names[n->op]);
-                break;
-            }
-            st = accumulate(ctx, &cot[slots[j]], gin[j]);
-        }
+        bool done = false;
+        if (!r.create)
+            st = step_fused(&r, n, g, slots, need, &done);
+        if (st == JAC_OK && !done)
+            st = step_rule(&r, n, g, slots, need, gin);
         /* Every consumer of this tensor is newer, so its cotangent is
          * complete and no longer needed. */
-        cot[s->out_slot] = NULL;
+        slot_clear(&r, g);
     }
     ctx->grad_enabled = was_enabled;
 
-    if (st == JAC_OK) {
-        for (size_t i = 0; i < plan->ninputs; i++)
-            grads[i] = cot[plan->input_slot[i]];
-        if (!retain && ctx == plan->tape)
-            for (size_t r = 0; r < plan->nsteps; r++)
-                jac__node_at(ctx, plan->steps[r].node)->released = true;
+    for (size_t i = 0; i < plan->ninputs && st == JAC_OK; i++) {
+        slot *x = &r.slots[plan->input_slot[i]];
+        grads[i] = NULL;
+        if (x->t == NULL && x->raw == NULL)
+            continue;
+        if ((grads[i] = slot_tensor(&r, x, plan->inputs[i])) == NULL)
+            st = ctx->status;
     }
+    if (st == JAC_OK && !retain && ctx == plan->tape)
+        for (size_t i = 0; i < plan->nsteps; i++)
+            jac__node_at(ctx, plan->steps[i].node)->released = true;
+    for (size_t i = 0; i < plan->nslots; i++)
+        if (r.slots[i].raw)
+            jac__free(ctx, r.slots[i].raw, r.slots[i].bytes);
     jac__free(ctx, scratch, bytes ? bytes : 1);
     return st;
 }
@@ -527,6 +690,15 @@ static jac_status collect_leaves(jac_ctx *ctx, jac_tensor *y,
     return JAC_OK;
 }
 
+/* Whether jac_backward may add g into the accumulated gradient acc in place:
+ * acc is a plain leaf that shares its storage with nothing. */
+static bool grad_in_place(const jac_tensor *acc, const jac_tensor *g,
+                          bool create)
+{
+    return !create && acc->node < 0 && acc->buf->refcount == 1 &&
+           acc->ndim == g->ndim;
+}
+
 jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
                         unsigned flags)
 {
@@ -561,27 +733,35 @@ jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
     jac_status st = grad_impl(ctx, "backward", 1, &output, &seed, nleaves,
                               leaves, flags, g);
     bool create = (flags & JAC_CREATE_GRAPH) != 0;
+    /* Two phases, so that a failure changes no .grad: first every new
+     * .grad tensor is made (into g), then the in-place sums and the
+     * assignments, which cannot fail. */
+    for (size_t i = 0; i < nleaves && st == JAC_OK; i++) {
+        jac_tensor *acc = leaves[i]->grad;
+        if (acc == NULL) {
+            if (!create)
+                g[i] = jac_tensor_copy(ctx, g[i]);
+        } else if (!grad_in_place(acc, g[i], create)) {
+            bool was = jac_set_grad_enabled(ctx, create);
+            g[i] = jac_add(ctx, acc, g[i]);
+            jac_set_grad_enabled(ctx, was);
+        }
+        if (g[i] == NULL)
+            st = ctx->status;
+    }
     for (size_t i = 0; i < nleaves && st == JAC_OK; i++) {
         jac_tensor *x = leaves[i], *acc = x->grad;
-        if (acc == NULL) {
-            acc = create ? g[i] : jac_tensor_copy(ctx, g[i]);
-        } else if (!create && acc->node < 0 && acc->buf->refcount == 1 &&
-                   acc->ndim == g[i]->ndim) {
+        if (acc != NULL && grad_in_place(acc, g[i], create)) {
             for (int64_t e = 0; e < acc->numel; e++)
                 acc->data[e] += g[i]->data[e];
         } else {
-            bool was = jac_set_grad_enabled(ctx, create);
-            acc = jac_add(ctx, acc, g[i]);
-            jac_set_grad_enabled(ctx, was);
+            x->grad = g[i];
         }
-        if (acc == NULL)
-            st = ctx->status;
-        else
-            x->grad = acc;
     }
     /* The new .grad tensors survive (scopes keep the .grad of survivors);
-     * the pass's other results go. Under create-graph the graph stays. */
-    if (st == JAC_OK && !create)
+     * the pass's other results go. Under create-graph the graph stays,
+     * unless the pass failed. */
+    if (st != JAC_OK || !create)
         jac_scope_end(ctx, mark, NULL, 0);
     jac__free(ctx, g, gbytes);
     jac__free(ctx, leaves, cap * sizeof(jac_tensor *));

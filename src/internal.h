@@ -380,6 +380,15 @@ typedef jac_status (*jac__vjp_fn)(jac_ctx *ctx, const jac__node *node,
 JAC__OP_TABLE(JAC__VJP_DECL)
 #undef JAC__VJP_DECL
 
+/* Fused kernels for unrecorded passes (fused.c): write the input cotangents
+ * of node n for batch stacked cotangents g into gin[j] (batch * in[j].numel
+ * doubles each, for need[j]); return false, untouched, for a case they do not
+ * cover, and the engine runs the op's rule instead. */
+typedef bool (*jac__fused_fn)(const jac__node *n, int64_t batch,
+                              const double *g, const bool *need,
+                              double *const *gin);
+extern const jac__fused_fn jac__fused_table[JAC__OP_COUNT];
+
 /* Rule helpers (reduce.c). */
 
 /* Number of batch axes of a cotangent g of a node output. */

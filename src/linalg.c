@@ -403,7 +403,9 @@ static const char *perm_str(char *buf, size_t size, int n, const int *perm)
 /* y = permute(a, perm) without checks: axis i of y is axis perm[i] of a. */
 static jac_tensor *permute_impl(jac_ctx *ctx, jac_tensor *a, const int *perm)
 {
-    int n = a->ndim;
+    /* The bound is an invariant of tensors; stating it lets the compiler see
+     * that the loops below stay inside the fixed-size arrays. */
+    int n = a->ndim < JAC_MAX_DIMS ? a->ndim : JAC_MAX_DIMS;
     int64_t shape[JAC_MAX_DIMS] = {0}, as[JAC_MAX_DIMS], ss[JAC_MAX_DIMS],
         ds[JAC_MAX_DIMS];
     contiguous_strides(n, a->shape, as);

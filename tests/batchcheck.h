@@ -90,6 +90,64 @@ static inline void tu_assert_batched_matches_rows_at(
     tu_assert_ok_at(ctx, jac_scope_end(ctx, mark, NULL, 0), file, line);
 }
 
+/* The fused kernels of an unrecorded pass against the op's rule: the same
+ * gradient with and without JAC_CREATE_GRAPH (which always runs the rules),
+ * for plain and batched seeds. */
+static inline void tu_assert_fused_matches_rules_at(
+    jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+    jac_tensor *const *inputs, size_t noutputs, const char *file, int line)
+{
+    jac_scope mark = jac_scope_begin(ctx);
+    jac_tensor *outs[8] = {0}, *seeds[8] = {0};
+    jac_tensor *fused[8] = {0}, *rules[8] = {0};
+    tu_assert_ok_at(ctx, fn(ctx, inputs, outs, user), file, line);
+    for (int batched = 0; batched < 2; batched++) {
+        for (size_t k = 0; k < noutputs; k++) {
+            int64_t shape[JAC_MAX_DIMS + 1];
+            int nd = jac_tensor_ndim(outs[k]);
+            shape[0] = 2;
+            memcpy(shape + batched, jac_tensor_shape(outs[k]),
+                   (size_t)nd * sizeof(int64_t));
+            seeds[k] = jac_zeros(ctx, nd + batched, shape);
+            if (seeds[k] == NULL)
+                tu_assert_no_error_at(ctx, file, line);
+            double *d = (double *)jac_tensor_data(seeds[k]);
+            for (int64_t e = 0; e < jac_tensor_numel(seeds[k]); e++)
+                d[e] = tu_seed_value(3 * e + 5 * (int64_t)k + 1);
+        }
+        unsigned flags = JAC_RETAIN_GRAPH | JAC_ALLOW_UNUSED |
+                         (batched ? JAC_BATCHED_SEEDS : 0u);
+        tu_assert_ok_at(ctx,
+                        jac_grad(ctx, noutputs, outs, seeds, ninputs, inputs,
+                                 flags, fused),
+                        file, line);
+        tu_assert_ok_at(ctx,
+                        jac_grad(ctx, noutputs, outs, seeds, ninputs, inputs,
+                                 flags | JAC_CREATE_GRAPH, rules),
+                        file, line);
+        for (size_t i = 0; i < ninputs; i++) {
+            int64_t n = jac_tensor_numel(rules[i]);
+            if (jac_tensor_numel(fused[i]) != n ||
+                jac_tensor_ndim(fused[i]) != jac_tensor_ndim(rules[i])) {
+                print_error("fused: input %zu has the wrong shape\n", i);
+                tu_fail_at(file, line);
+            }
+            const double *f = jac_tensor_data(fused[i]);
+            const double *r = jac_tensor_data(rules[i]);
+            for (int64_t e = 0; e < n; e++) {
+                double tol = 1e-13 + 1e-12 * fabs(r[e]);
+                if (!(fabs(f[e] - r[e]) <= tol) && !(isnan(f[e]) && isnan(r[e]))) {
+                    print_error("fused: input %zu element %lld: unrecorded "
+                                "pass %.17g, recorded rules %.17g\n",
+                                i, (long long)e, f[e], r[e]);
+                    tu_fail_at(file, line);
+                }
+            }
+        }
+    }
+    tu_assert_ok_at(ctx, jac_scope_end(ctx, mark, NULL, 0), file, line);
+}
+
 /* Every Jacobian driver mode against the row-by-row reference: blocks of
  * rows, forward mode (columns), two threads (bitwise equal to one), and
  * create-graph. */
@@ -174,7 +232,8 @@ static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn,
 }
 
 /* Checks batched seeds against the row loop, plain and under create-graph,
- * and every Jacobian driver mode against the row-by-row reference. */
+ * every Jacobian driver mode against the row-by-row reference, and the
+ * fused kernels against the rules. */
 #define tu_assert_batched_matches_rows(ctx, fn, user, ninputs, inputs,        \
                                        noutputs)                               \
     do {                                                                       \
@@ -186,6 +245,9 @@ static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn,
             JAC_CREATE_GRAPH, __FILE__, __LINE__);                             \
         tu_assert_modes_agree_at((ctx), (fn), (user), (ninputs), (inputs),     \
                                  (noutputs), __FILE__, __LINE__);              \
+        tu_assert_fused_matches_rules_at((ctx), (fn), (user), (ninputs),       \
+                                         (inputs), (noutputs), __FILE__,       \
+                                         __LINE__);                            \
     } while (0)
 
 #endif /* LIBJACOBIAN_BATCHCHECK_H */

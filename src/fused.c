@@ -1,0 +1,387 @@
+/*
+ * Fused backward kernels for passes that are not recorded.
+ *
+ * Without create-graph, a backward rule's only job is numbers: these kernels
+ * compute an op's input cotangents straight into buffers, with no tensor per
+ * intermediate and with BLAS transposes instead of materialised ones. They
+ * cover the ops that dominate real graphs, in their common shapes; for
+ * anything else a kernel declines and the engine runs the op's ordinary
+ * rule (written with differentiable ops, in the op's family file), which
+ * stays the reference. The test suite compares both paths op by op.
+ *
+ * A kernel receives the node, the number of stacked cotangents (the product
+ * of the batch axes; 1 without), the cotangent g of shape batch ++ out.shape,
+ * and for each input with need[j] a buffer gin[j] of batch * in[j].numel
+ * doubles to fill. It returns false, before writing anything, for a case it
+ * does not cover.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+#include <cblas.h>
+#include <math.h>
+
+static blasint ld(int64_t n) { return (blasint)(n > 1 ? n : 1); }
+
+/* Whether t, broadcast to out, repeats along leading axes only: its shape,
+ * without leading ones, equals out's trailing extents. Element i of out
+ * then reads t at i % t->numel. */
+static bool is_suffix(const jac_tensor *t, const jac_tensor *out)
+{
+    int lead = 0;
+    while (lead < t->ndim && t->shape[lead] == 1)
+        lead++;
+    int rest = t->ndim - lead;
+    if (rest > out->ndim)
+        return false;
+    return memcmp(t->shape + lead, out->shape + out->ndim - rest,
+                  (size_t)rest * sizeof(int64_t)) == 0;
+}
+
+/* dst[b, j] = sum over r of src[b, r * m + j]: a cotangent of n elements per
+ * batch summed down to a suffix of m elements. */
+static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
+                          const double *src, double *dst)
+{
+    for (int64_t b = 0; b < batch; b++) {
+        double *d = dst + b * m;
+        const double *s = src + b * n;
+        for (int64_t j = 0; j < m; j++)
+            d[j] = 0.0;
+        for (int64_t r = 0; m > 0 && r < n / m; r++)
+            for (int64_t j = 0; j < m; j++)
+                d[j] += s[r * m + j];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* gin = g * d(x, y) elementwise for a unary op, d given by the op. */
+static bool fused_unary(const jac__node *n, int64_t batch, const double *g,
+                        const bool *need, double *const *gin)
+{
+    (void)need;
+    const double *x = n->in[0]->data, *y = n->out->data;
+    int64_t m = n->out->numel;
+    double *o = gin[0];
+    double p = n->p.scalar;
+    for (int64_t b = 0; b < batch; b++, g += m, o += m) {
+        switch (n->op) {
+        case JAC__OP_EXP:
+            for (int64_t i = 0; i < m; i++)
+                o[i] = g[i] * y[i];
+            break;
+        case JAC__OP_LOG:
+            for (int64_t i = 0; i < m; i++)
+                o[i] = g[i] / x[i];
+            break;
+        case JAC__OP_SIN:
+            for (int64_t i = 0; i < m; i++)
+                o[i] = g[i] * cos(x[i]);
+            break;
+        case JAC__OP_COS:
+            for (int64_t i = 0; i < m; i++)
+                o[i] = -(g[i] * sin(x[i]));
+            break;
+        case JAC__OP_TANH:
+            for (int64_t i = 0; i < m; i++)
+                o[i] = g[i] * (1.0 - y[i] * y[i]);
+            break;
+        case JAC__OP_AFFINE:
+            for (int64_t i = 0; i < m; i++)
+                o[i] = n->p.affine.alpha * g[i];
+            break;
+        case JAC__OP_POW_SCALAR:
+            /* Mirrors the rule: 0 for p == 0, g for p == 1, 2x for p == 2. */
+            for (int64_t i = 0; i < m; i++) {
+                double q = p - 1.0;
+                double d = p == 0.0   ? 0.0
+                           : p == 1.0 ? 1.0
+                           : p == 2.0 ? 2.0 * x[i]
+                                      : p * (q == 2.0 ? x[i] * x[i] : pow(x[i], q));
+                o[i] = p == 1.0 ? g[i] : g[i] * d;
+            }
+            break;
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The cotangent of one input of a broadcasting binary op: the elementwise
+ * product g * factor (factor NULL for 1, scale applied after), summed back
+ * to the input's shape when the input was stretched. */
+static void binary_input(const jac__node *n, int j, int64_t batch,
+                         const double *g, const jac_tensor *factor,
+                         double scale, double *dst)
+{
+    const jac_tensor *x = n->in[j], *y = n->out;
+    int64_t m = y->numel, k = x->numel;
+    bool direct = k == m;
+    double *acc = dst;
+    for (int64_t b = 0; b < batch; b++) {
+        const double *gb = g + b * m;
+        double *d = acc + b * k;
+        if (!direct)
+            for (int64_t i = 0; i < k; i++)
+                d[i] = 0.0;
+        for (int64_t i = 0; i < m; i++) {
+            double f = factor ? factor->data[i % factor->numel] : 1.0;
+            double v = scale * (gb[i] * f);
+            if (direct)
+                d[i] = v;
+            else
+                d[i % k] += v;
+        }
+    }
+}
+
+static bool fused_binary(const jac__node *n, int64_t batch, const double *g,
+                         const bool *need, double *const *gin)
+{
+    const jac_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
+    if (!is_suffix(a, y) || !is_suffix(b, y))
+        return false;
+    switch (n->op) {
+    case JAC__OP_ADD:
+    case JAC__OP_SUB:
+        if (need[0])
+            binary_input(n, 0, batch, g, NULL, 1.0, gin[0]);
+        if (need[1])
+            binary_input(n, 1, batch, g, NULL,
+                         n->op == JAC__OP_SUB ? -1.0 : 1.0, gin[1]);
+        return true;
+    case JAC__OP_MUL:
+        if (need[0])
+            binary_input(n, 0, batch, g, b, 1.0, gin[0]);
+        if (need[1])
+            binary_input(n, 1, batch, g, a, 1.0, gin[1]);
+        return true;
+    case JAC__OP_DIV:
+        if (a->numel != y->numel || b->numel != y->numel)
+            return false;
+        for (int64_t s = 0; s < batch; s++) {
+            const double *gs = g + s * y->numel;
+            for (int64_t i = 0; i < y->numel; i++) {
+                if (need[0])
+                    gin[0][s * y->numel + i] = gs[i] / b->data[i];
+                if (need[1])
+                    gin[1][s * y->numel + i] =
+                        -((gs[i] * y->data[i]) / b->data[i]);
+            }
+        }
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reductions and shapes                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* sum over every axis: each element receives its batch's cotangent. */
+static bool fused_sum(const jac__node *n, int64_t batch, const double *g,
+                      const bool *need, double *const *gin)
+{
+    (void)need;
+    const jac_tensor *x = n->in[0];
+    if (n->out->numel != 1)
+        return false;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < x->numel; i++)
+            gin[0][b * x->numel + i] = g[b];
+    return true;
+}
+
+/* expand of a suffix: the cotangent summed over the repeated leading axes. */
+static bool fused_expand(const jac__node *n, int64_t batch, const double *g,
+                         const bool *need, double *const *gin)
+{
+    (void)need;
+    const jac_tensor *x = n->in[0], *y = n->out;
+    if (!is_suffix(x, y))
+        return false;
+    reduce_suffix(batch, y->numel, x->numel, g, gin[0]);
+    return true;
+}
+
+/* sum_to a suffix: the cotangent repeated over the summed leading axes. */
+static bool fused_sum_to(const jac__node *n, int64_t batch, const double *g,
+                         const bool *need, double *const *gin)
+{
+    (void)need;
+    const jac_tensor *x = n->in[0], *y = n->out;
+    if (n->p.sum_to.nlead != 0 || !is_suffix(y, x))
+        return false;
+    int64_t m = y->numel, k = x->numel;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < k; i++)
+            gin[0][b * k + i] = g[b * m + (m ? i % m : 0)];
+    return true;
+}
+
+static bool fused_reshape(const jac__node *n, int64_t batch, const double *g,
+                          const bool *need, double *const *gin)
+{
+    (void)need;
+    memcpy(gin[0], g, (size_t)(batch * n->out->numel) * sizeof(double));
+    return true;
+}
+
+/* Copies count blocks of inner elements between the sliced positions of a
+ * tensor with extent big along the axis and a dense one, per batch. */
+static void slice_move(int64_t batch, int64_t outer, int64_t big,
+                       int64_t inner, int64_t start, int64_t step,
+                       int64_t count, double *full, double *part,
+                       bool to_part)
+{
+    size_t bytes = (size_t)inner * sizeof(double);
+    for (int64_t o = 0; o < batch * outer; o++)
+        for (int64_t i = 0; i < count; i++) {
+            double *f = full + (o * big + start + i * step) * inner;
+            double *p = part + (o * count + i) * inner;
+            memcpy(to_part ? p : f, to_part ? f : p, bytes);
+        }
+}
+
+static void slice_geometry(const jac_tensor *full, int axis, int64_t *outer,
+                           int64_t *inner)
+{
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < axis; i++)
+        *outer *= full->shape[i];
+    for (int i = axis + 1; i < full->ndim; i++)
+        *inner *= full->shape[i];
+}
+
+static bool fused_slice(const jac__node *n, int64_t batch, const double *g,
+                        const bool *need, double *const *gin)
+{
+    (void)need;
+    bool scatter = n->op == JAC__OP_SLICE_SCATTER;
+    const jac_tensor *full = scatter ? n->out : n->in[0];
+    const jac_tensor *part = scatter ? n->in[0] : n->out;
+    int axis = n->p.slice.axis;
+    int64_t outer, inner;
+    slice_geometry(full, axis, &outer, &inner);
+    int64_t count = part->shape[axis];
+    if (scatter) {
+        slice_move(batch, outer, full->shape[axis], inner, n->p.slice.start,
+                   n->p.slice.step, count, (double *)g, gin[0], true);
+    } else {
+        memset(gin[0], 0, (size_t)(batch * full->numel) * sizeof(double));
+        slice_move(batch, outer, full->shape[axis], inner, n->p.slice.start,
+                   n->p.slice.step, count, gin[0], (double *)g, false);
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Matrix products                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* C[M, N] = op(A) op(B) with row-major operands, any extent zero allowed. */
+static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                 const double *A, int64_t lda, const double *B, int64_t ldb,
+                 double *C)
+{
+    if (M == 0 || N == 0)
+        return;
+    if (K == 0) {
+        memset(C, 0, (size_t)(M * N) * sizeof(double));
+        return;
+    }
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                tb ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N,
+                (blasint)K, 1.0, A, ld(lda), B, ld(ldb), 0.0, C, ld(N));
+}
+
+/* The four matmul cases without batch axes in the operands. With the
+ * cotangents stacked as rows, each is one or a few GEMMs:
+ *   (m,k)@(k)   : da[b] = g[b] x^T (outer), dx = G A
+ *   (k)@(k,n)   : dx = G B^T, dB[b] = x g[b]^T (outer)
+ *   (m,k)@(k,n) : dA = G B^T (one GEMM over all rows), dB[b] = A^T G[b]
+ *   (k)@(k)     : dx = g y, dy = g x */
+static bool fused_matmul(const jac__node *n, int64_t batch, const double *g,
+                         const bool *need, double *const *gin)
+{
+    const jac_tensor *a = n->in[0], *b = n->in[1];
+    if (a->ndim > 2 || b->ndim > 2)
+        return false;
+    int64_t k = a->shape[a->ndim - 1];
+    if (a->ndim == 2 && b->ndim == 1) {
+        int64_t m = a->shape[0];
+        if (need[1])
+            gemm(false, false, batch, k, m, g, m, a->data, k, gin[1]);
+        if (need[0])
+            gemm(false, false, batch * m, k, 1, g, 1, b->data, k, gin[0]);
+        return true;
+    }
+    if (a->ndim == 1 && b->ndim == 2) {
+        int64_t nn = b->shape[1];
+        if (need[0])
+            gemm(false, true, batch, k, nn, g, nn, b->data, nn, gin[0]);
+        if (need[1])
+            for (int64_t s = 0; s < batch; s++)
+                gemm(false, false, k, nn, 1, a->data, 1, g + s * nn, nn,
+                     gin[1] + s * k * nn);
+        return true;
+    }
+    if (a->ndim == 2 && b->ndim == 2) {
+        int64_t m = a->shape[0], nn = b->shape[1];
+        if (need[0])
+            gemm(false, true, batch * m, k, nn, g, nn, b->data, nn, gin[0]);
+        if (need[1])
+            for (int64_t s = 0; s < batch; s++)
+                gemm(true, false, k, nn, m, a->data, k, g + s * m * nn, nn,
+                     gin[1] + s * k * nn);
+        return true;
+    }
+    for (int64_t s = 0; s < batch; s++) {
+        for (int64_t i = 0; i < k; i++) {
+            if (need[0])
+                gin[0][s * k + i] = g[s] * b->data[i];
+            if (need[1])
+                gin[1][s * k + i] = g[s] * a->data[i];
+        }
+    }
+    return true;
+}
+
+static bool fused_transpose(const jac__node *n, int64_t batch, const double *g,
+                            const bool *need, double *const *gin)
+{
+    (void)need;
+    const jac_tensor *y = n->out;
+    if (y->ndim != 2 || n->p.transpose.axis0 == n->p.transpose.axis1)
+        return false;
+    int64_t r = y->shape[0], c = y->shape[1];
+    for (int64_t s = 0; s < batch; s++)
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < c; j++)
+                gin[0][s * r * c + j * r + i] = g[s * r * c + i * c + j];
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The table                                                                */
+/* ------------------------------------------------------------------------ */
+
+const jac__fused_fn jac__fused_table[JAC__OP_COUNT] = {
+    [JAC__OP_ADD] = fused_binary,          [JAC__OP_SUB] = fused_binary,
+    [JAC__OP_MUL] = fused_binary,          [JAC__OP_DIV] = fused_binary,
+    [JAC__OP_AFFINE] = fused_unary,        [JAC__OP_POW_SCALAR] = fused_unary,
+    [JAC__OP_EXP] = fused_unary,           [JAC__OP_LOG] = fused_unary,
+    [JAC__OP_SIN] = fused_unary,           [JAC__OP_COS] = fused_unary,
+    [JAC__OP_TANH] = fused_unary,          [JAC__OP_SUM_AXES] = fused_sum,
+    [JAC__OP_SUM_TO] = fused_sum_to,       [JAC__OP_EXPAND] = fused_expand,
+    [JAC__OP_RESHAPE] = fused_reshape,     [JAC__OP_SLICE] = fused_slice,
+    [JAC__OP_SLICE_SCATTER] = fused_slice, [JAC__OP_MATMUL] = fused_matmul,
+    [JAC__OP_TRANSPOSE] = fused_transpose,
+};
