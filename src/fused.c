@@ -112,30 +112,42 @@ static bool fused_unary(const jac__node *n, int64_t batch, const double *g,
     return true;
 }
 
-/* The cotangent of one input of a broadcasting binary op: the elementwise
- * product g * factor (factor NULL for 1, scale applied after), summed back
- * to the input's shape when the input was stretched. */
+/* The cotangent of one input of a broadcasting binary op whose inputs are
+ * both suffixes of the output: scale * g * factor (factor NULL for 1),
+ * summed over the leading axes along which the input was repeated. Loops
+ * run over whole rows of the shorter operand, so there is no index
+ * arithmetic per element. */
 static void binary_input(const jac__node *n, int j, int64_t batch,
                          const double *g, const jac_tensor *factor,
                          double scale, double *dst)
 {
-    const jac_tensor *x = n->in[j], *y = n->out;
-    int64_t m = y->numel, k = x->numel;
-    bool direct = k == m;
-    double *acc = dst;
+    int64_t m = n->out->numel, k = n->in[j]->numel;
+    int64_t f = factor ? factor->numel : m;
+    /* Rows of the finer of the two repeats: both k and f divide m. */
+    int64_t row = k < f ? k : f;
+    if (m == 0)
+        return;
     for (int64_t b = 0; b < batch; b++) {
         const double *gb = g + b * m;
-        double *d = acc + b * k;
-        if (!direct)
-            for (int64_t i = 0; i < k; i++)
-                d[i] = 0.0;
-        for (int64_t i = 0; i < m; i++) {
-            double f = factor ? factor->data[i % factor->numel] : 1.0;
-            double v = scale * (gb[i] * f);
-            if (direct)
-                d[i] = v;
+        double *d = dst + b * k;
+        if (k < m)
+            memset(d, 0, (size_t)k * sizeof(double));
+        for (int64_t r = 0; r < m; r += row) {
+            const double *gr = gb + r;
+            const double *fr = factor ? factor->data + r % f : NULL;
+            double *dr = d + r % k;
+            if (k == m && fr)
+                for (int64_t i = 0; i < row; i++)
+                    dr[i] = scale * (gr[i] * fr[i]);
+            else if (k == m)
+                for (int64_t i = 0; i < row; i++)
+                    dr[i] = scale * gr[i];
+            else if (fr)
+                for (int64_t i = 0; i < row; i++)
+                    dr[i] += scale * (gr[i] * fr[i]);
             else
-                d[i % k] += v;
+                for (int64_t i = 0; i < row; i++)
+                    dr[i] += scale * gr[i];
         }
     }
 }
@@ -241,12 +253,20 @@ static void slice_move(int64_t batch, int64_t outer, int64_t big,
                        bool to_part)
 {
     size_t bytes = (size_t)inner * sizeof(double);
-    for (int64_t o = 0; o < batch * outer; o++)
-        for (int64_t i = 0; i < count; i++) {
-            double *f = full + (o * big + start + i * step) * inner;
-            double *p = part + (o * count + i) * inner;
-            memcpy(to_part ? p : f, to_part ? f : p, bytes);
-        }
+    for (int64_t o = 0; o < batch * outer; o++) {
+        double *f = full + (o * big + start) * inner;
+        double *p = part + o * count * inner;
+        if (inner == 1 && to_part)
+            for (int64_t i = 0; i < count; i++)
+                p[i] = f[i * step];
+        else if (inner == 1)
+            for (int64_t i = 0; i < count; i++)
+                f[i * step] = p[i];
+        else
+            for (int64_t i = 0; i < count; i++)
+                memcpy(to_part ? p + i * inner : f + i * step * inner,
+                       to_part ? f + i * step * inner : p + i * inner, bytes);
+    }
 }
 
 static void slice_geometry(const jac_tensor *full, int axis, int64_t *outer,
