@@ -29,6 +29,8 @@ static blasint ld(int64_t n) { return (blasint)(n > 1 ? n : 1); }
  * then reads t at i % t->numel. */
 static bool is_suffix(const jac_tensor *t, const jac_tensor *out)
 {
+    if (t->numel == out->numel)
+        return true; /* broadcast without stretching: the same layout */
     int lead = 0;
     while (lead < t->ndim && t->shape[lead] == 1)
         lead++;
