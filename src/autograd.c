@@ -225,11 +225,11 @@ jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
 /* ------------------------------------------------------------------------ */
 
 /* A cotangent under way: a tensor (a seed, or a rule's result) or, in an
- * unrecorded pass, a pooled buffer the run owns and may add into. */
+ * unrecorded pass, storage the run owns and may add into (which becomes a
+ * result tensor without a copy). */
 typedef struct slot {
     jac_tensor *t;
-    double *raw;
-    size_t bytes;
+    jac__buf *buf;
 } slot;
 
 typedef struct run {
@@ -243,51 +243,51 @@ typedef struct run {
     slot *slots;
 } run;
 
-static const double *slot_data(const slot *s)
+static double *slot_data(const slot *s)
 {
-    return s->raw ? s->raw : s->t ? s->t->data : NULL;
+    return s->buf ? JAC__BUF_DATA(s->buf) : s->t ? s->t->data : NULL;
 }
 
 static void slot_clear(run *r, slot *s)
 {
-    jac__free(r->ctx, s->raw, s->bytes);
-    s->raw = NULL;
+    jac__buf_release(r->ctx, s->buf);
+    s->buf = NULL;
     s->t = NULL;
 }
 
-static double *buffer(run *r, int64_t numel, size_t *bytes)
+/* Storage for batch stacked cotangents of numel elements. */
+static jac__buf *buffer(run *r, int64_t numel)
 {
-    *bytes = (size_t)(r->batch * numel) * sizeof(double);
-    double *p = jac__alloc(r->ctx, *bytes ? *bytes : 1);
-    if (*bytes == 0)
-        *bytes = 1;
-    if (p == NULL)
+    jac__buf *b =
+        jac__buf_alloc(r->ctx, (size_t)(r->batch * numel) * sizeof(double));
+    if (b == NULL)
         jac__error(r->ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", r->op);
-    return p;
+    return b;
 }
 
-/* Adds a buffer the run owns into a slot (taking ownership). */
-static void add_raw(run *r, slot *s, double *buf, size_t bytes, int64_t n)
+/* Adds storage the run owns into a slot (taking it over). */
+static void add_buffer(run *r, slot *s, jac__buf *b, int64_t n)
 {
-    if (s->raw) {
+    double *d = JAC__BUF_DATA(b);
+    if (s->buf) {
+        double *acc = JAC__BUF_DATA(s->buf);
         for (int64_t i = 0; i < n; i++)
-            s->raw[i] += buf[i];
-        jac__free(r->ctx, buf, bytes);
+            acc[i] += d[i];
+        jac__buf_release(r->ctx, b);
         return;
     }
     if (s->t)
         for (int64_t i = 0; i < n; i++)
-            buf[i] += s->t->data[i];
+            d[i] += s->t->data[i];
     s->t = NULL;
-    s->raw = buf;
-    s->bytes = bytes;
+    s->buf = b;
 }
 
 /* Adds a tensor cotangent into a slot: recorded under create-graph, else by
- * plain arithmetic into a buffer of the run. */
+ * plain arithmetic into storage of the run. */
 static jac_status add_tensor(run *r, slot *s, jac_tensor *g)
 {
-    if (s->t == NULL && s->raw == NULL) {
+    if (s->t == NULL && s->buf == NULL) {
         s->t = g;
         return JAC_OK;
     }
@@ -298,17 +298,17 @@ static jac_status add_tensor(run *r, slot *s, jac_tensor *g)
         s->t = sum;
         return JAC_OK;
     }
-    if (s->raw) {
+    if (s->buf) {
+        double *acc = JAC__BUF_DATA(s->buf);
         for (int64_t i = 0; i < g->numel; i++)
-            s->raw[i] += g->data[i];
+            acc[i] += g->data[i];
         return JAC_OK;
     }
-    size_t bytes;
-    double *buf = buffer(r, g->numel / (r->batch ? r->batch : 1), &bytes);
-    if (buf == NULL)
+    jac__buf *b = buffer(r, g->numel / (r->batch ? r->batch : 1));
+    if (b == NULL)
         return r->ctx->status;
-    memcpy(buf, g->data, (size_t)g->numel * sizeof(double));
-    add_raw(r, s, buf, bytes, g->numel);
+    memcpy(JAC__BUF_DATA(b), g->data, (size_t)g->numel * sizeof(double));
+    add_buffer(r, s, b, g->numel);
     return JAC_OK;
 }
 
@@ -321,14 +321,10 @@ static jac_tensor *slot_tensor(run *r, slot *s, const jac_tensor *like)
     int nd = r->nbatch + like->ndim;
     memcpy(shape, r->batch_shape, (size_t)r->nbatch * sizeof(int64_t));
     memcpy(shape + r->nbatch, like->shape, (size_t)like->ndim * sizeof(int64_t));
-    jac_tensor *t = jac__tensor_alloc(r->ctx, r->op, nd, shape);
-    if (t == NULL)
-        return NULL;
-    memcpy(t->data, s->raw, (size_t)t->numel * sizeof(double));
-    jac__free(r->ctx, s->raw, s->bytes);
-    s->raw = NULL;
-    s->t = t;
-    return t;
+    jac__buf *b = s->buf;
+    s->buf = NULL;
+    s->t = jac__tensor_wrap(r->ctx, r->op, nd, shape, b);
+    return s->t;
 }
 
 /* A rule must return batch ++ input shape; anything else is a library bug,
@@ -358,22 +354,25 @@ static jac_status step_fused(run *r, const jac__node *n, const slot *g,
     jac__fused_fn f = jac__fused_table[n->op];
     if (f == NULL || n->nin > 2)
         return JAC_OK;
+    jac__buf *b[2] = {NULL, NULL};
     double *gin[2] = {NULL, NULL};
-    size_t bytes[2] = {0, 0};
-    for (int j = 0; j < n->nin; j++)
-        if (need[j] && !(gin[j] = buffer(r, n->in[j]->numel, &bytes[j]))) {
-            jac__free(r->ctx, gin[0], bytes[0]);
+    for (int j = 0; j < n->nin; j++) {
+        if (!need[j])
+            continue;
+        if ((b[j] = buffer(r, n->in[j]->numel)) == NULL) {
+            jac__buf_release(r->ctx, b[0]);
             return r->ctx->status;
         }
+        gin[j] = JAC__BUF_DATA(b[j]);
+    }
     *done = f(n, r->batch, slot_data(g), need, gin);
     for (int j = 0; j < n->nin; j++) {
-        if (!gin[j])
+        if (b[j] == NULL)
             continue;
         if (*done)
-            add_raw(r, &r->slots[slots[j]], gin[j], bytes[j],
-                    r->batch * n->in[j]->numel);
+            add_buffer(r, &r->slots[slots[j]], b[j], r->batch * n->in[j]->numel);
         else
-            jac__free(r->ctx, gin[j], bytes[j]);
+            jac__buf_release(r->ctx, b[j]);
     }
     return JAC_OK;
 }
@@ -439,7 +438,7 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
     for (size_t i = 0; i < plan->nsteps && st == JAC_OK; i++) {
         const plan_step *s = &plan->steps[i];
         slot *g = &r.slots[s->out_slot];
-        if (g->t == NULL && g->raw == NULL)
+        if (g->t == NULL && g->buf == NULL)
             continue;
         const jac__node *n = jac__node_at(plan->tape, s->node);
         if (n->released) {
@@ -467,7 +466,7 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
     for (size_t i = 0; i < plan->ninputs && st == JAC_OK; i++) {
         slot *x = &r.slots[plan->input_slot[i]];
         grads[i] = NULL;
-        if (x->t == NULL && x->raw == NULL)
+        if (x->t == NULL && x->buf == NULL)
             continue;
         if ((grads[i] = slot_tensor(&r, x, plan->inputs[i])) == NULL)
             st = ctx->status;
@@ -476,8 +475,7 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
         for (size_t i = 0; i < plan->nsteps; i++)
             jac__node_at(ctx, plan->steps[i].node)->released = true;
     for (size_t i = 0; i < plan->nslots; i++)
-        if (r.slots[i].raw)
-            jac__free(ctx, r.slots[i].raw, r.slots[i].bytes);
+        jac__buf_release(ctx, r.slots[i].buf);
     jac__free(ctx, scratch, bytes ? bytes : 1);
     return st;
 }

@@ -188,7 +188,7 @@ jac_status jac__grow(jac_ctx *ctx, void **arr, size_t *cap, size_t need,
     return JAC_OK;
 }
 
-static jac__buf *buf_alloc(jac_ctx *ctx, size_t data_bytes)
+jac__buf *jac__buf_alloc(jac_ctx *ctx, size_t data_bytes)
 {
     jac__buf *b = jac__alloc(ctx, sizeof(jac__buf) + data_bytes);
     if (b) {
@@ -198,7 +198,7 @@ static jac__buf *buf_alloc(jac_ctx *ctx, size_t data_bytes)
     return b;
 }
 
-static void buf_release(jac_ctx *ctx, jac__buf *b)
+void jac__buf_release(jac_ctx *ctx, jac__buf *b)
 {
     if (b != NULL && --b->refcount == 0)
         jac__free(ctx, b, sizeof(jac__buf) + b->bytes);
@@ -415,6 +415,23 @@ static jac_tensor *tensor_register(jac_ctx *ctx, const char *op, int ndim,
     return t;
 }
 
+/* Whether the product of the non-zero extents of a shape (with no negative
+ * extent) fits in a byte count: then so do the element count and every
+ * stride, also of an empty tensor such as (0, 2^62, 4), whose kernels still
+ * multiply extents. NumPy refuses such shapes the same way. */
+static bool extents_fit(int ndim, const int64_t *shape)
+{
+    uint64_t limit = (SIZE_MAX - 4096) / sizeof(double), n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 0)
+            continue;
+        if ((uint64_t)shape[i] > limit / n)
+            return false;
+        n *= (uint64_t)shape[i];
+    }
+    return true;
+}
+
 jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
                               const int64_t *shape)
 {
@@ -436,13 +453,13 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
         }
     }
     int64_t numel = jac__numel(ndim, shape);
-    if (numel < 0 || (uint64_t)numel > (SIZE_MAX - 4096) / sizeof(double)) {
+    if (numel < 0 || !extents_fit(ndim, shape)) {
         jac__error(ctx, JAC_ERR_OVERFLOW,
                    "%s: element count of shape %s overflows", op,
                    jac__shape_str(s, sizeof s, ndim, shape));
         return NULL;
     }
-    jac__buf *buf = buf_alloc(ctx, (size_t)numel * sizeof(double));
+    jac__buf *buf = jac__buf_alloc(ctx, (size_t)numel * sizeof(double));
     if (buf == NULL) {
         jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory for shape %s",
                    op, jac__shape_str(s, sizeof s, ndim, shape));
@@ -450,7 +467,7 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
     }
     jac_tensor *t = tensor_register(ctx, op, ndim, shape, numel, buf);
     if (t == NULL)
-        buf_release(ctx, buf);
+        jac__buf_release(ctx, buf);
     return t;
 }
 
@@ -463,6 +480,13 @@ jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
             memcpy(c->data, t->data, (size_t)t->numel * sizeof(double));
         return c;
     }
+    if (!extents_fit(ndim, shape)) {
+        char s[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_OVERFLOW,
+                   "reshape: element count of shape %s overflows",
+                   jac__shape_str(s, sizeof s, ndim, shape));
+        return NULL;
+    }
     t->buf->refcount++;
     jac_tensor *v = tensor_register(ctx, "reshape", ndim, shape, t->numel,
                                     t->buf);
@@ -471,9 +495,19 @@ jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
     return v;
 }
 
+jac_tensor *jac__tensor_wrap(jac_ctx *ctx, const char *op, int ndim,
+                             const int64_t *shape, jac__buf *buf)
+{
+    jac_tensor *t = tensor_register(ctx, op, ndim, shape,
+                                    jac__numel(ndim, shape), buf);
+    if (t == NULL)
+        jac__buf_release(ctx, buf);
+    return t;
+}
+
 void jac__tensor_release(jac_ctx *ctx, jac_tensor *t)
 {
-    buf_release(ctx, t->buf);
+    jac__buf_release(ctx, t->buf);
     t->buf = NULL;
     t->data = NULL;
     header_release(ctx, t);

@@ -97,15 +97,21 @@ static bool fused_unary(const jac__node *n, int64_t batch, const double *g,
                 o[i] = n->p.affine.alpha * g[i];
             break;
         case JAC__OP_POW_SCALAR:
-            /* Mirrors the rule: 0 for p == 0, g for p == 1, 2x for p == 2. */
-            for (int64_t i = 0; i < m; i++) {
-                double q = p - 1.0;
-                double d = p == 0.0   ? 0.0
-                           : p == 1.0 ? 1.0
-                           : p == 2.0 ? 2.0 * x[i]
-                                      : p * (q == 2.0 ? x[i] * x[i] : pow(x[i], q));
-                o[i] = p == 1.0 ? g[i] : g[i] * d;
-            }
+            /* Mirrors the rule: 0 for p == 0, g for p == 1, 2x for p == 2,
+             * p x^(p-1) (with x^2 as x * x) otherwise. */
+            if (p == 0.0)
+                memset(o, 0, (size_t)m * sizeof(double));
+            else if (p == 1.0)
+                memcpy(o, g, (size_t)m * sizeof(double));
+            else if (p == 2.0)
+                for (int64_t i = 0; i < m; i++)
+                    o[i] = g[i] * (2.0 * x[i]);
+            else if (p == 3.0)
+                for (int64_t i = 0; i < m; i++)
+                    o[i] = g[i] * (3.0 * (x[i] * x[i]));
+            else
+                for (int64_t i = 0; i < m; i++)
+                    o[i] = g[i] * (p * pow(x[i], p - 1.0));
             break;
         default:
             return false;

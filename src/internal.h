@@ -296,6 +296,13 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
  * update the parent's reference count from a worker thread). */
 jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
                              const int64_t *shape);
+/* Storage of data_bytes (refcount 1), and dropping a reference to it. */
+jac__buf *jac__buf_alloc(jac_ctx *ctx, size_t data_bytes);
+void jac__buf_release(jac_ctx *ctx, jac__buf *b);
+/* A new tensor over buf (taking its reference; released on failure); buf
+ * must hold the shape's element count. */
+jac_tensor *jac__tensor_wrap(jac_ctx *ctx, const char *op, int ndim,
+                             const int64_t *shape, jac__buf *buf);
 /* Frees a tensor's header and its reference to storage (not its grad). */
 void jac__tensor_release(jac_ctx *ctx, jac_tensor *t);
 

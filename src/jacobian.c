@@ -248,7 +248,7 @@ static jac_status run_threaded(engine *e, int n)
             pthread_create(&ids[t], NULL, worker_main, &ws[t]) != 0) {
             jac_ctx_free(ws[t].ctx);
             st = jac__error(e->ctx, JAC_ERR_NO_MEMORY,
-                            "%s: cannot start thread %d", e->op, t);
+                            "%s: out of memory starting thread %d", e->op, t);
             pthread_mutex_lock(&p.lock);
             p.stop = true;
             pthread_mutex_unlock(&p.lock);
@@ -351,14 +351,15 @@ static jac_status plan_blocks(engine *e, int64_t chunk)
 
 static int64_t choose_chunk(const engine *e, int64_t requested)
 {
-    if (requested > 0)
-        return requested;
-    size_t per = jac__plan_bytes_per_seed(e->plan) * (size_t)e->reps;
-    size_t c = e->ctx->memory_budget / (per ? per : 1);
     int64_t most = 1;
     for (size_t s = 0; s < e->nseeded; s++)
         if (sample_numel(e, s) > most)
             most = sample_numel(e, s);
+    /* No block is larger than an output, so block bounds cannot overflow. */
+    if (requested > 0)
+        return requested < most ? requested : most;
+    size_t per = jac__plan_bytes_per_seed(e->plan) * (size_t)e->reps;
+    size_t c = e->ctx->memory_budget / (per ? per : 1);
     if (c < 1)
         c = 1;
     return (int64_t)c < most ? (int64_t)c : most;
@@ -880,6 +881,8 @@ jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     char s[JAC__SHAPE_STR_MAX];
     jac_scope mark = jac_scope_begin(ctx);
     jac_status st = prepare_inputs(ctx, op, ninputs, inputs, create, xs);
+    for (size_t i = 0; i < ninputs && st == JAC_OK; i++)
+        st = jac__check_named(ctx, op, v[i], "v", i);
     if (st == JAC_OK)
         st = jac__call_fn(ctx, op, fn, user, xs, 1, &y, true);
     if (st == JAC_OK && y->numel != 1)

@@ -301,7 +301,8 @@ jac_tensor *jac_expand(jac_ctx *ctx, jac_tensor *a, int ndim,
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     int64_t b[JAC_MAX_DIMS];
     if (ndim < 0 || ndim > JAC_MAX_DIMS || (ndim > 0 && shape == NULL)) {
-        jac__error(ctx, ndim > JAC_MAX_DIMS ? JAC_ERR_RANK : JAC_ERR_NULL_ARG,
+        jac__error(ctx, ndim < 0 || ndim > JAC_MAX_DIMS ? JAC_ERR_RANK
+                                                    : JAC_ERR_NULL_ARG,
                    "expand: invalid target shape (rank %d)", ndim);
         return NULL;
     }

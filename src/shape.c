@@ -273,6 +273,11 @@ jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
                        jac__shape_str(s2, sizeof s2, t->ndim, t->shape), ax);
             return NULL;
         }
+        if (t->shape[ax] > INT64_MAX - shape[ax]) {
+            jac__error(ctx, JAC_ERR_OVERFLOW,
+                       "concat: the extents along axis %d overflow", ax);
+            return NULL;
+        }
         shape[ax] += t->shape[ax];
     }
     jac_tensor *y = jac__tensor_alloc(ctx, "concat", t0->ndim, shape);
