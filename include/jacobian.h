@@ -1,9 +1,11 @@
-/*
+/**
+ * @file
  * libjacobian: reverse-mode automatic differentiation over n-dimensional
  * float64 tensors, built for Jacobians, Hessians and higher derivatives.
  *
  * This header is the whole public API. Read it top to bottom: context,
- * tensors, scopes, ops, autodiff, Jacobian drivers, checks.
+ * tensors, scopes, ops, autodiff, Jacobian drivers, interop, checks.
+ * docs/guide.md is a tutorial.
  *
  * Ownership in one sentence: every tensor belongs to the context that made
  * it and lives until that context is freed or a scope that contains it is
@@ -31,17 +33,31 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Version and export                                                       */
+/** @defgroup version Version and export
+ * Version numbers of the header and of the linked library.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
+/** The major version of this header (0.x: the API may change at every minor
+ *  version). */
 #define JAC_VERSION_MAJOR 0
+/** The minor version of this header. */
 #define JAC_VERSION_MINOR 1
+/** The patch version of this header. */
 #define JAC_VERSION_PATCH 0
 /** The version as one number: major * 10000 + minor * 100 + patch. */
 #define JAC_VERSION_NUMBER                                                     \
     (JAC_VERSION_MAJOR * 10000 + JAC_VERSION_MINOR * 100 + JAC_VERSION_PATCH)
+/** The version of this header as "major.minor.patch". */
 #define JAC_VERSION_STRING "0.1.0"
 
+/**
+ * @def JAC_API
+ * Marks the functions the library exports: default visibility with GCC and
+ * Clang, dllexport/dllimport on Windows. Define JAC_STATIC_DEFINE when
+ * linking the static library (the CMake target jacobian::jacobian_static and
+ * pkg-config --static do it for you).
+ */
 #if defined(JAC_STATIC_DEFINE)
 #define JAC_API
 #elif defined(_WIN32)
@@ -61,11 +77,19 @@ JAC_API int jac_version_number(void);
 /** The version of the linked library, as "major.minor.patch" (static string). */
 JAC_API const char *jac_version_string(void);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Status codes                                                             */
+/** @defgroup status Status codes
+ * What a call can report, as codes with names and descriptions.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
-/* X(name, value, description): one table generates the enum and the strings. */
+/**
+ * Every status code as X(name, value, description): one table generates the
+ * enum jac_status, jac_status_name() and jac_status_string(). The
+ * description is the text jac_status_string() returns.
+ */
 #define JAC_STATUS_TABLE(X)                                                    \
     X(JAC_OK, 0, "no error")                                                   \
     X(JAC_ERR_NULL_ARG, 1, "a required argument is NULL")                      \
@@ -86,7 +110,8 @@ JAC_API const char *jac_version_string(void);
     X(JAC_ERR_CALLBACK, 16, "user callback failed")                           \
     X(JAC_ERR_CANCELLED, 17, "cancelled by the progress callback")
 
-/** Every status a call can report. JAC_OK is zero; errors are positive. */
+/** Every status a call can report. JAC_OK is zero; errors are positive.
+ *  The meaning of each code is listed in JAC_STATUS_TABLE. */
 typedef enum jac_status {
 #define JAC__STATUS_ENUM(name, value, text) name = value,
     JAC_STATUS_TABLE(JAC__STATUS_ENUM)
@@ -98,14 +123,23 @@ JAC_API const char *jac_status_string(jac_status status);
 /** The enum name of a status code ("JAC_ERR_SHAPE", ...). */
 JAC_API const char *jac_status_name(jac_status status);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Context                                                                  */
+/** @defgroup context Context
+ * A context owns tensors, the tape and the error state; use one context per
+ * thread.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /** The largest rank a tensor may have. */
 #define JAC_MAX_DIMS 8
 
+/** A context: the allocator, every tensor it made, the tape, the first
+ *  error. Opaque; made by jac_ctx_new, freed by jac_ctx_free. */
 typedef struct jac_ctx jac_ctx;
+/** An n-dimensional float64 tensor, immutable once made. Opaque; owned by
+ *  its context. */
 typedef struct jac_tensor jac_tensor;
 
 /**
@@ -114,8 +148,11 @@ typedef struct jac_tensor jac_tensor;
  * hooks.
  */
 typedef struct jac_allocator {
+    /** Returns size bytes aligned for any type, or NULL. */
     void *(*alloc)(size_t size, void *user);
+    /** Frees a block from alloc; accepts NULL. */
     void (*free)(void *ptr, void *user);
+    /** Passed to alloc and free as their last argument. */
     void *user;
 } jac_allocator;
 
@@ -151,8 +188,13 @@ JAC_API bool jac_set_grad_enabled(jac_ctx *ctx, bool enabled);
 /** Whether ops are currently recorded. */
 JAC_API bool jac_is_grad_enabled(const jac_ctx *ctx);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Tensors                                                                  */
+/** @defgroup tensors Tensors
+ * Making tensors, reading their shape and values, and marking the inputs
+ * to differentiate with respect to.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /**
@@ -222,14 +264,18 @@ JAC_API jac_status jac_zero_grad(jac_tensor *t);
  */
 JAC_API jac_status jac_tensor_print(const jac_tensor *t, FILE *out);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Scopes: flat memory in long loops                                        */
+/** @defgroup scopes Scopes: flat memory in long loops
+ * Releasing the tensors and tape nodes of one iteration of a loop at once.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /** A position in the context's history of tensors and tape nodes. */
 typedef struct jac_scope {
-    size_t tensors;
-    size_t nodes;
+    size_t tensors; /**< tensors the context held at the mark */
+    size_t nodes;   /**< tape nodes at the mark */
 } jac_scope;
 
 /** Marks the current position; pass it to jac_scope_end. */
@@ -245,13 +291,16 @@ JAC_API jac_scope jac_scope_begin(jac_ctx *ctx);
 JAC_API jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark,
                                  jac_tensor *const *keep, size_t nkeep);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Ops                                                                      */
-/*                                                                          */
-/* Every op takes the context first and returns a new tensor owned by it,  */
-/* or NULL on failure. Binary ops broadcast as NumPy does: shapes align on */
-/* the right, and an extent of 1 stretches. Every op is differentiable to  */
-/* any order.                                                               */
+/** @defgroup ops_arithmetic Ops: arithmetic
+ *
+ * Every op takes the context first and returns a new tensor owned by it,
+ * or NULL on failure. Binary ops broadcast as NumPy does: shapes align on
+ * the right, and an extent of 1 stretches. Every op is differentiable to
+ * any order.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /** a + b, broadcast. */
@@ -295,6 +344,11 @@ JAC_API jac_tensor *jac_rsub_scalar(jac_ctx *ctx, double c, jac_tensor *a);
  * The derivative p * a ** (p - 1) is taken as exactly 0 when p == 0.
  */
 JAC_API jac_tensor *jac_pow_scalar(jac_ctx *ctx, jac_tensor *a, double p);
+/** @} */
+
+/** @defgroup ops_elementwise Ops: elementwise functions
+ * Functions applied to every element, and their derivatives.
+ * @{ */
 
 /** -a. */
 JAC_API jac_tensor *jac_neg(jac_ctx *ctx, jac_tensor *a);
@@ -353,6 +407,15 @@ JAC_API jac_tensor *jac_erf(jac_ctx *ctx, jac_tensor *a);
  */
 JAC_API jac_tensor *jac_clamp(jac_ctx *ctx, jac_tensor *a, double lo,
                               double hi);
+/** @} */
+
+/** @defgroup ops_reductions Ops: reductions
+ *
+ * Reductions over a set of axes share one convention: axes lists naxes
+ * distinct axes (negative counts from the end), or is NULL for all axes;
+ * keepdim keeps the reduced axes as extents of 1. A repeated or out-of-range
+ * axis fails with JAC_ERR_AXIS.
+ * @{ */
 
 /** The sum of all elements, as a rank-0 tensor. */
 JAC_API jac_tensor *jac_sum(jac_ctx *ctx, jac_tensor *a);
@@ -360,13 +423,7 @@ JAC_API jac_tensor *jac_sum(jac_ctx *ctx, jac_tensor *a);
  *  as an extent of 1. */
 JAC_API jac_tensor *jac_sum_axis(jac_ctx *ctx, jac_tensor *a, int axis,
                                  bool keepdim);
-/**
- * Reductions over a set of axes share one convention: axes lists naxes
- * distinct axes (negative counts from the end), or is NULL for all axes;
- * keepdim keeps the reduced axes as extents of 1. A repeated or out-of-range
- * axis fails with JAC_ERR_AXIS.
- */
-/** The sum over the given axes. */
+/** The sum over the given axes (see the convention above). */
 JAC_API jac_tensor *jac_sum_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                                  const int *axes, bool keepdim);
 /** The mean of all elements (NaN for none). */
@@ -418,6 +475,11 @@ JAC_API jac_tensor *jac_sum_to_shape(jac_ctx *ctx, jac_tensor *a, int ndim,
 /** a broadcast to the given shape, as NumPy's broadcast_to (materialised). */
 JAC_API jac_tensor *jac_expand(jac_ctx *ctx, jac_tensor *a, int ndim,
                                const int64_t *shape);
+/** @} */
+
+/** @defgroup ops_linalg Ops: linear algebra
+ * Matrix products, transposes, traces and diagonals.
+ * @{ */
 
 /**
  * Matrix product with NumPy's matmul rules: 1-D operands are promoted to a
@@ -444,14 +506,17 @@ JAC_API jac_tensor *jac_trace(jac_ctx *ctx, jac_tensor *a);
  */
 JAC_API jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset,
                                  int axis1, int axis2);
+/** @} */
 
-/*
+/** @defgroup ops_lapack Ops: dense linear algebra (LAPACK)
+ *
  * Dense linear algebra through LAPACK. Matrices are the last two axes; any
  * leading axes are a batch. A singular matrix (solve, inverse, and the
  * derivative of det) or one that is not positive definite (cholesky) fails
  * with JAC_ERR_VALUE, naming the op and the batch element, never a silent
  * NaN. All are differentiable to second order.
- */
+ * @{ */
+
 /** x with a x = b, for square a (..., n, n) and b (..., n) or (..., n, k). */
 JAC_API jac_tensor *jac_solve(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
 /** The inverse of square a. */
@@ -464,6 +529,11 @@ JAC_API jac_tensor *jac_logdet(jac_ctx *ctx, jac_tensor *a);
 /** The lower-triangular l with l l^T = a, for symmetric positive definite
  *  a; only the lower triangle of a is read. */
 JAC_API jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a);
+/** @} */
+
+/** @defgroup ops_shape Ops: shape
+ * Reshaping, slicing, joining, indexing and padding.
+ * @{ */
 
 /** The same values in a new shape of equal element count; at most one extent
  *  may be -1, which is inferred. */
@@ -520,10 +590,13 @@ JAC_API jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
 JAC_API jac_tensor *jac_pad(jac_ctx *ctx, jac_tensor *a, const int64_t *before,
                             const int64_t *after);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Random tensors                                                           */
-/*                                                                          */
-/* Reproducible from the seed alone, on every machine and run.              */
+/** @defgroup random Random tensors
+ *
+ * Reproducible from the seed alone, on every machine and run.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /** Uniform values in [lo, hi). */
@@ -535,8 +608,13 @@ JAC_API jac_tensor *jac_rand_normal(jac_ctx *ctx, int ndim,
                                     const int64_t *shape, double mean,
                                     double std, uint64_t seed);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Reverse-mode autodiff                                                    */
+/** @defgroup autodiff Reverse-mode autodiff
+ * Gradients of outputs with respect to inputs, by backward passes over
+ * the tape.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /** Flags of jac_grad, jac_backward and the Jacobian drivers. */
@@ -579,8 +657,12 @@ JAC_API jac_status jac_grad(jac_ctx *ctx, size_t noutputs,
 JAC_API jac_status jac_backward(jac_ctx *ctx, jac_tensor *output,
                                 jac_tensor *seed, unsigned flags);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Jacobians                                                                */
+/** @defgroup jacobians Jacobians
+ * Whole Jacobians, row by row or in blocks, in reverse or forward mode.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /** How a Jacobian is built. */
@@ -616,8 +698,9 @@ typedef struct jac_jacobian_opts {
     int64_t chunk;
     /** Reverse, forward, or chosen by shape (the default). */
     jac_mode mode;
-    /** Optional progress callback and its argument. */
+    /** Optional progress callback (NULL for none). */
     jac_progress_fn progress;
+    /** Passed to progress as its last argument. */
     void *progress_user;
 } jac_jacobian_opts;
 
@@ -659,8 +742,16 @@ JAC_API int jac_ctx_threads(const jac_ctx *ctx);
  *  cotangents of one block (default 64 MiB). */
 JAC_API jac_status jac_ctx_set_memory_budget(jac_ctx *ctx, size_t bytes);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* The functional API                                                       */
+/** @defgroup functional The functional API
+ *
+ * The functional drivers evaluate fn at inputs. An input that does not
+ * require gradients is replaced by a leaf copy that does; with
+ * JAC_CREATE_GRAPH an input that requires gradients is used as it is, so the
+ * results stay differentiable with respect to it.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /**
@@ -670,13 +761,6 @@ JAC_API jac_status jac_ctx_set_memory_budget(jac_ctx *ctx, size_t bytes);
  */
 typedef jac_status (*jac_fn)(jac_ctx *ctx, jac_tensor *const *inputs,
                              jac_tensor **outputs, void *user);
-
-/*
- * The functional drivers evaluate fn at inputs. An input that does not
- * require gradients is replaced by a leaf copy that does; with
- * JAC_CREATE_GRAPH an input that requires gradients is used as it is, so the
- * results stay differentiable with respect to it.
- */
 
 /** Every block d fn_k / d inputs_i, in J[k * ninputs + i] (see
  *  jac_jacobian_ex). */
@@ -742,8 +826,71 @@ JAC_API jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
                                        jac_tensor *x,
                                        const jac_jacobian_opts *opts);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
-/* Derivative checks                                                        */
+/** @defgroup interop Interop: DOT and .npy
+ * The tape as a Graphviz graph, and tensors as NumPy .npy files.
+ * @{ */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Writes the tape, or part of it, to out as a Graphviz DOT graph (render it
+ * with `dot -Tpng`). Each op is an ellipse labelled with its tape index, op
+ * name and output shape; each leaf it reads is a box (filled when it
+ * requires gradients); released nodes are dashed and marked "released";
+ * the given outputs have a double border and the inputs are labelled.
+ *
+ * With noutputs == 0 and ninputs == 0 the whole tape is drawn. Outputs keep
+ * only the nodes that lead to them, inputs only the nodes that depend on
+ * them; with both, the nodes between. A tensor made by a node that is left
+ * out is drawn as a dotted box. Reads the tape only. Fails with JAC_ERR_NULL_ARG or
+ * JAC_ERR_CONTEXT on bad arguments and JAC_ERR_VALUE when writing fails.
+ */
+JAC_API jac_status jac_export_dot(jac_ctx *ctx, size_t noutputs,
+                                  jac_tensor *const *outputs, size_t ninputs,
+                                  jac_tensor *const *inputs, FILE *out);
+
+/**
+ * Saves t to path as a NumPy .npy file (format version 1.0, '<f8', C order),
+ * byte for byte what numpy.save writes for the same float64 array; any rank.
+ * Errors go to t's context: JAC_ERR_VALUE naming the file when it cannot be
+ * opened or written (a partly written file is left as it is; loading it
+ * fails). A NULL or released t gives JAC_ERR_NULL_ARG or JAC_ERR_CONTEXT
+ * without a recorded error.
+ */
+JAC_API jac_status jac_save_npy(const jac_tensor *t, const char *path);
+
+/** As jac_save_npy, to an open binary stream, which is left open after the
+ *  array; several arrays may follow one another in one stream. */
+JAC_API jac_status jac_write_npy(const jac_tensor *t, FILE *out);
+
+/**
+ * Loads a .npy file into a new leaf tensor owned by ctx (it does not
+ * require gradients). Reads format versions 1.0, 2.0 and 3.0 of a float64
+ * array: '<f8', or '>f8' converted to the host's order; a Fortran-ordered
+ * file (fortran_order True) is transposed into row-major order, so the
+ * tensor has the shape and values NumPy shows. Bytes after the array are
+ * ignored.
+ *
+ * Returns NULL on failure, with an error naming the file and the problem:
+ * JAC_ERR_VALUE when the file cannot be opened or is not such an array (bad
+ * magic or version, truncated, malformed header, another dtype, data too
+ * short), JAC_ERR_RANK above JAC_MAX_DIMS dimensions, JAC_ERR_OVERFLOW for a
+ * shape whose size overflows, JAC_ERR_NO_MEMORY.
+ */
+JAC_API jac_tensor *jac_load_npy(jac_ctx *ctx, const char *path);
+
+/** As jac_load_npy, from an open binary stream, which is left just after
+ *  the array (so several arrays can be read from one stream in turn). */
+JAC_API jac_tensor *jac_read_npy(jac_ctx *ctx, FILE *in);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup checks Derivative checks
+ * First and second derivatives compared with finite differences.
+ * @{ */
 /* ------------------------------------------------------------------------ */
 
 /** Tolerances of the checkers; a NULL pointer means the defaults. */
@@ -774,6 +921,8 @@ JAC_API jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
                                      jac_tensor *const *inputs,
                                      size_t noutputs,
                                      const jac_check_opts *opts);
+
+/** @} */
 
 #ifdef __cplusplus
 }
