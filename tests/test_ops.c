@@ -10,7 +10,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "testutil.h"
+#include "batchcheck.h"
 
 /* ---------------------------------------------------------------------- */
 /* One op with its parameters, as a jac_fn                                 */
@@ -208,6 +208,16 @@ static void check_op_at(jac_ctx *ctx, op_case c, size_t ninputs,
     c.then_sin = true;
     tu_gradcheck_at(ctx, run_case, &c, ninputs, inputs, 1, file, line);
     tu_gradgradcheck_at(ctx, run_case, &c, ninputs, inputs, 1, file, line);
+    /* Blocks of seeds, every driver mode and thread count, and the fused
+     * kernels of unrecorded passes all agree with the row loop's rules. */
+    tu_assert_batched_matches_rows_at(ctx, run_case, &c, ninputs, inputs, 1,
+                                      0u, file, line);
+    tu_assert_batched_matches_rows_at(ctx, run_case, &c, ninputs, inputs, 1,
+                                      JAC_CREATE_GRAPH, file, line);
+    tu_assert_modes_agree_at(ctx, run_case, &c, ninputs, inputs, 1, file,
+                             line);
+    tu_assert_fused_matches_rules_at(ctx, run_case, &c, ninputs, inputs, 1,
+                                     file, line);
 }
 #define check_op(ctx, c, ninputs, inputs)                                      \
     check_op_at((ctx), (c), (ninputs), (inputs), __FILE__, __LINE__)
