@@ -112,16 +112,25 @@ static jac_status forward_sweep(jac_ctx *ctx, jac__plan *plan, uint64_t id,
     for (size_t k = 0; k < plan->noutputs; k++)
         if (outputs[k]->node > newest)
             newest = outputs[k]->node;
-    for (int64_t t = (int64_t)first_node_after(ctx, oldest); t <= newest;
-         t++) {
+    int64_t first = (int64_t)first_node_after(ctx, oldest);
+    /* Size the arrays for every node in range once, rather than doubling. */
+    if (newest >= first) {
+        size_t range = (size_t)(newest - first + 1);
+        if (jac__grow(ctx, (void **)&plan->steps, &plan->cap_steps, range,
+                      sizeof(plan_step)) != JAC_OK ||
+            jac__grow(ctx, (void **)&plan->in_slots, &plan->cap_in, 2 * range,
+                      sizeof(int32_t)) != JAC_OK)
+            return JAC_ERR_NO_MEMORY;
+    }
+    for (int64_t t = first; t <= newest; t++) {
         jac__node *n = jac__node_at(ctx, t);
         bool active = false;
         for (int j = 0; j < n->nin && !active; j++)
             active = n->in[j]->stamp == id;
         if (!active)
             continue;
-        if (jac__grow(ctx, (void **)&plan->steps, &plan->cap_steps,
-                      plan->nsteps + 1, sizeof(plan_step)) != JAC_OK ||
+        /* Only nodes of more than two inputs (concat) can outgrow. */
+        if (plan->nin_slots + (size_t)n->nin > plan->cap_in &&
             jac__grow(ctx, (void **)&plan->in_slots, &plan->cap_in,
                       plan->nin_slots + (size_t)n->nin,
                       sizeof(int32_t)) != JAC_OK)
@@ -693,7 +702,7 @@ static jac_status collect_leaves(jac_ctx *ctx, jac_tensor *y,
 static bool grad_in_place(const jac_tensor *acc, const jac_tensor *g,
                           bool create)
 {
-    return !create && acc->node < 0 && acc->buf->refcount == 1 &&
+    return !create && acc->node < 0 && jac__sole_owner(acc) &&
            acc->ndim == g->ndim;
 }
 

@@ -131,6 +131,13 @@ static void binary_input(const jac__node *n, int j, int64_t batch,
 {
     int64_t m = n->out->numel, k = n->in[j]->numel;
     int64_t f = factor ? factor->numel : m;
+    if (k == m && f == m) { /* the common case: no broadcasting at all */
+        const double *fd = factor ? factor->data : NULL;
+        for (int64_t b = 0; b < batch; b++, g += m, dst += m)
+            for (int64_t i = 0; i < m; i++)
+                dst[i] = fd ? scale * (g[i] * fd[i]) : scale * g[i];
+        return;
+    }
     /* Rows of the finer of the two repeats: both k and f divide m. */
     int64_t row = k < f ? k : f;
     if (m == 0)
@@ -261,6 +268,8 @@ static void slice_move(int64_t batch, int64_t outer, int64_t big,
                        bool to_part)
 {
     size_t bytes = (size_t)inner * sizeof(double);
+    if (inner == 0 || count == 0)
+        return; /* empty: the other extents may be huge */
     for (int64_t o = 0; o < batch * outer; o++) {
         double *f = full + (o * big + start) * inner;
         double *p = part + o * count * inner;

@@ -137,13 +137,17 @@ typedef struct jac__buf {
 
 #define JAC__BUF_DATA(b) ((double *)(void *)((char *)(b) + sizeof(jac__buf)))
 
+/* Tensors of up to this many elements keep their values in the header: no
+ * storage block to allocate, release or miss in the cache. */
+#define JAC__INLINE_NUMEL 4
+
 struct jac_tensor {
     uint32_t magic;
     int ndim;
     int64_t shape[JAC_MAX_DIMS];
     int64_t numel;
-    double *data;
-    jac__buf *buf;
+    double *data;    /* into buf, or into small */
+    jac__buf *buf;   /* NULL for inline values */
     jac_ctx *ctx;
     int64_t node;    /* tape index of the op that made it; -1 for leaves */
     size_t slot;     /* position in the context's tensor registry */
@@ -154,7 +158,14 @@ struct jac_tensor {
     /* Scratch for building a backward plan (single-threaded): */
     uint64_t stamp;  /* plan id that last visited this tensor */
     int32_t plan_slot;
+    double small[JAC__INLINE_NUMEL];
 };
+
+/* Whether t alone holds its values, so that they may change in place. */
+static inline bool jac__sole_owner(const jac_tensor *t)
+{
+    return t->buf == NULL || t->buf->refcount == 1;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Tape nodes                                                               */

@@ -102,7 +102,11 @@ static void slice_copy(const int64_t *big_shape, int ndim, int axis,
     for (int i = axis + 1; i < ndim; i++)
         inner *= big_shape[i];
     int64_t n = big_shape[axis];
+    if (outer == 0 || inner == 0 || count == 0)
+        return; /* empty: the other extents may be huge */
     size_t bytes = (size_t)inner * sizeof(double);
+    if (inner == 0 || count == 0)
+        return; /* nothing to copy: do not count through the outer axes */
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < count; i++) {
             double *b = big + (o * n + start + i * step) * inner;
@@ -283,13 +287,14 @@ jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
     jac_tensor *y = jac__tensor_alloc(ctx, "concat", t0->ndim, shape);
     if (y == NULL)
         return NULL;
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < ax; d++)
+    /* An empty result copies nothing (its other extents may be huge). */
+    int64_t outer = y->numel ? 1 : 0, inner = 1;
+    for (int d = 0; outer && d < ax; d++)
         outer *= shape[d];
-    for (int d = ax + 1; d < t0->ndim; d++)
+    for (int d = ax + 1; outer && d < t0->ndim; d++)
         inner *= shape[d];
     int64_t row = shape[ax] * inner, off = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; outer && i < n; i++) {
         int64_t len = ts[i]->shape[ax] * inner;
         for (int64_t o = 0; o < outer; o++)
             memcpy(y->data + o * row + off, ts[i]->data + o * len,

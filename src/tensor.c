@@ -197,7 +197,7 @@ jac_status jac_zero_grad(jac_tensor *t)
 {
     if (!alive(t))
         return JAC_ERR_NULL_ARG;
-    if (t->grad && t->grad->node < 0 && t->grad->buf->refcount == 1) {
+    if (t->grad && t->grad->node < 0 && jac__sole_owner(t->grad)) {
         memset(t->grad->data, 0, (size_t)t->grad->numel * sizeof(double));
     } else if (t->grad) {
         /* The gradient is part of a graph or shares storage: replace it
