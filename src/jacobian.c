@@ -467,6 +467,23 @@ static jac_jacobian_opts resolve(const jac_jacobian_opts *opts)
     return opts ? *opts : o;
 }
 
+/* The recorded g = J^T u for dummy seeds u (zeros that require gradients),
+ * the heart of the double-backward trick: g is linear in u, so its
+ * derivative with respect to u along v is J v. */
+static jac_status transposed_product(jac_ctx *ctx, size_t ny,
+                                     jac_tensor *const *ys, size_t nx,
+                                     jac_tensor *const *xs, jac_tensor **u,
+                                     jac_tensor **g)
+{
+    for (size_t k = 0; k < ny; k++) {
+        if ((u[k] = jac_zeros(ctx, ys[k]->ndim, ys[k]->shape)) == NULL)
+            return ctx->status;
+        u[k]->requires_grad = true;
+    }
+    return jac_grad(ctx, ny, ys, u, nx, xs, JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED,
+                    g);
+}
+
 /* Forward mode by the double-backward trick: with dummy seeds u_k, the
  * recorded gradient g_i = sum_k J_ki^T u_k is linear in u, and its
  * derivative with respect to u_k along v is J_ki v: seeding g_i with unit
@@ -484,17 +501,7 @@ static jac_status jacobian_forward(jac_ctx *ctx, const char *op, size_t ny,
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
     jac_tensor **g = u + ny, **out = g + nx; /* out: ny * nx blocks */
     jac_scope mark = jac_scope_begin(ctx);
-    jac_status st = JAC_OK;
-    for (size_t k = 0; k < ny && st == JAC_OK; k++) {
-        u[k] = jac_zeros(ctx, ys[k]->ndim, ys[k]->shape);
-        if (u[k] == NULL)
-            st = ctx->status;
-        else
-            u[k]->requires_grad = true;
-    }
-    if (st == JAC_OK)
-        st = jac_grad(ctx, ny, ys, u, nx, xs,
-                      JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, g);
+    jac_status st = transposed_product(ctx, ny, ys, nx, xs, u, g);
     jac__plan *plan = NULL;
     if (st == JAC_OK)
         st = jac__plan_build(ctx, op, nx, g, ny, u, &plan);
@@ -836,17 +843,9 @@ jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                             "%s: v[%zu] is missing or not shaped like input "
                             "%zu",
                             op, i, i);
-    for (size_t k = 0; k < noutputs && st == JAC_OK; k++) {
-        u[k] = jac_zeros(ctx, ys[k]->ndim, ys[k]->shape);
-        if (u[k] == NULL)
-            st = ctx->status;
-        else
-            u[k]->requires_grad = true;
-    }
-    /* g = J^T u is linear in u; d<g, v>/du = J v. */
+    /* d<g, v>/du = J v. */
     if (st == JAC_OK)
-        st = jac_grad(ctx, noutputs, ys, u, ninputs, xs,
-                      JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, g);
+        st = transposed_product(ctx, noutputs, ys, ninputs, xs, u, g);
     if (st == JAC_OK)
         st = jac_grad(ctx, ninputs, g, v, noutputs, u,
                       JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u),
