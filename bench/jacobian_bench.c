@@ -152,6 +152,7 @@ typedef struct options {
     config fixed_cfg;
     bool check;
     bool gemm;
+    bool plain_alloc; /* --plain-alloc: the library's own malloc/free */
 } options;
 
 static void usage(FILE *out)
@@ -172,6 +173,8 @@ static void usage(FILE *out)
         "  --no-tune         batched and forward use the automatic chunk only\n"
         "  --fixed C,J,B     run chunk C with J driver threads and B OpenBLAS\n"
         "                    threads only (for profiling one configuration)\n"
+        "  --plain-alloc     contexts use malloc/free directly (ctx_peak_mb\n"
+        "                    is then -1)\n"
         "  --check           run the smallest sizes (or --sizes) once and\n"
         "                    exit 1 unless the checksums match PROBLEMS.md\n"
         "  --gemm            measure cblas_dgemm GFLOP/s and exit\n"
@@ -258,6 +261,9 @@ static int parse_options(int argc, char **argv, options *o)
             takes = false;
         } else if (strcmp(a, "--gemm") == 0) {
             o->gemm = true;
+            takes = false;
+        } else if (strcmp(a, "--plain-alloc") == 0) {
+            o->plain_alloc = true;
             takes = false;
         } else if (strcmp(a, "--no-tune") == 0) {
             o->tune = false;
@@ -421,7 +427,9 @@ typedef struct bench_case {
 static double *data_x(int64_t n)
 {
     double *x = malloc((size_t)(n > 0 ? n : 1) * sizeof *x);
-    for (int64_t j = 0; x && j < n; j++)
+    if (x == NULL)
+        return NULL;
+    for (int64_t j = 0; j < n; j++)
         x[j] = 0.5 * sin(0.3 * (double)j + 0.7);
     return x;
 }
@@ -429,7 +437,9 @@ static double *data_x(int64_t n)
 static double *data_X(int64_t B, int64_t n)
 {
     double *X = malloc((size_t)(B * n) * sizeof *X);
-    for (int64_t r = 0; X && r < B; r++)
+    if (X == NULL)
+        return NULL;
+    for (int64_t r = 0; r < B; r++)
         for (int64_t j = 0; j < n; j++)
             X[r * n + j] =
                 0.5 * sin(0.3 * (double)j + 0.7 + 0.01 * (double)r);
@@ -457,7 +467,9 @@ static bool data_W(int64_t rows, int64_t cols, int s, double **w,
 static double *data_b(int64_t rows, int s)
 {
     double *b = malloc((size_t)rows * sizeof *b);
-    for (int64_t i = 0; b && i < rows; i++)
+    if (b == NULL)
+        return NULL;
+    for (int64_t i = 0; i < rows; i++)
         b[i] = 0.01 * cos(0.5 * (double)i + s);
     return b;
 }
@@ -760,10 +772,10 @@ static bool measure(bench_case *bc, jac_ctx *ctx, const config *c,
         r->reps = 1;
         return true;
     }
-    double *t = malloc((size_t)max_rep * sizeof *t);
+    int cap = 64, n = 0;
+    double *t = malloc((size_t)cap * sizeof *t);
     if (t == NULL)
         return false;
-    int n = 0;
     if (tw > 1.0) { /* dominated by steady-state work: count it */
         t[n++] = tw;
         if (min_rep > 3)
@@ -771,6 +783,13 @@ static bool measure(bench_case *bc, jac_ctx *ctx, const config *c,
     }
     double start = now();
     while (n < min_rep || (n < max_rep && now() - start < budget)) {
+        if (n == cap) {
+            double *more = realloc(t, 2 * (size_t)cap * sizeof *t);
+            if (more == NULL)
+                break;
+            t = more;
+            cap *= 2;
+        }
         if (!run_once(bc, ctx, c, &t[n], NULL)) {
             free(t);
             return false;
@@ -811,7 +830,7 @@ static void print_error(const bench_case *bc, const config *c, int threads,
     for (const char *m = jac_errmsg(ctx); *m; m++)
         if (*m != '"' && *m != '\\')
             putchar(*m);
-    printf("\"}\n");
+    printf("\", \"peak_rss_mb\": %.1f}\n", peak_rss_mb());
     fflush(stdout);
 }
 
@@ -899,8 +918,16 @@ static int configs_for(const options *o, const bench_case *bc, int variant,
         return n;
     }
     int64_t m = rows_of(bc);
-    for (int k = 0; k < o->nchunks && n < 16; k++) {
-        int64_t c = o->chunks[k] > m ? m : o->chunks[k];
+    /* The chunks asked for, and with several threads one block per
+     * thread. */
+    int64_t wanted[17];
+    int nwanted = 0;
+    for (int k = 0; k < o->nchunks && k < 16; k++)
+        wanted[nwanted++] = o->chunks[k];
+    if (threads > 1)
+        wanted[nwanted++] = (m + threads - 1) / threads;
+    for (int k = 0; k < nwanted; k++) {
+        int64_t c = wanted[k] > m ? m : wanted[k];
         bool seen = false;
         for (int j = 0; j < n; j++)
             seen = seen || out[j].chunk == c;
@@ -939,7 +966,8 @@ static int run_benchmark(const options *o)
             atomic_init(&cnt.current, 0);
             atomic_init(&cnt.peak, 0);
             jac_allocator alloc = {count_alloc, count_free, &cnt};
-            jac_ctx *ctx = jac_ctx_new_with_allocator(&alloc);
+            jac_ctx *ctx = o->plain_alloc ? jac_ctx_new()
+                                          : jac_ctx_new_with_allocator(&alloc);
             if (ctx == NULL || !case_constants(&bc, ctx)) {
                 fprintf(stderr, "jacobian_bench: out of memory\n");
                 jac_ctx_free(ctx);
@@ -959,7 +987,7 @@ static int run_benchmark(const options *o)
                         result r;
                         double give_up =
                             k ? 2.0 * tu.median[best] : INFINITY;
-                        if (!measure(&bc, ctx, &tu.cfg[k], o->tune_budget, 2,
+                        if (!measure(&bc, ctx, &tu.cfg[k], o->tune_budget, 3,
                                      o->max_rep, give_up, &r)) {
                             tu.median[k] = INFINITY;
                             jac_clear_error(ctx);
@@ -980,7 +1008,8 @@ static int run_benchmark(const options *o)
                     continue;
                 }
                 print_result(&bc, &tu.cfg[best], threads, &r,
-                             counter_peak_mb(&cnt), &tu);
+                             o->plain_alloc ? -1.0 : counter_peak_mb(&cnt),
+                             &tu);
                 if (check_sums(sd, &r.s)[0])
                     failures++;
             }

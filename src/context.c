@@ -88,11 +88,14 @@ const char *jac__shape_str(char *buf, size_t size, int ndim,
 {
     size_t n = 0;
     n += (size_t)snprintf(buf, size, "(");
-    for (int i = 0; i < ndim && n < size; i++)
+    /* A rank above the limit is being refused: its extents are not read. */
+    int shown = ndim > JAC_MAX_DIMS ? 0 : ndim;
+    for (int i = 0; i < shown && n < size; i++)
         n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "",
                               (long long)shape[i]);
     if (n < size)
-        snprintf(buf + n, size - n, ")");
+        snprintf(buf + n, size - n, ndim > JAC_MAX_DIMS ? "rank %d)" : ")",
+                 ndim);
     return buf;
 }
 
@@ -132,11 +135,11 @@ static void raw_free(jac_ctx *ctx, void *ptr, size_t bytes)
  * allocator cost and no fresh pages in the hot path. */
 static int size_class_of(size_t total)
 {
-    size_t c = 64;
-    for (int k = 0; k < JAC__POOL_CLASSES; k++, c <<= 1)
-        if (total <= c)
-            return k;
-    return -1;
+    if (total <= 64)
+        return 0;
+    /* The smallest k with 64 << k >= total. */
+    int k = 64 - __builtin_clzll((unsigned long long)(total - 1)) - 6;
+    return k < JAC__POOL_CLASSES ? k : -1;
 }
 
 void *jac__alloc(jac_ctx *ctx, size_t bytes)
@@ -401,7 +404,7 @@ static jac_tensor *tensor_register(jac_ctx *ctx, const char *op, int ndim,
         memcpy(t->shape, shape, (size_t)ndim * sizeof(int64_t));
     t->numel = numel;
     t->buf = buf;
-    t->data = JAC__BUF_DATA(buf);
+    t->data = buf ? JAC__BUF_DATA(buf) : t->small;
     t->ctx = ctx;
     t->node = -1;
     t->slot = ctx->ntensors;
@@ -416,18 +419,17 @@ static jac_tensor *tensor_register(jac_ctx *ctx, const char *op, int ndim,
 }
 
 /* Whether the product of the non-zero extents of a shape (with no negative
- * extent) fits in a byte count: then so do the element count and every
- * stride, also of an empty tensor such as (0, 2^62, 4), whose kernels still
- * multiply extents. NumPy refuses such shapes the same way. */
+ * extent) fits in int64: then so does every stride, also of an empty tensor
+ * such as (0, 2^62, 4), whose kernels still multiply its extents. */
 static bool extents_fit(int ndim, const int64_t *shape)
 {
-    uint64_t limit = (SIZE_MAX - 4096) / sizeof(double), n = 1;
+    int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] == 0)
             continue;
-        if ((uint64_t)shape[i] > limit / n)
+        if (shape[i] > INT64_MAX / n)
             return false;
-        n *= (uint64_t)shape[i];
+        n *= shape[i];
     }
     return true;
 }
@@ -453,14 +455,16 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
         }
     }
     int64_t numel = jac__numel(ndim, shape);
-    if (numel < 0 || !extents_fit(ndim, shape)) {
+    if (numel < 0 || (uint64_t)numel > (SIZE_MAX - 4096) / sizeof(double) ||
+        !extents_fit(ndim, shape)) {
         jac__error(ctx, JAC_ERR_OVERFLOW,
                    "%s: element count of shape %s overflows", op,
                    jac__shape_str(s, sizeof s, ndim, shape));
         return NULL;
     }
-    jac__buf *buf = jac__buf_alloc(ctx, (size_t)numel * sizeof(double));
-    if (buf == NULL) {
+    jac__buf *buf = NULL;
+    if (numel > JAC__INLINE_NUMEL &&
+        (buf = jac__buf_alloc(ctx, (size_t)numel * sizeof(double))) == NULL) {
         jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory for shape %s",
                    op, jac__shape_str(s, sizeof s, ndim, shape));
         return NULL;
@@ -474,7 +478,7 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
 jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
                              const int64_t *shape)
 {
-    if (t->ctx != ctx) {
+    if (t->ctx != ctx || t->buf == NULL) {
         jac_tensor *c = jac__tensor_alloc(ctx, "reshape", ndim, shape);
         if (c)
             memcpy(c->data, t->data, (size_t)t->numel * sizeof(double));

@@ -140,8 +140,10 @@ static void binary_input(const jac__node *n, int j, int64_t batch,
     }
     /* Rows of the finer of the two repeats: both k and f divide m. */
     int64_t row = k < f ? k : f;
-    if (m == 0)
+    if (m == 0) { /* an empty output: an input broadcast into it gets 0 */
+        memset(dst, 0, (size_t)(batch * k) * sizeof(double));
         return;
+    }
     for (int64_t b = 0; b < batch; b++) {
         const double *gb = g + b * m;
         double *d = dst + b * k;

@@ -565,7 +565,8 @@ static void diag_view(int big_n, const int64_t *big_shape, int axis1, int axis2,
     }
     int64_t len = diag_len(big_shape[axis1], big_shape[axis2], offset);
     small_shape[k] = len;
-    strides[k] = bs[axis1] + bs[axis2];
+    /* Unsigned: the sum wraps only for an empty tensor, where it is unused. */
+    strides[k] = (int64_t)((uint64_t)bs[axis1] + (uint64_t)bs[axis2]);
     *base = 0;
     if (len > 0)
         *base = (offset < 0 ? -offset * bs[axis1] : offset * bs[axis2]);

@@ -263,6 +263,12 @@ jac_status jac_tensor_print(const jac_tensor *t, FILE *out)
 {
     if (!alive(t) || out == NULL)
         return JAC_ERR_NULL_ARG;
+    if (t->numel == 0) {
+        /* As NumPy's str(): the extents of an empty tensor may multiply to
+         * anything, (3e9, 3e9, 0), so no brackets are nested for them. */
+        fputs("[]\n", out);
+        return JAC_OK;
+    }
     size_t width = print_block(NULL, t, 0, 0, t->numel, false);
     print_block(out, t, 0, 0, t->numel, width > 72);
     fputc('\n', out);

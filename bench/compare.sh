@@ -1,0 +1,860 @@
+#!/usr/bin/env bash
+# Runs libjacobian's benchmark (build/bench/jacobian_bench), the PyTorch
+# reference and the ADOL-C reference on this machine in one run, measures
+# cblas_dgemm, profiles every missed target, prints the comparison and writes
+# docs/benchmarks.md and docs/benchmarks.png.
+#
+# usage: bench/compare.sh [--rounds N] [--no-profile] [--report-only DIR]
+#                         [--out DIR]
+#
+#   --rounds N         measure everything N times (default 1); each
+#                      implementation is then represented by its best
+#                      median over the rounds, which a busy machine
+#                      disturbs less (about 7 minutes per round)
+#   --no-profile       skip the perf profiles of missed targets
+#   --report-only DIR  do not measure: rebuild the report from the results
+#                      of an earlier run kept in DIR
+#   --out DIR          keep the raw results there (default
+#                      build/bench/results)
+#
+# Environment:
+#   JAC_SHARED_DIR   the shared/ folder with bench/PROBLEMS.md and the
+#                    references (default: ../shared beside the repository)
+#   JAC_BUILD_DIR    the build tree holding bench/jacobian_bench (default
+#                    build/); jacobian_bench is built there (and the tree
+#                    configured when it is not yet)
+#   JAC_BENCH_ARGS   extra arguments for jacobian_bench
+#   BENCH_BUDGET     seconds per PyTorch variant (torch_reference.py's knob)
+#   ADOLC_BUDGET     seconds per ADOL-C variant (default 1.0)
+#   PYTHON           the Python with python3-torch (default /usr/bin/python3)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+shared=${JAC_SHARED_DIR:-$root/../shared}
+build=${JAC_BUILD_DIR:-$root/build}
+python=${PYTHON:-/usr/bin/python3}
+bench=$build/bench/jacobian_bench
+out=$build/bench/results
+profile=1
+report_only=
+rounds=1
+
+while (($#)); do
+    case $1 in
+        --no-profile) profile=0 ;;
+        --report-only) report_only=$2; out=$2; shift ;;
+        --out) out=$2; shift ;;
+        --rounds) rounds=$2; shift ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [[ ! $rounds =~ ^[1-9][0-9]*$ ]]; then
+    echo "compare.sh: --rounds needs a positive whole number" >&2
+    exit 2
+fi
+refdir=$shared/bench
+if [[ ! -f $refdir/PROBLEMS.md ]]; then
+    echo "compare.sh: $refdir/PROBLEMS.md not found; set JAC_SHARED_DIR" >&2
+    exit 1
+fi
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+say() { printf '\n==== %s (%ds)\n' "$*" "$SECONDS" >&2; }
+
+# ---------------------------------------------------------------- packages
+need_packages() {
+    local missing=() p
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+                grep -q 'install ok installed'; then
+            missing+=("$p")
+        fi
+    done
+    ((${#missing[@]} == 0)) && return 0
+    local sudo=()
+    [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+    say "installing ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+if [[ -z $report_only ]]; then
+    need_packages python3-torch libadolc-dev g++ python3-matplotlib
+    if ((profile)) && ! command -v perf >/dev/null; then
+        need_packages linux-perf || need_packages valgrind || true
+    fi
+else
+    need_packages python3-matplotlib
+fi
+
+# ---------------------------------------------------------------- measure
+if [[ -z $report_only ]]; then
+    # Brought up to date (a no-op when it is), configured first if need be.
+    say "building $bench"
+    if [[ ! -f $build/CMakeCache.txt ]]; then
+        cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    fi
+    cmake --build "$build" -j"$(nproc)" --target jacobian_bench >/dev/null
+    "$bench" --check >/dev/null ||
+        echo "compare.sh: jacobian_bench --check fails; the report will" \
+             "say which checksums differ" >&2
+
+    rm -f "$out/profiles.json"
+    say "machine"
+    {
+        echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo "tree=$(git -C "$root" describe --always --dirty 2>/dev/null ||
+            echo unknown)"
+        echo "cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+        echo "cores=$(nproc)"
+        echo "memory=$(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
+        echo "kernel=$(uname -r)"
+        echo "os=$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release | tr -d '"')"
+        echo "cc=$(cc --version | head -1)"
+        echo "openblas=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)"
+        echo "torch=$("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing) (python3-torch $(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null))"
+        echo "adolc=$(dpkg-query -W -f='${Version}' libadolc-dev 2>/dev/null || echo missing)"
+        echo "openblas_coretype=${OPENBLAS_CORETYPE:-unset}"
+        echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "rounds=$rounds"
+    } >"$out/machine.txt"
+    cat "$out/machine.txt" >&2
+
+    # ADOL-C is built first, in a temporary folder, with the command in the
+    # file's own "// Build:" line.
+    say "building the ADOL-C reference"
+    adolc_dir=$(mktemp -d)
+    trap 'rm -rf "$adolc_dir"' EXIT
+    cp "$refdir/adolc_reference.cpp" "$adolc_dir/"
+    build_cmd=$(sed -n 's|^// Build: *||p' "$refdir/adolc_reference.cpp" |
+        head -1)
+    if [[ ! $build_cmd =~ ^g\+\+\ .*adolc_reference\.cpp ]]; then
+        build_cmd='g++ -O2 -ffp-contract=off -std=c++14 -o adolc_reference adolc_reference.cpp -ladolc'
+    fi
+    echo "$build_cmd" >&2
+    (cd "$adolc_dir" && bash -c "$build_cmd")
+
+    # dgemm before and after everything else; the report uses the faster
+    # of the two, so that a busy moment cannot flatter the GEMM fraction.
+    say "cblas_dgemm"
+    "$bench" --gemm --budget 1 | tee "$out/gemm.jsonl" >&2
+
+    # Problem by problem, ours then PyTorch then ADOL-C, so that the three
+    # measurements of a problem are minutes apart at most even when the
+    # load of the machine drifts; the whole sequence once per round.
+    : >"$out/ours.jsonl"
+    : >"$out/ours.log"
+    : >"$out/torch.jsonl"
+    : >"$out/torch.log"
+    : >"$out/adolc.jsonl"
+    for ((round = 1; round <= rounds; round++)); do
+        for p in P1 P2 P3 P4 P5; do
+            say "round $round, $p: libjacobian"
+            # shellcheck disable=SC2086
+            "$bench" --problems "$p" ${JAC_BENCH_ARGS:-} >>"$out/ours.jsonl" \
+                2>>"$out/ours.log" ||
+                echo "compare.sh: jacobian_bench reported failures" \
+                     "(see ours.jsonl)" >&2
+
+            say "round $round, $p: PyTorch"
+            (cd "$out" && BENCH_ONLY=$p BENCH_OUT="$out/torch-$p.jsonl" \
+                "$python" "$refdir/torch_reference.py" >>"$out/torch.log" 2>&1) ||
+                echo "compare.sh: torch_reference.py failed (see torch.log)" >&2
+            cat "$out/torch-$p.jsonl" >>"$out/torch.jsonl" 2>/dev/null || true
+            rm -f "$out/torch-$p.jsonl"
+
+            say "round $round, $p: ADOL-C"
+            rc=0
+            (cd "$adolc_dir" && BENCH_ONLY=$p ./adolc_reference \
+                "${ADOLC_BUDGET:-1.0}" >>"$out/adolc.jsonl") || rc=$?
+            if ((rc == 2)); then
+                echo "compare.sh: ADOL-C spilled a buffer to disk in $p; its" \
+                     "times there are pessimistic" >&2
+                rm -f "$adolc_dir"/ADOLC-*.tap
+            elif ((rc != 0)); then
+                echo "compare.sh: adolc_reference exited $rc in $p" >&2
+            fi
+        done
+    done
+    grep -h '^jacobian_bench:' "$out/ours.log" >&2 || true
+
+    say "cblas_dgemm again"
+    "$bench" --gemm --budget 1 | tee -a "$out/gemm.jsonl" >&2
+    echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
+fi
+
+# ---------------------------------------------------------------- report
+say "report"
+profile_tool=none
+if ((profile)) && [[ -z $report_only ]]; then
+    if command -v perf >/dev/null &&
+            perf record -q -o /dev/null -- true >/dev/null 2>&1; then
+        profile_tool=perf
+    elif command -v valgrind >/dev/null; then
+        profile_tool=callgrind
+    fi
+fi
+
+"$python" - "$out" "$root/docs" "$bench" "$profile_tool" <<'PY'
+import json
+import os
+import re
+import subprocess
+import sys
+
+out, docs, bench, profile_tool = sys.argv[1:5]
+
+SIZES = {  # problem -> sizes in PROBLEMS.md order
+    "P1_square": ["n=2", "n=256", "n=2048"],
+    "P2_mlp": ["16-32-16", "128-512-128", "512-2048-512"],
+    "P3_rosenbrock": ["n=64", "n=512"],
+    "P4_chain": ["k=10000"],
+    "P5_batch_mlp": ["B=64"],
+}
+ORDER = [(p, s) for p in SIZES for s in SIZES[p]]
+SHORT = {"P1_square": "P1", "P2_mlp": "P2", "P3_rosenbrock": "P3",
+         "P4_chain": "P4", "P5_batch_mlp": "P5"}
+
+
+def load(name):
+    rows = []
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return rows
+    for line in open(path):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass
+    return rows
+
+
+ours = [r for r in load("ours.jsonl") if "median_s" in r]
+errors = [r for r in load("ours.jsonl") if "error" in r]
+torch = [r for r in load("torch.jsonl") if "median_s" in r]
+adolc = [r for r in load("adolc.jsonl") if "median_s" in r]
+gemm = load("gemm.jsonl")
+machine = {}
+if os.path.exists(os.path.join(out, "machine.txt")):
+    for line in open(os.path.join(out, "machine.txt")):
+        k, _, v = line.rstrip("\n").partition("=")
+        machine[k] = v
+
+
+def comparable(impl, r):
+    """Only complete computations that record inside the timed region."""
+    v = r["variant"]
+    if impl == "pytorch":
+        return r["problem"] != "P4_chain" or v == "fwd+bwd"
+    if impl == "adolc":
+        return v.startswith("tape+") or v.startswith("tape_keep+")
+    return True
+
+
+def best(rows, impl, problem, size, threads):
+    c = [r for r in rows if r["problem"] == problem and r["size"] == size
+         and r["threads"] == threads and comparable(impl, r)]
+    return min(c, key=lambda r: r["median_s"]) if c else None
+
+
+def agree(a, b, problem, size):
+    """Checksums equal to 1e-9 relative (P2 large's sum: 1e-9 of fro)."""
+    bad = []
+    for k in ("sum", "fro", "j00"):
+        scale = abs(b[k])
+        if k == "sum" and problem == "P2_mlp" and size == "512-2048-512":
+            scale = abs(b["fro"])
+        if not abs(a[k] - b[k]) <= 1e-9 * scale:
+            bad.append(k)
+    return bad
+
+
+def fmt_t(t):
+    if t is None:
+        return "–"
+    if t >= 1:
+        return "%.2f s" % t
+    if t >= 1e-3:
+        return "%.3g ms" % (t * 1e3)
+    return "%.3g µs" % (t * 1e6)
+
+
+def fmt_r(x):
+    if x is None:
+        return "–"
+    return "%.3g×" % x
+
+
+def fmt_rr(median_ratio, min_ratio):
+    """The ratio of medians, and of minima in parentheses."""
+    if median_ratio is None:
+        return "–"
+    return "%s (%s)" % (fmt_r(median_ratio), fmt_r(min_ratio))
+
+
+thread_counts = sorted({r["threads"] for r in ours}) or [1]
+
+
+# ------------------------------------------------------------ comparison
+table = []  # one dict per (problem, size, threads)
+for problem, size in ORDER:
+    for t in thread_counts:
+        o = best(ours, "libjacobian", problem, size, t)
+        if o is None:
+            continue
+        tb = best(torch, "pytorch", problem, size, t)
+        ab = best(adolc, "adolc", problem, size, t)
+        checks = []
+        allours = [r for r in ours if r["problem"] == problem
+                   and r["size"] == size]
+        failed = [r["variant"] + "/t%d" % r["threads"] for r in allours
+                  if r.get("check") != "ok"]
+        if failed:
+            checks.append("ours≠ref: " + ",".join(failed))
+        for name, ref in (("PyTorch", tb), ("ADOL-C", ab)):
+            if ref is not None:
+                bad = agree(o, ref, problem, size)
+                if bad:
+                    checks.append("≠%s (%s)" % (name, ",".join(bad)))
+        table.append({
+            "problem": problem, "size": size, "threads": t, "ours": o,
+            "torch": tb, "adolc": ab,
+            "r_torch": tb["median_s"] / o["median_s"] if tb else None,
+            "r_adolc": ab["median_s"] / o["median_s"] if ab else None,
+            # the same ratios from the fastest repetitions, which a busy
+            # machine disturbs less
+            "m_torch": tb["min_s"] / o["min_s"] if tb else None,
+            "m_adolc": ab["min_s"] / o["min_s"] if ab else None,
+            "check": "; ".join(checks) if checks else "agree",
+        })
+
+
+def row(problem, size, t):
+    for r in table:
+        if r["problem"] == problem and r["size"] == size and r["threads"] == t:
+            return r
+    return None
+
+
+# ------------------------------------------------------------ GEMM bound
+gemm_rate = {}  # (shape, threads) -> GFLOP/s, the faster measurement
+gemm_best = {}  # (shape, threads) -> that measurement
+for g in gemm:
+    if "gflops" in g:
+        key = (g["shape"], g["threads"])
+        if g["gflops"] > gemm_rate.get(key, 0.0):
+            gemm_rate[key] = g["gflops"]
+            gemm_best[key] = g
+GEMM_SHAPE = {("P2_mlp", "512-2048-512"): "P2_large",
+              ("P5_batch_mlp", "B=64"): "P5"}
+bound = []  # (problem, size, t, gflops_ours, gflops_dgemm, fraction)
+for (problem, size), shape in GEMM_SHAPE.items():
+    for t in thread_counts:
+        r = row(problem, size, t)
+        rate = gemm_rate.get((shape, t))
+        if r is None or rate is None or "gemm_flops" not in r["ours"]:
+            continue
+        achieved = r["ours"]["gemm_flops"] / r["ours"]["median_s"] * 1e-9
+        best_rate = gemm_best[(shape, t)]["gflops_best"]
+        best_ours = r["ours"]["gemm_flops"] / r["ours"]["min_s"] * 1e-9
+        bound.append((problem, size, t, achieved, rate, achieved / rate,
+                      best_ours / best_rate))
+
+
+def bound_of(problem, size, t, fastest=False):
+    for b in bound:
+        if b[:3] == (problem, size, t):
+            return b[6] if fastest else b[5]
+    return None
+
+
+# ------------------------------------------------------------ targets
+TARGETS = [  # (problem, size, anchor, threshold, text)
+    ("P4_chain", "k=10000", "torch", 300, "≥ 300× PyTorch"),
+    ("P4_chain", "k=10000", "adolc", 1 / 1.5, "no slower than 1.5× ADOL-C"),
+    ("P1_square", "n=2048", "torch", 10, "≥ 10× PyTorch"),
+    ("P1_square", "n=2048", "adolc", 5, "≥ 5× ADOL-C"),
+    ("P1_square", "n=256", "torch", 5, "≥ 5× PyTorch"),
+    ("P1_square", "n=256", "adolc", 1.5, "≥ 1.5× ADOL-C"),
+    ("P2_mlp", "16-32-16", "torch", 5, "≥ 5× PyTorch"),
+    ("P2_mlp", "16-32-16", "adolc", 1.5, "≥ 1.5× ADOL-C"),
+    ("P3_rosenbrock", "n=64", "torch", 5, "≥ 5× PyTorch"),
+    ("P3_rosenbrock", "n=64", "adolc", 1.5, "≥ 1.5× ADOL-C"),
+    ("P2_mlp", "128-512-128", "torch", 1, "≥ 1× PyTorch"),
+    ("P2_mlp", "512-2048-512", "torch", 1, "≥ 1× PyTorch"),
+    ("P2_mlp", "512-2048-512", "gemm", 0.6, "≥ 60% of the GEMM bound"),
+    ("P3_rosenbrock", "n=512", "torch", 2, "≥ 2× PyTorch"),
+    ("P5_batch_mlp", "B=64", "torch", 1.5, "≥ 1.5× PyTorch"),
+]
+results = []  # (target, [(t, value)], met, missed threads, [(t, by min)])
+for tg in TARGETS:
+    problem, size, anchor, thr, text = tg
+    vals, mins = [], []
+    for t in thread_counts:
+        if anchor == "gemm":
+            v = bound_of(problem, size, t)
+            m = bound_of(problem, size, t, fastest=True)
+        else:
+            r = row(problem, size, t)
+            v = r and r["r_torch" if anchor == "torch" else "r_adolc"]
+            m = r and r["m_torch" if anchor == "torch" else "m_adolc"]
+        if v is not None:
+            vals.append((t, v))
+            mins.append((t, m))
+    missed = [t for t, v in vals if v < thr]
+    met = bool(vals) and not missed
+    results.append((tg, vals, met, missed, mins))
+
+
+def fmt_target_value(anchor, v):
+    return "%.0f%%" % (100 * v) if anchor == "gemm" else fmt_r(v)
+
+
+# ------------------------------------------------------------ profiles
+CATEGORIES = [  # (label, predicate on (dso, symbol))
+    ("idle threads yielding (sched_yield)", lambda d, s: "sched_yield" in s),
+    ("OpenBLAS kernels", lambda d, s: "openblas" in d or "blas" in d),
+    ("libm (sin, tanh, pow...)", lambda d, s: d.startswith("libm")),
+    ("kernel (page faults, scheduling)", lambda d, s: d.startswith("[k")
+     or d == "[kernel.kallsyms]"),
+    ("libc (malloc/free, memset, memcpy)", lambda d, s: d.startswith("libc")),
+    ("libjacobian", lambda d, s: d == "jacobian_bench"),
+]
+
+
+def run_profile(key, o):
+    """perf record (or callgrind) of one configuration; returns the command
+    and [(percent, dso, symbol)]."""
+    cfg = "%d,%d,%d" % (o["chunk"], o["jac_threads"], o["blas_threads"])
+    # callgrind runs some 50 times slower: a far shorter budget.
+    budget = "3" if profile_tool == "perf" else "0.1"
+    cmd = [bench, "--problems", o["problem"], "--sizes", o["size"],
+           "--variants", o["variant"], "--threads", str(o["threads"]),
+           "--fixed", cfg, "--budget", budget, "--min-repeats", "3",
+           "--max-repeats", "100000000"]
+    data = os.path.join(out, "perf-%s.data" % key)
+    rows = []
+    try:
+        if profile_tool == "perf":
+            subprocess.run(["perf", "record", "-q", "-F", "1999", "-o", data,
+                            "--"] + cmd, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=True)
+            rep = subprocess.run(
+                ["perf", "report", "-i", data, "--stdio", "-q",
+                 "--sort", "dso,symbol", "--percent-limit", "0.5"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                check=True).stdout
+            merged = {}
+            for line in rep.splitlines():
+                m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*\S)", line)
+                if not m:
+                    continue
+                # drop perf's empty trailing columns ("-      -")
+                sym = re.sub(r"(\s+-)+$", "", m.group(4)).strip()
+                if re.match(r"0x[0-9a-f]+$", sym):
+                    sym = "(addresses without symbols)"
+                if m.group(3) == "k":
+                    sym += " [kernel]"
+                key = (m.group(2), sym)
+                merged[key] = merged.get(key, 0.0) + float(m.group(1))
+            rows = [(pct, dso, sym) for (dso, sym), pct in merged.items()]
+            os.remove(data)
+        elif profile_tool == "callgrind":
+            cg = data + ".cg"
+            subprocess.run(["valgrind", "--tool=callgrind",
+                            "--callgrind-out-file=" + cg] + cmd,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=True)
+            rep = subprocess.run(["callgrind_annotate", cg],
+                                 stdout=subprocess.PIPE, text=True).stdout
+            total = None
+            for line in rep.splitlines():
+                m = re.match(r"\s*([\d,]+)\s+\(?\s*([\d.]+)%\)?\s+(\S+):(\S+)",
+                             line)
+                if m and "PROGRAM TOTALS" not in line:
+                    rows.append((float(m.group(2)),
+                                 os.path.basename(m.group(3)), m.group(4)))
+            os.remove(cg)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print("profile of %s failed: %s" % (key, e), file=sys.stderr)
+    rows.sort(key=lambda r: -r[0])
+    shown = [c for c in cmd]
+    shown[0] = "build/bench/jacobian_bench"
+    return " ".join(shown), rows
+
+
+def categorise(rows):
+    total = {}
+    for pct, dso, sym in rows:
+        label = "other"
+        for name, pred in CATEGORIES:
+            if pred(dso if not sym.endswith("[kernel]") else "[k]", sym):
+                label = name
+                break
+        total[label] = total.get(label, 0.0) + pct
+    return sorted(total.items(), key=lambda kv: -kv[1])
+
+
+profiles = []  # (key, title, command, rows)
+if profile_tool != "none":
+    done = set()
+    for tg, vals, met, missed, mins in results:
+        if met or not missed:
+            continue
+        problem, size, anchor, thr, text = tg
+        t = missed[0]
+        r = row(problem, size, t)
+        if r is None:
+            continue
+        o = r["ours"]
+        key = "%s-%s-%s-t%d" % (SHORT[problem], re.sub(r"[^\w]", "",
+                                size), o["variant"], t)
+        if key in done:
+            continue
+        done.add(key)
+        print("profiling %s" % key, file=sys.stderr)
+        cmd, rows = run_profile(key, o)
+        title = "%s %s, %s, %d thread%s" % (problem, size, o["variant"], t,
+                                            "s" if t > 1 else "")
+        profiles.append((key, title, cmd, rows, [x for x in results
+                         if x[0][0] == problem and x[0][1] == size
+                         and not x[2]]))
+    with open(os.path.join(out, "profiles.json"), "w") as fh:
+        json.dump({"tool": profile_tool, "profiles": profiles}, fh)
+elif os.path.exists(os.path.join(out, "profiles.json")):
+    # --report-only: the profiles of the run that measured
+    kept = json.load(open(os.path.join(out, "profiles.json")))
+    profile_tool, profiles = kept["tool"], kept["profiles"]
+
+
+# ------------------------------------------------------------ chart
+chart_ok = False
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = ["%s\n%s" % (SHORT[p], s) for p, s in ORDER
+              if row(p, s, thread_counts[0])]
+    keys = [(p, s) for p, s in ORDER if row(p, s, thread_counts[0])]
+    series = []
+    for t in thread_counts:
+        series.append(("PyTorch ÷ ours, %d thread%s" % (t, "s" if t > 1
+                       else ""), [(row(p, s, t) or {}).get("r_torch")
+                                  for p, s in keys]))
+    series.append(("ADOL-C ÷ ours, 1 thread",
+                   [(row(p, s, 1) or {}).get("r_adolc") for p, s in keys]))
+    fig, ax = plt.subplots(figsize=(11, 5))
+    width = 0.8 / len(series)
+    for i, (name, vals) in enumerate(series):
+        xs = [k + (i - (len(series) - 1) / 2) * width
+              for k in range(len(keys))]
+        ax.bar([x for x, v in zip(xs, vals) if v],
+               [v for v in vals if v], width, label=name)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    # The PyTorch targets as short black marks.
+    for k, (p, s) in enumerate(keys):
+        for tg in TARGETS:
+            if tg[0] == p and tg[1] == s and tg[2] == "torch":
+                ax.plot([k - 0.45, k + 0.45], [tg[3], tg[3]], color="black",
+                        linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel("speed-up of libjacobian (anchor time ÷ ours)")
+    ax.set_title("libjacobian against PyTorch and ADOL-C "
+                 "(higher is faster; dashed: PyTorch target)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              ncol=len(series))
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(docs, "benchmarks.png"), dpi=110)
+    chart_ok = True
+except Exception as e:  # the table is what matters; say why there is none
+    print("chart not written: %s" % e, file=sys.stderr)
+
+
+# ------------------------------------------------------------ markdown
+L = []
+w = L.append
+w("# Benchmarks")
+w("")
+w("libjacobian against PyTorch's autograd (1.13, float64, CPU) and ADOL-C "
+  "(2.7.2, tape-based, operator overloading) on the five problems of "
+  "`shared/bench/PROBLEMS.md`, measured in one run on one machine. This "
+  "page is generated by `bench/compare.sh`; do not edit it by hand.")
+w("")
+w("Ratios are *anchor time ÷ our time* at the same thread count: above 1 "
+  "we are faster. Times are medians of complete computations (input "
+  "tensor built from its values, function recorded, Jacobian computed, "
+  "memory released). ADOL-C is compared through its `tape+…` variants, "
+  "which record the tape inside the timed region as we do; it runs on "
+  "one thread only. PyTorch's P4 entry is its `fwd+bwd` variant. For each "
+  "implementation the fastest of its variants is shown.")
+w("")
+busy = [t for t in thread_counts if t > 1 and gemm_rate.get(("square", t))
+        and gemm_rate.get(("square", 1))
+        and gemm_rate[("square", t)] < 1.4 * gemm_rate[("square", 1)]]
+rounds = int(machine.get("rounds", "1") or 1)
+if rounds > 1:
+    w("Everything was measured in %d rounds (each problem: ours, PyTorch, "
+      "ADOL-C, then the next problem); every figure is the best median of "
+      "its implementation over the rounds." % rounds)
+    w("")
+w("These machines are shared and noisy (the same figure can move by 1.7× "
+  "between runs; the load average is given below): read ratios near a "
+  "target as \"about equal\".")
+w("")
+if busy:
+    w("**In this run `cblas_dgemm` on %s threads was hardly faster than on "
+      "one (%.0f against %.0f GFLOP/s): other work held the other core, and "
+      "the figures for more than one thread are unreliable.**" % (
+          busy[0], gemm_rate[("square", busy[0])], gemm_rate[("square", 1)]))
+    w("")
+if chart_ok:
+    w("![speed-up against PyTorch and ADOL-C](benchmarks.png)")
+    w("")
+
+w("## Results")
+w("")
+w("| problem | size | threads | ours (variant) | PyTorch (variant) | "
+  "PyTorch ÷ ours | ADOL-C (variant) | ADOL-C ÷ ours | our memory | "
+  "checksums |")
+w("|---|---|---|---|---|---|---|---|---|---|")
+for r in table:
+    o, tb, ab = r["ours"], r["torch"], r["adolc"]
+    w("| %s | %s | %d | %s (%s) | %s | %s | %s | %s | %.1f MB | %s |" % (
+        r["problem"], r["size"], r["threads"], fmt_t(o["median_s"]),
+        o["variant"] + ("" if o["variant"] in ("rowloop", "grad", "hessian")
+                        else ", chunk %d" % o["chunk"]),
+        "%s (%s)" % (fmt_t(tb["median_s"]), tb["variant"]) if tb else "–",
+        fmt_rr(r["r_torch"], r["m_torch"]),
+        "%s (%s)" % (fmt_t(ab["median_s"]), ab["variant"]) if ab else "–",
+        fmt_rr(r["r_adolc"], r["m_adolc"]), o.get("ctx_peak_mb", float("nan")),
+        r["check"]))
+w("")
+w("The ratios are of medians, with the ratio of the fastest repetitions "
+  "in parentheses. *our memory* is the peak of the bytes the context held from its "
+  "allocator during the measurement (worker contexts included). The "
+  "process-wide peak resident set (`peak_rss_mb`, VmHWM) is on every JSON "
+  "line too; it only grows over a run, so it says little per problem. "
+  "*checksums*: `agree` when our sum, Frobenius norm and first element "
+  "match PROBLEMS.md for every variant and match the anchors' to 1e-9 "
+  "relative.")
+w("")
+
+w("## Targets")
+w("")
+w("| problem | size | target | measured (medians) | from fastest runs | met |")
+w("|---|---|---|---|---|---|")
+nmet = 0
+for tg, vals, met, missed, mins in results:
+    problem, size, anchor, thr, text = tg
+    nmet += met
+    meas = ", ".join("%d thr: %s" % (t, fmt_target_value(anchor, v))
+                     for t, v in vals) or "not measured"
+    fast = ", ".join("%d thr: %s" % (t, fmt_target_value(anchor, v))
+                     for t, v in mins) or "–"
+    w("| %s | %s | %s | %s | %s | %s |" % (problem, size, text, meas, fast,
+                                           "yes" if met else "**no**"))
+w("")
+w("%d of %d targets met. A target is met when it holds, by medians, at "
+  "every thread count measured for its anchor (ADOL-C: one thread)."
+  % (nmet, len(results)))
+w("")
+
+w("## GEMM bound")
+w("")
+w("The Jacobian of P2 as matrix products costs "
+  "2·n_out·hidden·(hidden + n_in) flops per sample (the product with the "
+  "identity seed is free): 5.37 GFLOP for P2 large, and 64 × 83.9 MFLOP "
+  "= 5.37 GFLOP for P5. The bound is that work at the speed of this "
+  "machine's `cblas_dgemm` on the shape of the dominant product, measured "
+  "in the same run (`jacobian_bench --gemm`, before and after the other "
+  "measurements; the faster of the two is used).")
+w("")
+w("| problem | size | threads | dgemm shape | dgemm GFLOP/s | ours GFLOP/s "
+  "| fraction of bound | same from fastest runs |")
+w("|---|---|---|---|---|---|---|---|")
+for problem, size, t, ach, rate, frac, frac_min in bound:
+    shape = gemm_best[(GEMM_SHAPE[(problem, size)], t)]
+    w("| %s | %s | %d | %d×%d·%d×%d | %.1f | %.1f | %.0f%% | %.0f%% |" % (
+        problem, size, t, shape["m"], shape["k"], shape["k"], shape["n"],
+        rate, ach, 100 * frac, 100 * frac_min))
+w("")
+
+w("## All our variants")
+w("")
+w("Median times; `batched` and `forward` show the chunk chosen among those "
+  "tried (0 = automatic), and the split of the threads between the "
+  "driver and OpenBLAS (driver×BLAS).")
+w("")
+w("| problem | size | threads | rowloop | batched | forward | hessian / grad |")
+w("|---|---|---|---|---|---|---|")
+for problem, size in ORDER:
+    for t in thread_counts:
+        cells = []
+        for vs in (("rowloop",), ("batched",), ("forward",),
+                   ("hessian", "grad")):
+            c = [r for r in ours if r["problem"] == problem
+                 and r["size"] == size and r["threads"] == t
+                 and r["variant"] in vs]
+            if not c:
+                cells.append("–")
+                continue
+            r = min(c, key=lambda x: x["median_s"])
+            extra = ""
+            if r["variant"] in ("batched", "forward"):
+                extra = " (chunk %d, %d×%d)" % (r["chunk"], r["jac_threads"],
+                                                r["blas_threads"])
+            cells.append(fmt_t(r["median_s"]) + extra)
+        if any(c != "–" for c in cells):
+            w("| %s | %s | %d | %s |" % (problem, size, t, " | ".join(cells)))
+if errors:
+    w("")
+    w("Failed measurements:")
+    w("")
+    for e in errors:
+        w("- %s %s %s, %s threads: %s" % (e["problem"], e["size"],
+                                          e["variant"], e["threads"],
+                                          e["error"]))
+w("")
+
+w("## Where the time goes in missed targets")
+w("")
+if not profiles:
+    w("No profiles in this run (all targets met, or profiling was "
+      "disabled or unavailable).")
+    w("")
+for key, title, cmd, rows, missed_here in profiles:
+    w("### %s" % title)
+    w("")
+    w("Missed: " + "; ".join("%s (%s)" % (
+        x[0][4], ", ".join("%d thr: %s" % (t, fmt_target_value(x[0][2], v))
+                           for t, v in x[1])) for x in missed_here) + ".")
+    w("")
+    w("Profiled with `%s` (`%s`)." % (profile_tool, cmd))
+    w("")
+    if not rows:
+        w("(no samples)")
+        w("")
+        continue
+    cats = categorise(rows)
+    w("By component: " + ", ".join("%s %.0f%%" % (k, v) for k, v in cats
+                                   if v >= 1) + ".")
+    w("")
+    w("| self % | where | function |")
+    w("|---|---|---|")
+    for pct, dso, sym in rows[:12]:
+        w("| %.1f | %s | `%s` |" % (pct, dso, sym))
+    w("")
+
+w("## Machine")
+w("")
+for k, label in (("date", "date"), ("tree", "libjacobian tree (git)"),
+                 ("cpu", "CPU"), ("cores", "cores"),
+                 ("memory", "memory"), ("os", "OS"), ("kernel", "kernel"),
+                 ("cc", "C compiler"), ("openblas", "OpenBLAS"),
+                 ("openblas_coretype", "OPENBLAS_CORETYPE"),
+                 ("torch", "PyTorch"), ("adolc", "ADOL-C"),
+                 ("load_before", "load average before"),
+                 ("load_after", "load average after")):
+    if k in machine:
+        w("- %s: %s" % (label, machine[k]))
+for t in thread_counts:
+    rates = ", ".join("%s %.1f" % (s, r) for (s, tt), r in
+                      sorted(gemm_rate.items()) if tt == t)
+    if rates:
+        w("- cblas_dgemm GFLOP/s, %d thread%s: %s" % (t, "s" if t > 1 else "",
+                                                     rates))
+w("")
+
+w("## How to reproduce")
+w("")
+w("```sh")
+w("cmake -S . -B build -DCMAKE_BUILD_TYPE=Release")
+w("cmake --build build -j --target jacobian_bench")
+w("build/bench/jacobian_bench --check      # checksums of the smallest sizes")
+w("build/bench/jacobian_bench > ours.jsonl # every problem; about 2 minutes")
+w("bench/compare.sh                        # ours, PyTorch, ADOL-C, dgemm, "
+  "profiles, this page")
+w("bench/compare.sh --rounds 2             # the same, best of two rounds")
+w("```")
+w("")
+w("`compare.sh` installs what it lacks with apt-get (`python3-torch`, "
+  "`libadolc-dev`, `python3-matplotlib`), brings `build/bench/"
+  "jacobian_bench` up to date (another build tree with `JAC_BUILD_DIR`), "
+  "finds the references in `../shared/bench` (override with "
+  "`JAC_SHARED_DIR`), builds the ADOL-C reference in a temporary folder "
+  "with the command in its first lines, and then runs problem by problem "
+  "ours, PyTorch and ADOL-C, so that the three measurements of a problem "
+  "are close in time. It profiles our best configuration for every missed "
+  "target with `perf record` (callgrind when perf is unavailable), keeps "
+  "the raw JSON lines in `build/bench/results/` and rewrites this page and "
+  "`docs/benchmarks.png`. `bench/compare.sh --report-only "
+  "build/bench/results` rebuilds the page from kept results. A full run "
+  "takes about 8 minutes, most of it in the references.")
+w("")
+w("`jacobian_bench` options: `--problems P1,P3`, `--sizes small|medium|"
+  "large|n=2048,...`, `--variants rowloop,batched,forward,hessian,grad`, "
+  "`--threads 1,2`, `--budget S` (seconds per measurement), "
+  "`--min-repeats N`, `--repeats N`, `--chunks 0,8,32` (chunk sizes tried), "
+  "`--no-tune`, `--fixed C,J,B` (one configuration), `--gemm`, `--check`, "
+  "`--list`. Each line:")
+w("")
+w("```json")
+ex = next((r for r in ours if r["problem"] == "P2_mlp"
+           and r["size"] == "128-512-128" and r["variant"] == "batched"), None)
+if ex:
+    ex = {k: v for k, v in ex.items() if k != "tuning"}
+    w(json.dumps(ex))
+w("```")
+w("")
+w("Variants: `rowloop` is the reference algorithm (chunk 1, reverse mode: "
+  "one backward pass per output element); `batched` runs blocks of seeds "
+  "through one backward pass and reports the fastest of the chunk sizes "
+  "tried (a short trial of each, then a full measurement of the winner; "
+  "the trials are in the line's `tuning` field); `forward` builds columns "
+  "by Jacobian-vector products; `hessian` is `jac_hessian` (P3); `grad` is "
+  "one `jac_grad` (P4). P3 builds the Hessian by reverse over reverse: the "
+  "gradient with `JAC_CREATE_GRAPH`, then the Jacobian of the gradient. "
+  "P5 uses `jac_batch_jacobian` over a batched forward pass "
+  "(X W^T + b). With 2 threads the benchmark also tries giving both "
+  "threads to OpenBLAS instead of the driver (`jac_threads`, "
+  "`blas_threads` on each line); with 1 thread OpenBLAS runs on one "
+  "thread. The weights of P2 and P5 are constants of the function, built "
+  "once outside the timed region, as in both references.")
+w("")
+
+with open(os.path.join(docs, "benchmarks.md"), "w") as fh:
+    fh.write("\n".join(L))
+
+# ------------------------------------------------------------ stdout
+print("%-14s %-13s %3s %11s %-14s %11s %9s %11s %9s  %s" % (
+    "problem", "size", "thr", "ours", "variant", "pytorch", "pt/ours",
+    "adolc", "ad/ours", "checksums"))
+for r in table:
+    o, tb, ab = r["ours"], r["torch"], r["adolc"]
+    print("%-14s %-13s %3d %11s %-14s %11s %9s %11s %9s  %s" % (
+        r["problem"], r["size"], r["threads"], fmt_t(o["median_s"]),
+        o["variant"], fmt_t(tb and tb["median_s"]), fmt_r(r["r_torch"]),
+        fmt_t(ab and ab["median_s"]), fmt_r(r["r_adolc"]), r["check"]))
+print()
+for problem, size, t, ach, rate, frac, frac_min in bound:
+    print("GEMM bound %s %s %d thr: %.1f of %.1f GFLOP/s = %.0f%%" % (
+        problem, size, t, ach, rate, 100 * frac))
+print()
+for tg, vals, met, missed, mins in results:
+    print("%-4s %s %s %s: %s" % ("ok" if met else "MISS", tg[0], tg[1], tg[4],
+                                 ", ".join("%d thr %s" % (t, fmt_target_value(
+                                     tg[2], v)) for t, v in vals)))
+print("\n%d of %d targets met; wrote %s/benchmarks.md%s" % (
+    nmet, len(results), docs, " and benchmarks.png" if chart_ok else ""))
+PY
