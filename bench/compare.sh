@@ -10,7 +10,7 @@
 #   --rounds N         measure everything N times (default 1); each
 #                      implementation is then represented by its best
 #                      median over the rounds, which a busy machine
-#                      disturbs less (about 7 minutes per round)
+#                      disturbs less (about 9 minutes per round)
 #   --no-profile       skip the perf profiles of missed targets
 #   --report-only DIR  do not measure: rebuild the report from the results
 #                      of an earlier run kept in DIR
@@ -144,42 +144,41 @@ if [[ -z $report_only ]]; then
     say "cblas_dgemm"
     "$bench" --gemm --budget 1 | tee "$out/gemm.jsonl" >&2
 
-    # Problem by problem, ours then PyTorch then ADOL-C, so that the three
-    # measurements of a problem are minutes apart at most even when the
-    # load of the machine drifts; the whole sequence once per round.
+    # Each program runs every problem in one process, as it is meant to be
+    # run: a reference's times can depend on what ran before in its process
+    # (PyTorch's P3 n=512 "batched" takes 16-48 ms instead of 2 ms in a
+    # process that starts with P3, because glibc then maps and unmaps its
+    # large temporaries on every call). With --rounds the sequence repeats.
     : >"$out/ours.jsonl"
     : >"$out/ours.log"
     : >"$out/torch.jsonl"
     : >"$out/torch.log"
     : >"$out/adolc.jsonl"
     for ((round = 1; round <= rounds; round++)); do
-        for p in P1 P2 P3 P4 P5; do
-            say "round $round, $p: libjacobian"
-            # shellcheck disable=SC2086
-            "$bench" --problems "$p" ${JAC_BENCH_ARGS:-} >>"$out/ours.jsonl" \
-                2>>"$out/ours.log" ||
-                echo "compare.sh: jacobian_bench reported failures" \
-                     "(see ours.jsonl)" >&2
+        say "round $round: libjacobian"
+        # shellcheck disable=SC2086
+        "$bench" ${JAC_BENCH_ARGS:-} >>"$out/ours.jsonl" 2>>"$out/ours.log" ||
+            echo "compare.sh: jacobian_bench reported failures" \
+                 "(see ours.jsonl)" >&2
 
-            say "round $round, $p: PyTorch"
-            (cd "$out" && BENCH_ONLY=$p BENCH_OUT="$out/torch-$p.jsonl" \
-                "$python" "$refdir/torch_reference.py" >>"$out/torch.log" 2>&1) ||
-                echo "compare.sh: torch_reference.py failed (see torch.log)" >&2
-            cat "$out/torch-$p.jsonl" >>"$out/torch.jsonl" 2>/dev/null || true
-            rm -f "$out/torch-$p.jsonl"
+        say "round $round: PyTorch"
+        (cd "$out" && BENCH_OUT="$out/torch-round.jsonl" \
+            "$python" "$refdir/torch_reference.py" >>"$out/torch.log" 2>&1) ||
+            echo "compare.sh: torch_reference.py failed (see torch.log)" >&2
+        cat "$out/torch-round.jsonl" >>"$out/torch.jsonl" 2>/dev/null || true
+        rm -f "$out/torch-round.jsonl"
 
-            say "round $round, $p: ADOL-C"
-            rc=0
-            (cd "$adolc_dir" && BENCH_ONLY=$p ./adolc_reference \
-                "${ADOLC_BUDGET:-1.0}" >>"$out/adolc.jsonl") || rc=$?
-            if ((rc == 2)); then
-                echo "compare.sh: ADOL-C spilled a buffer to disk in $p; its" \
-                     "times there are pessimistic" >&2
-                rm -f "$adolc_dir"/ADOLC-*.tap
-            elif ((rc != 0)); then
-                echo "compare.sh: adolc_reference exited $rc in $p" >&2
-            fi
-        done
+        say "round $round: ADOL-C"
+        rc=0
+        (cd "$adolc_dir" && ./adolc_reference "${ADOLC_BUDGET:-1.0}" \
+            >>"$out/adolc.jsonl") || rc=$?
+        if ((rc == 2)); then
+            echo "compare.sh: ADOL-C spilled a buffer to disk; its times" \
+                 "are pessimistic" >&2
+            rm -f "$adolc_dir"/ADOLC-*.tap
+        elif ((rc != 0)); then
+            echo "compare.sh: adolc_reference exited $rc" >&2
+        fi
     done
     grep -h '^jacobian_bench:' "$out/ours.log" >&2 || true
 
@@ -426,6 +425,9 @@ CATEGORIES = [  # (label, predicate on (dso, symbol))
     ("kernel (page faults, scheduling)", lambda d, s: d.startswith("[k")
      or d == "[kernel.kallsyms]"),
     ("libc (malloc/free, memset, memcpy)", lambda d, s: d.startswith("libc")),
+    ("benchmark's own setup, untimed (weights, checksums)",
+     lambda d, s: d == "jacobian_bench" and re.match(
+         r"(case_init|case_constants|checksums|data_[xXWb])\b", s)),
     ("libjacobian", lambda d, s: d == "jacobian_bench"),
 ]
 
@@ -604,9 +606,9 @@ busy = [t for t in thread_counts if t > 1 and gemm_rate.get(("square", t))
         and gemm_rate[("square", t)] < 1.4 * gemm_rate[("square", 1)]]
 rounds = int(machine.get("rounds", "1") or 1)
 if rounds > 1:
-    w("Everything was measured in %d rounds (each problem: ours, PyTorch, "
-      "ADOL-C, then the next problem); every figure is the best median of "
-      "its implementation over the rounds." % rounds)
+    w("Everything was measured in %d rounds (ours, PyTorch, ADOL-C, each "
+      "over all problems); every figure is the best median of its "
+      "implementation over the rounds." % rounds)
     w("")
 w("These machines are shared and noisy (the same figure can move by 1.7× "
   "between runs; the load average is given below): read ratios near a "
@@ -793,14 +795,15 @@ w("`compare.sh` installs what it lacks with apt-get (`python3-torch`, "
   "jacobian_bench` up to date (another build tree with `JAC_BUILD_DIR`), "
   "finds the references in `../shared/bench` (override with "
   "`JAC_SHARED_DIR`), builds the ADOL-C reference in a temporary folder "
-  "with the command in its first lines, and then runs problem by problem "
-  "ours, PyTorch and ADOL-C, so that the three measurements of a problem "
-  "are close in time. It profiles our best configuration for every missed "
+  "with the command in its first lines, and runs ours, PyTorch and ADOL-C, "
+  "each over all problems in one process as its script is meant to be "
+  "run (a reference's times can depend on what ran before in its "
+  "process). It profiles our best configuration for every missed "
   "target with `perf record` (callgrind when perf is unavailable), keeps "
   "the raw JSON lines in `build/bench/results/` and rewrites this page and "
   "`docs/benchmarks.png`. `bench/compare.sh --report-only "
   "build/bench/results` rebuilds the page from kept results. A full run "
-  "takes about 8 minutes, most of it in the references.")
+  "takes about 10 minutes per round, most of it in the references.")
 w("")
 w("`jacobian_bench` options: `--problems P1,P3`, `--sizes small|medium|"
   "large|n=2048,...`, `--variants rowloop,batched,forward,hessian,grad`, "

@@ -164,7 +164,8 @@ static int axis(reader *r)
 
 #define NREG 16
 #define MAX_NUMEL 4096 /* drivers skip larger tensors: keeps runs short */
-#define MAX_TAPE 3000  /* and longer tapes (create-graph passes pile up) */
+#define MAX_TAPE 2000  /* and longer tapes (create-graph passes pile up) */
+#define WORK_BUDGET 40000 /* passes x tape length, per input */
 
 
 typedef struct machine {
@@ -182,12 +183,22 @@ typedef struct machine {
     jac_tensor *out;
     bool smooth;
     double biggest; /* replay: largest |value| of any result, inf for NaN */
+    int64_t work;   /* spent of WORK_BUDGET */
     size_t executed;
 } machine;
 
-static bool too_long(const machine *m)
+/* Whether a driver call of about `passes` backward passes through the tape
+ * would exceed the program's budget of work (rules run); charges it if
+ * not. Keeps every input within a fraction of a second. */
+static bool over_budget(machine *m, int64_t passes)
 {
-    return jac_ctx_tape_length(m->ctx) > MAX_TAPE;
+    int64_t tape = (int64_t)jac_ctx_tape_length(m->ctx);
+    int64_t cost = (passes + 1) * (tape + 1);
+    if (tape > MAX_TAPE || cost > WORK_BUDGET - m->work) {
+        return true;
+    }
+    m->work += cost;
+    return false;
 }
 
 static jac_tensor *R(machine *m, reader *r) { return m->reg[u8(r) % NREG]; }
@@ -644,6 +655,9 @@ static void op_shape(machine *m, reader *r)
         break;
     }
     default:
+        /* A copy is a new leaf: the replay's function goes through it, its
+         * gradient does not. */
+        m->smooth = false;
         t = jac_tensor_copy(m->ctx, a);
         break;
     }
@@ -703,7 +717,7 @@ static void op_grad(machine *m, reader *r)
     uint8_t b = u8(r);
     unsigned flags = b & 15u;
     if (nx == 0 || y == NULL || jac_tensor_numel(y) > MAX_NUMEL ||
-        too_long(m)) {
+        over_budget(m, b & 8 ? 8 : 1)) {
         return;
     }
     jac_tensor *seed = NULL;
@@ -737,7 +751,7 @@ static void op_backward(machine *m, reader *r)
 {
     jac_tensor *y = R(m, r);
     uint8_t b = u8(r);
-    if (y == NULL || jac_tensor_numel(y) > MAX_NUMEL || too_long(m)) {
+    if (y == NULL || jac_tensor_numel(y) > MAX_NUMEL || over_budget(m, 1)) {
         return;
     }
     jac_tensor *seed = b & 8 ? R(m, r) : NULL;
@@ -766,7 +780,8 @@ static void op_jacobian(machine *m, reader *r)
     for (size_t i = 0; i < nx; i++) {
         cols += jac_tensor_numel(xs[i]);
     }
-    if (rows * cols > MAX_NUMEL || rows > 256 || too_long(m)) {
+    if (rows * cols > MAX_NUMEL || rows > 256 ||
+        over_budget(m, rows < cols ? rows : cols)) {
         return;
     }
     progress_state p = {0, b & 64 ? 1 + (int64_t)(u8(r) % 4) : 0};
@@ -793,7 +808,8 @@ static void op_functional(machine *m, reader *r)
     }
     jac_tensor *x = R(m, r);
     uint8_t b = u8(r);
-    if (x == NULL || jac_tensor_numel(x) > 64 || too_long(m)) {
+    if (x == NULL || jac_tensor_numel(x) > 64 ||
+        over_budget(m, 2 * jac_tensor_numel(x) + 4)) {
         return;
     }
     jac_jacobian_opts o = {b & 8 ? JAC_CREATE_GRAPH : 0u, (int64_t)(b >> 4) % 3,
