@@ -167,7 +167,6 @@ static int axis(reader *r)
 #define MAX_TAPE 2000  /* and longer tapes (create-graph passes pile up) */
 #define WORK_BUDGET 40000 /* passes x tape length, per input */
 
-
 typedef struct machine {
     jac_ctx *ctx, *other;
     jac_tensor *reg[NREG];
@@ -184,7 +183,6 @@ typedef struct machine {
     bool smooth;
     double biggest; /* replay: largest |value| of any result, inf for NaN */
     int64_t work;   /* spent of WORK_BUDGET */
-    size_t executed;
 } machine;
 
 /* Whether a driver call of about `passes` backward passes through the tape
@@ -999,8 +997,8 @@ static void op_stream(machine *m, reader *r)
         }
         jac_tensor *xs[4];
         size_t nx = leaves(m, xs);
-        jac_status st = jac_export_dot(m->ctx, t ? 1 : 0, &t, (b >> 2) & 1 ? nx : 0,
-                                       xs, f);
+        size_t nin = (b >> 2) & 1 ? nx : 0;
+        jac_status st = jac_export_dot(m->ctx, t ? 1 : 0, &t, nin, xs, f);
         fclose(f);
         free(buf);
         check_status(m, st);
@@ -1037,7 +1035,6 @@ static void run(machine *m, const uint8_t *data, size_t size)
         uint8_t op = u8(&r) % OP_COUNT;
         m->pc++;
         m->op = op;
-        m->executed++;
         if (m->replay && (op > OP_INDEX || op == OP_NEW_HOSTILE)) {
             /* Consume nothing more: the replayed program is simply the
              * forward ops, read from the same bytes. */

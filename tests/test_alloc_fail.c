@@ -166,8 +166,9 @@ static jac_tensor *zoo(jac_ctx *ctx, jac_tensor *x)
     jac_tensor *pos = jac_add_scalar(ctx, jac_square(ctx, x), 1.0);
     jac_tensor *rows[3] = {x, jac_sin(ctx, x), jac_cos(ctx, x)};
     jac_tensor *M = jac_stack(ctx, 3, rows, 0); /* (3, 3) */
-    jac_tensor *S = jac_add(ctx, jac_matmul(ctx, M, jac_transpose(ctx, M, 0, 1)),
-                            jac_mul_scalar(ctx, jac_eye(ctx, 3), 3.0));
+    jac_tensor *MMt = jac_matmul(ctx, M, jac_transpose(ctx, M, 0, 1));
+    jac_tensor *I3 = jac_mul_scalar(ctx, jac_eye(ctx, 3), 3.0);
+    jac_tensor *S = jac_add(ctx, MMt, I3); /* positive definite */
     jac_tensor *cond = jac_tensor_new(ctx, 1, TU_SHAPE(3), TU_VALUES(1, 0, 1));
     jac_tensor *padded = jac_pad(ctx, x, TU_SHAPE(1), TU_SHAPE(2)); /* (6) */
     jac_tensor *pieces[2] = {NULL, NULL};

@@ -67,7 +67,8 @@ static int setup_fixture(void **state)
         return -1;
     }
     fx.v3 = jac_tensor_new(fx.ctx, 1, TU_SHAPE(3), TU_VALUES(0.5, 1.0, 1.5));
-    fx.m2 = jac_tensor_new(fx.ctx, 2, TU_SHAPE(2, 2), TU_VALUES(2, 0.5, 0.5, 1));
+    fx.m2 =
+        jac_tensor_new(fx.ctx, 2, TU_SHAPE(2, 2), TU_VALUES(2, 0.5, 0.5, 1));
     fx.b2 = jac_tensor_new(fx.ctx, 1, TU_SHAPE(2), TU_VALUES(1, -1));
     fx.cond = jac_tensor_new(fx.ctx, 1, TU_SHAPE(3), TU_VALUES(1, 0, 1));
     if (fx.v3 == NULL || fx.m2 == NULL || fx.b2 == NULL || fx.cond == NULL) {
@@ -770,13 +771,15 @@ static outcome row_batch_jacobian(int null_at)
         P(4, &(jac_jacobian_opts){0})));
 }
 
+static const jac_check_opts check_opts = {1e-6, 1e-5, 1e-3, 0};
+
 static outcome row_gradcheck(int null_at)
 {
     /* 3 inputs, 4 opts (optional); 5 inputs[0]. */
     jac_tensor *ins[1] = {IS_NULL(5) ? NULL : fx.v3};
     return status_result(jac_gradcheck(P(0, fx.ctx), P(1, sum_of_squares_fn),
                                        P(2, (void *)&fx), 1, P(3, ins), 1,
-                                       P(4, &(jac_check_opts){1e-6, 1e-5, 1e-3, 0})));
+                                       P(4, &check_opts)));
 }
 
 static outcome row_gradgradcheck(int null_at)
@@ -784,7 +787,7 @@ static outcome row_gradgradcheck(int null_at)
     jac_tensor *ins[1] = {IS_NULL(5) ? NULL : fx.v3};
     return status_result(jac_gradgradcheck(
         P(0, fx.ctx), P(1, sum_of_squares_fn), P(2, (void *)&fx), 1,
-        P(3, ins), 1, P(4, &(jac_check_opts){1e-6, 1e-5, 1e-3, 0})));
+        P(3, ins), 1, P(4, &check_opts)));
 }
 
 /* Interop. */
@@ -1442,7 +1445,8 @@ static void test_extents_whose_product_overflows_are_refused(void **state)
     jac_tensor *m = jac_ones(ctx, 2, TU_SHAPE(2, 3));
     REFUSED(ctx, jac_pad(ctx, m, TU_SHAPE(INT64_MAX, 0), TU_SHAPE(1, 0)),
             JAC_ERR_OVERFLOW);
-    REFUSED(ctx, jac_pad(ctx, m, TU_SHAPE(0, INT64_MAX), TU_SHAPE(0, INT64_MAX)),
+    REFUSED(ctx,
+            jac_pad(ctx, m, TU_SHAPE(0, INT64_MAX), TU_SHAPE(0, INT64_MAX)),
             JAC_ERR_OVERFLOW);
     jac_tensor *out[3] = {NULL, NULL, NULL};
     REFUSED_STATUS(ctx,
@@ -1837,8 +1841,8 @@ static void test_nan_and_inf_propagate_as_ieee_754_says(void **state)
     tu_assert_tensor(jac_pow_scalar(ctx, b, -1.0), TU_SHAPE(6),
                      TU_VALUES(-0.0, 0, INFINITY, INFINITY, INFINITY, 1), 0.0);
     tu_assert_tensor(jac_atan2(ctx, a, b), TU_SHAPE(6),
-                     TU_VALUES(atan2(INFINITY, -INFINITY), 0, atan2(1, 0), atan2(-1, 0),
-                               0, NAN),
+                     TU_VALUES(atan2(INFINITY, -INFINITY), 0, atan2(1, 0),
+                               atan2(-1, 0), 0, NAN),
                      1e-15);
     inputs_tried += 36;
     /* Reductions: a NaN anywhere gives NaN; infinities as IEEE says. */

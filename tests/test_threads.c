@@ -33,12 +33,10 @@ static jac_tensor *model(jac_ctx *ctx, jac_tensor *x)
     jac_tensor *h = jac_tanh(ctx, jac_matmul(ctx, W, x));
     jac_tensor *s = jac_sin(ctx, jac_slice(ctx, x, 0, 1, NX, 1));
     jac_tensor *hs = jac_mul(ctx, h, s);
-    jac_tensor *tail[2] = {jac_reshape(ctx, jac_logsumexp(ctx, x, 0, NULL,
-                                                          false),
-                                       1, TU_SHAPE(1)),
-                           jac_reshape(ctx, jac_prod(ctx, jac_exp(ctx, jac_mul_scalar(ctx, x, 0.2))),
-                                       1, TU_SHAPE(1))};
-    jac_tensor *parts[3] = {hs, tail[0], tail[1]};
+    jac_tensor *lse = jac_logsumexp(ctx, x, 0, NULL, false);
+    jac_tensor *prod = jac_prod(ctx, jac_exp(ctx, jac_mul_scalar(ctx, x, 0.2)));
+    jac_tensor *parts[3] = {hs, jac_reshape(ctx, lse, 1, TU_SHAPE(1)),
+                            jac_reshape(ctx, prod, 1, TU_SHAPE(1))};
     return jac_concat(ctx, 3, parts, 0);
 }
 
