@@ -233,13 +233,29 @@ jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
 /* Running a plan                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* A cotangent under way: a tensor (a seed, or a rule's result) or, in an
- * unrecorded pass, storage the run owns and may add into (which becomes a
- * result tensor without a copy). */
+/* A cotangent under way: a tensor t (a seed, or a rule's result); or, in
+ * an unrecorded pass, storage buf the run owns and may add into (which
+ * becomes a result tensor without a copy); or, when buf is SLOT_INLINE, a
+ * single number v held in the slot itself, so that chains of one-element ops
+ * need no storage at all. Empty: t and buf both NULL. */
 typedef struct slot {
-    jac_tensor *t;
+    union {
+        jac_tensor *t;
+        double v;
+    };
     jac__buf *buf;
 } slot;
+
+static const char slot_inline_tag;
+#define SLOT_INLINE ((jac__buf *)(uintptr_t)&slot_inline_tag)
+
+static bool slot_empty(const slot *s) { return s->buf == NULL && s->t == NULL; }
+
+/* Storage of the run in the slot (not a tensor, not a number). */
+static bool slot_owns(const slot *s)
+{
+    return s->buf != NULL && s->buf != SLOT_INLINE;
+}
 
 typedef struct run {
     jac_ctx *ctx;
@@ -252,14 +268,17 @@ typedef struct run {
     slot *slots;
 } run;
 
-static double *slot_data(const slot *s)
+static double *slot_data(slot *s)
 {
+    if (s->buf == SLOT_INLINE)
+        return &s->v;
     return s->buf ? JAC__BUF_DATA(s->buf) : s->t ? s->t->data : NULL;
 }
 
 static void slot_clear(run *r, slot *s)
 {
-    jac__buf_release(r->ctx, s->buf);
+    if (slot_owns(s))
+        jac__buf_release(r->ctx, s->buf);
     s->buf = NULL;
     s->t = NULL;
 }
@@ -278,6 +297,12 @@ static jac__buf *buffer(run *r, int64_t numel)
 static void add_buffer(run *r, slot *s, jac__buf *b, int64_t n)
 {
     double *d = JAC__BUF_DATA(b);
+    if (s->buf == SLOT_INLINE) { /* n == 1 */
+        d[0] += s->v;
+        s->t = NULL;
+        s->buf = b;
+        return;
+    }
     if (s->buf) {
         double *acc = JAC__BUF_DATA(s->buf);
         for (int64_t i = 0; i < n; i++)
@@ -296,8 +321,12 @@ static void add_buffer(run *r, slot *s, jac__buf *b, int64_t n)
  * plain arithmetic into storage of the run. */
 static jac_status add_tensor(run *r, slot *s, jac_tensor *g)
 {
-    if (s->t == NULL && s->buf == NULL) {
+    if (slot_empty(s)) {
         s->t = g;
+        return JAC_OK;
+    }
+    if (s->buf == SLOT_INLINE) { /* only in unrecorded passes; one element */
+        s->v += g->data[0];
         return JAC_OK;
     }
     if (r->create) {
@@ -324,12 +353,20 @@ static jac_status add_tensor(run *r, slot *s, jac_tensor *g)
 /* The slot's cotangent as a tensor of shape batch ++ like.shape. */
 static jac_tensor *slot_tensor(run *r, slot *s, const jac_tensor *like)
 {
-    if (s->t)
+    if (s->buf == NULL)
         return s->t;
     int64_t shape[JAC_MAX_DIMS];
     int nd = r->nbatch + like->ndim;
     memcpy(shape, r->batch_shape, (size_t)r->nbatch * sizeof(int64_t));
     memcpy(shape + r->nbatch, like->shape, (size_t)like->ndim * sizeof(int64_t));
+    if (s->buf == SLOT_INLINE) {
+        double v = s->v;
+        s->buf = NULL;
+        s->t = jac__tensor_alloc(r->ctx, r->op, nd, shape);
+        if (s->t)
+            s->t->data[0] = v;
+        return s->t;
+    }
     jac__buf *b = s->buf;
     s->buf = NULL;
     s->t = jac__tensor_wrap(r->ctx, r->op, nd, shape, b);
@@ -356,7 +393,7 @@ static const jac__vjp_fn vjp_table[JAC__OP_COUNT] = {
 };
 
 /* Tries the fused kernel of an unrecorded pass; *done tells whether it ran. */
-static jac_status step_fused(run *r, const jac__node *n, const slot *g,
+static jac_status step_fused(run *r, const jac__node *n, slot *g,
                              const int32_t *slots, bool *need, bool *done)
 {
     *done = false;
@@ -384,6 +421,46 @@ static jac_status step_fused(run *r, const jac__node *n, const slot *g,
             jac__buf_release(r->ctx, b[j]);
     }
     return JAC_OK;
+}
+
+/* Adds one number into a slot of a one-element cotangent. */
+static void slot_add_scalar(slot *s, double x)
+{
+    if (s->buf == SLOT_INLINE) {
+        s->v += x;
+    } else if (s->buf) {
+        JAC__BUF_DATA(s->buf)[0] += x;
+    } else {
+        s->v = s->t ? s->t->data[0] + x : x;
+        s->buf = SLOT_INLINE;
+    }
+}
+
+/* An unrecorded step whose needed inputs have one element each (and no
+ * batch): the fused kernel writes their cotangents to the stack and they go
+ * straight into the slots, with no storage. *done tells whether it ran. */
+static void step_scalar(run *r, const jac__node *n, slot *g,
+                        const int32_t *slots, const bool *need, bool *done)
+{
+    *done = false;
+    jac__fused_fn f = jac__fused_table[n->op];
+    if (f == NULL || n->nin > 2 || r->batch != 1)
+        return;
+    bool all_one = n->out->numel == 1;
+    for (int j = 0; j < n->nin; j++) {
+        if (need[j] && n->in[j]->numel != 1)
+            return;
+        all_one = all_one && n->in[j]->numel == 1;
+    }
+    double v[2] = {0.0, 0.0};
+    double *gin[2] = {&v[0], &v[1]};
+    if (!(all_one && jac__fused_scalar(n, *slot_data(g), v)) &&
+        !f(n, 1, slot_data(g), need, gin))
+        return;
+    for (int j = 0; j < n->nin; j++)
+        if (need[j])
+            slot_add_scalar(&r->slots[slots[j]], v[j]);
+    *done = true;
 }
 
 /* Runs the op's rule, written with differentiable ops. */
@@ -447,7 +524,7 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
     for (size_t i = 0; i < plan->nsteps && st == JAC_OK; i++) {
         const plan_step *s = &plan->steps[i];
         slot *g = &r.slots[s->out_slot];
-        if (g->t == NULL && g->buf == NULL)
+        if (slot_empty(g))
             continue;
         const jac__node *n = jac__node_at(plan->tape, s->node);
         if (n->released) {
@@ -463,6 +540,8 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
             need[j] = slots[j] >= 0;
         bool done = false;
         if (!r.create)
+            step_scalar(&r, n, g, slots, need, &done);
+        if (!r.create && !done)
             st = step_fused(&r, n, g, slots, need, &done);
         if (st == JAC_OK && !done)
             st = step_rule(&r, n, g, slots, need, gin);
@@ -475,7 +554,7 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
     for (size_t i = 0; i < plan->ninputs && st == JAC_OK; i++) {
         slot *x = &r.slots[plan->input_slot[i]];
         grads[i] = NULL;
-        if (x->t == NULL && x->buf == NULL)
+        if (slot_empty(x))
             continue;
         if ((grads[i] = slot_tensor(&r, x, plan->inputs[i])) == NULL)
             st = ctx->status;
@@ -484,7 +563,8 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
         for (size_t i = 0; i < plan->nsteps; i++)
             jac__node_at(ctx, plan->steps[i].node)->released = true;
     for (size_t i = 0; i < plan->nslots; i++)
-        jac__buf_release(ctx, r.slots[i].buf);
+        if (slot_owns(&r.slots[i]))
+            jac__buf_release(ctx, r.slots[i].buf);
     jac__free(ctx, scratch, bytes ? bytes : 1);
     return st;
 }

@@ -61,57 +61,56 @@ static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
 /* Elementwise                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* The cotangent of a unary elementwise op at one element, as an expression
+ * of g (its output's cotangent), x (its input), y (its output) and alpha
+ * (affine's factor). The loops below and the one-element kernel at the end
+ * of the file both expand this list, so their numbers agree bitwise. */
+#define FUSED_UNARY_OPS(X)                                                    \
+    X(EXP, g * y)                                                             \
+    X(LOG, g / x)                                                             \
+    X(SIN, g * cos(x))                                                        \
+    X(COS, -(g * sin(x)))                                                     \
+    X(TANH, g * (1.0 - y * y))                                                \
+    X(AFFINE, alpha * g)
+
 /* gin = g * d(x, y) elementwise for a unary op, d given by the op. */
-static bool fused_unary(const jac__node *n, int64_t batch, const double *g,
+static bool fused_unary(const jac__node *n, int64_t batch, const double *gv,
                         const bool *need, double *const *gin)
 {
     (void)need;
-    const double *x = n->in[0]->data, *y = n->out->data;
+    const double *xv = n->in[0]->data, *yv = n->out->data;
     int64_t m = n->out->numel;
     double *o = gin[0];
-    double p = n->p.scalar;
-    for (int64_t b = 0; b < batch; b++, g += m, o += m) {
+    double p = n->p.scalar, alpha = n->p.affine.alpha;
+    for (int64_t b = 0; b < batch; b++, gv += m, o += m) {
         switch (n->op) {
-        case JAC__OP_EXP:
-            for (int64_t i = 0; i < m; i++)
-                o[i] = g[i] * y[i];
-            break;
-        case JAC__OP_LOG:
-            for (int64_t i = 0; i < m; i++)
-                o[i] = g[i] / x[i];
-            break;
-        case JAC__OP_SIN:
-            for (int64_t i = 0; i < m; i++)
-                o[i] = g[i] * cos(x[i]);
-            break;
-        case JAC__OP_COS:
-            for (int64_t i = 0; i < m; i++)
-                o[i] = -(g[i] * sin(x[i]));
-            break;
-        case JAC__OP_TANH:
-            for (int64_t i = 0; i < m; i++)
-                o[i] = g[i] * (1.0 - y[i] * y[i]);
-            break;
-        case JAC__OP_AFFINE:
-            for (int64_t i = 0; i < m; i++)
-                o[i] = n->p.affine.alpha * g[i];
-            break;
+#define FUSED_UNARY_LOOP(op, expr)                                            \
+    case JAC__OP_##op:                                                        \
+        for (int64_t i = 0; i < m; i++) {                                     \
+            double g = gv[i], x = xv[i], y = yv[i];                           \
+            (void)x;                                                          \
+            (void)y;                                                          \
+            o[i] = (expr);                                                    \
+        }                                                                     \
+        break;
+            FUSED_UNARY_OPS(FUSED_UNARY_LOOP)
+#undef FUSED_UNARY_LOOP
         case JAC__OP_POW_SCALAR:
             /* Mirrors the rule: 0 for p == 0, g for p == 1, 2x for p == 2,
              * p x^(p-1) (with x^2 as x * x) otherwise. */
             if (p == 0.0)
                 memset(o, 0, (size_t)m * sizeof(double));
             else if (p == 1.0)
-                memcpy(o, g, (size_t)m * sizeof(double));
+                memcpy(o, gv, (size_t)m * sizeof(double));
             else if (p == 2.0)
                 for (int64_t i = 0; i < m; i++)
-                    o[i] = g[i] * (2.0 * x[i]);
+                    o[i] = gv[i] * (2.0 * xv[i]);
             else if (p == 3.0)
                 for (int64_t i = 0; i < m; i++)
-                    o[i] = g[i] * (3.0 * (x[i] * x[i]));
+                    o[i] = gv[i] * (3.0 * (xv[i] * xv[i]));
             else
                 for (int64_t i = 0; i < m; i++)
-                    o[i] = g[i] * (p * pow(x[i], p - 1.0));
+                    o[i] = gv[i] * (p * pow(xv[i], p - 1.0));
             break;
         default:
             return false;
@@ -169,6 +168,14 @@ static void binary_input(const jac__node *n, int j, int64_t batch,
     }
 }
 
+/* div's cotangents at one element: of a (ga) and of b (gb), where y = a / b. */
+static inline void div_vjp(double g, double b, double y, double *ga,
+                           double *gb)
+{
+    *ga = g / b;
+    *gb = -((g * y) / b);
+}
+
 static bool fused_binary(const jac__node *n, int64_t batch, const double *g,
                          const bool *need, double *const *gin)
 {
@@ -196,11 +203,12 @@ static bool fused_binary(const jac__node *n, int64_t batch, const double *g,
         for (int64_t s = 0; s < batch; s++) {
             const double *gs = g + s * y->numel;
             for (int64_t i = 0; i < y->numel; i++) {
+                double ga, gb;
+                div_vjp(gs[i], b->data[i], y->data[i], &ga, &gb);
                 if (need[0])
-                    gin[0][s * y->numel + i] = gs[i] / b->data[i];
+                    gin[0][s * y->numel + i] = ga;
                 if (need[1])
-                    gin[1][s * y->numel + i] =
-                        -((gs[i] * y->data[i]) / b->data[i]);
+                    gin[1][s * y->numel + i] = gb;
             }
         }
         return true;
@@ -406,6 +414,44 @@ static bool fused_transpose(const jac__node *n, int64_t batch, const double *g,
             for (int64_t j = 0; j < c; j++)
                 gin[0][s * r * c + j * r + i] = g[s * r * c + i * c + j];
     return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One element                                                              */
+/* ------------------------------------------------------------------------ */
+
+bool jac__fused_scalar(const jac__node *n, double g, double *gin)
+{
+    const jac_tensor *a = n->in[0], *b = n->nin > 1 ? n->in[1] : NULL;
+    double x = a->data[0], y = n->out->data[0];
+    double alpha = n->p.affine.alpha;
+    switch (n->op) {
+#define FUSED_UNARY_ONE(op, expr)                                             \
+    case JAC__OP_##op:                                                        \
+        gin[0] = (expr);                                                      \
+        return true;
+        FUSED_UNARY_OPS(FUSED_UNARY_ONE)
+#undef FUSED_UNARY_ONE
+    /* The binary kernels compute scale * g and scale * (g * factor) with
+     * scale 1 or -1: the same numbers as these. */
+    case JAC__OP_ADD:
+        gin[0] = g;
+        gin[1] = g;
+        return true;
+    case JAC__OP_SUB:
+        gin[0] = g;
+        gin[1] = -g;
+        return true;
+    case JAC__OP_MUL:
+        gin[0] = g * b->data[0];
+        gin[1] = g * x;
+        return true;
+    case JAC__OP_DIV:
+        div_vjp(g, b->data[0], y, &gin[0], &gin[1]);
+        return true;
+    default:
+        return false;
+    }
 }
 
 /* ------------------------------------------------------------------------ */

@@ -406,6 +406,10 @@ typedef bool (*jac__fused_fn)(const jac__node *n, int64_t batch,
                               const double *g, const bool *need,
                               double *const *gin);
 extern const jac__fused_fn jac__fused_table[JAC__OP_COUNT];
+/* The fused kernel of an elementwise op whose inputs and output have one
+ * element each, without batch: writes the cotangent of every input (needed
+ * or not) to gin; false for an op it does not cover. */
+bool jac__fused_scalar(const jac__node *n, double g, double *gin);
 
 /* Rule helpers (reduce.c). */
 

@@ -113,6 +113,55 @@ static void test_gradient_flows_through_a_long_chain(void **state)
                     0.0, 1e-9);
 }
 
+/* Every op with a one-element kernel in an unrecorded pass, with both
+ * inputs of the binary ops requiring gradients. */
+static jac_tensor *every_scalar_kernel(jac_ctx *ctx, jac_tensor *a,
+                                       jac_tensor *b)
+{
+    jac_tensor *s = jac_mul(ctx, jac_add(ctx, a, b), jac_sub(ctx, a, b));
+    s = jac_div(ctx, s, jac_add_scalar(ctx, jac_exp(ctx, b), 1.0));
+    s = jac_add(ctx, s, jac_log(ctx, jac_mul_scalar(ctx, a, 3.0)));
+    s = jac_add(ctx, jac_sin(ctx, s), jac_cos(ctx, jac_tanh(ctx, s)));
+    return jac_pow_scalar(ctx, jac_exp(ctx, s), 1.5);
+}
+
+static void test_one_element_passes_equal_the_vector_kernels_and_rules(
+    void **state)
+{
+    jac_ctx *ctx = *state;
+    const double av[3] = {0.7, 1.3, 0.4}, bv[3] = {0.2, -0.5, 0.9};
+    jac_tensor *a3 = tu_leaf(ctx, TU_SHAPE(3), av);
+    jac_tensor *b3 = tu_leaf(ctx, TU_SHAPE(3), bv);
+    jac_tensor *in3[2] = {a3, b3}, *g3[2] = {NULL, NULL};
+    jac_tensor *y3 = every_scalar_kernel(ctx, a3, b3);
+    jac_tensor *seed = jac_ones(ctx, 1, TU_SHAPE(3));
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &y3, &seed, 2, in3, 0, g3));
+    for (int i = 0; i < 3; i++) {
+        /* Rank 0 and shape (1,): one-element cotangents held in the slots. */
+        for (int rank = 0; rank < 2; rank++) {
+            jac_tensor *a = tu_leaf_at(ctx, rank, TU_SHAPE(1), &av[i], 1,
+                                       __FILE__, __LINE__);
+            jac_tensor *b = tu_leaf_at(ctx, rank, TU_SHAPE(1), &bv[i], 1,
+                                       __FILE__, __LINE__);
+            jac_tensor *in[2] = {a, b}, *g[2] = {NULL, NULL};
+            jac_tensor *h[2] = {NULL, NULL};
+            jac_tensor *y = every_scalar_kernel(ctx, a, b);
+            tu_assert_ok(ctx,
+                         jac_grad(ctx, 1, &y, NULL, 2, in, JAC_RETAIN_GRAPH, g));
+            tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 2, in,
+                                       JAC_CREATE_GRAPH, h));
+            for (int k = 0; k < 2; k++) {
+                assert_int_equal(jac_tensor_ndim(g[k]), rank);
+                double one = jac_tensor_item(g[k]);
+                /* The same arithmetic as the vector kernels: bitwise. */
+                assert_memory_equal(&one, &jac_tensor_data(g3[k])[i],
+                                    sizeof one);
+                tu_assert_close(&one, jac_tensor_data(h[k]), 1, 1e-14, 1e-13);
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------- */
 /* Retaining and releasing the graph                                       */
 /* ---------------------------------------------------------------------- */
@@ -573,6 +622,7 @@ int main(void)
         TU_TEST(test_input_listed_twice_gets_the_same_gradient_twice),
         TU_TEST(test_output_that_is_the_input_passes_the_seed_through),
         TU_TEST(test_gradient_flows_through_a_long_chain),
+        TU_TEST(test_one_element_passes_equal_the_vector_kernels_and_rules),
         TU_TEST(test_retain_graph_allows_a_second_pass),
         TU_TEST(test_second_pass_without_retain_graph_fails_released),
         TU_TEST(test_new_output_built_on_a_released_graph_fails_released),
