@@ -30,6 +30,7 @@ struct jac__plan {
     int32_t *in_slots; /* per step input: slot, or -1 when not needed */
     size_t nin_slots, cap_in;
     size_t nslots;
+    int32_t ninput_slots; /* slots 0 .. ninput_slots - 1 are the inputs' */
     int max_nin;
 };
 
@@ -108,6 +109,7 @@ static jac_status forward_sweep(jac_ctx *ctx, jac__plan *plan, uint64_t id,
         if (x->seq < oldest)
             oldest = x->seq;
     }
+    plan->ninput_slots = nslots;
     int64_t newest = -1;
     for (size_t k = 0; k < plan->noutputs; k++)
         if (outputs[k]->node > newest)
@@ -546,8 +548,10 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
         if (st == JAC_OK && !done)
             st = step_rule(&r, n, g, slots, need, gin);
         /* Every consumer of this tensor is newer, so its cotangent is
-         * complete and no longer needed. */
-        slot_clear(&r, g);
+         * complete and no longer needed, unless the tensor is an input too
+         * (made from another input): then it is a result. */
+        if (s->out_slot >= plan->ninput_slots)
+            slot_clear(&r, g);
     }
     ctx->grad_enabled = was_enabled;
 

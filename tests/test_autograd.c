@@ -97,6 +97,33 @@ static void test_output_that_is_the_input_passes_the_seed_through(void **state)
     tu_assert_tensor(g, TU_SHAPE(3), TU_VALUES(4, 5, 6), 0.0);
 }
 
+static void test_an_input_made_from_another_input_gets_its_own_gradient(
+    void **state)
+{
+    jac_ctx *ctx = *state;
+    /* y = x^2, z = y x: dz/dx = 3 x^2 (through y too), dz/dy = x. */
+    for (int create = 0; create < 2; create++) {
+        jac_tensor *x = tu_scalar_leaf(ctx, 2.0);
+        jac_tensor *y = jac_mul(ctx, x, x);
+        jac_tensor *z = jac_mul(ctx, y, x);
+        jac_tensor *in[2] = {x, y}, *g[2] = {NULL, NULL};
+        tu_assert_ok(ctx, jac_grad(ctx, 1, &z, NULL, 2, in,
+                                   create ? JAC_CREATE_GRAPH : 0u, g));
+        tu_assert_scalar(g[0], 12.0, 0.0);
+        tu_assert_scalar(g[1], 2.0, 0.0);
+        /* The same with vectors (cotangents in storage, not in slots). */
+        jac_tensor *xv = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(2, 3));
+        jac_tensor *yv = jac_mul(ctx, xv, xv);
+        jac_tensor *zv = jac_mul(ctx, yv, xv);
+        jac_tensor *inv[2] = {yv, xv}, *gv[2] = {NULL, NULL};
+        jac_tensor *seed = jac_ones(ctx, 1, TU_SHAPE(2));
+        tu_assert_ok(ctx, jac_grad(ctx, 1, &zv, &seed, 2, inv,
+                                   create ? JAC_CREATE_GRAPH : 0u, gv));
+        tu_assert_tensor(gv[0], TU_SHAPE(2), TU_VALUES(2, 3), 0.0);
+        tu_assert_tensor(gv[1], TU_SHAPE(2), TU_VALUES(12, 27), 0.0);
+    }
+}
+
 static void test_gradient_flows_through_a_long_chain(void **state)
 {
     jac_ctx *ctx = *state;
@@ -621,6 +648,7 @@ int main(void)
         TU_TEST(test_seed_may_be_omitted_for_one_element_outputs),
         TU_TEST(test_input_listed_twice_gets_the_same_gradient_twice),
         TU_TEST(test_output_that_is_the_input_passes_the_seed_through),
+        TU_TEST(test_an_input_made_from_another_input_gets_its_own_gradient),
         TU_TEST(test_gradient_flows_through_a_long_chain),
         TU_TEST(test_one_element_passes_equal_the_vector_kernels_and_rules),
         TU_TEST(test_retain_graph_allows_a_second_pass),
