@@ -13,7 +13,7 @@
 #include "internal.h"
 
 typedef struct plan_step {
-    int64_t node;
+    jac__node *node; /* on the tape, whose blocks never move */
     int32_t out_slot;
     int32_t first_in; /* index of the node's first input in in_slots */
 } plan_step;
@@ -25,8 +25,8 @@ struct jac__plan {
     jac_tensor **inputs;
     int32_t *output_slot; /* per output; -1 when it uses no input */
     int32_t *input_slot;  /* per input */
-    plan_step *steps;     /* newest first */
-    size_t nsteps, cap_steps;
+    plan_step *steps;     /* oldest first; the plan's are first_step.. */
+    size_t first_step, nsteps, cap_steps;
     int32_t *in_slots; /* per step input: slot, or -1 when not needed */
     size_t nin_slots, cap_in;
     size_t nslots;
@@ -62,8 +62,8 @@ bool jac__plan_output_used(const jac__plan *plan, size_t k)
 size_t jac__plan_bytes_per_seed(const jac__plan *plan)
 {
     double total = 0;
-    for (size_t r = 0; r < plan->nsteps; r++) {
-        const jac__node *n = jac__node_at(plan->tape, plan->steps[r].node);
+    for (size_t r = plan->first_step; r < plan->nsteps; r++) {
+        const jac__node *n = plan->steps[r].node;
         total += (double)n->out->numel;
         for (int j = 0; j < n->nin; j++)
             if (plan->in_slots[plan->steps[r].first_in + j] >= 0)
@@ -126,23 +126,27 @@ static jac_status forward_sweep(jac_ctx *ctx, jac__plan *plan, uint64_t id,
     }
     for (int64_t t = first; t <= newest; t++) {
         jac__node *n = jac__node_at(ctx, t);
-        bool active = false;
-        for (int j = 0; j < n->nin && !active; j++)
-            active = n->in[j]->stamp == id;
-        if (!active)
-            continue;
         /* Only nodes of more than two inputs (concat) can outgrow. */
         if (plan->nin_slots + (size_t)n->nin > plan->cap_in &&
             jac__grow(ctx, (void **)&plan->in_slots, &plan->cap_in,
                       plan->nin_slots + (size_t)n->nin,
                       sizeof(int32_t)) != JAC_OK)
             return JAC_ERR_NO_MEMORY;
+        /* The input slots are written first and kept only when one is
+         * stamped, which makes the node active. */
+        int32_t *in_slots = plan->in_slots + plan->nin_slots;
+        bool active = false;
+        for (int j = 0; j < n->nin; j++) {
+            const jac_tensor *x = n->in[j];
+            in_slots[j] = x->stamp == id ? x->plan_slot : -1;
+            active |= in_slots[j] >= 0;
+        }
+        if (!active)
+            continue;
         plan_step *s = &plan->steps[plan->nsteps++];
-        s->node = t;
+        s->node = n;
         s->first_in = (int32_t)plan->nin_slots;
-        for (int j = 0; j < n->nin; j++)
-            plan->in_slots[plan->nin_slots++] =
-                n->in[j]->stamp == id ? n->in[j]->plan_slot : -1;
+        plan->nin_slots += (size_t)n->nin;
         if (n->out->stamp != id) {
             n->out->stamp = id;
             n->out->plan_slot = nslots++;
@@ -158,41 +162,32 @@ static jac_status forward_sweep(jac_ctx *ctx, jac__plan *plan, uint64_t id,
     return JAC_OK;
 }
 
-/* Backward sweep: keep only the steps whose output reaches an output, in
- * newest-first order. */
+/* Backward sweep: keep only the steps whose output reaches an output,
+ * moved (in order) to the end of the array, from first_step on. */
 static jac_status backward_sweep(jac_ctx *ctx, jac__plan *plan)
 {
     size_t bytes = array_bytes(plan->nslots, sizeof(bool));
-    size_t sbytes = array_bytes(plan->nsteps, sizeof(plan_step));
     bool *live = jac__alloc(ctx, bytes);
-    plan_step *kept = jac__alloc(ctx, sbytes);
-    if (live == NULL || kept == NULL) {
-        jac__free(ctx, live, bytes);
-        jac__free(ctx, kept, sbytes);
+    if (live == NULL)
         return JAC_ERR_NO_MEMORY;
-    }
     memset(live, 0, bytes);
     for (size_t k = 0; k < plan->noutputs; k++)
         if (plan->output_slot[k] >= 0)
             live[plan->output_slot[k]] = true;
-    size_t w = 0;
+    size_t w = plan->nsteps; /* w > r: a write never overtakes the read */
     for (size_t r = plan->nsteps; r-- > 0;) {
         plan_step s = plan->steps[r];
         if (!live[s.out_slot])
             continue;
-        const jac__node *n = jac__node_at(ctx, s.node);
-        for (int j = 0; j < n->nin; j++) {
-            int32_t slot = plan->in_slots[s.first_in + j];
-            if (slot >= 0)
-                live[slot] = true;
-        }
-        kept[w++] = s;
+        const jac__node *n = s.node;
+        const int32_t *in_slots = plan->in_slots + s.first_in;
+        for (int j = 0; j < n->nin; j++)
+            if (in_slots[j] >= 0)
+                live[in_slots[j]] = true;
+        plan->steps[--w] = s;
     }
     jac__free(ctx, live, bytes);
-    jac__free(ctx, plan->steps, plan->cap_steps * sizeof(plan_step));
-    plan->steps = kept;
-    plan->cap_steps = sbytes / sizeof(plan_step);
-    plan->nsteps = w;
+    plan->first_step = w;
     return JAC_OK;
 }
 
@@ -268,6 +263,7 @@ typedef struct run {
     const int64_t *batch_shape;
     int64_t batch;      /* their product */
     slot *slots;
+    bool made_buffers;  /* whether any slot may own storage */
 } run;
 
 static double *slot_data(slot *s)
@@ -290,6 +286,7 @@ static jac__buf *buffer(run *r, int64_t numel)
 {
     jac__buf *b =
         jac__buf_alloc(r->ctx, (size_t)(r->batch * numel) * sizeof(double));
+    r->made_buffers = true;
     if (b == NULL)
         jac__error(r->ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", r->op);
     return b;
@@ -465,6 +462,25 @@ static void step_scalar(run *r, const jac__node *n, slot *g,
     *done = true;
 }
 
+/* The common case of step_scalar, kept short: an elementwise op whose
+ * inputs and output have one element each. */
+static inline bool step_one(run *r, const jac__node *n, slot *g,
+                            const int32_t *slots)
+{
+    if (n->nin < 1 || n->nin > 2 || n->out->numel != 1 ||
+        n->in[0]->numel != 1 ||
+        (n->nin == 2 && n->in[1]->numel != 1))
+        return false;
+    double v[2];
+    if (!jac__fused_scalar(n, *slot_data(g), v))
+        return false;
+    if (slots[0] >= 0)
+        slot_add_scalar(&r->slots[slots[0]], v[0]);
+    if (n->nin == 2 && slots[1] >= 0)
+        slot_add_scalar(&r->slots[slots[1]], v[1]);
+    return true;
+}
+
 /* Runs the op's rule, written with differentiable ops. */
 static jac_status step_rule(run *r, const jac__node *n, slot *g,
                             const int32_t *slots, const bool *need,
@@ -493,7 +509,7 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
                          jac_tensor *const *seeds, unsigned flags,
                          jac_tensor **grads)
 {
-    run r = {ctx, op, plan, (flags & JAC_CREATE_GRAPH) != 0, 0, NULL, 1, NULL};
+    run r = {ctx, op, plan, (flags & JAC_CREATE_GRAPH) != 0, 0, NULL, 1, NULL, false};
     bool retain = r.create || (flags & JAC_RETAIN_GRAPH) != 0;
     for (size_t k = 0; k < plan->noutputs; k++) {
         if (seeds[k]) {
@@ -518,17 +534,18 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
     bool was_enabled = ctx->grad_enabled;
     ctx->grad_enabled = r.create;
     jac_status st = JAC_OK;
+    bool scalar_ok = !r.create && r.batch == 1;
 
     for (size_t k = 0; k < plan->noutputs && st == JAC_OK; k++)
         if (seeds[k] && plan->output_slot[k] >= 0)
             st = add_tensor(&r, &r.slots[plan->output_slot[k]], seeds[k]);
 
-    for (size_t i = 0; i < plan->nsteps && st == JAC_OK; i++) {
+    for (size_t i = plan->nsteps; i-- > plan->first_step && st == JAC_OK;) {
         const plan_step *s = &plan->steps[i];
         slot *g = &r.slots[s->out_slot];
         if (slot_empty(g))
             continue;
-        const jac__node *n = jac__node_at(plan->tape, s->node);
+        const jac__node *n = s->node;
         if (n->released) {
             st = jac__error(ctx, JAC_ERR_RELEASED,
                             "%s: the graph through '%s' was already released "
@@ -538,10 +555,10 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
             break;
         }
         const int32_t *slots = plan->in_slots + s->first_in;
-        for (int j = 0; j < n->nin; j++)
+        bool done = scalar_ok && step_one(&r, n, g, slots);
+        for (int j = 0; j < n->nin && !done; j++)
             need[j] = slots[j] >= 0;
-        bool done = false;
-        if (!r.create)
+        if (!r.create && !done)
             step_scalar(&r, n, g, slots, need, &done);
         if (!r.create && !done)
             st = step_fused(&r, n, g, slots, need, &done);
@@ -564,9 +581,9 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
             st = ctx->status;
     }
     if (st == JAC_OK && !retain && ctx == plan->tape)
-        for (size_t i = 0; i < plan->nsteps; i++)
-            jac__node_at(ctx, plan->steps[i].node)->released = true;
-    for (size_t i = 0; i < plan->nslots; i++)
+        for (size_t i = plan->first_step; i < plan->nsteps; i++)
+            plan->steps[i].node->released = true;
+    for (size_t i = 0; r.made_buffers && i < plan->nslots; i++)
         if (slot_owns(&r.slots[i]))
             jac__buf_release(ctx, r.slots[i].buf);
     jac__free(ctx, scratch, bytes ? bytes : 1);
@@ -846,7 +863,7 @@ jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
             for (int64_t e = 0; e < acc->numel; e++)
                 acc->data[e] += g[i]->data[e];
         } else {
-            x->grad = g[i];
+            jac__set_grad(x, g[i]);
         }
     }
     /* The new .grad tensors survive (scopes keep the .grad of survivors);

@@ -649,9 +649,11 @@ jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark,
     for (size_t i = 0; i < nkeep; i++)
         if (keep[i])
             keep[i]->keep = true;
-    for (size_t i = 0; i < mark.tensors; i++)
+    /* No .grad inside the scope: none to keep, and no walk over the
+     * tensors older than the scope. */
+    bool changed = ctx->grad_bound > mark.tensors;
+    for (size_t i = 0; changed && i < mark.tensors; i++)
         keep_grad(ctx->tensors[i], mark.tensors);
-    bool changed = true;
     while (changed) {
         changed = false;
         for (size_t i = mark.tensors; i < ctx->ntensors; i++)
@@ -678,6 +680,8 @@ jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark,
         if (keep[i])
             keep[i]->keep = false;
     ctx->ntensors = w;
+    if (ctx->grad_bound > w)
+        ctx->grad_bound = w; /* the survivors moved down, never up */
     truncate_tape(ctx, mark.nodes);
     return JAC_OK;
 }

@@ -263,6 +263,10 @@ struct jac_ctx {
     /* Registry of live tensors in creation order. */
     jac_tensor **tensors;
     size_t ntensors, cap_tensors;
+    /* Above the registry position of every tensor that is some tensor's
+     * .grad, so that jac_scope_end looks for .grads only when one may lie
+     * inside the scope. */
+    size_t grad_bound;
 
     /* Tape: nodes in blocks. */
     jac__node **blocks;
@@ -333,6 +337,14 @@ bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t);
  * argument, or JAC_ERR_CONTEXT). */
 jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
                             const char *what, size_t index);
+
+/* Sets t's .grad to g (a tensor of g->ctx's registry). */
+static inline void jac__set_grad(jac_tensor *t, jac_tensor *g)
+{
+    t->grad = g;
+    if (g && g->slot >= g->ctx->grad_bound)
+        g->ctx->grad_bound = g->slot + 1;
+}
 
 /* Whether an op on these inputs must be recorded. */
 static inline bool jac__should_record(const jac_ctx *ctx, int n,

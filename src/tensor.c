@@ -205,7 +205,7 @@ jac_status jac_zero_grad(jac_tensor *t)
         jac_tensor *z = jac_zeros(t->ctx, t->grad->ndim, t->grad->shape);
         if (z == NULL)
             return t->ctx->status;
-        t->grad = z;
+        jac__set_grad(t, z);
     }
     return JAC_OK;
 }
