@@ -103,6 +103,13 @@ const char *jac__shape_str(char *buf, size_t size, int ndim,
 /* Memory                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* A chunk: its list link, up to 63 bytes to reach a cache line, then the
+ * headers. */
+#define HEADER_CHUNK_BYTES                                                    \
+    (sizeof(void *) + 63 + JAC__HEADER_CHUNK * sizeof(jac_tensor))
+_Static_assert(sizeof(jac_tensor) % 64 == 0,
+               "tensor headers are whole cache lines");
+
 static void *default_alloc(size_t size, void *user)
 {
     (void)user;
@@ -212,7 +219,8 @@ void jac__buf_release(jac_ctx *ctx, jac__buf *b)
 /* ------------------------------------------------------------------------ */
 
 static void header_release(jac_ctx *ctx, jac_tensor *t);
-static bool in_slab(const jac_ctx *ctx, const jac_tensor *t);
+static jac_tensor *header_carve(jac_ctx *ctx);
+static void header_release(jac_ctx *ctx, jac_tensor *t);
 
 jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
 {
@@ -229,13 +237,14 @@ jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
     ctx->next_plan_id = 1;
     ctx->threads = 1;
     ctx->memory_budget = (size_t)64 << 20;
-    ctx->header_slab = jac__alloc(ctx, JAC__QUARANTINE * sizeof(jac_tensor));
-    if (ctx->header_slab == NULL) {
-        allocator->free(ctx, allocator->user);
-        return NULL;
+    for (size_t i = 0; i < JAC__QUARANTINE; i++) {
+        jac_tensor *t = header_carve(ctx);
+        if (t == NULL) {
+            jac_ctx_free(ctx);
+            return NULL;
+        }
+        header_release(ctx, t);
     }
-    for (size_t i = 0; i < JAC__QUARANTINE; i++)
-        header_release(ctx, &ctx->header_slab[i]);
     return ctx;
 }
 
@@ -293,13 +302,11 @@ void jac_ctx_free(jac_ctx *ctx)
     for (size_t i = 0; i < ctx->ntensors; i++)
         jac__tensor_release(ctx, ctx->tensors[i]);
     jac__free(ctx, ctx->tensors, ctx->cap_tensors * sizeof(jac_tensor *));
-    while (ctx->free_head) {
-        jac_tensor *t = ctx->free_head;
-        ctx->free_head = t->grad;
-        if (!in_slab(ctx, t))
-            jac__free(ctx, t, sizeof *t);
+    while (ctx->header_chunks) {
+        void *c = ctx->header_chunks;
+        ctx->header_chunks = *(void **)c;
+        raw_free(ctx, c, HEADER_CHUNK_BYTES);
     }
-    jac__free(ctx, ctx->header_slab, JAC__QUARANTINE * sizeof(jac_tensor));
     for (int k = 0; k < JAC__POOL_CLASSES; k++) {
         while (ctx->pool[k]) {
             void *p = ctx->pool[k];
@@ -363,6 +370,23 @@ static void header_release(jac_ctx *ctx, jac_tensor *t)
     ctx->nfree++;
 }
 
+/* A fresh header from the current chunk, or from a new one. */
+static jac_tensor *header_carve(jac_ctx *ctx)
+{
+    if (ctx->header_left == 0) {
+        char *c = raw_alloc(ctx, HEADER_CHUNK_BYTES);
+        if (c == NULL)
+            return NULL;
+        *(void **)c = ctx->header_chunks;
+        ctx->header_chunks = c;
+        uintptr_t first = ((uintptr_t)c + sizeof(void *) + 63) & ~(uintptr_t)63;
+        ctx->header_next = (jac_tensor *)first;
+        ctx->header_left = JAC__HEADER_CHUNK;
+    }
+    ctx->header_left--;
+    return ctx->header_next++;
+}
+
 static jac_tensor *header_alloc(jac_ctx *ctx)
 {
     if (ctx->nfree >= JAC__QUARANTINE) {
@@ -373,13 +397,7 @@ static jac_tensor *header_alloc(jac_ctx *ctx)
         ctx->nfree--;
         return t;
     }
-    return jac__alloc(ctx, sizeof(jac_tensor));
-}
-
-static bool in_slab(const jac_ctx *ctx, const jac_tensor *t)
-{
-    const jac_tensor *s = ctx->header_slab;
-    return s && t >= s && t < s + JAC__QUARANTINE;
+    return header_carve(ctx);
 }
 
 /* Makes a header for buf (taking its reference) and registers it. */

@@ -125,6 +125,7 @@ typedef enum jac__op {
 
 #define JAC__TENSOR_MAGIC 0x4a414354u /* "JACT" */
 #define JAC__QUARANTINE 256
+#define JAC__HEADER_CHUNK 256
 #define JAC__TENSOR_DEAD 0xdeadbeefu
 
 /* Reference-counted storage: reshape shares it instead of copying. */
@@ -141,24 +142,28 @@ typedef struct jac__buf {
  * storage block to allocate, release or miss in the cache. */
 #define JAC__INLINE_NUMEL 4
 
+/* Three cache lines, ordered by use: the first holds what building and
+ * running backward plans and ending scopes read for every tensor (they walk
+ * tens of thousands of headers per call), the second the inline values and
+ * bookkeeping, the third the shape. */
 struct jac_tensor {
-    uint32_t magic;
+    _Alignas(64) uint32_t magic;
     int ndim;
-    int64_t shape[JAC_MAX_DIMS];
     int64_t numel;
     double *data;    /* into buf, or into small */
     jac__buf *buf;   /* NULL for inline values */
-    jac_ctx *ctx;
     int64_t node;    /* tape index of the op that made it; -1 for leaves */
-    size_t slot;     /* position in the context's tensor registry */
-    uint64_t seq;    /* creation order, strictly increasing */
-    jac_tensor *grad;  /* gradient accumulated by jac_backward */
-    bool requires_grad;
-    bool keep;       /* scratch for jac_scope_end */
     /* Scratch for building a backward plan (single-threaded): */
     uint64_t stamp;  /* plan id that last visited this tensor */
+    jac_tensor *grad;  /* gradient accumulated by jac_backward */
     int32_t plan_slot;
+    bool requires_grad;
+    bool keep;       /* scratch for jac_scope_end */
     double small[JAC__INLINE_NUMEL];
+    jac_ctx *ctx;
+    size_t slot;     /* position in the context's tensor registry */
+    uint64_t seq;    /* creation order, strictly increasing */
+    int64_t shape[JAC_MAX_DIMS];
 };
 
 /* Whether t alone holds its values, so that they may change in place. */
@@ -278,10 +283,15 @@ struct jac_ctx {
      * that always holds JAC__QUARANTINE of them: a header is reused only
      * after that many later releases, so a stale pointer is reported as
      * released rather than silently aliasing a new tensor. The queue starts
-     * full, from one slab, so memory is flat from the first iteration. */
+     * full, so memory is flat from the first iteration. */
     jac_tensor *free_head, *free_tail;
     size_t nfree;
-    jac_tensor *header_slab;
+    /* Headers are carved, cache-line aligned, from chunks of
+     * JAC__HEADER_CHUNK (a list through each chunk's first word) and never
+     * return to the allocator before the context goes. */
+    void *header_chunks;
+    jac_tensor *header_next;
+    size_t header_left;
     void *pool[JAC__POOL_CLASSES];
 };
 
