@@ -467,13 +467,17 @@ static void step_scalar(run *r, const jac__node *n, slot *g,
 static inline bool step_one(run *r, const jac__node *n, slot *g,
                             const int32_t *slots)
 {
-    if (n->nin < 1 || n->nin > 2 || n->out->numel != 1 ||
-        n->in[0]->numel != 1 ||
-        (n->nin == 2 && n->in[1]->numel != 1))
-        return false;
     double v[2];
-    if (!jac__fused_scalar(n, *slot_data(g), v))
+    if (n->has_partials) { /* the common case, without touching tensors */
+        double gv = *slot_data(g);
+        v[0] = gv * n->partial[0];
+        v[1] = gv * n->partial[1];
+    } else if (n->nin < 1 || n->nin > 2 || n->out->numel != 1 ||
+               n->in[0]->numel != 1 ||
+               (n->nin == 2 && n->in[1]->numel != 1) ||
+               !jac__fused_scalar(n, *slot_data(g), v)) {
         return false;
+    }
     if (slots[0] >= 0)
         slot_add_scalar(&r->slots[slots[0]], v[0]);
     if (n->nin == 2 && slots[1] >= 0)

@@ -595,6 +595,7 @@ jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out, int nin,
     n->op = op;
     n->nin = nin;
     n->released = false;
+    n->has_partials = false;
     for (int i = 0; i < nin; i++)
         n->in[i] = ins[i];
     n->out = out;

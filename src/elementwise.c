@@ -171,7 +171,9 @@ static jac_tensor *binary(jac_ctx *ctx, jac__op op, binop f, jac_tensor *a,
     binary_kernel(f, a, b, y);
     jac_tensor *ins[2] = {a, b};
     bool failed;
-    jac__record(ctx, op, y, 2, ins, &failed);
+    jac__node *node = jac__record(ctx, op, y, 2, ins, &failed);
+    if (node)
+        jac__record_partials(node);
     return failed ? NULL : y;
 }
 
@@ -298,6 +300,7 @@ static jac_tensor *affine(jac_ctx *ctx, const char *name, jac_tensor *a,
     if (node) {
         node->p.affine.alpha = alpha;
         node->p.affine.beta = beta;
+        jac__record_partials(node);
     }
     return y;
 }
@@ -345,6 +348,53 @@ jac_status jac__vjp_affine(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 /* Unary functions                                                          */
 /* ------------------------------------------------------------------------ */
 
+/* The values of the unary functions at x. */
+#define UNARY_VALUES(X)                                                       \
+    X(EXP, exp(x))                                                            \
+    X(LOG, log(x))                                                            \
+    X(SIN, sin(x))                                                            \
+    X(COS, cos(x))                                                            \
+    X(TANH, tanh(x))                                                          \
+    X(POW_SCALAR, p == 2.0 ? x * x : pow(x, p))
+
+/* One element that will be recorded: its value and, in the same place (so
+ * that sin and cos of one x become a single sincos), the derivative for an
+ * unrecorded backward pass. */
+static void unary_one(jac__op op, double x, double p, double *out,
+                      jac__node *node)
+{
+    double y = 0.0, alpha = 0.0;
+    (void)alpha;
+    switch (op) {
+#define UNARY_ONE(o, expr)                                                    \
+    case JAC__OP_##o:                                                         \
+        y = (expr);                                                           \
+        break;
+        UNARY_VALUES(UNARY_ONE)
+#undef UNARY_ONE
+    default:
+        break;
+    }
+    *out = y;
+    node->has_partials = true;
+    node->partial[1] = 0.0;
+    switch (op) {
+#define UNARY_PARTIAL(o, expr)                                                \
+    case JAC__OP_##o:                                                         \
+        node->partial[0] = (expr);                                            \
+        break;
+        JAC__UNARY_DERIVATIVES(UNARY_PARTIAL)
+#undef UNARY_PARTIAL
+    case JAC__OP_POW_SCALAR:
+        node->has_partials = p != 0.0;
+        node->partial[0] = p != 0.0 ? jac__pow_scalar_factor(x, p) : 0.0;
+        break;
+    default:
+        node->has_partials = false;
+        break;
+    }
+}
+
 static jac_tensor *unary(jac_ctx *ctx, jac__op op, jac_tensor *a, double p)
 {
     const char *name = jac__op_names[op];
@@ -353,47 +403,32 @@ static jac_tensor *unary(jac_ctx *ctx, jac__op op, jac_tensor *a, double p)
     jac_tensor *y = jac__tensor_alloc(ctx, name, a->ndim, a->shape);
     if (y == NULL)
         return NULL;
-    const double *x = a->data;
+    const double *xv = a->data;
     double *o = y->data;
     int64_t n = a->numel;
-    switch (op) {
-    case JAC__OP_EXP:
-        for (int64_t i = 0; i < n; i++)
-            o[i] = exp(x[i]);
-        break;
-    case JAC__OP_LOG:
-        for (int64_t i = 0; i < n; i++)
-            o[i] = log(x[i]);
-        break;
-    case JAC__OP_SIN:
-        for (int64_t i = 0; i < n; i++)
-            o[i] = sin(x[i]);
-        break;
-    case JAC__OP_COS:
-        for (int64_t i = 0; i < n; i++)
-            o[i] = cos(x[i]);
-        break;
-    case JAC__OP_TANH:
-        for (int64_t i = 0; i < n; i++)
-            o[i] = tanh(x[i]);
-        break;
-    case JAC__OP_POW_SCALAR:
-        if (p == 2.0)
-            for (int64_t i = 0; i < n; i++)
-                o[i] = x[i] * x[i];
-        else
-            for (int64_t i = 0; i < n; i++)
-                o[i] = pow(x[i], p);
-        break;
-    default:
-        break;
-    }
     bool failed;
     jac__node *node = jac__record(ctx, op, y, 1, &a, &failed);
     if (failed)
         return NULL;
     if (node)
         node->p.scalar = p;
+    if (node && n == 1) {
+        unary_one(op, xv[0], p, o, node);
+        return y;
+    }
+    switch (op) {
+#define UNARY_LOOP(o_, expr)                                                  \
+    case JAC__OP_##o_:                                                        \
+        for (int64_t i = 0; i < n; i++) {                                     \
+            double x = xv[i];                                                 \
+            o[i] = (expr);                                                    \
+        }                                                                     \
+        break;
+        UNARY_VALUES(UNARY_LOOP)
+#undef UNARY_LOOP
+    default:
+        break;
+    }
     return y;
 }
 

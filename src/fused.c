@@ -61,18 +61,6 @@ static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
 /* Elementwise                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* The cotangent of a unary elementwise op at one element, as an expression
- * of g (its output's cotangent), x (its input), y (its output) and alpha
- * (affine's factor). The loops below and the one-element kernel at the end
- * of the file both expand this list, so their numbers agree bitwise. */
-#define FUSED_UNARY_OPS(X)                                                    \
-    X(EXP, g * y)                                                             \
-    X(LOG, g / x)                                                             \
-    X(SIN, g * cos(x))                                                        \
-    X(COS, -(g * sin(x)))                                                     \
-    X(TANH, g * (1.0 - y * y))                                                \
-    X(AFFINE, alpha * g)
-
 /* gin = g * d(x, y) elementwise for a unary op, d given by the op. */
 static bool fused_unary(const jac__node *n, int64_t batch, const double *gv,
                         const bool *need, double *const *gin)
@@ -87,30 +75,24 @@ static bool fused_unary(const jac__node *n, int64_t batch, const double *gv,
 #define FUSED_UNARY_LOOP(op, expr)                                            \
     case JAC__OP_##op:                                                        \
         for (int64_t i = 0; i < m; i++) {                                     \
-            double g = gv[i], x = xv[i], y = yv[i];                           \
+            double x = xv[i], y = yv[i];                                      \
             (void)x;                                                          \
             (void)y;                                                          \
-            o[i] = (expr);                                                    \
+            o[i] = gv[i] * (expr);                                            \
         }                                                                     \
         break;
-            FUSED_UNARY_OPS(FUSED_UNARY_LOOP)
+            JAC__UNARY_DERIVATIVES(FUSED_UNARY_LOOP)
 #undef FUSED_UNARY_LOOP
+        case JAC__OP_LOG:
+            for (int64_t i = 0; i < m; i++)
+                o[i] = gv[i] / xv[i];
+            break;
         case JAC__OP_POW_SCALAR:
-            /* Mirrors the rule: 0 for p == 0, g for p == 1, 2x for p == 2,
-             * p x^(p-1) (with x^2 as x * x) otherwise. */
             if (p == 0.0)
                 memset(o, 0, (size_t)m * sizeof(double));
-            else if (p == 1.0)
-                memcpy(o, gv, (size_t)m * sizeof(double));
-            else if (p == 2.0)
-                for (int64_t i = 0; i < m; i++)
-                    o[i] = gv[i] * (2.0 * xv[i]);
-            else if (p == 3.0)
-                for (int64_t i = 0; i < m; i++)
-                    o[i] = gv[i] * (3.0 * (xv[i] * xv[i]));
             else
                 for (int64_t i = 0; i < m; i++)
-                    o[i] = gv[i] * (p * pow(xv[i], p - 1.0));
+                    o[i] = gv[i] * jac__pow_scalar_factor(xv[i], p);
             break;
         default:
             return false;
@@ -422,36 +404,62 @@ static bool fused_transpose(const jac__node *n, int64_t batch, const double *g,
 
 bool jac__fused_scalar(const jac__node *n, double g, double *gin)
 {
-    const jac_tensor *a = n->in[0], *b = n->nin > 1 ? n->in[1] : NULL;
-    double x = a->data[0], y = n->out->data[0];
-    double alpha = n->p.affine.alpha;
+    if (n->has_partials) {
+        gin[0] = g * n->partial[0];
+        gin[1] = g * n->partial[1];
+        return true;
+    }
     switch (n->op) {
-#define FUSED_UNARY_ONE(op, expr)                                             \
-    case JAC__OP_##op:                                                        \
-        gin[0] = (expr);                                                      \
-        return true;
-        FUSED_UNARY_OPS(FUSED_UNARY_ONE)
-#undef FUSED_UNARY_ONE
-    /* The binary kernels compute scale * g and scale * (g * factor) with
-     * scale 1 or -1: the same numbers as these. */
-    case JAC__OP_ADD:
-        gin[0] = g;
-        gin[1] = g;
-        return true;
-    case JAC__OP_SUB:
-        gin[0] = g;
-        gin[1] = -g;
-        return true;
-    case JAC__OP_MUL:
-        gin[0] = g * b->data[0];
-        gin[1] = g * x;
+    case JAC__OP_LOG:
+        gin[0] = g / n->in[0]->data[0];
         return true;
     case JAC__OP_DIV:
-        div_vjp(g, b->data[0], y, &gin[0], &gin[1]);
+        div_vjp(g, n->in[1]->data[0], n->out->data[0], &gin[0], &gin[1]);
         return true;
     default:
         return false;
     }
+}
+
+void jac__record_partials(jac__node *n)
+{
+    n->has_partials = false;
+    if (n->out->numel != 1 || n->nin > 2)
+        return;
+    for (int j = 0; j < n->nin; j++)
+        if (n->in[j]->numel != 1)
+            return;
+    double x = n->in[0]->data[0], y = n->out->data[0];
+    double alpha = n->p.affine.alpha, p = n->p.scalar;
+    (void)y;
+    n->partial[1] = 0.0;
+    switch (n->op) {
+#define FUSED_UNARY_PARTIAL(op, expr)                                         \
+    case JAC__OP_##op:                                                        \
+        n->partial[0] = (expr);                                               \
+        break;
+        JAC__UNARY_DERIVATIVES(FUSED_UNARY_PARTIAL)
+#undef FUSED_UNARY_PARTIAL
+    case JAC__OP_POW_SCALAR:
+        if (p == 0.0)
+            return;
+        n->partial[0] = jac__pow_scalar_factor(x, p);
+        break;
+    /* The binary kernels compute scale * g and scale * (g * factor) with
+     * scale 1 or -1: g times these. */
+    case JAC__OP_ADD:
+    case JAC__OP_SUB:
+        n->partial[0] = 1.0;
+        n->partial[1] = n->op == JAC__OP_SUB ? -1.0 : 1.0;
+        break;
+    case JAC__OP_MUL:
+        n->partial[0] = n->in[1]->data[0];
+        n->partial[1] = x;
+        break;
+    default:
+        return;
+    }
+    n->has_partials = true;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -9,6 +9,7 @@
 
 #include "jacobian.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -182,6 +183,10 @@ typedef struct jac__node {
     jac__op op;
     int nin;
     bool released;
+    /* For an elementwise op on one-element tensors: d out / d in[j], taken
+     * when the op ran, so that an unrecorded pass needs nothing else. */
+    bool has_partials;
+    double partial[2];
     jac_tensor *in_inline[JAC__NODE_INLINE_INPUTS];
     jac_tensor **in; /* points at in_inline, or at a pooled array for more */
     jac_tensor *out;
@@ -420,6 +425,33 @@ typedef jac_status (*jac__vjp_fn)(jac_ctx *ctx, const jac__node *node,
 JAC__OP_TABLE(JAC__VJP_DECL)
 #undef JAC__VJP_DECL
 
+/* The derivative of a unary elementwise op at one element, as an
+ * expression of x (its input), y (its output) and alpha (affine's factor);
+ * an input cotangent is g times it. The fused loops, the partials taken
+ * when an op on one element runs, and the one-element kernel all expand
+ * this list, so their numbers agree bitwise. (log's, g / x, is not a
+ * product and stays apart.) */
+#define JAC__UNARY_DERIVATIVES(X)                                             \
+    X(EXP, y)                                                                 \
+    X(SIN, cos(x))                                                            \
+    X(COS, -sin(x))                                                           \
+    X(TANH, 1.0 - y * y)                                                      \
+    X(AFFINE, alpha)
+
+/* pow_scalar's derivative, mirroring its rule: 1 for p == 1, 2x for p == 2,
+ * 3 x^2 (as x * x) for p == 3, p x^(p-1) otherwise; p == 0 gives exact
+ * zeros instead (no factor). */
+static inline double jac__pow_scalar_factor(double x, double p)
+{
+    if (p == 1.0)
+        return 1.0;
+    if (p == 2.0)
+        return 2.0 * x;
+    if (p == 3.0)
+        return 3.0 * (x * x);
+    return p * pow(x, p - 1.0);
+}
+
 /* Fused kernels for unrecorded passes (fused.c): write the input cotangents
  * of node n for batch stacked cotangents g into gin[j] (batch * in[j].numel
  * doubles each, for need[j]); return false, untouched, for a case they do not
@@ -432,6 +464,10 @@ extern const jac__fused_fn jac__fused_table[JAC__OP_COUNT];
  * element each, without batch: writes the cotangent of every input (needed
  * or not) to gin; false for an op it does not cover. */
 bool jac__fused_scalar(const jac__node *n, double g, double *gin);
+/* Fills n->partial and sets has_partials when n is an elementwise op whose
+ * inputs and output have one element and whose fused kernel is g times a
+ * factor (then g * partial[j] is bitwise what the kernel gives). */
+void jac__record_partials(jac__node *n);
 
 /* Rule helpers (reduce.c). */
 
