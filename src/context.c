@@ -493,6 +493,16 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
     return t;
 }
 
+jac_tensor *jac__tensor_like(jac_ctx *ctx, const char *op,
+                             const jac_tensor *like)
+{
+    if (like->numel > JAC__INLINE_NUMEL)
+        return jac__tensor_alloc(ctx, op, like->ndim, like->shape);
+    /* A shape that already exists needs no checks. */
+    return tensor_register(ctx, op, like->ndim, like->shape, like->numel,
+                           NULL);
+}
+
 jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
                              const int64_t *shape)
 {
@@ -589,6 +599,7 @@ jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out, int nin,
         n->in = jac__alloc(ctx, (size_t)nin * sizeof(jac_tensor *));
         if (n->in == NULL)
             goto oom;
+        ctx->nodes_with_arrays++;
     } else {
         n->in = n->in_inline;
     }
@@ -613,10 +624,15 @@ oom:
 
 static void truncate_tape(jac_ctx *ctx, size_t nnodes)
 {
-    for (size_t i = nnodes; i < ctx->nnodes; i++) {
+    /* Only nodes of many inputs hold memory of their own; without any, the
+     * dropped nodes need no visit. */
+    for (size_t i = nnodes; ctx->nodes_with_arrays > 0 && i < ctx->nnodes;
+         i++) {
         jac__node *n = jac__node_at(ctx, (int64_t)i);
-        if (n->in != n->in_inline)
+        if (n->in != n->in_inline) {
             jac__free(ctx, n->in, (size_t)n->nin * sizeof(jac_tensor *));
+            ctx->nodes_with_arrays--;
+        }
         n->in = NULL;
     }
     if (nnodes < ctx->nnodes)

@@ -148,6 +148,19 @@ void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y)
     }
 }
 
+/* Computes and records y = f(a, b) into a y of the broadcast shape. */
+static jac_tensor *binary_finish(jac_ctx *ctx, jac__op op, binop f,
+                                 jac_tensor *a, jac_tensor *b, jac_tensor *y)
+{
+    binary_kernel(f, a, b, y);
+    jac_tensor *ins[2] = {a, b};
+    bool failed;
+    jac__node *node = jac__record(ctx, op, y, 2, ins, &failed);
+    if (node)
+        jac__record_partials(node);
+    return failed ? NULL : y;
+}
+
 static jac_tensor *binary(jac_ctx *ctx, jac__op op, binop f, jac_tensor *a,
                           jac_tensor *b)
 {
@@ -155,6 +168,12 @@ static jac_tensor *binary(jac_ctx *ctx, jac__op op, binop f, jac_tensor *a,
     if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
         !jac__check_arg(ctx, name, b))
         return NULL;
+    if (a->ndim == b->ndim && a->numel <= JAC__INLINE_NUMEL &&
+        memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof(int64_t)) == 0) {
+        /* The same small shape: no broadcasting, no checks. */
+        jac_tensor *y = jac__tensor_like(ctx, name, a);
+        return y ? binary_finish(ctx, op, f, a, b, y) : NULL;
+    }
     int64_t shape[JAC_MAX_DIMS];
     int n = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
     if (n < 0) {
@@ -166,15 +185,7 @@ static jac_tensor *binary(jac_ctx *ctx, jac__op op, binop f, jac_tensor *a,
         return NULL;
     }
     jac_tensor *y = jac__tensor_alloc(ctx, name, n, shape);
-    if (y == NULL)
-        return NULL;
-    binary_kernel(f, a, b, y);
-    jac_tensor *ins[2] = {a, b};
-    bool failed;
-    jac__node *node = jac__record(ctx, op, y, 2, ins, &failed);
-    if (node)
-        jac__record_partials(node);
-    return failed ? NULL : y;
+    return y ? binary_finish(ctx, op, f, a, b, y) : NULL;
 }
 
 jac_tensor *jac_add(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
@@ -273,7 +284,7 @@ static jac_tensor *affine(jac_ctx *ctx, const char *name, jac_tensor *a,
 {
     if (ctx == NULL || !jac__check_arg(ctx, name, a))
         return NULL;
-    jac_tensor *y = jac__tensor_alloc(ctx, name, a->ndim, a->shape);
+    jac_tensor *y = jac__tensor_like(ctx, name, a);
     if (y == NULL)
         return NULL;
     const double *x = a->data;
@@ -400,7 +411,7 @@ static jac_tensor *unary(jac_ctx *ctx, jac__op op, jac_tensor *a, double p)
     const char *name = jac__op_names[op];
     if (ctx == NULL || !jac__check_arg(ctx, name, a))
         return NULL;
-    jac_tensor *y = jac__tensor_alloc(ctx, name, a->ndim, a->shape);
+    jac_tensor *y = jac__tensor_like(ctx, name, a);
     if (y == NULL)
         return NULL;
     const double *xv = a->data;

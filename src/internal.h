@@ -282,6 +282,7 @@ struct jac_ctx {
     jac__node **blocks;
     size_t nblocks, cap_blocks;
     size_t nnodes;
+    size_t nodes_with_arrays; /* nodes whose inputs live in a pooled array */
 
     /* Free lists. */
     /* Released tensor headers wait in a FIFO queue (linked through ->grad)
@@ -327,6 +328,9 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
 jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
                              const int64_t *shape);
 /* Storage of data_bytes (refcount 1), and dropping a reference to it. */
+/* As jac__tensor_alloc with like's shape (quicker for tiny tensors). */
+jac_tensor *jac__tensor_like(jac_ctx *ctx, const char *op,
+                             const jac_tensor *like);
 jac__buf *jac__buf_alloc(jac_ctx *ctx, size_t data_bytes);
 void jac__buf_release(jac_ctx *ctx, jac__buf *b);
 /* A new tensor over buf (taking its reference; released on failure); buf
