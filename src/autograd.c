@@ -175,16 +175,19 @@ static jac_status backward_sweep(jac_ctx *ctx, jac__plan *plan)
         if (plan->output_slot[k] >= 0)
             live[plan->output_slot[k]] = true;
     size_t w = plan->nsteps; /* w > r: a write never overtakes the read */
+    /* A step's input slots run up to the next step's (the tape's nodes are
+     * not read again). */
+    size_t end = plan->nin_slots;
     for (size_t r = plan->nsteps; r-- > 0;) {
         plan_step s = plan->steps[r];
-        if (!live[s.out_slot])
-            continue;
-        const jac__node *n = s.node;
-        const int32_t *in_slots = plan->in_slots + s.first_in;
-        for (int j = 0; j < n->nin; j++)
-            if (in_slots[j] >= 0)
-                live[in_slots[j]] = true;
-        plan->steps[--w] = s;
+        size_t begin = (size_t)s.first_in;
+        if (live[s.out_slot]) {
+            for (size_t j = begin; j < end; j++)
+                if (plan->in_slots[j] >= 0)
+                    live[plan->in_slots[j]] = true;
+            plan->steps[--w] = s;
+        }
+        end = begin;
     }
     jac__free(ctx, live, bytes);
     plan->first_step = w;
