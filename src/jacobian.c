@@ -526,6 +526,51 @@ static jac_status jacobian_forward(jac_ctx *ctx, const char *op, size_t ny,
     return st;
 }
 
+/* The Jacobian of an elementwise function (one output, one input of the
+ * same size, automatic chunk, not recorded) is diagonal, and one backward
+ * pass seeded with ones gives its diagonal: the same numbers, element by
+ * element, as the rows seeded one by one. A non-finite diagonal would make
+ * the row loop's off-diagonal zeros NaN (0 times infinity), so then the
+ * ordinary engine runs instead. *J stays NULL when this does not apply. */
+static jac_status diagonal_jacobian(jac_ctx *ctx, const char *op,
+                                    const jac__plan *plan, jac_tensor *y,
+                                    jac_tensor *x,
+                                    const jac_jacobian_opts *o,
+                                    jac_tensor **J)
+{
+    *J = NULL;
+    if (o->chunk != 0 || (o->flags & JAC_CREATE_GRAPH) ||
+        y->numel != x->numel || y->numel < 2 ||
+        !jac__plan_output_used(plan, 0) || !jac__plan_is_elementwise(plan))
+        return JAC_OK;
+    int64_t shape[JAC_MAX_DIMS];
+    int nd = concat_shape(y->ndim, y->shape, x->ndim, x->shape, shape);
+    jac_scope mark = jac_scope_begin(ctx);
+    jac_tensor *seed = jac_ones(ctx, y->ndim, y->shape), *d = NULL;
+    jac_status st = seed ? jac__plan_run(ctx, op, plan, &seed,
+                                         JAC_RETAIN_GRAPH, &d)
+                         : ctx->status;
+    bool finite = st == JAC_OK && d != NULL;
+    for (int64_t i = 0; finite && i < d->numel; i++)
+        finite = isfinite(d->data[i]);
+    jac_tensor *out = finite ? jac_zeros(ctx, nd, shape) : NULL;
+    if (finite && out == NULL)
+        st = ctx->status;
+    if (out) {
+        for (int64_t i = 0; i < d->numel; i++)
+            out->data[i * d->numel + i] = d->data[i];
+        if (o->progress &&
+            o->progress(y->numel, y->numel, o->progress_user)) {
+            out = NULL;
+            st = jac__error(ctx, JAC_ERR_CANCELLED,
+                            "%s: cancelled by the progress callback", op);
+        }
+    }
+    jac_scope_end(ctx, mark, &out, out ? 1 : 0);
+    *J = out;
+    return st;
+}
+
 static jac_status jacobian_impl(jac_ctx *ctx, const char *op, size_t ny,
                                 jac_tensor *const *ys, size_t nx,
                                 jac_tensor *const *xs,
@@ -554,6 +599,16 @@ static jac_status jacobian_impl(jac_ctx *ctx, const char *op, size_t ny,
     jac__plan *plan = NULL;
     if ((st = jac__plan_build(ctx, op, ny, ys, nx, xs, &plan)) != JAC_OK)
         return st;
+    if (ny == 1 && nx == 1) {
+        jac_tensor *D = NULL;
+        st = diagonal_jacobian(ctx, op, plan, ys[0], xs[0], &o, &D);
+        if (st != JAC_OK || D != NULL) {
+            jac__plan_free(ctx, plan);
+            if (D != NULL)
+                *J = D;
+            return st;
+        }
+    }
     if (o.mode == JAC_MODE_AUTO) {
         int64_t rows = 0, cols = 0;
         for (size_t k = 0; k < ny; k++)

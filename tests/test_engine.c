@@ -199,12 +199,120 @@ static void test_cancelling_returns_cancelled_and_leaves_the_result_untouched(
                         exp(jac_tensor_data(x)[3]), 1e-15);
 }
 
+/* An elementwise function of a (2, 3) input: sin(x) x + exp(x) / 3 with
+ * a broadcast constant row. */
+static jac_tensor *elementwise_f(jac_ctx *ctx, jac_tensor *x)
+{
+    jac_tensor *row = jac_tensor_new(ctx, 1, TU_SHAPE(3),
+                                     TU_VALUES(0.5, -1.0, 2.0));
+    jac_tensor *y = jac_mul(ctx, jac_sin(ctx, x), x);
+    y = jac_add(ctx, y, jac_div_scalar(ctx, jac_exp(ctx, x), 3.0));
+    return jac_mul(ctx, y, row);
+}
+
+/* Every entry equal (== for numbers, both NaN, and the same shape). */
+static void assert_same_jacobian(const jac_tensor *got, const jac_tensor *want)
+{
+    assert_int_equal(jac_tensor_ndim(got), jac_tensor_ndim(want));
+    assert_memory_equal(jac_tensor_shape(got), jac_tensor_shape(want),
+                        (size_t)jac_tensor_ndim(want) * sizeof(int64_t));
+    const double *g = jac_tensor_data(got), *w = jac_tensor_data(want);
+    for (int64_t e = 0; e < jac_tensor_numel(want); e++) {
+        if (!(g[e] == w[e]) && !(isnan(g[e]) && isnan(w[e]))) {
+            print_error("element %lld: %.17g, want %.17g\n", (long long)e,
+                        g[e], w[e]);
+            fail();
+        }
+    }
+}
+
+static void test_an_elementwise_function_has_a_diagonal_jacobian(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = smooth(ctx, 2, TU_SHAPE(2, 3), 0.4);
+    jac_set_requires_grad(x, true);
+    jac_tensor *y = elementwise_f(ctx, x);
+    jac_jacobian_opts rows = {0, 1, JAC_MODE_REVERSE, NULL, NULL};
+    jac_tensor *ref = NULL;
+    tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &rows, &ref));
+    const double *r = jac_tensor_data(ref);
+    for (int64_t i = 0; i < 6; i++) {
+        double xi = jac_tensor_data(x)[i], c = (double[]){0.5, -1, 2}[i % 3];
+        assert_near(r[i * 6 + i],
+                    (cos(xi) * xi + sin(xi) + exp(xi) / 3.0) * c, 1e-14);
+    }
+    /* The automatic chunk in either mode and on two threads takes the
+     * diagonal from one pass: the same numbers as the row loop. */
+    for (int threads = 1; threads <= 2; threads++) {
+        tu_assert_ok(ctx, jac_ctx_set_threads(ctx, threads));
+        for (int mode = 0; mode < 3; mode++) {
+            progress_log p = {0, 0, 0, true, 0};
+            jac_jacobian_opts o = {0, 0,
+                                   (jac_mode[]){JAC_MODE_AUTO,
+                                                JAC_MODE_REVERSE,
+                                                JAC_MODE_FORWARD}[mode],
+                                   record_progress, &p};
+            jac_tensor *J = NULL;
+            tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &o, &J));
+            assert_same_jacobian(J, ref);
+            assert_int_equal(p.last_done, 6);
+            assert_int_equal(p.total, 6);
+        }
+    }
+    tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 1));
+    /* Cancelling leaves the result untouched. */
+    progress_log p = {0, 0, 0, true, 1};
+    jac_jacobian_opts o = {0, 0, JAC_MODE_REVERSE, record_progress, &p};
+    jac_tensor *sentinel = (jac_tensor *)&p, *J = sentinel;
+    size_t before = jac_ctx_tensor_count(ctx);
+    assert_int_equal(jac_jacobian_ex(ctx, 1, &y, 1, &x, &o, &J),
+                     JAC_ERR_CANCELLED);
+    assert_ptr_equal(J, sentinel);
+    assert_int_equal(jac_ctx_tensor_count(ctx), before);
+    jac_clear_error(ctx);
+}
+
+static void test_an_infinite_derivative_keeps_the_row_loop_nans(void **state)
+{
+    jac_ctx *ctx = *state;
+    /* d sqrt(x) / dx is infinite at 0: the row loop's zero seeds meet it
+     * (0 times infinity), and every way of computing must agree. */
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(0.25, 0.0, 4.0));
+    jac_tensor *y = jac_sqrt(ctx, x);
+    jac_jacobian_opts rows = {0, 1, JAC_MODE_REVERSE, NULL, NULL};
+    jac_jacobian_opts automatic = {0, 0, JAC_MODE_REVERSE, NULL, NULL};
+    jac_tensor *ref = NULL, *J = NULL;
+    tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &rows, &ref));
+    tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &automatic, &J));
+    assert_true(isinf(jac_tensor_data(ref)[4]));
+    assert_true(isnan(jac_tensor_data(ref)[1]));
+    assert_same_jacobian(J, ref);
+}
+
+/* A function that mixes elements is not diagonal. */
+static void test_a_mixing_function_is_not_taken_as_diagonal(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(0.5, 1.0, 2.0));
+    /* Element i of y = x * x[::-1]-like mix through a matmul, and through
+     * a broadcast of the sum. */
+    jac_tensor *y1 = jac_mul(ctx, x, jac_sum(ctx, x));
+    jac_jacobian_opts automatic = {0, 0, JAC_MODE_REVERSE, NULL, NULL};
+    jac_tensor *J = NULL;
+    tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y1, 1, &x, &automatic, &J));
+    /* d(x_i s)/dx_j = delta_ij s + x_i, s = 3.5 */
+    tu_assert_tensor(J, TU_SHAPE(3, 3),
+                     TU_VALUES(4.0, 0.5, 0.5, 1.0, 4.5, 1.0, 2.0, 2.0, 5.5),
+                     1e-15);
+}
+
 static void test_automatic_chunk_follows_the_memory_budget(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = smooth(ctx, 1, TU_SHAPE(16), 0.3);
     jac_set_requires_grad(x, true);
-    jac_tensor *y = jac_tanh(ctx, jac_mul(ctx, x, x));
+    /* Not elementwise (the sum mixes elements), so blocks of rows run. */
+    jac_tensor *y = jac_tanh(ctx, jac_mul(ctx, x, jac_sum(ctx, x)));
     progress_log p = {0, 0, 0, true, 0};
     jac_jacobian_opts o = {0, 0, JAC_MODE_REVERSE, record_progress, &p};
     jac_tensor *J = NULL;
@@ -630,6 +738,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_cancelling_returns_cancelled_and_leaves_the_result_untouched,
             setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_elementwise_function_has_a_diagonal_jacobian, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_infinite_derivative_keeps_the_row_loop_nans, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_mixing_function_is_not_taken_as_diagonal, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_automatic_chunk_follows_the_memory_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(
