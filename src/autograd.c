@@ -291,6 +291,10 @@ typedef struct run {
     int64_t batch;      /* their product */
     slot *slots;
     bool made_buffers;  /* whether any slot may own storage */
+    /* The slot whose cotangent has the seeds' one-hot form, or -1. */
+    const jac__onehot *hint;
+    int32_t onehot_slot;
+    int64_t onehot_m; /* its numel per repetition */
 } run;
 
 static double *slot_data(slot *s)
@@ -418,14 +422,17 @@ static const jac__vjp_fn vjp_table[JAC__OP_COUNT] = {
 #undef JAC__OP_VJP
 };
 
-/* Tries the fused kernel of an unrecorded pass; *done tells whether it ran. */
+/* Tries the fused kernel of an unrecorded pass (the gather form of a
+ * matmul when g is one-hot); *done tells whether it ran. */
 static jac_status step_fused(run *r, const jac__node *n, slot *g,
-                             const int32_t *slots, bool *need, bool *done)
+                             const int32_t *slots, bool *need, bool onehot,
+                             bool *done)
 {
     *done = false;
     jac__fused_fn f = jac__fused_table[n->op];
     if (f == NULL || n->nin > 2)
         return JAC_OK;
+    onehot = onehot && n->op == JAC__OP_MATMUL;
     jac__buf *b[2] = {NULL, NULL};
     double *gin[2] = {NULL, NULL};
     for (int j = 0; j < n->nin; j++) {
@@ -437,7 +444,11 @@ static jac_status step_fused(run *r, const jac__node *n, slot *g,
         }
         gin[j] = JAC__BUF_DATA(b[j]);
     }
-    *done = f(n, r->batch, slot_data(g), need, gin);
+    *done = onehot ? jac__fused_matmul_onehot(n, r->hint, r->onehot_m, need,
+                                              gin)
+                   : false;
+    if (!*done)
+        *done = f(n, r->batch, slot_data(g), need, gin);
     for (int j = 0; j < n->nin; j++) {
         if (b[j] == NULL)
             continue;
@@ -536,11 +547,29 @@ static jac_status step_rule(run *r, const jac__node *n, slot *g,
     return st;
 }
 
+/* Whether the one-hot form of g survives op n into input j unchanged: a
+ * sum or a reshape copies it (times 1) into an input of the same size. */
+static bool keeps_onehot(const jac__node *n, int j)
+{
+    bool copies = n->op == JAC__OP_ADD || n->op == JAC__OP_RESHAPE ||
+                  (n->op == JAC__OP_SUB && j == 0);
+    return copies && n->in[j]->numel == n->out->numel;
+}
+
 jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
                          jac_tensor *const *seeds, unsigned flags,
                          jac_tensor **grads)
 {
-    run r = {ctx, op, plan, (flags & JAC_CREATE_GRAPH) != 0, 0, NULL, 1, NULL, false};
+    return jac__plan_run_hinted(ctx, op, plan, seeds, flags, NULL, grads);
+}
+
+jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
+                                const jac__plan *plan,
+                                jac_tensor *const *seeds, unsigned flags,
+                                const jac__onehot *hint, jac_tensor **grads)
+{
+    run r = {ctx,  op,    plan, (flags & JAC_CREATE_GRAPH) != 0, 0, NULL, 1,
+             NULL, false, hint, -1, 0};
     bool retain = r.create || (flags & JAC_RETAIN_GRAPH) != 0;
     for (size_t k = 0; k < plan->noutputs; k++) {
         if (seeds[k]) {
@@ -570,6 +599,16 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
     for (size_t k = 0; k < plan->noutputs && st == JAC_OK; k++)
         if (seeds[k] && plan->output_slot[k] >= 0)
             st = add_tensor(&r, &r.slots[plan->output_slot[k]], seeds[k]);
+    if (hint && !r.create && hint->output < plan->noutputs &&
+        seeds[hint->output] && plan->output_slot[hint->output] >= 0 &&
+        hint->reps > 0 && r.batch == hint->count &&
+        plan->outputs[hint->output]->numel % hint->reps == 0 &&
+        /* the seed alone in its slot (no other output shares it) */
+        r.slots[plan->output_slot[hint->output]].t == seeds[hint->output] &&
+        r.slots[plan->output_slot[hint->output]].buf == NULL) {
+        r.onehot_slot = plan->output_slot[hint->output];
+        r.onehot_m = plan->outputs[hint->output]->numel / hint->reps;
+    }
 
     for (size_t i = plan->nsteps; i-- > plan->first_step && st == JAC_OK;) {
         const plan_step *s = &plan->steps[i];
@@ -586,13 +625,28 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
             break;
         }
         const int32_t *slots = plan->in_slots + s->first_in;
+        /* A one-hot cotangent stays one only until something else is added
+         * to it; a copy of it into an empty input slot is one too. */
+        bool onehot = r.onehot_slot >= 0 && s->out_slot == r.onehot_slot;
+        int32_t copy_to = -1;
+        for (int j = 0; j < n->nin && r.onehot_slot >= 0; j++) {
+            if (slots[j] == r.onehot_slot)
+                r.onehot_slot = -1;
+            else if (onehot && copy_to < 0 && slots[j] >= 0 &&
+                     slot_empty(&r.slots[slots[j]]) && keeps_onehot(n, j))
+                copy_to = slots[j];
+        }
+        if (n->nin == 2 && slots[0] == slots[1])
+            copy_to = -1; /* x + x: twice the one-hot, not a copy */
         bool done = scalar_ok && step_one(&r, n, g, slots);
         for (int j = 0; j < n->nin && !done; j++)
             need[j] = slots[j] >= 0;
         if (!r.create && !done)
             step_scalar(&r, n, g, slots, need, &done);
         if (!r.create && !done)
-            st = step_fused(&r, n, g, slots, need, &done);
+            st = step_fused(&r, n, g, slots, need, onehot, &done);
+        if (onehot)
+            r.onehot_slot = done ? copy_to : -1;
         if (st == JAC_OK && !done)
             st = step_rule(&r, n, g, slots, need, gin);
         /* Every consumer of this tensor is newer, so its cotangent is

@@ -383,6 +383,46 @@ static bool fused_matmul(const jac__node *n, int64_t batch, const double *g,
     return true;
 }
 
+/* The one-hot positions of stacked row k as (i, c) = (pos / N, pos % N)
+ * of an output with N columns, for t < reps. */
+#define ONEHOT_FOR_EACH(h, m, k, N, i, c)                                     \
+    for (int64_t t_ = 0, pos_ = (h)->r0 + (k), i = pos_ / (N),              \
+                 c = pos_ % (N);                                              \
+         t_ < (h)->reps; t_++, pos_ += (m), i = pos_ / (N), c = pos_ % (N))
+
+bool jac__fused_matmul_onehot(const jac__node *n, const jac__onehot *h,
+                              int64_t m, const bool *need,
+                              double *const *gin)
+{
+    const jac_tensor *a = n->in[0], *b = n->in[1];
+    if (a->ndim > 2 || b->ndim > 2 || (a->ndim == 1 && b->ndim == 1))
+        return false;
+    int64_t K = a->shape[a->ndim - 1];
+    int64_t M = a->ndim == 2 ? a->shape[0] : 1;
+    int64_t N = b->ndim == 2 ? b->shape[1] : 1;
+    /* Y = A B with A (M, K), B (K, N) (a vector as one row or column):
+     * dA = G B^T takes column c of B into row i, dB = A^T G takes row i of
+     * A into column c, for each one at (i, c) of G. */
+    for (int64_t k = 0; k < h->count; k++) {
+        if (need[0]) {
+            double *d = gin[0] + k * a->numel;
+            memset(d, 0, (size_t)a->numel * sizeof(double));
+            ONEHOT_FOR_EACH(h, m, k, N, i, c)
+                for (int64_t r = 0; r < K; r++)
+                    d[i * K + r] += b->data[r * N + c];
+        }
+        if (need[1]) {
+            double *d = gin[1] + k * b->numel;
+            memset(d, 0, (size_t)b->numel * sizeof(double));
+            ONEHOT_FOR_EACH(h, m, k, N, i, c)
+                for (int64_t r = 0; r < K; r++)
+                    d[r * N + c] += a->data[i * K + r];
+        }
+    }
+    (void)M;
+    return true;
+}
+
 static bool fused_transpose(const jac__node *n, int64_t batch, const double *g,
                             const bool *need, double *const *gin)
 {

@@ -545,4 +545,27 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
                          jac_tensor *const *seeds, unsigned flags,
                          jac_tensor **grads);
 
+/* What the Jacobian engine knows of its seeds: stacked row k of the seed
+ * of output `output` (count rows) is zero but for ones at the flat
+ * positions t * m + r0 + k, t < reps (m = numel / reps). A product with such
+ * a seed is a gather, which unrecorded passes use while the cotangent keeps
+ * that form (through sums and reshapes). */
+typedef struct jac__onehot {
+    size_t output;
+    int64_t r0, count, reps;
+} jac__onehot;
+
+/* jac__plan_run with the seeds described by hint (NULL: nothing known). */
+jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
+                                const jac__plan *plan,
+                                jac_tensor *const *seeds, unsigned flags,
+                                const jac__onehot *hint, jac_tensor **grads);
+
+/* The fused matmul kernel for a cotangent of one-hot rows (see
+ * jac__onehot; m is the output's numel per repetition): false for a case
+ * it does not cover. */
+bool jac__fused_matmul_onehot(const jac__node *n, const jac__onehot *h,
+                              int64_t m, const bool *need,
+                              double *const *gin);
+
 #endif /* JAC_INTERNAL_H */

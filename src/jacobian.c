@@ -141,8 +141,10 @@ static jac_status run_block(jac_ctx *ctx, const engine *e, size_t index)
     if (seeds[b->seeded] == NULL)
         st = ctx->status;
     unsigned flags = JAC_RETAIN_GRAPH | (e->create ? JAC_CREATE_GRAPH : 0u);
+    jac__onehot hint = {b->seeded, b->r0, b->count, batched ? e->reps : 0};
     if (st == JAC_OK)
-        st = jac__plan_run(ctx, e->op, e->plan, seeds, flags, res);
+        st = jac__plan_run_hinted(ctx, e->op, e->plan, seeds, flags,
+                                  batched ? &hint : NULL, res);
     if (st == JAC_OK && !e->create) {
         place_results(e, b, res);
     } else if (st == JAC_OK) {

@@ -99,6 +99,42 @@ static void test_every_mode_equals_the_row_loop_for_several_outputs_and_inputs(
     tu_assert_batched_matches_rows(ctx, two_outputs, NULL, 2, in, 2);
 }
 
+/* Products with the engine's one-hot seeds are gathers while the cotangent
+ * keeps that form. These shapes end it in each way: a sum of a tensor with
+ * itself, a second consumer adding into the copy, a batch of samples, and
+ * a vector times a matrix (out[0], out[1], out[2], out[3]). */
+static jac_status onehot_cases(jac_ctx *ctx, jac_tensor *const *in,
+                               jac_tensor **out, void *user)
+{
+    jac_tensor *A = user, *x = in[0], *X = in[1];
+    jac_tensor *y = jac_matmul(ctx, A, x);
+    out[0] = jac_add(ctx, y, y);
+    out[1] = jac_sub(ctx, jac_reshape(ctx, y, 2, TU_SHAPE(1, 4)),
+                     jac_sin(ctx, jac_reshape(ctx, y, 2, TU_SHAPE(1, 4))));
+    out[2] = jac_add(ctx, jac_matmul(ctx, X, jac_transpose(ctx, A, 0, 1)),
+                     jac_tanh(ctx, jac_sum(ctx, X)));
+    out[3] = jac_matmul(ctx, jac_tanh(ctx, x), jac_transpose(ctx, A, 0, 1));
+    return jac_errcode(ctx);
+}
+
+static void test_one_hot_seeds_give_the_row_loop_numbers(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *A = smooth(ctx, 2, TU_SHAPE(4, 3), 0.2);
+    jac_tensor *in[2] = {smooth(ctx, 1, TU_SHAPE(3), 0.1),
+                         smooth(ctx, 2, TU_SHAPE(5, 3), 0.6)};
+    jac_set_requires_grad(in[0], true);
+    jac_set_requires_grad(in[1], true);
+    tu_assert_batched_matches_rows(ctx, onehot_cases, A, 2, in, 4);
+    /* y + y through the gather: twice A. */
+    jac_tensor *y = jac_matmul(ctx, A, in[0]);
+    jac_tensor *yy = jac_add(ctx, y, y);
+    jac_tensor *J = jac_jacobian(ctx, yy, in[0], 0);
+    const double *a = jac_tensor_data(A), *j = jac_tensor_data(J);
+    for (int e = 0; e < 12; e++)
+        assert_true(j[e] == 2.0 * a[e]);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Progress and cancellation                                                */
 /* ------------------------------------------------------------------------ */
@@ -729,6 +765,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_every_mode_equals_the_row_loop_for_several_outputs_and_inputs,
             setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_one_hot_seeds_give_the_row_loop_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_auto_mode_runs_columns_for_tall_and_rows_for_wide, setup,
             teardown),
