@@ -172,7 +172,8 @@ JAC_API const char *jac_errmsg(const jac_ctx *ctx);
 /** Forgets the recorded error so that the next one is kept. */
 JAC_API void jac_clear_error(jac_ctx *ctx);
 
-/** Bytes the context currently holds from its allocator (pools included). */
+/** Bytes the context currently holds from its allocator (pools included,
+ *  and the contexts its threaded Jacobians keep for their threads). */
 JAC_API size_t jac_ctx_memory(const jac_ctx *ctx);
 /** Number of live tensors the context owns. */
 JAC_API size_t jac_ctx_tensor_count(const jac_ctx *ctx);

@@ -258,6 +258,21 @@ jac_ctx *jac__ctx_worker_new(const jac_ctx *parent)
     return w;
 }
 
+jac_ctx *jac__ctx_worker(jac_ctx *parent, size_t index)
+{
+    if (index < parent->nworkers) {
+        jac_clear_error(parent->workers[index]);
+        return parent->workers[index];
+    }
+    if (jac__grow(parent, (void **)&parent->workers, &parent->cap_workers,
+                  parent->nworkers + 1, sizeof(jac_ctx *)) != JAC_OK)
+        return NULL;
+    jac_ctx *w = jac__ctx_worker_new(parent);
+    if (w)
+        parent->workers[parent->nworkers++] = w;
+    return w;
+}
+
 jac_status jac_ctx_set_threads(jac_ctx *ctx, int threads)
 {
     if (ctx == NULL)
@@ -295,6 +310,9 @@ void jac_ctx_free(jac_ctx *ctx)
 {
     if (ctx == NULL)
         return;
+    for (size_t i = 0; i < ctx->nworkers; i++)
+        jac_ctx_free(ctx->workers[i]);
+    jac__free(ctx, ctx->workers, ctx->cap_workers * sizeof(jac_ctx *));
     truncate_tape(ctx, 0);
     for (size_t i = 0; i < ctx->nblocks; i++)
         jac__free(ctx, ctx->blocks[i], JAC__NODE_BLOCK * sizeof(jac__node));
@@ -318,7 +336,15 @@ void jac_ctx_free(jac_ctx *ctx)
     a.free(ctx, a.user);
 }
 
-size_t jac_ctx_memory(const jac_ctx *ctx) { return ctx ? ctx->memory : 0; }
+size_t jac_ctx_memory(const jac_ctx *ctx)
+{
+    if (ctx == NULL)
+        return 0;
+    size_t total = ctx->memory;
+    for (size_t i = 0; i < ctx->nworkers; i++)
+        total += sizeof(jac_ctx) + jac_ctx_memory(ctx->workers[i]);
+    return total;
+}
 
 size_t jac_ctx_tensor_count(const jac_ctx *ctx)
 {

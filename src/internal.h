@@ -262,6 +262,10 @@ struct jac_ctx {
     const jac_ctx *parent;
     int threads;
     size_t memory_budget;
+    /* The worker contexts of this context's threaded Jacobians, kept with
+     * their pools from one call to the next. */
+    jac_ctx **workers;
+    size_t nworkers, cap_workers;
 
     jac_status status;
     char message[512];
@@ -531,6 +535,9 @@ size_t jac__plan_bytes_per_seed(const jac__plan *plan);
 /* A context for a worker thread that reads parent's tensors and tape;
  * recording is off in it. Free with jac_ctx_free. */
 jac_ctx *jac__ctx_worker_new(const jac_ctx *parent);
+/* Worker context number index of parent: the one kept from an earlier
+ * call (with its error cleared) or a new one; NULL when out of memory. */
+jac_ctx *jac__ctx_worker(jac_ctx *parent, size_t index);
 void jac__plan_free(jac_ctx *ctx, jac__plan *plan);
 /* Whether output k depends on any input. */
 bool jac__plan_output_used(const jac__plan *plan, size_t k);

@@ -245,10 +245,9 @@ static jac_status run_threaded(engine *e, int n)
                           "%s: cannot create a mutex", e->op);
     for (int t = 0; t < n; t++) {
         ws[t].p = &p;
-        ws[t].ctx = jac__ctx_worker_new(e->ctx);
+        ws[t].ctx = jac__ctx_worker(e->ctx, (size_t)t);
         if (ws[t].ctx == NULL ||
             pthread_create(&ids[t], NULL, worker_main, &ws[t]) != 0) {
-            jac_ctx_free(ws[t].ctx);
             st = jac__error(e->ctx, JAC_ERR_NO_MEMORY,
                             "%s: out of memory starting thread %d", e->op, t);
             pthread_mutex_lock(&p.lock);
@@ -264,8 +263,6 @@ static jac_status run_threaded(engine *e, int n)
         st = cancelled(e);
     else if (st == JAC_OK && p.status != JAC_OK)
         st = jac__error(e->ctx, p.status, "%s", jac_errmsg(p.failed));
-    for (int t = 0; t < started; t++)
-        jac_ctx_free(ws[t].ctx);
     pthread_mutex_destroy(&p.lock);
     return st;
 }

@@ -135,6 +135,29 @@ static void test_one_hot_seeds_give_the_row_loop_numbers(void **state)
         assert_true(j[e] == 2.0 * a[e]);
 }
 
+static void test_threaded_jacobians_keep_their_thread_contexts(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *A = smooth(ctx, 2, TU_SHAPE(6, 5), 0.2);
+    jac_tensor *x = smooth(ctx, 1, TU_SHAPE(5), 0.1);
+    jac_set_requires_grad(x, true);
+    tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 2));
+    jac_jacobian_opts o = {0, 2, JAC_MODE_REVERSE, NULL, NULL};
+    size_t memory[3];
+    for (int round = 0; round < 3; round++) {
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *y = jac_tanh(ctx, jac_matmul(ctx, A, x)), *J = NULL;
+        tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &o, &J));
+        tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
+        memory[round] = jac_ctx_memory(ctx);
+    }
+    /* The threads' contexts and their pools stay for the next call, and
+     * count as the context's memory: flat from the first call on. */
+    assert_int_equal(memory[1], memory[0]);
+    assert_int_equal(memory[2], memory[0]);
+    tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 1));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Progress and cancellation                                                */
 /* ------------------------------------------------------------------------ */
@@ -767,6 +790,9 @@ int main(void)
             setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_one_hot_seeds_give_the_row_loop_numbers, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_threaded_jacobians_keep_their_thread_contexts, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_auto_mode_runs_columns_for_tall_and_rows_for_wide, setup,
             teardown),
