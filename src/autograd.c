@@ -556,6 +556,25 @@ static bool keeps_onehot(const jac__node *n, int j)
     return copies && n->in[j]->numel == n->out->numel;
 }
 
+/* Before step n (output slot out): whether its cotangent is the one-hot
+ * one; ends the form when the step adds into that slot; *copy_to gets the
+ * input slot that will hold an exact copy of it, or -1. */
+static bool onehot_step(run *r, const jac__node *n, int32_t out,
+                        const int32_t *slots, int32_t *copy_to)
+{
+    bool onehot = out == r->onehot_slot;
+    for (int j = 0; j < n->nin && r->onehot_slot >= 0; j++) {
+        if (slots[j] == r->onehot_slot)
+            r->onehot_slot = -1;
+        else if (onehot && *copy_to < 0 && slots[j] >= 0 &&
+                 slot_empty(&r->slots[slots[j]]) && keeps_onehot(n, j))
+            *copy_to = slots[j];
+    }
+    if (n->nin == 2 && slots[0] == slots[1])
+        *copy_to = -1; /* x + x: twice the one-hot, not a copy */
+    return onehot;
+}
+
 jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
                          jac_tensor *const *seeds, unsigned flags,
                          jac_tensor **grads)
@@ -627,17 +646,10 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
         const int32_t *slots = plan->in_slots + s->first_in;
         /* A one-hot cotangent stays one only until something else is added
          * to it; a copy of it into an empty input slot is one too. */
-        bool onehot = r.onehot_slot >= 0 && s->out_slot == r.onehot_slot;
+        bool onehot = false;
         int32_t copy_to = -1;
-        for (int j = 0; j < n->nin && r.onehot_slot >= 0; j++) {
-            if (slots[j] == r.onehot_slot)
-                r.onehot_slot = -1;
-            else if (onehot && copy_to < 0 && slots[j] >= 0 &&
-                     slot_empty(&r.slots[slots[j]]) && keeps_onehot(n, j))
-                copy_to = slots[j];
-        }
-        if (n->nin == 2 && slots[0] == slots[1])
-            copy_to = -1; /* x + x: twice the one-hot, not a copy */
+        if (r.onehot_slot >= 0)
+            onehot = onehot_step(&r, n, s->out_slot, slots, &copy_to);
         bool done = scalar_ok && step_one(&r, n, g, slots);
         for (int j = 0; j < n->nin && !done; j++)
             need[j] = slots[j] >= 0;

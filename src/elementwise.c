@@ -156,7 +156,7 @@ static jac_tensor *binary_finish(jac_ctx *ctx, jac__op op, binop f,
     jac_tensor *ins[2] = {a, b};
     bool failed;
     jac__node *node = jac__record(ctx, op, y, 2, ins, &failed);
-    if (node)
+    if (node && y->numel == 1)
         jac__record_partials(node);
     return failed ? NULL : y;
 }
@@ -168,8 +168,10 @@ static jac_tensor *binary(jac_ctx *ctx, jac__op op, binop f, jac_tensor *a,
     if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
         !jac__check_arg(ctx, name, b))
         return NULL;
-    if (a->ndim == b->ndim && a->numel <= JAC__INLINE_NUMEL &&
-        memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof(int64_t)) == 0) {
+    bool same = a->ndim == b->ndim && a->numel <= JAC__INLINE_NUMEL;
+    for (int i = 0; same && i < a->ndim; i++)
+        same = a->shape[i] == b->shape[i];
+    if (same) {
         /* The same small shape: no broadcasting, no checks. */
         jac_tensor *y = jac__tensor_like(ctx, name, a);
         return y ? binary_finish(ctx, op, f, a, b, y) : NULL;
@@ -311,7 +313,8 @@ static jac_tensor *affine(jac_ctx *ctx, const char *name, jac_tensor *a,
     if (node) {
         node->p.affine.alpha = alpha;
         node->p.affine.beta = beta;
-        jac__record_partials(node);
+        if (n == 1)
+            jac__record_partials(node);
     }
     return y;
 }
