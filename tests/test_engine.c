@@ -142,19 +142,28 @@ static void test_threaded_jacobians_keep_their_thread_contexts(void **state)
     jac_tensor *x = smooth(ctx, 1, TU_SHAPE(5), 0.1);
     jac_set_requires_grad(x, true);
     tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 2));
+    /* Three blocks of two rows each: once a thread has run one, its pools
+     * hold all a block needs. Which thread takes which block varies (one
+     * may take all three), so memory grows when a thread runs its first
+     * block: in the first call, and at most once more. */
     jac_jacobian_opts o = {0, 2, JAC_MODE_REVERSE, NULL, NULL};
-    size_t memory[3];
-    for (int round = 0; round < 3; round++) {
+    size_t before = jac_ctx_memory(ctx), memory[40];
+    int increases = 0;
+    for (int round = 0; round < 40; round++) {
         jac_scope mark = jac_scope_begin(ctx);
         jac_tensor *y = jac_tanh(ctx, jac_matmul(ctx, A, x)), *J = NULL;
         tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &o, &J));
         tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
         memory[round] = jac_ctx_memory(ctx);
+        if (round > 0) {
+            assert_true(memory[round] >= memory[round - 1]);
+            increases += memory[round] > memory[round - 1];
+        }
     }
     /* The threads' contexts and their pools stay for the next call, and
-     * count as the context's memory: flat from the first call on. */
-    assert_int_equal(memory[1], memory[0]);
-    assert_int_equal(memory[2], memory[0]);
+     * count as the context's memory. */
+    assert_true(memory[0] > before);
+    assert_true(increases <= 1);
     tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 1));
 }
 
