@@ -99,6 +99,19 @@ if [[ -z $report_only ]]; then
     if [[ ! -f $build/CMakeCache.txt ]]; then
         cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
     fi
+    # Timings of an unoptimised or instrumented build say nothing.
+    btype=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt")
+    if [[ $btype != Release ]]; then
+        echo "compare.sh: $build is a '${btype:-default}' build; configure" \
+             "it with -DCMAKE_BUILD_TYPE=Release or set JAC_BUILD_DIR" >&2
+        exit 1
+    fi
+    if grep -q '^JAC_SANITIZE:BOOL=ON\|^JAC_TSAN:BOOL=ON' \
+            "$build/CMakeCache.txt"; then
+        echo "compare.sh: $build is a sanitizer build; use another" \
+             "JAC_BUILD_DIR" >&2
+        exit 1
+    fi
     cmake --build "$build" -j"$(nproc)" --target jacobian_bench >/dev/null
     "$bench" --check >/dev/null ||
         echo "compare.sh: jacobian_bench --check fails; the report will" \
@@ -742,6 +755,33 @@ for key, title, cmd, rows, missed_here in profiles:
         x[0][4], ", ".join("%d thr: %s" % (t, fmt_target_value(x[0][2], v))
                            for t, v in x[1])) for x in missed_here) + ".")
     w("")
+    # A target against PyTorch on a GEMM-bound problem has a ceiling: our
+    # time can not go below the bound, so the ratio can not exceed
+    # PyTorch's time divided by the bound's.
+    for x in missed_here:
+        problem, size, anchor = x[0][0], x[0][1], x[0][2]
+        shape = GEMM_SHAPE.get((problem, size))
+        if anchor != "torch" or shape is None:
+            continue
+        for t, v in x[1]:
+            r = row(problem, size, t)
+            rate = gemm_rate.get((shape, t))
+            if r is None or rate is None or r["torch"] is None or \
+                    "gemm_flops" not in r["ours"]:
+                continue
+            t_bound = r["ours"]["gemm_flops"] / (rate * 1e9)
+            ceiling = r["torch"]["median_s"] / t_bound
+            frac = bound_of(problem, size, t)
+            w("Ceiling, %d thread%s: the matrix products alone take %s at "
+              "this machine's dgemm speed (%.1f GFLOP/s), so no "
+              "implementation of this algorithm can be more than %s "
+              "PyTorch's %s here; we reach %.0f%% of that bound, and %s "
+              "would need %.0f%%." % (
+                  t, "s" if t > 1 else "", fmt_t(t_bound), rate,
+                  fmt_r(ceiling), fmt_t(r["torch"]["median_s"]),
+                  100 * (frac or 0), x[0][4],
+                  100 * x[0][3] / ceiling if ceiling > 0 else 0))
+            w("")
     w("Profiled with `%s` (`%s`)." % (profile_tool, cmd))
     w("")
     if not rows:
