@@ -323,6 +323,13 @@ static jac__buf *buffer(run *r, int64_t numel)
     return b;
 }
 
+/* acc[i] += d[i]. */
+JAC__VECTORIZED static void add_into(double *acc, const double *d, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        acc[i] += d[i];
+}
+
 /* Adds storage the run owns into a slot (taking it over). */
 static void add_buffer(run *r, slot *s, jac__buf *b, int64_t n)
 {
@@ -334,15 +341,12 @@ static void add_buffer(run *r, slot *s, jac__buf *b, int64_t n)
         return;
     }
     if (s->buf) {
-        double *acc = JAC__BUF_DATA(s->buf);
-        for (int64_t i = 0; i < n; i++)
-            acc[i] += d[i];
+        add_into(JAC__BUF_DATA(s->buf), d, n);
         jac__buf_release(r->ctx, b);
         return;
     }
     if (s->t)
-        for (int64_t i = 0; i < n; i++)
-            d[i] += s->t->data[i];
+        add_into(d, s->t->data, n);
     s->t = NULL;
     s->buf = b;
 }
@@ -367,9 +371,7 @@ static jac_status add_tensor(run *r, slot *s, jac_tensor *g)
         return JAC_OK;
     }
     if (s->buf) {
-        double *acc = JAC__BUF_DATA(s->buf);
-        for (int64_t i = 0; i < g->numel; i++)
-            acc[i] += g->data[i];
+        add_into(JAC__BUF_DATA(s->buf), g->data, g->numel);
         return JAC_OK;
     }
     jac__buf *b = buffer(r, g->numel / (r->batch ? r->batch : 1));

@@ -47,8 +47,9 @@ static void broadcast_strides(const jac_tensor *t, int n, const int64_t *shape,
 
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } binop;
 
-static void binary_run(binop f, int64_t n, const double *a, int64_t sa,
-                       const double *b, int64_t sb, double *y)
+JAC__VECTORIZED static void binary_run(binop f, int64_t n, const double *a,
+                                       int64_t sa, const double *b,
+                                       int64_t sb, double *y)
 {
     switch (f) {
     case BIN_ADD:

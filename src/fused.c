@@ -43,7 +43,7 @@ static bool is_suffix(const jac_tensor *t, const jac_tensor *out)
 
 /* dst[b, j] = sum over r of src[b, r * m + j]: a cotangent of n elements per
  * batch summed down to a suffix of m elements. */
-static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
+JAC__VECTORIZED static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
                           const double *src, double *dst)
 {
     for (int64_t b = 0; b < batch; b++) {
@@ -62,7 +62,7 @@ static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
 /* ------------------------------------------------------------------------ */
 
 /* gin = g * d(x, y) elementwise for a unary op, d given by the op. */
-static bool fused_unary(const jac__node *n, int64_t batch, const double *gv,
+JAC__VECTORIZED static bool fused_unary(const jac__node *n, int64_t batch, const double *gv,
                         const bool *need, double *const *gin)
 {
     (void)need;
@@ -106,7 +106,7 @@ static bool fused_unary(const jac__node *n, int64_t batch, const double *gv,
  * summed over the leading axes along which the input was repeated. Loops
  * run over whole rows of the shorter operand, so there is no index
  * arithmetic per element. */
-static void binary_input(const jac__node *n, int j, int64_t batch,
+JAC__VECTORIZED static void binary_input(const jac__node *n, int j, int64_t batch,
                          const double *g, const jac_tensor *factor,
                          double scale, double *dst)
 {
@@ -158,7 +158,7 @@ static inline void div_vjp(double g, double b, double y, double *ga,
     *gb = -((g * y) / b);
 }
 
-static bool fused_binary(const jac__node *n, int64_t batch, const double *g,
+JAC__VECTORIZED static bool fused_binary(const jac__node *n, int64_t batch, const double *g,
                          const bool *need, double *const *gin)
 {
     const jac_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
@@ -204,7 +204,7 @@ static bool fused_binary(const jac__node *n, int64_t batch, const double *g,
 /* ------------------------------------------------------------------------ */
 
 /* sum over every axis: each element receives its batch's cotangent. */
-static bool fused_sum(const jac__node *n, int64_t batch, const double *g,
+JAC__VECTORIZED static bool fused_sum(const jac__node *n, int64_t batch, const double *g,
                       const bool *need, double *const *gin)
 {
     (void)need;
@@ -230,7 +230,7 @@ static bool fused_expand(const jac__node *n, int64_t batch, const double *g,
 }
 
 /* sum_to a suffix: the cotangent repeated over the summed leading axes. */
-static bool fused_sum_to(const jac__node *n, int64_t batch, const double *g,
+JAC__VECTORIZED static bool fused_sum_to(const jac__node *n, int64_t batch, const double *g,
                          const bool *need, double *const *gin)
 {
     (void)need;
@@ -254,7 +254,7 @@ static bool fused_reshape(const jac__node *n, int64_t batch, const double *g,
 
 /* Copies count blocks of inner elements between the sliced positions of a
  * tensor with extent big along the axis and a dense one, per batch. */
-static void slice_move(int64_t batch, int64_t outer, int64_t big,
+JAC__VECTORIZED static void slice_move(int64_t batch, int64_t outer, int64_t big,
                        int64_t inner, int64_t start, int64_t step,
                        int64_t count, double *full, double *part,
                        bool to_part)
@@ -423,7 +423,7 @@ bool jac__fused_matmul_onehot(const jac__node *n, const jac__onehot *h,
     return true;
 }
 
-static bool fused_transpose(const jac__node *n, int64_t batch, const double *g,
+JAC__VECTORIZED static bool fused_transpose(const jac__node *n, int64_t batch, const double *g,
                             const bool *need, double *const *gin)
 {
     (void)need;

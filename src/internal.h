@@ -139,6 +139,19 @@ typedef struct jac__buf {
 
 #define JAC__BUF_DATA(b) ((double *)(void *)((char *)(b) + sizeof(jac__buf)))
 
+/* For the loops that stream cotangent blocks: with GCC on x86-64, also
+ * compiled for AVX2 and AVX-512, the variant picked when the library loads
+ * (by the CPU it runs on), so one portable build still uses wide vectors.
+ * Without -ffast-math and with FP contraction off (ISO C), every variant
+ * computes the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&       \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define JAC__VECTORIZED                                                       \
+    __attribute__((target_clones("default", "avx2", "arch=x86-64-v4")))
+#else
+#define JAC__VECTORIZED
+#endif
+
 /* Tensors of up to this many elements keep their values in the header: no
  * storage block to allocate, release or miss in the cache. */
 #define JAC__INLINE_NUMEL 4
