@@ -32,6 +32,10 @@ struct jac__plan {
     size_t nslots;
     int32_t ninput_slots; /* slots 0 .. ninput_slots - 1 are the inputs' */
     int max_nin;
+    /* Without the backward sweep, steps that reach no output are still
+     * listed; a run skips them (no cotangent ever arrives) but must then
+     * note which steps it visited to release only those. */
+    bool pruned;
 };
 
 /* Arrays of n elements, never of zero bytes. */
@@ -222,6 +226,15 @@ jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
                            jac_tensor *const *outputs, size_t ninputs,
                            jac_tensor *const *inputs, jac__plan **result)
 {
+    return jac__plan_build_ex(ctx, op, noutputs, outputs, ninputs, inputs,
+                              true, result);
+}
+
+jac_status jac__plan_build_ex(jac_ctx *ctx, const char *op, size_t noutputs,
+                              jac_tensor *const *outputs, size_t ninputs,
+                              jac_tensor *const *inputs, bool prune,
+                              jac__plan **result)
+{
     jac__plan *plan = jac__alloc(ctx, sizeof *plan);
     if (plan == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
@@ -242,7 +255,8 @@ jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
     }
     if (plan->outputs && plan->inputs && plan->output_slot && plan->input_slot)
         st = forward_sweep(ctx, plan, ctx->next_plan_id++, outputs, inputs);
-    if (st == JAC_OK)
+    plan->pruned = prune;
+    if (st == JAC_OK && prune)
         st = backward_sweep(ctx, plan);
     if (st != JAC_OK) {
         jac__plan_free(ctx, plan);
@@ -602,8 +616,9 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
         }
     }
     size_t nneed = (size_t)plan->max_nin;
+    size_t nvisited = plan->pruned ? 0 : plan->nsteps;
     size_t bytes = plan->nslots * sizeof(slot) +
-                   nneed * (sizeof(jac_tensor *) + sizeof(bool));
+                   nneed * (sizeof(jac_tensor *) + sizeof(bool)) + nvisited;
     void *scratch = jac__alloc(ctx, bytes ? bytes : 1);
     if (scratch == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
@@ -611,6 +626,7 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
     r.slots = scratch;
     jac_tensor **gin = (jac_tensor **)(r.slots + plan->nslots);
     bool *need = (bool *)(gin + nneed);
+    bool *visited = nvisited ? need + nneed : NULL;
 
     bool was_enabled = ctx->grad_enabled;
     ctx->grad_enabled = r.create;
@@ -637,6 +653,8 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
         if (slot_empty(g))
             continue;
         const jac__node *n = s->node;
+        if (visited)
+            visited[i] = true;
         if (n->released) {
             st = jac__error(ctx, JAC_ERR_RELEASED,
                             "%s: the graph through '%s' was already released "
@@ -681,7 +699,8 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
     }
     if (st == JAC_OK && !retain && ctx == plan->tape)
         for (size_t i = plan->first_step; i < plan->nsteps; i++)
-            plan->steps[i].node->released = true;
+            if (visited == NULL || visited[i])
+                plan->steps[i].node->released = true;
     for (size_t i = 0; r.made_buffers && i < plan->nslots; i++)
         if (slot_owns(&r.slots[i]))
             jac__buf_release(ctx, r.slots[i].buf);
@@ -808,8 +827,8 @@ static jac_status grad_impl(jac_ctx *ctx, const char *op, size_t noutputs,
     jac_status st = prepare_seeds(ctx, op, noutputs, outputs, grad_outputs,
                                   flags, seeds);
     if (st == JAC_OK)
-        st = jac__plan_build(ctx, op, noutputs, outputs, ninputs, inputs,
-                             &plan);
+        st = jac__plan_build_ex(ctx, op, noutputs, outputs, ninputs, inputs,
+                                false, &plan); /* run once: no pruning */
     if (st == JAC_OK)
         st = jac__plan_run(ctx, op, plan, seeds, flags, res);
     int64_t batch = st == JAC_OK && (flags & JAC_BATCHED_SEEDS)

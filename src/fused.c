@@ -463,12 +463,19 @@ bool jac__fused_scalar(const jac__node *n, double g, double *gin)
 
 void jac__record_partials(jac__node *n)
 {
+    /* Broadcasting never shrinks an extent other than to 0, so the inputs
+     * of a one-element output have one element each. */
     n->has_partials = false;
     if (n->out->numel != 1 || n->nin > 2)
         return;
-    for (int j = 0; j < n->nin; j++)
-        if (n->in[j]->numel != 1)
-            return;
+    /* The binary kernels compute scale * g and scale * (g * factor) with
+     * scale 1 or -1: g times these partials. */
+    if (n->op == JAC__OP_ADD || n->op == JAC__OP_SUB) {
+        n->partial[0] = 1.0;
+        n->partial[1] = n->op == JAC__OP_SUB ? -1.0 : 1.0;
+        n->has_partials = true;
+        return;
+    }
     double x = n->in[0]->data[0], y = n->out->data[0];
     double alpha = n->p.affine.alpha, p = n->p.scalar;
     (void)y;
@@ -484,13 +491,6 @@ void jac__record_partials(jac__node *n)
         if (p == 0.0)
             return;
         n->partial[0] = jac__pow_scalar_factor(x, p);
-        break;
-    /* The binary kernels compute scale * g and scale * (g * factor) with
-     * scale 1 or -1: g times these. */
-    case JAC__OP_ADD:
-    case JAC__OP_SUB:
-        n->partial[0] = 1.0;
-        n->partial[1] = n->op == JAC__OP_SUB ? -1.0 : 1.0;
         break;
     case JAC__OP_MUL:
         n->partial[0] = n->in[1]->data[0];

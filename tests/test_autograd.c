@@ -244,6 +244,27 @@ static void test_new_output_built_on_a_released_graph_fails_released(
     tu_assert_error(ctx, JAC_ERR_RELEASED);
 }
 
+static void test_a_pass_releases_only_the_graph_it_went_through(void **state)
+{
+    jac_ctx *ctx = *state;
+    /* z2's nodes lie on the tape between x and z1 but do not lead to z1. */
+    jac_tensor *x = tu_scalar_leaf(ctx, 0.5);
+    jac_tensor *z2 = jac_exp(ctx, jac_mul_scalar(ctx, x, 3.0));
+    jac_tensor *z1 = jac_sin(ctx, x);
+    jac_tensor *g = NULL;
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &z1, NULL, 1, &x, 0, &g));
+    tu_assert_scalar(g, cos(0.5), 1e-15);
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &z2, NULL, 1, &x, 0, &g));
+    tu_assert_scalar(g, 3.0 * exp(1.5), 1e-13);
+    /* Both graphs are released now. */
+    assert_int_equal(jac_grad(ctx, 1, &z1, NULL, 1, &x, 0, &g),
+                     JAC_ERR_RELEASED);
+    jac_clear_error(ctx);
+    assert_int_equal(jac_grad(ctx, 1, &z2, NULL, 1, &x, 0, &g),
+                     JAC_ERR_RELEASED);
+    jac_clear_error(ctx);
+}
+
 static void test_fresh_graph_on_the_same_leaf_works_after_a_release(
     void **state)
 {
@@ -654,6 +675,7 @@ int main(void)
         TU_TEST(test_retain_graph_allows_a_second_pass),
         TU_TEST(test_second_pass_without_retain_graph_fails_released),
         TU_TEST(test_new_output_built_on_a_released_graph_fails_released),
+        TU_TEST(test_a_pass_releases_only_the_graph_it_went_through),
         TU_TEST(test_fresh_graph_on_the_same_leaf_works_after_a_release),
         TU_TEST(test_create_graph_gives_second_and_third_derivatives),
         TU_TEST(test_create_graph_gives_a_hessian_vector_product),
