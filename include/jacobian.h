@@ -695,7 +695,9 @@ typedef struct jac_jacobian_opts {
     unsigned flags;
     /** Rows (reverse) or columns (forward) per pass: 1 is the row-by-row
      *  reference algorithm; 0 chooses the largest block whose cotangents fit
-     *  in the context's memory budget (jac_ctx_set_memory_budget). */
+     *  in the context's memory budget (jac_ctx_set_memory_budget), and
+     *  computes the diagonal Jacobian of an elementwise function (one
+     *  output, one input of its size) in a single pass. */
     int64_t chunk;
     /** Reverse, forward, or chosen by shape (the default). */
     jac_mode mode;
