@@ -685,6 +685,32 @@ w("%d of %d targets met. A target is met when it holds, by medians, at "
   % (nmet, len(results)))
 w("")
 
+# P2 large may hold at most 3 x (Jacobian + weights): every thread count.
+P2L_IN, P2L_HID, P2L_OUT = 512, 2048, 512
+mem_base = 8 * (P2L_OUT * P2L_IN  # the Jacobian
+                + P2L_HID * P2L_IN + P2L_HID * P2L_HID + P2L_OUT * P2L_HID
+                + 2 * P2L_HID + P2L_OUT) / 2 ** 20  # weights and biases
+mem_rows = []
+for t in thread_counts:
+    r = row("P2_mlp", "512-2048-512", t)
+    if r is not None and r["ours"].get("ctx_peak_mb", -1) >= 0:
+        mem_rows.append((t, r["ours"]["ctx_peak_mb"], r["ours"]["variant"]))
+w("## Memory")
+w("")
+w("P2 large may hold at most 3 × (Jacobian + weights) = 3 × %.1f MB = "
+  "%.1f MB. The figure below is the peak of the bytes the context held "
+  "from its allocator while the fastest configuration ran in a fresh "
+  "context (weights, Jacobian, tape, cotangent blocks, pooled free blocks "
+  "and worker contexts included)." % (mem_base, 3 * mem_base))
+w("")
+w("| threads | variant | peak | × (Jacobian + weights) | within 3× |")
+w("|---|---|---|---|---|")
+for t, peak, variant in mem_rows:
+    w("| %d | %s | %.1f MB | %.2f | %s |" % (
+        t, variant, peak, peak / mem_base,
+        "yes" if peak <= 3 * mem_base else "**no**"))
+w("")
+
 w("## GEMM bound")
 w("")
 w("The Jacobian of P2 as matrix products costs "
@@ -898,6 +924,9 @@ for tg, vals, met, missed, mins in results:
     print("%-4s %s %s %s: %s" % ("ok" if met else "MISS", tg[0], tg[1], tg[4],
                                  ", ".join("%d thr %s" % (t, fmt_target_value(
                                      tg[2], v)) for t, v in vals)))
+for t, peak, variant in mem_rows:
+    print("%-4s P2_mlp 512-2048-512 memory, %d thr: %.1f MB of at most %.1f"
+          % ("ok" if peak <= 3 * mem_base else "MISS", t, peak, 3 * mem_base))
 print("\n%d of %d targets met; wrote %s/benchmarks.md%s" % (
     nmet, len(results), docs, " and benchmarks.png" if chart_ok else ""))
 PY

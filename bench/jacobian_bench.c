@@ -533,12 +533,17 @@ static bool case_constants(bench_case *bc, jac_ctx *ctx)
         return true;
     int64_t rows[3] = {bc->hidden, bc->hidden, bc->n_out};
     int64_t cols[3] = {bc->n_in, bc->hidden, bc->hidden};
+    /* P2 multiplies by W, P5 (rows of X) by W^T: each holds only its own,
+     * so that the context's memory is the problem's. */
     for (int s = 0; s < 3; s++) {
         int64_t shape[2] = {rows[s], cols[s]}, tshape[2] = {cols[s], rows[s]};
-        bc->W[s] = jac_tensor_new(ctx, 2, shape, bc->w[s]);
-        bc->WT[s] = jac_tensor_new(ctx, 2, tshape, bc->wt[s]);
+        bc->W[s] = bc->WT[s] = NULL;
+        if (bc->problem == P2)
+            bc->W[s] = jac_tensor_new(ctx, 2, shape, bc->w[s]);
+        else
+            bc->WT[s] = jac_tensor_new(ctx, 2, tshape, bc->wt[s]);
         bc->bias[s] = jac_tensor_new(ctx, 1, &rows[s], bc->b[s]);
-        if (!bc->W[s] || !bc->WT[s] || !bc->bias[s])
+        if (!(bc->W[s] || bc->WT[s]) || !bc->bias[s])
             return false;
     }
     return true;
@@ -998,6 +1003,22 @@ static int run_benchmark(const options *o)
                             best = k;
                     }
                 }
+                /* The final measurement in a fresh context, whose pools
+                 * hold nothing from the configurations tried: its peak is
+                 * the memory this configuration needs (constants
+                 * included). */
+                jac_ctx *fresh = o->plain_alloc
+                                     ? jac_ctx_new()
+                                     : jac_ctx_new_with_allocator(&alloc);
+                if (fresh == NULL || !case_constants(&bc, fresh)) {
+                    fprintf(stderr, "jacobian_bench: out of memory\n");
+                    jac_ctx_free(fresh);
+                    jac_ctx_free(ctx);
+                    case_free(&bc);
+                    return 1;
+                }
+                jac_ctx_free(ctx);
+                ctx = fresh;
                 result r;
                 counter_reset_peak(&cnt);
                 if (!measure(&bc, ctx, &tu.cfg[best], o->budget, o->min_rep,
