@@ -71,8 +71,8 @@ static const size_def size_table[] = {
      0.026009785692566793, 5.5047805988081658e-05},
     {P3, "n=64", 64, 0, 0, TIER_SMALL, 22102.920748172011, 3505.0845285148939,
      -41.789268396615455},
-    {P3, "n=512", 512, 0, 0, TIER_LARGE, 176572.65928334248,
-     9953.4572405315776, -41.789268396615455},
+    {P3, "n=512", 512, 0, 0, TIER_LARGE, 176572.65928334248, 9953.4572405315776,
+     -41.789268396615455},
     {P4, "k=10000", 10000, 0, 0, TIER_ALL, 0.00073974788001393,
      0.00073974788001393, 0.00073974788001393},
     {P5, "B=64", 64, 0, 0, TIER_ALL, -4.6970480864790822, 0.70808530018179627,
@@ -157,12 +157,14 @@ typedef struct options {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: jacobian_bench [options]\n"
         "  --problems LIST   P1,P2,P3,P4,P5 (default all)\n"
         "  --sizes LIST      small,medium,large or exact sizes such as\n"
         "                    n=2048,16-32-16 (default all)\n"
-        "  --variants LIST   rowloop,batched,forward,hessian,grad (default all)\n"
+        "  --variants LIST   rowloop,batched,forward,hessian,grad (default "
+        "all)\n"
         "  --threads LIST    thread counts (default 1,2)\n"
         "  --budget S        seconds of repetitions per measurement (0.4)\n"
         "  --min-repeats N   at least N timed repetitions (5)\n"
@@ -269,14 +271,16 @@ static int parse_options(int argc, char **argv, options *o)
             o->tune = false;
             takes = false;
         } else if (val == NULL) {
-            fprintf(stderr, "jacobian_bench: unknown option or missing "
-                            "value: %s\n", a);
+            fprintf(stderr,
+                    "jacobian_bench: unknown option or missing "
+                    "value: %s\n",
+                    a);
             return -1;
         } else if (strcmp(a, "--problems") == 0) {
             for (int p = 0; p < NPROBLEMS; p++) {
                 char id[4] = {'P', (char)('1' + p), 0, 0};
-                o->problems[p] = list_has(val, id) ||
-                                 list_has(val, problem_names[p]);
+                o->problems[p] =
+                    list_has(val, id) || list_has(val, problem_names[p]);
             }
         } else if (strcmp(a, "--variants") == 0) {
             for (int v = 0; v < NVARIANTS; v++)
@@ -441,14 +445,12 @@ static double *data_X(int64_t B, int64_t n)
         return NULL;
     for (int64_t r = 0; r < B; r++)
         for (int64_t j = 0; j < n; j++)
-            X[r * n + j] =
-                0.5 * sin(0.3 * (double)j + 0.7 + 0.01 * (double)r);
+            X[r * n + j] = 0.5 * sin(0.3 * (double)j + 0.7 + 0.01 * (double)r);
     return X;
 }
 
 /* W of layer s (rows x cols) into w, and its transpose into wt. */
-static bool data_W(int64_t rows, int64_t cols, int s, double **w,
-                   double **wt)
+static bool data_W(int64_t rows, int64_t cols, int s, double **w, double **wt)
 {
     *w = malloc((size_t)(rows * cols) * sizeof **w);
     *wt = malloc((size_t)(rows * cols) * sizeof **wt);
@@ -558,10 +560,9 @@ static jac_tensor *f_square(jac_ctx *ctx, jac_tensor *x)
 /* P2: y = W3 tanh(W2 tanh(W1 x + b1) + b2) + b3 for one sample x. */
 static jac_tensor *f_mlp(jac_ctx *ctx, const bench_case *bc, jac_tensor *x)
 {
-    jac_tensor *h = jac_tanh(
-        ctx, jac_add(ctx, jac_matmul(ctx, bc->W[0], x), bc->bias[0]));
-    h = jac_tanh(ctx,
-                 jac_add(ctx, jac_matmul(ctx, bc->W[1], h), bc->bias[1]));
+    jac_tensor *h =
+        jac_tanh(ctx, jac_add(ctx, jac_matmul(ctx, bc->W[0], x), bc->bias[0]));
+    h = jac_tanh(ctx, jac_add(ctx, jac_matmul(ctx, bc->W[1], h), bc->bias[1]));
     return jac_add(ctx, jac_matmul(ctx, bc->W[2], h), bc->bias[2]);
 }
 
@@ -569,10 +570,9 @@ static jac_tensor *f_mlp(jac_ctx *ctx, const bench_case *bc, jac_tensor *x)
 static jac_tensor *f_mlp_batch(jac_ctx *ctx, const bench_case *bc,
                                jac_tensor *X)
 {
-    jac_tensor *h = jac_tanh(
-        ctx, jac_add(ctx, jac_matmul(ctx, X, bc->WT[0]), bc->bias[0]));
-    h = jac_tanh(ctx,
-                 jac_add(ctx, jac_matmul(ctx, h, bc->WT[1]), bc->bias[1]));
+    jac_tensor *h =
+        jac_tanh(ctx, jac_add(ctx, jac_matmul(ctx, X, bc->WT[0]), bc->bias[0]));
+    h = jac_tanh(ctx, jac_add(ctx, jac_matmul(ctx, h, bc->WT[1]), bc->bias[1]));
     return jac_add(ctx, jac_matmul(ctx, h, bc->WT[2]), bc->bias[2]);
 }
 
@@ -846,8 +846,7 @@ typedef struct tuning {
 } tuning;
 
 static void print_result(const bench_case *bc, const config *c, int threads,
-                         const result *r, double ctx_peak_mb,
-                         const tuning *tu)
+                         const result *r, double ctx_peak_mb, const tuning *tu)
 {
     const char *bad = check_sums(bc->sd, &r->s);
     printf("{\"impl\": \"libjacobian\", \"problem\": \"%s\", \"size\": \"%s\", "
@@ -990,8 +989,7 @@ static int run_benchmark(const options *o)
                      * twice as slow as the best so far is not repeated. */
                     for (int k = 0; k < tu.n; k++) {
                         result r;
-                        double give_up =
-                            k ? 2.0 * tu.median[best] : INFINITY;
+                        double give_up = k ? 2.0 * tu.median[best] : INFINITY;
                         if (!measure(&bc, ctx, &tu.cfg[k], o->tune_budget, 3,
                                      o->max_rep, give_up, &r)) {
                             tu.median[k] = INFINITY;
@@ -1132,20 +1130,20 @@ static int run_gemm(const options *o)
             B[i] = cos(0.001 * (double)i);
         for (int ti = 0; ti < o->nthreads; ti++) {
             openblas_set_num_threads(o->threads[ti]);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k,
-                        1.0, A, k, B, n, 0.0, C, n); /* warm-up */
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0,
+                        A, k, B, n, 0.0, C, n); /* warm-up */
             double t[200];
             int reps = 0;
             double start = now();
             while (reps < 3 || (reps < 200 && now() - start < o->budget)) {
                 double t0 = now();
-                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n,
-                            k, 1.0, A, k, B, n, 0.0, C, n);
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k,
+                            1.0, A, k, B, n, 0.0, C, n);
                 t[reps++] = now() - t0;
             }
             qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-            double med = reps % 2 ? t[reps / 2]
-                                  : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+            double med =
+                reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
             double flops = 2.0 * m * (double)n * k;
             printf("{\"impl\": \"cblas_dgemm\", \"shape\": \"%s\", \"m\": %d, "
                    "\"n\": %d, \"k\": %d, \"threads\": %d, \"median_s\": %.6g, "

@@ -17,14 +17,16 @@
 #define N 8
 
 /* The context keeps the first error, so one report covers a whole chain. */
-static int fail(jac_ctx *ctx, const char *step) {
+static int fail(jac_ctx *ctx, const char *step)
+{
     fprintf(stderr, "hessian: %s failed: %s\n", step, jac_errmsg(ctx));
     jac_ctx_free(ctx);
     return 1;
 }
 
 /* Vectorised as in NumPy, with no loop over i: head = x[:-1], tail = x[1:]. */
-static jac_tensor *rosenbrock(jac_ctx *ctx, jac_tensor *x) {
+static jac_tensor *rosenbrock(jac_ctx *ctx, jac_tensor *x)
+{
     jac_tensor *head = jac_slice(ctx, x, 0, 0, -1, 1);
     jac_tensor *tail = jac_slice(ctx, x, 0, 1, N, 1);
     jac_tensor *valley = jac_sub(ctx, tail, jac_pow_scalar(ctx, head, 2.0));
@@ -36,7 +38,8 @@ static jac_tensor *rosenbrock(jac_ctx *ctx, jac_tensor *x) {
 }
 
 /* The closed-form Hessian entry (i, j), to check the computed one against. */
-static double exact_hessian(const double *x, int i, int j) {
+static double exact_hessian(const double *x, int i, int j)
+{
     if (i == j) {
         double h = i > 0 ? 200.0 : 0.0;
         if (i < N - 1) {
@@ -53,7 +56,8 @@ static double exact_hessian(const double *x, int i, int j) {
     return 0.0;
 }
 
-int main(void) {
+int main(void)
+{
     jac_ctx *ctx = jac_ctx_new();
     if (!ctx) {
         fprintf(stderr, "hessian: out of memory\n");

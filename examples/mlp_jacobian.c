@@ -32,8 +32,8 @@ static jac_tensor *weight(jac_ctx *ctx, int64_t rows, int64_t cols, int s)
     double *w = W ? (double *)jac_tensor_data(W) : NULL;
     for (int64_t i = 0; w && i < rows; i++)
         for (int64_t j = 0; j < cols; j++)
-            w[i * cols + j] =
-                sin(0.37 * (double)i + 0.11 * (double)j + s) / sqrt((double)cols);
+            w[i * cols + j] = sin(0.37 * (double)i + 0.11 * (double)j + s) /
+                              sqrt((double)cols);
     return W;
 }
 
@@ -53,13 +53,14 @@ typedef struct mlp {
 /* The network on a batch X (B, N_IN) -> (B, N_OUT); each row on its own.
  * The weights act from the right (X W^T), so one matrix product serves the
  * whole batch. */
-static jac_status forward(jac_ctx *ctx, jac_tensor *const *in,
-                          jac_tensor **out, void *user)
+static jac_status forward(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                          void *user)
 {
     const mlp *net = user;
     jac_tensor *h = in[0];
     for (int s = 0; s < 3; s++) {
-        h = jac_add(ctx, jac_matmul(ctx, h, jac_transpose(ctx, net->W[s], 0, 1)),
+        h = jac_add(ctx,
+                    jac_matmul(ctx, h, jac_transpose(ctx, net->W[s], 0, 1)),
                     net->b[s]);
         if (s < 2)
             h = jac_tanh(ctx, h);
@@ -107,8 +108,8 @@ static int report(const char *name, const jac_tensor *J, const double *ref,
     for (int k = 0; k < 3 && ref == NULL; k++)
         printf("  %-4s %+.17g\n", names[k], got[k]);
     for (int k = 0; k < 3 && ref != NULL; k++) {
-        double scale = k == 0 && fro_scale_for_sum > 0 ? fro_scale_for_sum
-                                                       : fabs(ref[k]);
+        double scale =
+            k == 0 && fro_scale_for_sum > 0 ? fro_scale_for_sum : fabs(ref[k]);
         int match = fabs(got[k] - ref[k]) <= 1e-9 * scale;
         ok &= match;
         printf("  %-4s %+.17g  (reference %+.17g) %s\n", names[k], got[k],
@@ -129,9 +130,10 @@ int main(int argc, char **argv)
     jac_ctx *ctx = jac_ctx_new();
     if (ctx == NULL)
         return 1;
-    mlp net = {{weight(ctx, HIDDEN, N_IN, 1), weight(ctx, HIDDEN, HIDDEN, 2),
-                weight(ctx, N_OUT, HIDDEN, 3)},
-               {bias(ctx, HIDDEN, 1), bias(ctx, HIDDEN, 2), bias(ctx, N_OUT, 3)}};
+    mlp net = {
+        {weight(ctx, HIDDEN, N_IN, 1), weight(ctx, HIDDEN, HIDDEN, 2),
+         weight(ctx, N_OUT, HIDDEN, 3)},
+        {bias(ctx, HIDDEN, 1), bias(ctx, HIDDEN, 2), bias(ctx, N_OUT, 3)}};
     bool tty = isatty(STDERR_FILENO);
 
     /* P2: one input row, x[j] = 0.5 sin(0.3 j + 0.7). */

@@ -34,8 +34,8 @@ static jac_tensor *residual(jac_ctx *ctx, jac_tensor *u)
     jac_tensor *padded = jac_concat(ctx, 3, (jac_tensor *[]){zero, u, zero}, 0);
     jac_tensor *left = jac_slice(ctx, padded, 0, 0, N, 1);
     jac_tensor *right = jac_slice(ctx, padded, 0, 2, N + 2, 1);
-    jac_tensor *lap = jac_sub(ctx, jac_sub(ctx, jac_mul_scalar(ctx, u, 2.0), left),
-                              right);
+    jac_tensor *lap =
+        jac_sub(ctx, jac_sub(ctx, jac_mul_scalar(ctx, u, 2.0), left), right);
     return jac_sub(ctx, jac_div_scalar(ctx, lap, h * h),
                    jac_mul_scalar(ctx, jac_exp(ctx, u), LAMBDA));
 }

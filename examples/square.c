@@ -11,13 +11,15 @@
 #include <stdio.h>
 
 /* The context keeps the first error, so one report covers a whole chain. */
-static int fail(jac_ctx *ctx, const char *step) {
+static int fail(jac_ctx *ctx, const char *step)
+{
     fprintf(stderr, "square: %s failed: %s\n", step, jac_errmsg(ctx));
     jac_ctx_free(ctx);
     return 1;
 }
 
-int main(void) {
+int main(void)
+{
     jac_ctx *ctx = jac_ctx_new();
     if (!ctx) {
         fprintf(stderr, "square: out of memory\n");

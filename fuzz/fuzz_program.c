@@ -101,9 +101,9 @@ static uint8_t u8(reader *r) { return r->i < r->n ? r->p[r->i++] : 0; }
 /* A value: mostly moderate numbers, sometimes the special ones. */
 static double value(reader *r, bool *smooth)
 {
-    static const double special[] = {0.0,     -0.0,     NAN,     INFINITY,
-                                     -INFINITY, 1e300,  -1e300,  1e-310,
-                                     1.0,     -1.0,     0.5,     2.0};
+    static const double special[] = {0.0,       -0.0,  NAN,    INFINITY,
+                                     -INFINITY, 1e300, -1e300, 1e-310,
+                                     1.0,       -1.0,  0.5,    2.0};
     uint8_t b = u8(r);
     if (b < 24) {
         double v = special[b % 12];
@@ -120,16 +120,10 @@ static int64_t extent(reader *r) { return u8(r) % 5; }
 /* Extents that a hostile caller passes. */
 static int64_t hostile_extent(reader *r)
 {
-    static const int64_t table[] = {-1,
-                                    INT64_MIN,
-                                    INT64_MAX,
-                                    (int64_t)1 << 62,
-                                    3000000000,
-                                    (int64_t)1 << 31,
-                                    0,
-                                    1,
-                                    2,
-                                    INT64_MAX / 2 + 1};
+    static const int64_t table[] = {
+        -1,         INT64_MIN,        INT64_MAX, (int64_t)1 << 62,
+        3000000000, (int64_t)1 << 31, 0,         1,
+        2,          INT64_MAX / 2 + 1};
     return table[u8(r) % (sizeof table / sizeof table[0])];
 }
 
@@ -163,8 +157,8 @@ static int axis(reader *r)
 /* ------------------------------------------------------------------------ */
 
 #define NREG 16
-#define MAX_NUMEL 4096 /* drivers skip larger tensors: keeps runs short */
-#define MAX_TAPE 2000  /* and longer tapes (create-graph passes pile up) */
+#define MAX_NUMEL 4096    /* drivers skip larger tensors: keeps runs short */
+#define MAX_TAPE 2000     /* and longer tapes (create-graph passes pile up) */
 #define WORK_BUDGET 40000 /* passes x tape length, per input */
 
 typedef struct machine {
@@ -231,8 +225,7 @@ static void check_result(machine *m, const jac_tensor *t)
         if (st == JAC_OK) {
             broken("a call returned NULL without an error", m->ctx);
         }
-        if (st < 0 || st > JAC_ERR_CANCELLED ||
-            jac_errmsg(m->ctx)[0] == '\0') {
+        if (st < 0 || st > JAC_ERR_CANCELLED || jac_errmsg(m->ctx)[0] == '\0') {
             broken("an error without a status in range or a message", m->ctx);
         }
         return;
@@ -257,8 +250,8 @@ static void check_result(machine *m, const jac_tensor *t)
 static void check_status(machine *m, jac_status st)
 {
     if (trace > 0 && st != JAC_OK) {
-        fprintf(stderr, "%s pc %d: %s\n", m->replay ? "replay" : "run",
-                m->pc, jac_errmsg(m->ctx));
+        fprintf(stderr, "%s pc %d: %s\n", m->replay ? "replay" : "run", m->pc,
+                jac_errmsg(m->ctx));
     }
     if (st < 0 || st > JAC_ERR_CANCELLED) {
         broken("a status out of range", m->ctx);
@@ -266,8 +259,8 @@ static void check_status(machine *m, jac_status st)
     if (st == JAC_OK && jac_errcode(m->ctx) != JAC_OK) {
         broken("a call that succeeded left an error", m->ctx);
     }
-    if (st != JAC_OK && (jac_errcode(m->ctx) == JAC_OK ||
-                         jac_errmsg(m->ctx)[0] == '\0')) {
+    if (st != JAC_OK &&
+        (jac_errcode(m->ctx) == JAC_OK || jac_errmsg(m->ctx)[0] == '\0')) {
         broken("a failed call left no error", m->ctx);
     }
 }
@@ -287,8 +280,8 @@ static void put(machine *m, reader *r, jac_tensor *t)
     /* Values far from 1 anywhere on the way make the reverse pass lose
      * digits that the forward values never show (inverse of an inverse of
      * a nearly singular matrix): such programs are not well-conditioned. */
-    for (int64_t i = 0; t != NULL && m->replay && i < jac_tensor_numel(t) &&
-                        i < MAX_NUMEL;
+    for (int64_t i = 0;
+         t != NULL && m->replay && i < jac_tensor_numel(t) && i < MAX_NUMEL;
          i++) {
         double v = fabs(jac_tensor_data(t)[i]);
         m->biggest = isnan(v) ? INFINITY : v > m->biggest ? v : m->biggest;
@@ -328,18 +321,17 @@ typedef jac_tensor *(*binary_fn)(jac_ctx *, jac_tensor *, jac_tensor *);
 typedef jac_tensor *(*scalar_fn)(jac_ctx *, jac_tensor *, double);
 
 static const unary_fn smooth_unary[] = {
-    jac_neg,   jac_exp,    jac_log,        jac_sin,   jac_cos,
-    jac_tanh,  jac_sqrt,   jac_rsqrt,      jac_square, jac_reciprocal,
-    jac_expm1, jac_log1p,  jac_tan,        jac_asin,  jac_acos,
-    jac_atan,  jac_sinh,   jac_cosh,       jac_asinh, jac_sigmoid,
-    jac_softplus, jac_erf, jac_sum,        jac_mean,  jac_prod,
-    jac_trace, jac_inverse, jac_det,       jac_logdet, jac_cholesky};
+    jac_neg,      jac_exp,     jac_log,   jac_sin,    jac_cos,
+    jac_tanh,     jac_sqrt,    jac_rsqrt, jac_square, jac_reciprocal,
+    jac_expm1,    jac_log1p,   jac_tan,   jac_asin,   jac_acos,
+    jac_atan,     jac_sinh,    jac_cosh,  jac_asinh,  jac_sigmoid,
+    jac_softplus, jac_erf,     jac_sum,   jac_mean,   jac_prod,
+    jac_trace,    jac_inverse, jac_det,   jac_logdet, jac_cholesky};
 static const unary_fn kinked_unary[] = {jac_abs, jac_sign, jac_relu, jac_max,
                                         jac_min};
-static const binary_fn smooth_binary[] = {jac_add,   jac_sub, jac_mul,
-                                          jac_div,   jac_pow, jac_atan2,
-                                          jac_matmul, jac_solve, jac_dot,
-                                          jac_outer};
+static const binary_fn smooth_binary[] = {
+    jac_add,   jac_sub,    jac_mul,   jac_div, jac_pow,
+    jac_atan2, jac_matmul, jac_solve, jac_dot, jac_outer};
 static const binary_fn kinked_binary[] = {jac_maximum, jac_minimum};
 static const scalar_fn scalar_ops[] = {jac_add_scalar, jac_sub_scalar,
                                        jac_mul_scalar, jac_div_scalar,
@@ -1073,14 +1065,14 @@ static void run(machine *m, const uint8_t *data, size_t size)
             jac_tensor *a = R(m, &r), *b = R(m, &r);
             if (k & 128) {
                 m->smooth = false;
-                put(m, &r, kinked_binary[k % COUNT(kinked_binary)](m->ctx, a,
-                                                                    b));
+                put(m, &r,
+                    kinked_binary[k % COUNT(kinked_binary)](m->ctx, a, b));
             } else {
                 if (smooth_binary[k % COUNT(smooth_binary)] == jac_solve) {
                     note_conditioning(m, a);
                 }
-                put(m, &r, smooth_binary[k % COUNT(smooth_binary)](m->ctx, a,
-                                                                    b));
+                put(m, &r,
+                    smooth_binary[k % COUNT(smooth_binary)](m->ctx, a, b));
             }
             break;
         }
@@ -1210,12 +1202,12 @@ static void check_against_finite_differences(const uint8_t *data, size_t size)
             return; /* not well-conditioned enough to compare */
         }
     }
-    jac_tensor *wt = jac_tensor_new(ctx, jac_tensor_ndim(g.out),
-                                    jac_tensor_shape(g.out), w);
+    jac_tensor *wt =
+        jac_tensor_new(ctx, jac_tensor_ndim(g.out), jac_tensor_shape(g.out), w);
     jac_tensor *loss = jac_sum(ctx, jac_mul(ctx, g.out, wt)), *grad = NULL;
-    jac_status st = loss ? jac_grad(ctx, 1, &loss, NULL, 1, &x,
-                                    JAC_ALLOW_UNUSED, &grad)
-                         : jac_errcode(ctx);
+    jac_status st =
+        loss ? jac_grad(ctx, 1, &loss, NULL, 1, &x, JAC_ALLOW_UNUSED, &grad)
+             : jac_errcode(ctx);
     if (st != JAC_OK) {
         /* Allowed when clean: a derivative may be undefined (det at a
          * singular matrix). */

@@ -74,7 +74,8 @@ extern "C" {
 
 /** The version of the linked library, as JAC_VERSION_NUMBER. */
 JAC_API int jac_version_number(void);
-/** The version of the linked library, as "major.minor.patch" (static string). */
+/** The version of the linked library, as "major.minor.patch" (static string).
+ */
 JAC_API const char *jac_version_string(void);
 
 /** @} */
@@ -104,10 +105,10 @@ JAC_API const char *jac_version_string(void);
     X(JAC_ERR_SEED_SHAPE, 10, "seed shape does not match its output")          \
     X(JAC_ERR_UNUSED_INPUT, 11, "input is not used by the outputs")            \
     X(JAC_ERR_NO_GRAD, 12, "input does not require gradients")                 \
-    X(JAC_ERR_RELEASED, 13, "graph was already released")                     \
+    X(JAC_ERR_RELEASED, 13, "graph was already released")                      \
     X(JAC_ERR_CHECK_FAILED, 14, "derivative check failed")                     \
     X(JAC_ERR_STATE, 15, "call not allowed in this state")                     \
-    X(JAC_ERR_CALLBACK, 16, "user callback failed")                           \
+    X(JAC_ERR_CALLBACK, 16, "user callback failed")                            \
     X(JAC_ERR_CANCELLED, 17, "cancelled by the progress callback")
 
 /** Every status a call can report. JAC_OK is zero; errors are positive.
@@ -204,8 +205,8 @@ JAC_API bool jac_is_grad_enabled(const jac_ctx *ctx);
  * zeros. Fails on a NULL shape with ndim > 0, a rank above JAC_MAX_DIMS, a
  * negative extent or an element count that overflows.
  */
-JAC_API jac_tensor *jac_tensor_new(jac_ctx *ctx, int ndim,
-                                   const int64_t *shape, const double *data);
+JAC_API jac_tensor *jac_tensor_new(jac_ctx *ctx, int ndim, const int64_t *shape,
+                                   const double *data);
 /** A tensor of zeros of the given shape. */
 JAC_API jac_tensor *jac_zeros(jac_ctx *ctx, int ndim, const int64_t *shape);
 /** A tensor of ones of the given shape. */
@@ -316,8 +317,8 @@ JAC_API jac_tensor *jac_div(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
  * a ** b elementwise, broadcast, for a tensor exponent. Defined for a > 0 and
  * any b, and for a = 0 with b > 0 (value 0). The derivative in a is
  * b * a ** (b - 1) (taken as 0 where b == 0); in b it is a ** b * log(a),
- * taken as 0 where a == 0 and b >= 0 (as PyTorch). A negative base gives NaN unless b is
- * an integer (C pow() semantics).
+ * taken as 0 where a == 0 and b >= 0 (as PyTorch). A negative base gives NaN
+ * unless b is an integer (C pow() semantics).
  */
 JAC_API jac_tensor *jac_pow(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
 /** The larger of a and b elementwise, broadcast; at ties the gradient is
@@ -602,8 +603,8 @@ JAC_API jac_tensor *jac_pad(jac_ctx *ctx, jac_tensor *a, const int64_t *before,
 
 /** Uniform values in [lo, hi). */
 JAC_API jac_tensor *jac_rand_uniform(jac_ctx *ctx, int ndim,
-                                     const int64_t *shape, double lo,
-                                     double hi, uint64_t seed);
+                                     const int64_t *shape, double lo, double hi,
+                                     uint64_t seed);
 /** Normal values with the given mean and standard deviation. */
 JAC_API jac_tensor *jac_rand_normal(jac_ctx *ctx, int ndim,
                                     const int64_t *shape, double mean,
@@ -788,11 +789,10 @@ JAC_API jac_tensor *jac_hessian(jac_ctx *ctx, jac_fn fn, void *user,
  * (noutputs entries; may be NULL). v[k] is shaped like output k; NULL entries
  * are allowed for one-element outputs (seed 1). flags: JAC_CREATE_GRAPH.
  */
-JAC_API jac_status jac_vjp(jac_ctx *ctx, jac_fn fn, void *user,
-                           size_t ninputs, jac_tensor *const *inputs,
-                           size_t noutputs, jac_tensor *const *v,
-                           unsigned flags, jac_tensor **outputs,
-                           jac_tensor **vjps);
+JAC_API jac_status jac_vjp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                           jac_tensor *const *inputs, size_t noutputs,
+                           jac_tensor *const *v, unsigned flags,
+                           jac_tensor **outputs, jac_tensor **vjps);
 
 /**
  * The Jacobian-vector products sum_i d fn_k / d inputs_i v[i] into jvps[k]
@@ -800,21 +800,20 @@ JAC_API jac_status jac_vjp(jac_ctx *ctx, jac_fn fn, void *user,
  * NULL), by the double-backward trick. v[i] is shaped like inputs[i].
  * flags: JAC_CREATE_GRAPH.
  */
-JAC_API jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user,
-                           size_t ninputs, jac_tensor *const *inputs,
-                           size_t noutputs, jac_tensor *const *v,
-                           unsigned flags, jac_tensor **outputs,
-                           jac_tensor **jvps);
+JAC_API jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                           jac_tensor *const *inputs, size_t noutputs,
+                           jac_tensor *const *v, unsigned flags,
+                           jac_tensor **outputs, jac_tensor **jvps);
 
 /**
  * The Hessian-vector products H v of a function with a one-element output:
  * hvps[i] = sum_j d2 fn / d inputs_i d inputs_j v[j], and the value into
  * *output (may be NULL). flags: JAC_CREATE_GRAPH.
  */
-JAC_API jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user,
-                           size_t ninputs, jac_tensor *const *inputs,
-                           jac_tensor *const *v, unsigned flags,
-                           jac_tensor **output, jac_tensor **hvps);
+JAC_API jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                           jac_tensor *const *inputs, jac_tensor *const *v,
+                           unsigned flags, jac_tensor **output,
+                           jac_tensor **hvps);
 
 /**
  * Per-sample Jacobians. fn maps a batch X of shape (B, ...) to one output of
@@ -847,8 +846,9 @@ JAC_API jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
  * With noutputs == 0 and ninputs == 0 the whole tape is drawn. Outputs keep
  * only the nodes that lead to them, inputs only the nodes that depend on
  * them; with both, the nodes between. A tensor made by a node that is left
- * out is drawn as a dotted box. Reads the tape only. Fails with JAC_ERR_NULL_ARG or
- * JAC_ERR_CONTEXT on bad arguments and JAC_ERR_VALUE when writing fails.
+ * out is drawn as a dotted box. Reads the tape only. Fails with
+ * JAC_ERR_NULL_ARG or JAC_ERR_CONTEXT on bad arguments and JAC_ERR_VALUE when
+ * writing fails.
  */
 JAC_API jac_status jac_export_dot(jac_ctx *ctx, size_t noutputs,
                                   jac_tensor *const *outputs, size_t ninputs,
@@ -898,9 +898,9 @@ JAC_API jac_tensor *jac_read_npy(jac_ctx *ctx, FILE *in);
 
 /** Tolerances of the checkers; a NULL pointer means the defaults. */
 typedef struct jac_check_opts {
-    double eps;  /**< finite-difference step (default 1e-6) */
-    double atol; /**< absolute tolerance (default 1e-5) */
-    double rtol; /**< relative tolerance (default 1e-3) */
+    double eps;    /**< finite-difference step (default 1e-6) */
+    double atol;   /**< absolute tolerance (default 1e-5) */
+    double rtol;   /**< relative tolerance (default 1e-3) */
     uint64_t seed; /**< seed of the random grad_outputs in gradgradcheck */
 } jac_check_opts;
 
@@ -920,8 +920,7 @@ JAC_API jac_status jac_gradcheck(jac_ctx *ctx, jac_fn fn, void *user,
  * jac_gradcheck. Same results as jac_gradcheck.
  */
 JAC_API jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
-                                     size_t ninputs,
-                                     jac_tensor *const *inputs,
+                                     size_t ninputs, jac_tensor *const *inputs,
                                      size_t noutputs,
                                      const jac_check_opts *opts);
 

@@ -60,7 +60,7 @@ void jac__plan_free(jac_ctx *ctx, jac__plan *plan)
 static const bool elementwise_op[JAC__OP_COUNT] = {
 #define JAC__OP_ELEMENTWISE(e, name, vjp) [JAC__OP_##e] = true,
     JAC__OPS_ELEMENTWISE(JAC__OP_ELEMENTWISE)
-    JAC__OPS_UNARY(JAC__OP_ELEMENTWISE)
+        JAC__OPS_UNARY(JAC__OP_ELEMENTWISE)
 #undef JAC__OP_ELEMENTWISE
 };
 
@@ -226,8 +226,8 @@ jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
                            jac_tensor *const *outputs, size_t ninputs,
                            jac_tensor *const *inputs, jac__plan **result)
 {
-    return jac__plan_build_ex(ctx, op, noutputs, outputs, ninputs, inputs,
-                              true, result);
+    return jac__plan_build_ex(ctx, op, noutputs, outputs, ninputs, inputs, true,
+                              result);
 }
 
 jac_status jac__plan_build_ex(jac_ctx *ctx, const char *op, size_t noutputs,
@@ -300,11 +300,11 @@ typedef struct run {
     const char *op;
     const jac__plan *plan;
     bool create;
-    int nbatch;         /* batch axes in front of every cotangent */
+    int nbatch; /* batch axes in front of every cotangent */
     const int64_t *batch_shape;
-    int64_t batch;      /* their product */
+    int64_t batch; /* their product */
     slot *slots;
-    bool made_buffers;  /* whether any slot may own storage */
+    bool made_buffers; /* whether any slot may own storage */
     /* The slot whose cotangent has the seeds' one-hot form, or -1. */
     const jac__onehot *hint;
     int32_t onehot_slot;
@@ -404,7 +404,8 @@ static jac_tensor *slot_tensor(run *r, slot *s, const jac_tensor *like)
     int64_t shape[JAC_MAX_DIMS];
     int nd = r->nbatch + like->ndim;
     memcpy(shape, r->batch_shape, (size_t)r->nbatch * sizeof(int64_t));
-    memcpy(shape + r->nbatch, like->shape, (size_t)like->ndim * sizeof(int64_t));
+    memcpy(shape + r->nbatch, like->shape,
+           (size_t)like->ndim * sizeof(int64_t));
     if (s->buf == SLOT_INLINE) {
         double v = s->v;
         s->buf = NULL;
@@ -425,8 +426,8 @@ static bool shape_is(const jac_tensor *g, const run *r, const jac_tensor *ref)
 {
     if (g->ndim != r->nbatch + ref->ndim)
         return false;
-    if (memcmp(g->shape, r->batch_shape,
-               (size_t)r->nbatch * sizeof(int64_t)) != 0)
+    if (memcmp(g->shape, r->batch_shape, (size_t)r->nbatch * sizeof(int64_t)) !=
+        0)
         return false;
     return memcmp(g->shape + r->nbatch, ref->shape,
                   (size_t)ref->ndim * sizeof(int64_t)) == 0;
@@ -460,16 +461,17 @@ static jac_status step_fused(run *r, const jac__node *n, slot *g,
         }
         gin[j] = JAC__BUF_DATA(b[j]);
     }
-    *done = onehot ? jac__fused_matmul_onehot(n, r->hint, r->onehot_m, need,
-                                              gin)
-                   : false;
+    *done = onehot
+                ? jac__fused_matmul_onehot(n, r->hint, r->onehot_m, need, gin)
+                : false;
     if (!*done)
         *done = f(n, r->batch, slot_data(g), need, gin);
     for (int j = 0; j < n->nin; j++) {
         if (b[j] == NULL)
             continue;
         if (*done)
-            add_buffer(r, &r->slots[slots[j]], b[j], r->batch * n->in[j]->numel);
+            add_buffer(r, &r->slots[slots[j]], b[j],
+                       r->batch * n->in[j]->numel);
         else
             jac__buf_release(r->ctx, b[j]);
     }
@@ -527,8 +529,7 @@ static inline bool step_one(run *r, const jac__node *n, slot *g,
         v[0] = gv * n->partial[0];
         v[1] = gv * n->partial[1];
     } else if (n->nin < 1 || n->nin > 2 || n->out->numel != 1 ||
-               n->in[0]->numel != 1 ||
-               (n->nin == 2 && n->in[1]->numel != 1) ||
+               n->in[0]->numel != 1 || (n->nin == 2 && n->in[1]->numel != 1) ||
                !jac__fused_scalar(n, *slot_data(g), v)) {
         return false;
     }
@@ -599,12 +600,13 @@ jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
 }
 
 jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
-                                const jac__plan *plan,
-                                jac_tensor *const *seeds, unsigned flags,
-                                const jac__onehot *hint, jac_tensor **grads)
+                                const jac__plan *plan, jac_tensor *const *seeds,
+                                unsigned flags, const jac__onehot *hint,
+                                jac_tensor **grads)
 {
-    run r = {ctx,  op,    plan, (flags & JAC_CREATE_GRAPH) != 0, 0, NULL, 1,
-             NULL, false, hint, -1, 0};
+    run r = {ctx,   op,   plan, (flags & JAC_CREATE_GRAPH) != 0,
+             0,     NULL, 1,    NULL,
+             false, hint, -1,   0};
     bool retain = r.create || (flags & JAC_RETAIN_GRAPH) != 0;
     for (size_t k = 0; k < plan->noutputs; k++) {
         if (seeds[k]) {
@@ -723,8 +725,8 @@ static bool same_shape(const jac_tensor *t, int offset, const jac_tensor *ref)
  * without a seed get 1). */
 static jac_status prepare_seeds(jac_ctx *ctx, const char *op, size_t noutputs,
                                 jac_tensor *const *outputs,
-                                jac_tensor *const *grad_outputs,
-                                unsigned flags, jac_tensor **seeds_out)
+                                jac_tensor *const *grad_outputs, unsigned flags,
+                                jac_tensor **seeds_out)
 {
     bool batched = (flags & JAC_BATCHED_SEEDS) != 0;
     int64_t batch = -1;
@@ -782,8 +784,8 @@ static jac_tensor *zeros_like_batched(jac_ctx *ctx, const jac_tensor *x,
         s[n++] = batch;
     memcpy(s + n, x->shape, (size_t)x->ndim * sizeof(int64_t));
     if (n + x->ndim > JAC_MAX_DIMS) {
-        jac__error(ctx, JAC_ERR_RANK,
-                   "grad: batched gradient exceeds rank %d", JAC_MAX_DIMS);
+        jac__error(ctx, JAC_ERR_RANK, "grad: batched gradient exceeds rank %d",
+                   JAC_MAX_DIMS);
         return NULL;
     }
     return jac_zeros(ctx, n + x->ndim, s);
@@ -817,23 +819,21 @@ static jac_status grad_impl(jac_ctx *ctx, const char *op, size_t noutputs,
     jac_scope mark = jac_scope_begin(ctx);
     jac_tensor *stack_buf[16];
     size_t need_bytes = (noutputs + ninputs) * sizeof(jac_tensor *);
-    jac_tensor **work = noutputs + ninputs <= 16
-                            ? stack_buf
-                            : jac__alloc(ctx, need_bytes);
+    jac_tensor **work =
+        noutputs + ninputs <= 16 ? stack_buf : jac__alloc(ctx, need_bytes);
     if (work == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
     jac_tensor **seeds = work, **res = work + noutputs;
     jac__plan *plan = NULL;
-    jac_status st = prepare_seeds(ctx, op, noutputs, outputs, grad_outputs,
-                                  flags, seeds);
+    jac_status st =
+        prepare_seeds(ctx, op, noutputs, outputs, grad_outputs, flags, seeds);
     if (st == JAC_OK)
         st = jac__plan_build_ex(ctx, op, noutputs, outputs, ninputs, inputs,
                                 false, &plan); /* run once: no pruning */
     if (st == JAC_OK)
         st = jac__plan_run(ctx, op, plan, seeds, flags, res);
-    int64_t batch = st == JAC_OK && (flags & JAC_BATCHED_SEEDS)
-                        ? seeds[0]->shape[0]
-                        : -1;
+    int64_t batch =
+        st == JAC_OK && (flags & JAC_BATCHED_SEEDS) ? seeds[0]->shape[0] : -1;
     for (size_t i = 0; i < ninputs && st == JAC_OK; i++) {
         if (res[i])
             continue;
@@ -889,8 +889,8 @@ static jac_status collect_leaves(jac_ctx *ctx, jac_tensor *y,
     *nleaves = 0;
     if (y->node < 0) {
         if (y->requires_grad) {
-            if (jac__grow(ctx, (void **)leaves, cap, 1,
-                          sizeof(jac_tensor *)) != JAC_OK)
+            if (jac__grow(ctx, (void **)leaves, cap, 1, sizeof(jac_tensor *)) !=
+                JAC_OK)
                 return JAC_ERR_NO_MEMORY;
             (*leaves)[(*nleaves)++] = y;
         }

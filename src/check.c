@@ -53,8 +53,8 @@ static jac_status gradcheck_impl(jac_ctx *ctx, const char *op, jac_fn fn,
     if (outs == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
     jac_tensor **plus = outs + noutputs, **minus = plus + noutputs;
-    jac_status st = jac__call_fn(ctx, op, fn, user, inputs, noutputs, outs,
-                                 true);
+    jac_status st =
+        jac__call_fn(ctx, op, fn, user, inputs, noutputs, outs, true);
     for (size_t i = 0; i < ninputs && st == JAC_OK; i++) {
         jac_tensor *x = inputs[i];
         for (size_t k = 0; k < noutputs && st == JAC_OK; k++) {
@@ -85,10 +85,11 @@ static jac_status gradcheck_impl(jac_ctx *ctx, const char *op, jac_fn fn,
                         st = ctx->status;
                 x->data[e] = orig;
                 for (int64_t r = 0; r < ny && st == JAC_OK; r++) {
-                    double num = (plus[k]->data[r] - minus[k]->data[r]) /
-                                 (2.0 * o->eps);
+                    double num =
+                        (plus[k]->data[r] - minus[k]->data[r]) / (2.0 * o->eps);
                     double ana = J->data[r * x->numel + e];
-                    bool bad = !(fabs(ana - num) <= o->atol + o->rtol * fabs(num));
+                    bool bad =
+                        !(fabs(ana - num) <= o->atol + o->rtol * fabs(num));
                     if (bad && !(isnan(ana) && isnan(num)))
                         st = jac__error(
                             ctx, JAC_ERR_CHECK_FAILED,
@@ -173,7 +174,8 @@ jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
     size_t bytes = 2 * noutputs * sizeof(jac_tensor *);
     jac_tensor **work = jac__alloc(ctx, bytes);
     if (work == NULL)
-        return jac__error(ctx, JAC_ERR_NO_MEMORY, "gradgradcheck: out of memory");
+        return jac__error(ctx, JAC_ERR_NO_MEMORY,
+                          "gradgradcheck: out of memory");
     vjp_closure c = {fn, user, ninputs, noutputs, work, work + noutputs};
     jac_scope mark = jac_scope_begin(ctx);
     st = jac__call_fn(ctx, "gradgradcheck", fn, user, inputs, noutputs, c.outs,

@@ -105,7 +105,7 @@ const char *jac__shape_str(char *buf, size_t size, int ndim,
 
 /* A chunk: its list link, up to 63 bytes to reach a cache line, then the
  * headers. */
-#define HEADER_CHUNK_BYTES                                                    \
+#define HEADER_CHUNK_BYTES                                                     \
     (sizeof(void *) + 63 + JAC__HEADER_CHUNK * sizeof(jac_tensor))
 _Static_assert(sizeof(jac_tensor) % 64 == 0,
                "tensor headers are whole cache lines");
@@ -509,8 +509,8 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
     jac__buf *buf = NULL;
     if (numel > JAC__INLINE_NUMEL &&
         (buf = jac__buf_alloc(ctx, (size_t)numel * sizeof(double))) == NULL) {
-        jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory for shape %s",
-                   op, jac__shape_str(s, sizeof s, ndim, shape));
+        jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory for shape %s", op,
+                   jac__shape_str(s, sizeof s, ndim, shape));
         return NULL;
     }
     jac_tensor *t = tensor_register(ctx, op, ndim, shape, numel, buf);
@@ -525,8 +525,7 @@ jac_tensor *jac__tensor_like(jac_ctx *ctx, const char *op,
     if (like->numel > JAC__INLINE_NUMEL)
         return jac__tensor_alloc(ctx, op, like->ndim, like->shape);
     /* A shape that already exists needs no checks. */
-    return tensor_register(ctx, op, like->ndim, like->shape, like->numel,
-                           NULL);
+    return tensor_register(ctx, op, like->ndim, like->shape, like->numel, NULL);
 }
 
 jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
@@ -546,8 +545,8 @@ jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
         return NULL;
     }
     t->buf->refcount++;
-    jac_tensor *v = tensor_register(ctx, "reshape", ndim, shape, t->numel,
-                                    t->buf);
+    jac_tensor *v =
+        tensor_register(ctx, "reshape", ndim, shape, t->numel, t->buf);
     if (v == NULL)
         t->buf->refcount--;
     return v;
@@ -556,8 +555,8 @@ jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
 jac_tensor *jac__tensor_wrap(jac_ctx *ctx, const char *op, int ndim,
                              const int64_t *shape, jac__buf *buf)
 {
-    jac_tensor *t = tensor_register(ctx, op, ndim, shape,
-                                    jac__numel(ndim, shape), buf);
+    jac_tensor *t =
+        tensor_register(ctx, op, ndim, shape, jac__numel(ndim, shape), buf);
     if (t == NULL)
         jac__buf_release(ctx, buf);
     return t;
@@ -594,8 +593,8 @@ jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
                             const char *what, size_t index)
 {
     if (t == NULL)
-        return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: %s %zu is NULL", op,
-                          what, index);
+        return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: %s %zu is NULL", op, what,
+                          index);
     return jac__check_arg(ctx, op, t) ? JAC_OK : JAC_ERR_CONTEXT;
 }
 
@@ -690,8 +689,8 @@ static bool keep_grad(const jac_tensor *t, size_t mark)
     return false;
 }
 
-jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark,
-                         jac_tensor *const *keep, size_t nkeep)
+jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
+                         size_t nkeep)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;

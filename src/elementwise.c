@@ -48,8 +48,8 @@ static void broadcast_strides(const jac_tensor *t, int n, const int64_t *shape,
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } binop;
 
 JAC__VECTORIZED static void binary_run(binop f, int64_t n, const double *a,
-                                       int64_t sa, const double *b,
-                                       int64_t sb, double *y)
+                                       int64_t sa, const double *b, int64_t sb,
+                                       double *y)
 {
     switch (f) {
     case BIN_ADD:
@@ -214,8 +214,8 @@ jac_tensor *jac_div(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 /* Broadcasting is undone in a backward rule by summing the cotangent over
  * the axes that the forward op stretched; the batch axes in front of g stay. */
 static jac_status reduce_both(jac_ctx *ctx, const jac__node *node,
-                              jac_tensor *g, const bool *need,
-                              jac_tensor *ga, jac_tensor *gb, jac_tensor **gin)
+                              jac_tensor *g, const bool *need, jac_tensor *ga,
+                              jac_tensor *gb, jac_tensor **gin)
 {
     int nb = jac__batch_ndim(g, node->out);
     if (need[0]) {
@@ -268,8 +268,7 @@ jac_status jac__vjp_div(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     jac_tensor *b = node->in[1];
     jac_tensor *ga = need[0] ? jac_div(ctx, g, b) : g;
     jac_tensor *gb =
-        need[1] ? jac_neg(ctx, jac_div(ctx, jac_mul(ctx, g, node->out), b))
-                : g;
+        need[1] ? jac_neg(ctx, jac_div(ctx, jac_mul(ctx, g, node->out), b)) : g;
     if (ga == NULL || gb == NULL)
         return ctx->status;
     return reduce_both(ctx, node, g, need, ga, gb, gin);
@@ -364,12 +363,12 @@ jac_status jac__vjp_affine(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 /* ------------------------------------------------------------------------ */
 
 /* The values of the unary functions at x. */
-#define UNARY_VALUES(X)                                                       \
-    X(EXP, exp(x))                                                            \
-    X(LOG, log(x))                                                            \
-    X(SIN, sin(x))                                                            \
-    X(COS, cos(x))                                                            \
-    X(TANH, tanh(x))                                                          \
+#define UNARY_VALUES(X)                                                        \
+    X(EXP, exp(x))                                                             \
+    X(LOG, log(x))                                                             \
+    X(SIN, sin(x))                                                             \
+    X(COS, cos(x))                                                             \
+    X(TANH, tanh(x))                                                           \
     X(POW_SCALAR, p == 2.0 ? x * x : pow(x, p))
 
 /* One element that will be recorded: its value and, in the same place (so
@@ -381,9 +380,9 @@ static void unary_one(jac__op op, double x, double p, double *out,
     double y = 0.0, alpha = 0.0;
     (void)alpha;
     switch (op) {
-#define UNARY_ONE(o, expr)                                                    \
-    case JAC__OP_##o:                                                         \
-        y = (expr);                                                           \
+#define UNARY_ONE(o, expr)                                                     \
+    case JAC__OP_##o:                                                          \
+        y = (expr);                                                            \
         break;
         UNARY_VALUES(UNARY_ONE)
 #undef UNARY_ONE
@@ -394,9 +393,9 @@ static void unary_one(jac__op op, double x, double p, double *out,
     node->has_partials = true;
     node->partial[1] = 0.0;
     switch (op) {
-#define UNARY_PARTIAL(o, expr)                                                \
-    case JAC__OP_##o:                                                         \
-        node->partial[0] = (expr);                                            \
+#define UNARY_PARTIAL(o, expr)                                                 \
+    case JAC__OP_##o:                                                          \
+        node->partial[0] = (expr);                                             \
         break;
         JAC__UNARY_DERIVATIVES(UNARY_PARTIAL)
 #undef UNARY_PARTIAL
@@ -432,12 +431,12 @@ static jac_tensor *unary(jac_ctx *ctx, jac__op op, jac_tensor *a, double p)
         return y;
     }
     switch (op) {
-#define UNARY_LOOP(o_, expr)                                                  \
-    case JAC__OP_##o_:                                                        \
-        for (int64_t i = 0; i < n; i++) {                                     \
-            double x = xv[i];                                                 \
-            o[i] = (expr);                                                    \
-        }                                                                     \
+#define UNARY_LOOP(o_, expr)                                                   \
+    case JAC__OP_##o_:                                                         \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            double x = xv[i];                                                  \
+            o[i] = (expr);                                                     \
+        }                                                                      \
         break;
         UNARY_VALUES(UNARY_LOOP)
 #undef UNARY_LOOP
@@ -539,7 +538,8 @@ jac_status jac__vjp_pow_scalar(jac_ctx *ctx, const jac__node *node,
     }
     if (p == 1.0)
         return unary_result(ctx, g, gin);
-    jac_tensor *d = p == 2.0 ? jac_mul_scalar(ctx, x, 2.0)
-                             : jac_mul_scalar(ctx, jac_pow_scalar(ctx, x, p - 1.0), p);
+    jac_tensor *d =
+        p == 2.0 ? jac_mul_scalar(ctx, x, 2.0)
+                 : jac_mul_scalar(ctx, jac_pow_scalar(ctx, x, p - 1.0), p);
     return unary_result(ctx, jac_mul(ctx, g, d), gin);
 }

@@ -44,7 +44,7 @@ static bool is_suffix(const jac_tensor *t, const jac_tensor *out)
 /* dst[b, j] = sum over r of src[b, r * m + j]: a cotangent of n elements per
  * batch summed down to a suffix of m elements. */
 JAC__VECTORIZED static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
-                          const double *src, double *dst)
+                                          const double *src, double *dst)
 {
     for (int64_t b = 0; b < batch; b++) {
         double *d = dst + b * m;
@@ -62,8 +62,9 @@ JAC__VECTORIZED static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
 /* ------------------------------------------------------------------------ */
 
 /* gin = g * d(x, y) elementwise for a unary op, d given by the op. */
-JAC__VECTORIZED static bool fused_unary(const jac__node *n, int64_t batch, const double *gv,
-                        const bool *need, double *const *gin)
+JAC__VECTORIZED static bool fused_unary(const jac__node *n, int64_t batch,
+                                        const double *gv, const bool *need,
+                                        double *const *gin)
 {
     (void)need;
     const double *xv = n->in[0]->data, *yv = n->out->data;
@@ -72,14 +73,14 @@ JAC__VECTORIZED static bool fused_unary(const jac__node *n, int64_t batch, const
     double p = n->p.scalar, alpha = n->p.affine.alpha;
     for (int64_t b = 0; b < batch; b++, gv += m, o += m) {
         switch (n->op) {
-#define FUSED_UNARY_LOOP(op, expr)                                            \
-    case JAC__OP_##op:                                                        \
-        for (int64_t i = 0; i < m; i++) {                                     \
-            double x = xv[i], y = yv[i];                                      \
-            (void)x;                                                          \
-            (void)y;                                                          \
-            o[i] = gv[i] * (expr);                                            \
-        }                                                                     \
+#define FUSED_UNARY_LOOP(op, expr)                                             \
+    case JAC__OP_##op:                                                         \
+        for (int64_t i = 0; i < m; i++) {                                      \
+            double x = xv[i], y = yv[i];                                       \
+            (void)x;                                                           \
+            (void)y;                                                           \
+            o[i] = gv[i] * (expr);                                             \
+        }                                                                      \
         break;
             JAC__UNARY_DERIVATIVES(FUSED_UNARY_LOOP)
 #undef FUSED_UNARY_LOOP
@@ -106,9 +107,10 @@ JAC__VECTORIZED static bool fused_unary(const jac__node *n, int64_t batch, const
  * summed over the leading axes along which the input was repeated. Loops
  * run over whole rows of the shorter operand, so there is no index
  * arithmetic per element. */
-JAC__VECTORIZED static void binary_input(const jac__node *n, int j, int64_t batch,
-                         const double *g, const jac_tensor *factor,
-                         double scale, double *dst)
+JAC__VECTORIZED static void binary_input(const jac__node *n, int j,
+                                         int64_t batch, const double *g,
+                                         const jac_tensor *factor, double scale,
+                                         double *dst)
 {
     int64_t m = n->out->numel, k = n->in[j]->numel;
     int64_t f = factor ? factor->numel : m;
@@ -151,15 +153,15 @@ JAC__VECTORIZED static void binary_input(const jac__node *n, int j, int64_t batc
 }
 
 /* div's cotangents at one element: of a (ga) and of b (gb), where y = a / b. */
-static inline void div_vjp(double g, double b, double y, double *ga,
-                           double *gb)
+static inline void div_vjp(double g, double b, double y, double *ga, double *gb)
 {
     *ga = g / b;
     *gb = -((g * y) / b);
 }
 
-JAC__VECTORIZED static bool fused_binary(const jac__node *n, int64_t batch, const double *g,
-                         const bool *need, double *const *gin)
+JAC__VECTORIZED static bool fused_binary(const jac__node *n, int64_t batch,
+                                         const double *g, const bool *need,
+                                         double *const *gin)
 {
     const jac_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
     if (!is_suffix(a, y) || !is_suffix(b, y))
@@ -204,8 +206,9 @@ JAC__VECTORIZED static bool fused_binary(const jac__node *n, int64_t batch, cons
 /* ------------------------------------------------------------------------ */
 
 /* sum over every axis: each element receives its batch's cotangent. */
-JAC__VECTORIZED static bool fused_sum(const jac__node *n, int64_t batch, const double *g,
-                      const bool *need, double *const *gin)
+JAC__VECTORIZED static bool fused_sum(const jac__node *n, int64_t batch,
+                                      const double *g, const bool *need,
+                                      double *const *gin)
 {
     (void)need;
     const jac_tensor *x = n->in[0];
@@ -230,8 +233,9 @@ static bool fused_expand(const jac__node *n, int64_t batch, const double *g,
 }
 
 /* sum_to a suffix: the cotangent repeated over the summed leading axes. */
-JAC__VECTORIZED static bool fused_sum_to(const jac__node *n, int64_t batch, const double *g,
-                         const bool *need, double *const *gin)
+JAC__VECTORIZED static bool fused_sum_to(const jac__node *n, int64_t batch,
+                                         const double *g, const bool *need,
+                                         double *const *gin)
 {
     (void)need;
     const jac_tensor *x = n->in[0], *y = n->out;
@@ -254,10 +258,11 @@ static bool fused_reshape(const jac__node *n, int64_t batch, const double *g,
 
 /* Copies count blocks of inner elements between the sliced positions of a
  * tensor with extent big along the axis and a dense one, per batch. */
-JAC__VECTORIZED static void slice_move(int64_t batch, int64_t outer, int64_t big,
-                       int64_t inner, int64_t start, int64_t step,
-                       int64_t count, double *full, double *part,
-                       bool to_part)
+JAC__VECTORIZED static void slice_move(int64_t batch, int64_t outer,
+                                       int64_t big, int64_t inner,
+                                       int64_t start, int64_t step,
+                                       int64_t count, double *full,
+                                       double *part, bool to_part)
 {
     size_t bytes = (size_t)inner * sizeof(double);
     if (inner == 0 || count == 0)
@@ -385,14 +390,12 @@ static bool fused_matmul(const jac__node *n, int64_t batch, const double *g,
 
 /* The one-hot positions of stacked row k as (i, c) = (pos / N, pos % N)
  * of an output with N columns, for t < reps. */
-#define ONEHOT_FOR_EACH(h, m, k, N, i, c)                                     \
-    for (int64_t t_ = 0, pos_ = (h)->r0 + (k), i = pos_ / (N),              \
-                 c = pos_ % (N);                                              \
+#define ONEHOT_FOR_EACH(h, m, k, N, i, c)                                      \
+    for (int64_t t_ = 0, pos_ = (h)->r0 + (k), i = pos_ / (N), c = pos_ % (N); \
          t_ < (h)->reps; t_++, pos_ += (m), i = pos_ / (N), c = pos_ % (N))
 
 bool jac__fused_matmul_onehot(const jac__node *n, const jac__onehot *h,
-                              int64_t m, const bool *need,
-                              double *const *gin)
+                              int64_t m, const bool *need, double *const *gin)
 {
     const jac_tensor *a = n->in[0], *b = n->in[1];
     if (a->ndim > 2 || b->ndim > 2 || (a->ndim == 1 && b->ndim == 1))
@@ -408,23 +411,24 @@ bool jac__fused_matmul_onehot(const jac__node *n, const jac__onehot *h,
             double *d = gin[0] + k * a->numel;
             memset(d, 0, (size_t)a->numel * sizeof(double));
             ONEHOT_FOR_EACH(h, m, k, N, i, c)
-                for (int64_t r = 0; r < K; r++)
-                    d[i * K + r] += b->data[r * N + c];
+            for (int64_t r = 0; r < K; r++)
+                d[i * K + r] += b->data[r * N + c];
         }
         if (need[1]) {
             double *d = gin[1] + k * b->numel;
             memset(d, 0, (size_t)b->numel * sizeof(double));
             ONEHOT_FOR_EACH(h, m, k, N, i, c)
-                for (int64_t r = 0; r < K; r++)
-                    d[r * N + c] += a->data[i * K + r];
+            for (int64_t r = 0; r < K; r++)
+                d[r * N + c] += a->data[i * K + r];
         }
     }
     (void)M;
     return true;
 }
 
-JAC__VECTORIZED static bool fused_transpose(const jac__node *n, int64_t batch, const double *g,
-                            const bool *need, double *const *gin)
+JAC__VECTORIZED static bool fused_transpose(const jac__node *n, int64_t batch,
+                                            const double *g, const bool *need,
+                                            double *const *gin)
 {
     (void)need;
     const jac_tensor *y = n->out;
@@ -481,9 +485,9 @@ void jac__record_partials(jac__node *n)
     (void)y;
     n->partial[1] = 0.0;
     switch (n->op) {
-#define FUSED_UNARY_PARTIAL(op, expr)                                         \
-    case JAC__OP_##op:                                                        \
-        n->partial[0] = (expr);                                               \
+#define FUSED_UNARY_PARTIAL(op, expr)                                          \
+    case JAC__OP_##op:                                                         \
+        n->partial[0] = (expr);                                                \
         break;
         JAC__UNARY_DERIVATIVES(FUSED_UNARY_PARTIAL)
 #undef FUSED_UNARY_PARTIAL

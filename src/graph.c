@@ -130,9 +130,8 @@ static void draw_node(dot_writer *w, int64_t i)
         snprintf(role + strlen(role), sizeof role - strlen(role),
                  "\\noutput %ld", out);
     fprintf(w->out, "    n%lld [label=\"#%lld %s%s\\n%s%s%s\"%s%s];\n",
-            (long long)i, (long long)i, jac__op_names[n->op], details, s,
-            role, n->released ? "\\nreleased" : "",
-            out >= 0 ? ", peripheries=2" : "",
+            (long long)i, (long long)i, jac__op_names[n->op], details, s, role,
+            n->released ? "\\nreleased" : "", out >= 0 ? ", peripheries=2" : "",
             n->released ? ", style=dashed, color=grey55, fontcolor=grey40"
                         : "");
     for (int j = 0; j < n->nin; j++) {

@@ -132,7 +132,7 @@ typedef enum jac__op {
 /* Reference-counted storage: reshape shares it instead of copying. */
 typedef struct jac__buf {
     int64_t refcount;
-    size_t bytes; /* usable bytes after the header */
+    size_t bytes;    /* usable bytes after the header */
     int64_t pad_[2]; /* a 32-byte header keeps the data aligned */
     /* double data[] follows, 16-byte aligned */
 } jac__buf;
@@ -144,9 +144,9 @@ typedef struct jac__buf {
  * (by the CPU it runs on), so one portable build still uses wide vectors.
  * Without -ffast-math and with FP contraction off (ISO C), every variant
  * computes the same bits. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&       \
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
     !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-#define JAC__VECTORIZED                                                       \
+#define JAC__VECTORIZED                                                        \
     __attribute__((target_clones("default", "avx2", "arch=x86-64-v4")))
 #else
 #define JAC__VECTORIZED
@@ -164,19 +164,19 @@ struct jac_tensor {
     _Alignas(64) uint32_t magic;
     int ndim;
     int64_t numel;
-    double *data;    /* into buf, or into small */
-    jac__buf *buf;   /* NULL for inline values */
-    int64_t node;    /* tape index of the op that made it; -1 for leaves */
+    double *data;  /* into buf, or into small */
+    jac__buf *buf; /* NULL for inline values */
+    int64_t node;  /* tape index of the op that made it; -1 for leaves */
     /* Scratch for building a backward plan (single-threaded): */
-    uint64_t stamp;  /* plan id that last visited this tensor */
-    jac_tensor *grad;  /* gradient accumulated by jac_backward */
+    uint64_t stamp;   /* plan id that last visited this tensor */
+    jac_tensor *grad; /* gradient accumulated by jac_backward */
     int32_t plan_slot;
     bool requires_grad;
-    bool keep;       /* scratch for jac_scope_end */
+    bool keep; /* scratch for jac_scope_end */
     double small[JAC__INLINE_NUMEL];
     jac_ctx *ctx;
-    size_t slot;     /* position in the context's tensor registry */
-    uint64_t seq;    /* creation order, strictly increasing */
+    size_t slot;  /* position in the context's tensor registry */
+    uint64_t seq; /* creation order, strictly increasing */
     int64_t shape[JAC_MAX_DIMS];
 };
 
@@ -223,7 +223,7 @@ typedef struct jac__node {
         struct {
             uint32_t axes_mask;
             int dir; /* +1 along the group order, -1 against it */
-        } scan; /* group_shift, group_scan (reduce_stats.c) */
+        } scan;      /* group_shift, group_scan (reduce_stats.c) */
         struct {
             int nlead; /* leading axes kept as they are (sum_to) */
         } sum_to;
@@ -233,7 +233,7 @@ typedef struct jac__node {
         struct {
             int axis;  /* past the nlead leading axes (gather) */
             int nlead; /* leading axes the index does not cover */
-        } index; /* index_select, index_add, gather, scatter_add */
+        } index;       /* index_select, index_add, gather, scatter_add */
         struct {
             double lo, hi;
         } clamp;
@@ -243,14 +243,14 @@ typedef struct jac__node {
         struct {
             int64_t offset;   /* > 0 above the main diagonal */
             int axis1, axis2; /* of the tensor holding the full matrix */
-        } diagonal; /* diagonal, diag_embed */
+        } diagonal;           /* diagonal, diag_embed */
         struct {
             bool vector; /* b is (..., n) rather than (..., n, k) */
         } solve;
         struct {
             bool lower; /* which triangle of the matrix is read */
             bool trans; /* solve with its transpose */
-        } triangular; /* triangular_solve */
+        } triangular;   /* triangular_solve */
     } p;
 } jac__node;
 
@@ -452,11 +452,11 @@ JAC__OP_TABLE(JAC__VJP_DECL)
  * when an op on one element runs, and the one-element kernel all expand
  * this list, so their numbers agree bitwise. (log's, g / x, is not a
  * product and stays apart.) */
-#define JAC__UNARY_DERIVATIVES(X)                                             \
-    X(EXP, y)                                                                 \
-    X(SIN, cos(x))                                                            \
-    X(COS, -sin(x))                                                           \
-    X(TANH, 1.0 - y * y)                                                      \
+#define JAC__UNARY_DERIVATIVES(X)                                              \
+    X(EXP, y)                                                                  \
+    X(SIN, cos(x))                                                             \
+    X(COS, -sin(x))                                                            \
+    X(TANH, 1.0 - y * y)                                                       \
     X(AFFINE, alpha)
 
 /* pow_scalar's derivative, mirroring its rule: 1 for p == 1, 2x for p == 2,
@@ -564,9 +564,10 @@ bool jac__plan_output_used(const jac__plan *plan, size_t k);
  * its output, so that output element i depends on input element i only (a
  * Jacobian between equal-sized tensors is then diagonal). */
 bool jac__plan_is_elementwise(const jac__plan *plan);
-/* Runs the plan in ctx (the plan's own context, or a worker of it): seeds[k] (batch ++ outputs[k].shape, or NULL to skip
- * output k), grads[i] receives the cotangent of input i or NULL when none
- * arrived. Honours JAC_CREATE_GRAPH and JAC_RETAIN_GRAPH. */
+/* Runs the plan in ctx (the plan's own context, or a worker of it): seeds[k]
+ * (batch ++ outputs[k].shape, or NULL to skip output k), grads[i] receives the
+ * cotangent of input i or NULL when none arrived. Honours JAC_CREATE_GRAPH and
+ * JAC_RETAIN_GRAPH. */
 jac_status jac__plan_run(jac_ctx *ctx, const char *op, const jac__plan *plan,
                          jac_tensor *const *seeds, unsigned flags,
                          jac_tensor **grads);
@@ -583,15 +584,14 @@ typedef struct jac__onehot {
 
 /* jac__plan_run with the seeds described by hint (NULL: nothing known). */
 jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
-                                const jac__plan *plan,
-                                jac_tensor *const *seeds, unsigned flags,
-                                const jac__onehot *hint, jac_tensor **grads);
+                                const jac__plan *plan, jac_tensor *const *seeds,
+                                unsigned flags, const jac__onehot *hint,
+                                jac_tensor **grads);
 
 /* The fused matmul kernel for a cotangent of one-hot rows (see
  * jac__onehot; m is the output's numel per repetition): false for a case
  * it does not cover. */
 bool jac__fused_matmul_onehot(const jac__node *n, const jac__onehot *h,
-                              int64_t m, const bool *need,
-                              double *const *gin);
+                              int64_t m, const bool *need, double *const *gin);
 
 #endif /* JAC_INTERNAL_H */

@@ -374,7 +374,8 @@ static jac_status assemble(engine *e)
             int64_t shape[JAC_MAX_DIMS];
             int nd = dest_shape(e, s, r, shape);
             size_t i = dest_index(e, s, r);
-            jac_tensor **parts = e->parts + (s * e->nres + r) * e->nparts_per_pair;
+            jac_tensor **parts =
+                e->parts + (s * e->nres + r) * e->nparts_per_pair;
             size_t nparts = 0;
             while (nparts < e->nparts_per_pair && parts[nparts])
                 nparts++;
@@ -505,10 +506,18 @@ static jac_status jacobian_forward(jac_ctx *ctx, const char *op, size_t ny,
     if (st == JAC_OK)
         st = jac__plan_build(ctx, op, nx, g, ny, u, &plan);
     if (st == JAC_OK) {
-        engine e = {.ctx = ctx, .op = op, .plan = plan, .nseeded = nx,
-                    .nres = ny, .seeded = g, .res = u,
-                    .place = PLACE_COLUMNS, .reps = 1, .create = create,
-                    .dest = out, .progress = o->progress,
+        engine e = {.ctx = ctx,
+                    .op = op,
+                    .plan = plan,
+                    .nseeded = nx,
+                    .nres = ny,
+                    .seeded = g,
+                    .res = u,
+                    .place = PLACE_COLUMNS,
+                    .reps = 1,
+                    .create = create,
+                    .dest = out,
+                    .progress = o->progress,
                     .progress_user = o->progress_user};
         st = engine_run(&e, o->chunk);
     }
@@ -533,8 +542,7 @@ static jac_status jacobian_forward(jac_ctx *ctx, const char *op, size_t ny,
  * ordinary engine runs instead. *J stays NULL when this does not apply. */
 static jac_status diagonal_jacobian(jac_ctx *ctx, const char *op,
                                     const jac__plan *plan, jac_tensor *y,
-                                    jac_tensor *x,
-                                    const jac_jacobian_opts *o,
+                                    jac_tensor *x, const jac_jacobian_opts *o,
                                     jac_tensor **J)
 {
     *J = NULL;
@@ -546,9 +554,9 @@ static jac_status diagonal_jacobian(jac_ctx *ctx, const char *op,
     int nd = concat_shape(y->ndim, y->shape, x->ndim, x->shape, shape);
     jac_scope mark = jac_scope_begin(ctx);
     jac_tensor *seed = jac_ones(ctx, y->ndim, y->shape), *d = NULL;
-    jac_status st = seed ? jac__plan_run(ctx, op, plan, &seed,
-                                         JAC_RETAIN_GRAPH, &d)
-                         : ctx->status;
+    jac_status st =
+        seed ? jac__plan_run(ctx, op, plan, &seed, JAC_RETAIN_GRAPH, &d)
+             : ctx->status;
     bool finite = st == JAC_OK && d != NULL;
     for (int64_t i = 0; finite && i < d->numel; i++)
         finite = isfinite(d->data[i]);
@@ -558,8 +566,7 @@ static jac_status diagonal_jacobian(jac_ctx *ctx, const char *op,
     if (out) {
         for (int64_t i = 0; i < d->numel; i++)
             out->data[i * d->numel + i] = d->data[i];
-        if (o->progress &&
-            o->progress(y->numel, y->numel, o->progress_user)) {
+        if (o->progress && o->progress(y->numel, y->numel, o->progress_user)) {
             out = NULL;
             st = jac__error(ctx, JAC_ERR_CANCELLED,
                             "%s: cancelled by the progress callback", op);
@@ -628,10 +635,19 @@ static jac_status jacobian_impl(jac_ctx *ctx, const char *op, size_t ny,
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
     }
     jac_scope mark = jac_scope_begin(ctx);
-    engine e = {.ctx = ctx, .op = op, .plan = plan, .nseeded = ny, .nres = nx,
-                .seeded = ys, .res = xs, .place = PLACE_ROWS, .reps = 1,
-                .create = (o.flags & JAC_CREATE_GRAPH) != 0, .dest = out,
-                .progress = o.progress, .progress_user = o.progress_user};
+    engine e = {.ctx = ctx,
+                .op = op,
+                .plan = plan,
+                .nseeded = ny,
+                .nres = nx,
+                .seeded = ys,
+                .res = xs,
+                .place = PLACE_ROWS,
+                .reps = 1,
+                .create = (o.flags & JAC_CREATE_GRAPH) != 0,
+                .dest = out,
+                .progress = o.progress,
+                .progress_user = o.progress_user};
     st = engine_run(&e, o.chunk);
     jac__plan_free(ctx, plan);
     if (st == JAC_OK)
@@ -752,10 +768,9 @@ static void finish(jac_ctx *ctx, jac_scope mark, jac_status st, bool create,
         jac_scope_end(ctx, mark, keep, nkeep);
 }
 
-jac_status jac_jacobian_fn(jac_ctx *ctx, jac_fn fn, void *user,
-                           size_t ninputs, jac_tensor *const *inputs,
-                           size_t noutputs, const jac_jacobian_opts *opts,
-                           jac_tensor **J)
+jac_status jac_jacobian_fn(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                           jac_tensor *const *inputs, size_t noutputs,
+                           const jac_jacobian_opts *opts, jac_tensor **J)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -889,8 +904,7 @@ jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     if (st == JAC_OK)
         st = jac__call_fn(ctx, op, fn, user, xs, noutputs, ys, true);
     for (size_t i = 0; i < ninputs && st == JAC_OK; i++)
-        if (!jac__check_arg(ctx, op, v[i]) ||
-            v[i]->ndim != xs[i]->ndim ||
+        if (!jac__check_arg(ctx, op, v[i]) || v[i]->ndim != xs[i]->ndim ||
             memcmp(v[i]->shape, xs[i]->shape,
                    (size_t)v[i]->ndim * sizeof(int64_t)) != 0)
             st = jac__error(ctx, JAC_ERR_SHAPE,
@@ -902,8 +916,7 @@ jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
         st = transposed_product(ctx, noutputs, ys, ninputs, xs, u, g);
     if (st == JAC_OK)
         st = jac_grad(ctx, ninputs, g, v, noutputs, u,
-                      JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u),
-                      res);
+                      JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u), res);
     memcpy(res + noutputs, ys, noutputs * sizeof(jac_tensor *));
     finish(ctx, mark, st, create, res, 2 * noutputs);
     if (st == JAC_OK) {
@@ -949,8 +962,7 @@ jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     /* H v = d<grad f, v>/dx: one more backward pass seeded with v. */
     if (st == JAC_OK)
         st = jac_grad(ctx, ninputs, g, v, ninputs, xs,
-                      JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u),
-                      res);
+                      JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u), res);
     res[ninputs] = y;
     finish(ctx, mark, st, create, res, ninputs + 1);
     if (st == JAC_OK) {
@@ -986,16 +998,24 @@ jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
                         op, jac__shape_str(s1, sizeof s1, y->ndim, y->shape),
                         jac__shape_str(s2, sizeof s2, xs->ndim, xs->shape));
     if (st == JAC_OK && y->ndim + xs->ndim > JAC_MAX_DIMS)
-        st = jac__error(ctx, JAC_ERR_RANK, "%s: the result exceeds rank %d",
-                        op, JAC_MAX_DIMS);
+        st = jac__error(ctx, JAC_ERR_RANK, "%s: the result exceeds rank %d", op,
+                        JAC_MAX_DIMS);
     jac__plan *plan = NULL;
     if (st == JAC_OK)
         st = jac__plan_build(ctx, op, 1, &y, 1, &xs, &plan);
     if (st == JAC_OK) {
-        engine e = {.ctx = ctx, .op = op, .plan = plan, .nseeded = 1,
-                    .nres = 1, .seeded = &y, .res = &xs,
-                    .place = PLACE_SAMPLES, .reps = xs->shape[0],
-                    .create = create, .dest = &J, .progress = o.progress,
+        engine e = {.ctx = ctx,
+                    .op = op,
+                    .plan = plan,
+                    .nseeded = 1,
+                    .nres = 1,
+                    .seeded = &y,
+                    .res = &xs,
+                    .place = PLACE_SAMPLES,
+                    .reps = xs->shape[0],
+                    .create = create,
+                    .dest = &J,
+                    .progress = o.progress,
                     .progress_user = o.progress_user};
         if (e.reps == 0) {
             int64_t shape[JAC_MAX_DIMS];

@@ -26,13 +26,12 @@ static void gemm(int64_t m, int64_t n, int64_t k, const double *a,
         return;
     }
     if (n == 1) {
-        cblas_dgemv(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)k, 1.0,
-                    a, ld(k), b, 1, 0.0, c, 1);
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)k, 1.0, a,
+                    ld(k), b, 1, 0.0, c, 1);
         return;
     }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m,
-                (blasint)n, (blasint)k, 1.0, a, ld(k), b, ld(n), 0.0, c,
-                ld(n));
+                (blasint)n, (blasint)k, 1.0, a, ld(k), b, ld(n), 0.0, c, ld(n));
 }
 
 /* y[n] = x[k] @ B[k, n]. */
@@ -57,8 +56,9 @@ static jac_tensor *matmul_error(jac_ctx *ctx, const jac_tensor *a,
                "matmul: shapes %s and %s %s",
                jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
                jac__shape_str(s2, sizeof s2, b->ndim, b->shape),
-               why ? why : "do not match (inner extents differ or batch "
-                           "axes do not broadcast)");
+               why ? why
+                   : "do not match (inner extents differ or batch "
+                     "axes do not broadcast)");
     return NULL;
 }
 
@@ -163,8 +163,8 @@ static jac_tensor *reshape_batched(jac_ctx *ctx, jac_tensor *g, int nb,
     int64_t s[JAC_MAX_DIMS];
     int n = jac__batched_shape(g, nb, ndim, shape, s);
     if (n < 0) {
-        jac__error(ctx, JAC_ERR_RANK, "matmul: batched gradient exceeds rank %d",
-                   JAC_MAX_DIMS);
+        jac__error(ctx, JAC_ERR_RANK,
+                   "matmul: batched gradient exceeds rank %d", JAC_MAX_DIMS);
         return NULL;
     }
     return jac_reshape(ctx, g, n, s);
@@ -305,7 +305,8 @@ jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0, int axis1)
         char s[JAC__SHAPE_STR_MAX];
         jac__error(ctx, JAC_ERR_AXIS,
                    "transpose: axes %d and %d are out of range for shape %s",
-                   axis0, axis1, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+                   axis0, axis1,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
         return NULL;
     }
     int64_t shape[JAC_MAX_DIMS];
@@ -331,8 +332,7 @@ jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0, int axis1)
 }
 
 jac_status jac__vjp_transpose(jac_ctx *ctx, const jac__node *node,
-                              jac_tensor *g, const bool *need,
-                              jac_tensor **gin)
+                              jac_tensor *g, const bool *need, jac_tensor **gin)
 {
     (void)need;
     int nb = jac__batch_ndim(g, node->out);
@@ -407,7 +407,7 @@ static jac_tensor *permute_impl(jac_ctx *ctx, jac_tensor *a, const int *perm)
      * that the loops below stay inside the fixed-size arrays. */
     int n = a->ndim < JAC_MAX_DIMS ? a->ndim : JAC_MAX_DIMS;
     int64_t shape[JAC_MAX_DIMS] = {0}, as[JAC_MAX_DIMS], ss[JAC_MAX_DIMS],
-        ds[JAC_MAX_DIMS];
+            ds[JAC_MAX_DIMS];
     contiguous_strides(n, a->shape, as);
     for (int i = 0; i < n; i++) {
         shape[i] = a->shape[perm[i]];

@@ -75,8 +75,8 @@ typedef struct npy_where {
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static jac_status npy_error(const npy_where *w, jac_status code,
-                            const char *fmt, ...)
+static jac_status
+npy_error(const npy_where *w, jac_status code, const char *fmt, ...)
 {
     char what[256];
     va_list ap;
@@ -107,9 +107,8 @@ typedef struct npy_parser {
 
 static void skip_space(npy_parser *ps)
 {
-    while (ps->p < ps->end &&
-           (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' ||
-            *ps->p == '\r'))
+    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' ||
+                               *ps->p == '\n' || *ps->p == '\r'))
         ps->p++;
 }
 
@@ -158,9 +157,9 @@ static size_t parse_word(npy_parser *ps, char *buf, size_t size)
 {
     skip_space(ps);
     size_t n = 0;
-    while (ps->p < ps->end && n + 1 < size &&
-           ((*ps->p >= 'A' && *ps->p <= 'Z') ||
-            (*ps->p >= 'a' && *ps->p <= 'z')))
+    while (
+        ps->p < ps->end && n + 1 < size &&
+        ((*ps->p >= 'A' && *ps->p <= 'Z') || (*ps->p >= 'a' && *ps->p <= 'z')))
         buf[n++] = *ps->p++;
     buf[n] = '\0';
     return n;
@@ -249,8 +248,8 @@ static jac_status parse_shape(npy_parser *ps, npy_header *h)
     return JAC_OK;
 }
 
-static jac_status parse_header(const npy_where *w, const char *text,
-                               size_t len, npy_header *h)
+static jac_status parse_header(const npy_where *w, const char *text, size_t len,
+                               npy_header *h)
 {
     npy_parser ps = {w, text, text + len};
     npy_parser *p = &ps;
@@ -292,8 +291,7 @@ static jac_status parse_header(const npy_where *w, const char *text,
     if (p->p != p->end)
         return bad_header(p, "text after the dict");
     if (!h->have_descr || !h->have_fortran || !h->have_shape)
-        return npy_error(w, JAC_ERR_VALUE,
-                         "malformed header: missing key '%s'",
+        return npy_error(w, JAC_ERR_VALUE, "malformed header: missing key '%s'",
                          !h->have_descr     ? "descr"
                          : !h->have_fortran ? "fortran_order"
                                             : "shape");
@@ -488,8 +486,7 @@ static size_t format_header(char *buf, size_t size, const jac_tensor *t)
     for (int i = 0; i < t->ndim; i++)
         n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "",
                               (long long)t->shape[i]);
-    n += (size_t)snprintf(buf + n, size - n, "%s), }",
-                          t->ndim == 1 ? "," : "");
+    n += (size_t)snprintf(buf + n, size - n, "%s), }", t->ndim == 1 ? "," : "");
     size_t total = NPY_MAGIC_LEN + 4 + n + 1;
     size_t padded = (total + NPY_ALIGN - 1) / NPY_ALIGN * NPY_ALIGN;
     memset(buf + n, ' ', padded - total);
@@ -498,8 +495,7 @@ static size_t format_header(char *buf, size_t size, const jac_tensor *t)
     return n;
 }
 
-static jac_status write_npy(const npy_where *w, const jac_tensor *t,
-                            FILE *out)
+static jac_status write_npy(const npy_where *w, const jac_tensor *t, FILE *out)
 {
     /* At most 8 extents of 19 digits: far below the 1.0 limit of 65535. */
     char header[512];
@@ -525,8 +521,7 @@ static jac_status write_npy(const npy_where *w, const jac_tensor *t,
         }
     }
     if (!ok || fflush(out) != 0)
-        return npy_error(w, JAC_ERR_VALUE, "write failed: %s",
-                         strerror(errno));
+        return npy_error(w, JAC_ERR_VALUE, "write failed: %s", strerror(errno));
     return JAC_OK;
 }
 

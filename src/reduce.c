@@ -150,8 +150,8 @@ jac_tensor *jac_sum_axis(jac_ctx *ctx, jac_tensor *a, int axis, bool keepdim)
 
 /* The cotangent of a sum is spread back over the summed axes: reshape to the
  * keep-dims form, then expand. */
-jac_status jac__vjp_sum_axes(jac_ctx *ctx, const jac__node *node,
-                             jac_tensor *g, const bool *need, jac_tensor **gin)
+jac_status jac__vjp_sum_axes(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                             const bool *need, jac_tensor **gin)
 {
     (void)need;
     const jac_tensor *a = node->in[0];
@@ -223,7 +223,8 @@ jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
         if (k < 0 || (shape[k] == 1 && a->shape[i] != 1))
             mask |= 1u << i;
     }
-    jac_tensor *y = jac__tensor_alloc(ctx, "sum_to_shape", nlead + ndim, oshape);
+    jac_tensor *y =
+        jac__tensor_alloc(ctx, "sum_to_shape", nlead + ndim, oshape);
     if (y == NULL)
         return NULL;
     if (mask == 0)
@@ -301,14 +302,14 @@ jac_tensor *jac_expand(jac_ctx *ctx, jac_tensor *a, int ndim,
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     int64_t b[JAC_MAX_DIMS];
     if (ndim < 0 || ndim > JAC_MAX_DIMS || (ndim > 0 && shape == NULL)) {
-        jac__error(ctx, ndim < 0 || ndim > JAC_MAX_DIMS ? JAC_ERR_RANK
-                                                    : JAC_ERR_NULL_ARG,
+        jac__error(ctx,
+                   ndim < 0 || ndim > JAC_MAX_DIMS ? JAC_ERR_RANK
+                                                   : JAC_ERR_NULL_ARG,
                    "expand: invalid target shape (rank %d)", ndim);
         return NULL;
     }
     int nb = jac__broadcast_shape(a->ndim, a->shape, ndim, shape, b);
-    if (nb != ndim ||
-        memcmp(b, shape, (size_t)ndim * sizeof(int64_t)) != 0) {
+    if (nb != ndim || memcmp(b, shape, (size_t)ndim * sizeof(int64_t)) != 0) {
         jac__error(ctx, JAC_ERR_SHAPE, "expand: shape %s cannot expand to %s",
                    jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
                    jac__shape_str(s2, sizeof s2, ndim, shape));
@@ -328,7 +329,7 @@ jac_status jac__vjp_expand(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 {
     (void)need;
     const jac_tensor *a = node->in[0];
-    gin[0] = jac__sum_to_batched(ctx, g, jac__batch_ndim(g, node->out),
-                                 a->ndim, a->shape);
+    gin[0] = jac__sum_to_batched(ctx, g, jac__batch_ndim(g, node->out), a->ndim,
+                                 a->shape);
     return gin[0] ? JAC_OK : ctx->status;
 }

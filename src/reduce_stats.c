@@ -44,9 +44,8 @@ typedef struct groups {
 
 /* Writes the offsets of every index over the axes selected by sel, in
  * row-major order of those axes. */
-static void fill_offsets(int ndim, const int64_t *shape,
-                         const int64_t *stride, uint32_t sel, int64_t count,
-                         int64_t *dst)
+static void fill_offsets(int ndim, const int64_t *shape, const int64_t *stride,
+                         uint32_t sel, int64_t count, int64_t *dst)
 {
     int ax[JAC_MAX_DIMS], k = 0;
     for (int i = 0; i < ndim; i++)
@@ -208,8 +207,7 @@ static jac_tensor *group_shift(jac_ctx *ctx, jac_tensor *x, uint32_t mask,
     if (y == NULL)
         return NULL;
     groups gr;
-    if (groups_make(ctx, "group_shift", x->ndim, x->shape, mask, &gr) !=
-        JAC_OK)
+    if (groups_make(ctx, "group_shift", x->ndim, x->shape, mask, &gr) != JAC_OK)
         return NULL;
     if (gr.bytes) {
         for (int64_t o = 0; o < gr.m; o++) {
@@ -217,15 +215,14 @@ static jac_tensor *group_shift(jac_ctx *ctx, jac_tensor *x, uint32_t mask,
             double *dst = y->data + gr.outer[o];
             for (int64_t j = 0; j < gr.n; j++) {
                 int64_t k = j - dir;
-                dst[gr.inner[j]] = (k >= 0 && k < gr.n) ? src[gr.inner[k]]
-                                                         : 0.0;
+                dst[gr.inner[j]] =
+                    (k >= 0 && k < gr.n) ? src[gr.inner[k]] : 0.0;
             }
         }
     }
     groups_free(ctx, &gr);
     bool failed;
-    jac__node *node =
-        jac__record(ctx, JAC__OP_GROUP_SHIFT, y, 1, &x, &failed);
+    jac__node *node = jac__record(ctx, JAC__OP_GROUP_SHIFT, y, 1, &x, &failed);
     if (failed)
         return NULL;
     if (node) {
@@ -244,8 +241,7 @@ static jac_tensor *group_scan(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
     if (a->ndim != b->ndim ||
         memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof(int64_t)) != 0) {
         char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
-        jac__error(ctx, JAC_ERR_SHAPE,
-                   "group_scan: shapes %s and %s differ",
+        jac__error(ctx, JAC_ERR_SHAPE, "group_scan: shapes %s and %s differ",
                    jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
                    jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
         return NULL;
@@ -254,8 +250,7 @@ static jac_tensor *group_scan(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
     if (y == NULL)
         return NULL;
     groups gr;
-    if (groups_make(ctx, "group_scan", b->ndim, b->shape, mask, &gr) !=
-        JAC_OK)
+    if (groups_make(ctx, "group_scan", b->ndim, b->shape, mask, &gr) != JAC_OK)
         return NULL;
     if (gr.bytes) {
         for (int64_t o = 0; o < gr.m; o++) {
@@ -290,8 +285,8 @@ jac_status jac__vjp_group_shift(jac_ctx *ctx, const jac__node *node,
 {
     (void)need;
     int nb = jac__batch_ndim(g, node->out);
-    gin[0] = group_shift(ctx, g, node->p.scan.axes_mask << nb,
-                         -node->p.scan.dir);
+    gin[0] =
+        group_shift(ctx, g, node->p.scan.axes_mask << nb, -node->p.scan.dir);
     return gin[0] ? JAC_OK : ctx->status;
 }
 
@@ -440,14 +435,12 @@ jac_tensor *jac_prod_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
 
 /* d prod / d x_i = the product of the other elements (never prod / x_i). */
 jac_status jac__vjp_prod_axes(jac_ctx *ctx, const jac__node *node,
-                              jac_tensor *g, const bool *need,
-                              jac_tensor **gin)
+                              jac_tensor *g, const bool *need, jac_tensor **gin)
 {
     (void)need;
     jac_tensor *gk = keepdim_cotangent(ctx, node, g);
     jac_tensor *others =
-        gk ? prod_of_others(ctx, node->in[0], node->p.reduce.axes_mask)
-           : NULL;
+        gk ? prod_of_others(ctx, node->in[0], node->p.reduce.axes_mask) : NULL;
     gin[0] = others ? jac_mul(ctx, gk, others) : NULL;
     return gin[0] ? JAC_OK : ctx->status;
 }
@@ -458,8 +451,8 @@ jac_status jac__vjp_prod_axes(jac_ctx *ctx, const jac__node *node,
 
 /* The largest (want_max) or smallest element of every group into out; a
  * NaN in a group makes its result NaN. Needs gr.n > 0. */
-static void extreme_kernel(const jac_tensor *a, const groups *gr,
-                           bool want_max, double *out)
+static void extreme_kernel(const jac_tensor *a, const groups *gr, bool want_max,
+                           double *out)
 {
     for (int64_t o = 0; o < gr->m; o++) {
         const double *src = a->data + gr->outer[o];
@@ -481,8 +474,8 @@ static jac_tensor *extreme_mask(jac_ctx *ctx, const char *op, jac__op kind,
     if (group_size(a, mask) == 0) {
         char s[JAC__SHAPE_STR_MAX];
         jac__error(ctx, JAC_ERR_VALUE,
-                   "%s: cannot reduce an empty set of elements (shape %s)",
-                   op, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+                   "%s: cannot reduce an empty set of elements (shape %s)", op,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
         return NULL;
     }
     int64_t shape[JAC_MAX_DIMS];
@@ -580,17 +573,15 @@ static jac_status extreme_vjp(jac_ctx *ctx, const jac__node *node,
     return gin[0] ? JAC_OK : ctx->status;
 }
 
-jac_status jac__vjp_max_axes(jac_ctx *ctx, const jac__node *node,
-                             jac_tensor *g, const bool *need,
-                             jac_tensor **gin)
+jac_status jac__vjp_max_axes(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                             const bool *need, jac_tensor **gin)
 {
     (void)need;
     return extreme_vjp(ctx, node, g, gin);
 }
 
-jac_status jac__vjp_min_axes(jac_ctx *ctx, const jac__node *node,
-                             jac_tensor *g, const bool *need,
-                             jac_tensor **gin)
+jac_status jac__vjp_min_axes(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                             const bool *need, jac_tensor **gin)
 {
     (void)need;
     return extreme_vjp(ctx, node, g, gin);
@@ -665,8 +656,9 @@ static bool softmax_axis(jac_ctx *ctx, const char *op, const jac_tensor *a,
     int ax = jac__axis(axis, a->ndim);
     if (ax < 0) {
         char s[JAC__SHAPE_STR_MAX];
-        jac__error(ctx, JAC_ERR_AXIS, "%s: axis %d is out of range for shape %s",
-                   op, axis, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        jac__error(ctx, JAC_ERR_AXIS,
+                   "%s: axis %d is out of range for shape %s", op, axis,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
         return false;
     }
     *mask = 1u << ax;

@@ -20,8 +20,8 @@ jac_tensor *jac_reshape(jac_ctx *ctx, jac_tensor *a, int ndim,
         return NULL;
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     if (ndim < 0 || ndim > JAC_MAX_DIMS) {
-        jac__error(ctx, JAC_ERR_RANK, "reshape: rank %d is outside 0..%d",
-                   ndim, JAC_MAX_DIMS);
+        jac__error(ctx, JAC_ERR_RANK, "reshape: rank %d is outside 0..%d", ndim,
+                   JAC_MAX_DIMS);
         return NULL;
     }
     if (ndim > 0 && shape == NULL) {
@@ -59,7 +59,8 @@ jac_tensor *jac_reshape(jac_ctx *ctx, jac_tensor *a, int ndim,
         jac__error(ctx, JAC_ERR_SHAPE,
                    "reshape: cannot reshape %s (%lld elements) to %s",
                    jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
-                   (long long)a->numel, jac__shape_str(s2, sizeof s2, ndim, shape));
+                   (long long)a->numel,
+                   jac__shape_str(s2, sizeof s2, ndim, shape));
         return NULL;
     }
     jac_tensor *y = jac__tensor_view(ctx, a, ndim, s);
@@ -93,8 +94,8 @@ jac_status jac__vjp_reshape(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 /* Copies elements start, start + step, ... (count of them) along axis between
  * a dense tensor src and the strided positions of dst, or back (scatter). */
 static void slice_copy(const int64_t *big_shape, int ndim, int axis,
-                       int64_t start, int64_t step, int64_t count,
-                       double *big, double *small, bool to_small)
+                       int64_t start, int64_t step, int64_t count, double *big,
+                       double *small, bool to_small)
 {
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < axis; i++)
@@ -192,7 +193,8 @@ jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
     memset(y->data, 0, (size_t)y->numel * sizeof(double));
     slice_copy(shape, ndim, axis, start, step, count, y->data, g->data, false);
     bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SLICE_SCATTER, y, 1, &g, &failed);
+    jac__node *node =
+        jac__record(ctx, JAC__OP_SLICE_SCATTER, y, 1, &g, &failed);
     if (failed)
         return NULL;
     if (node) {
@@ -528,10 +530,9 @@ jac_tensor *jac_unsqueeze(jac_ctx *ctx, jac_tensor *a, int axis)
         return NULL;
     char s[JAC__SHAPE_STR_MAX];
     if (a->ndim >= JAC_MAX_DIMS) {
-        jac__error(ctx, JAC_ERR_RANK,
-                   "unsqueeze: %s already has the largest rank %d",
-                   jac__shape_str(s, sizeof s, a->ndim, a->shape),
-                   JAC_MAX_DIMS);
+        jac__error(
+            ctx, JAC_ERR_RANK, "unsqueeze: %s already has the largest rank %d",
+            jac__shape_str(s, sizeof s, a->ndim, a->shape), JAC_MAX_DIMS);
         return NULL;
     }
     int ax = jac__axis(axis, a->ndim + 1);
@@ -572,9 +573,8 @@ static jac_tensor *index_tensor(jac_ctx *ctx, const char *op,
             jac__error(ctx, JAC_ERR_VALUE,
                        "%s: index %lld at position %lld is out of range for "
                        "extent %lld (axis %d of %s)",
-                       op, (long long)index[i], (long long)i,
-                       (long long)extent, ax,
-                       jac__shape_str(s, sizeof s, a->ndim, a->shape));
+                       op, (long long)index[i], (long long)i, (long long)extent,
+                       ax, jac__shape_str(s, sizeof s, a->ndim, a->shape));
             return NULL;
         }
     }
@@ -703,14 +703,12 @@ jac_status jac__vjp_index_select(jac_ctx *ctx, const jac__node *node,
     (void)need; /* only in[0] can need a gradient */
     int nb = jac__batch_ndim(g, node->out);
     int ax = node->p.index.axis;
-    gin[0] = index_add_t(ctx, g, nb + ax, node->in[1],
-                         node->in[0]->shape[ax]);
+    gin[0] = index_add_t(ctx, g, nb + ax, node->in[1], node->in[0]->shape[ax]);
     return gin[0] ? JAC_OK : ctx->status;
 }
 
 jac_status jac__vjp_index_add(jac_ctx *ctx, const jac__node *node,
-                              jac_tensor *g, const bool *need,
-                              jac_tensor **gin)
+                              jac_tensor *g, const bool *need, jac_tensor **gin)
 {
     (void)need;
     int nb = jac__batch_ndim(g, node->out);
@@ -784,9 +782,8 @@ static jac_tensor *gather_t(jac_ctx *ctx, jac_tensor *a, int ax, int nlead,
 
 /* y of shape lead ++ big_shape, zeros, with g's entries added at the
  * gathered positions (repeated indices add up). */
-static jac_tensor *scatter_add_t(jac_ctx *ctx, jac_tensor *g, int ax,
-                                 int nlead, jac_tensor *idx,
-                                 const int64_t *big_shape)
+static jac_tensor *scatter_add_t(jac_ctx *ctx, jac_tensor *g, int ax, int nlead,
+                                 jac_tensor *idx, const int64_t *big_shape)
 {
     int64_t shape[JAC_MAX_DIMS];
     memcpy(shape, g->shape, (size_t)nlead * sizeof(int64_t));
@@ -863,8 +860,8 @@ jac_status jac__vjp_gather(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     (void)need;
     int nb = jac__batch_ndim(g, node->out);
     int nlead = node->p.index.nlead;
-    gin[0] = scatter_add_t(ctx, g, node->p.index.axis, nb + nlead,
-                           node->in[1], node->in[0]->shape + nlead);
+    gin[0] = scatter_add_t(ctx, g, node->p.index.axis, nb + nlead, node->in[1],
+                           node->in[0]->shape + nlead);
     return gin[0] ? JAC_OK : ctx->status;
 }
 
@@ -907,9 +904,9 @@ jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
         return NULL;
     int64_t ab[JAC_MAX_DIMS], shape[JAC_MAX_DIMS];
     int nab = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, ab);
-    int n = nab < 0 ? -1
-                    : jac__broadcast_shape(cond->ndim, cond->shape, nab, ab,
-                                           shape);
+    int n = nab < 0
+                ? -1
+                : jac__broadcast_shape(cond->ndim, cond->shape, nab, ab, shape);
     if (n < 0) {
         char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX],
             s3[JAC__SHAPE_STR_MAX];

@@ -36,8 +36,7 @@ jac_tensor *jac_ones(jac_ctx *ctx, int ndim, const int64_t *shape)
     return jac_full(ctx, ndim, shape, 1.0);
 }
 
-jac_tensor *jac_full(jac_ctx *ctx, int ndim, const int64_t *shape,
-                     double value)
+jac_tensor *jac_full(jac_ctx *ctx, int ndim, const int64_t *shape, double value)
 {
     if (ctx == NULL)
         return NULL;
@@ -71,8 +70,7 @@ jac_tensor *jac_arange(jac_ctx *ctx, double start, double stop, double step)
 {
     if (ctx == NULL)
         return NULL;
-    if (step == 0.0 || !isfinite(step) || !isfinite(start) ||
-        !isfinite(stop)) {
+    if (step == 0.0 || !isfinite(step) || !isfinite(start) || !isfinite(stop)) {
         jac__error(ctx, JAC_ERR_VALUE,
                    "arange: start %g, stop %g and step %g must be finite, "
                    "step non-zero",
@@ -167,7 +165,10 @@ double jac_tensor_get(const jac_tensor *t, const int64_t *index)
     return t->data[off];
 }
 
-jac_ctx *jac_tensor_ctx(const jac_tensor *t) { return alive(t) ? t->ctx : NULL; }
+jac_ctx *jac_tensor_ctx(const jac_tensor *t)
+{
+    return alive(t) ? t->ctx : NULL;
+}
 
 jac_status jac_set_requires_grad(jac_tensor *t, bool requires_grad)
 {

@@ -20,8 +20,7 @@
 #define TWO_OVER_SQRT_PI 1.1283791670955126
 
 /* A new tensor of x's shape with uninitialised values (no history). */
-static jac_tensor *new_like(jac_ctx *ctx, const char *name,
-                            const jac_tensor *x)
+static jac_tensor *new_like(jac_ctx *ctx, const char *name, const jac_tensor *x)
 {
     return jac__tensor_alloc(ctx, name, x->ndim, x->shape);
 }
@@ -315,8 +314,8 @@ jac_status jac__vjp_rsqrt(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 {
     (void)need;
     jac_tensor *y = node->out;
-    jac_tensor *d = jac_mul_scalar(ctx, jac_mul(ctx, y, jac_square(ctx, y)),
-                                   -0.5);
+    jac_tensor *d =
+        jac_mul_scalar(ctx, jac_mul(ctx, y, jac_square(ctx, y)), -0.5);
     return rule_result(ctx, jac_mul(ctx, g, d), gin);
 }
 
@@ -368,8 +367,8 @@ jac_status jac__vjp_tan(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
  * precision near the ends of [-1, 1]. */
 static jac_tensor *asin_derivative(jac_ctx *ctx, jac_tensor *x)
 {
-    jac_tensor *q = jac_mul(ctx, jac_rsub_scalar(ctx, 1.0, x),
-                            jac_add_scalar(ctx, x, 1.0));
+    jac_tensor *q =
+        jac_mul(ctx, jac_rsub_scalar(ctx, 1.0, x), jac_add_scalar(ctx, x, 1.0));
     return jac_rsqrt(ctx, q);
 }
 
@@ -377,8 +376,8 @@ jac_status jac__vjp_asin(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
                          const bool *need, jac_tensor **gin)
 {
     (void)need;
-    return rule_result(
-        ctx, jac_mul(ctx, g, asin_derivative(ctx, node->in[0])), gin);
+    return rule_result(ctx, jac_mul(ctx, g, asin_derivative(ctx, node->in[0])),
+                       gin);
 }
 
 jac_status jac__vjp_acos(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -448,8 +447,8 @@ jac_status jac__vjp_relu(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 }
 
 /* softplus' = sigmoid(x), smooth to any order. */
-jac_status jac__vjp_softplus(jac_ctx *ctx, const jac__node *node,
-                             jac_tensor *g, const bool *need, jac_tensor **gin)
+jac_status jac__vjp_softplus(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                             const bool *need, jac_tensor **gin)
 {
     (void)need;
     return rule_result(ctx, jac_mul(ctx, g, jac_sigmoid(ctx, node->in[0])),
@@ -600,7 +599,8 @@ static jac_tensor *pow_mask(jac_ctx *ctx, const jac__node *node,
     *none = true;
     for (int64_t i = 0; i < a->numel && *none; i++)
         if (a->data[i] == 0.0 &&
-            (kind == ZERO_BASE_ZERO_EXP ? b->data[i] == 0.0 : b->data[i] >= 0.0))
+            (kind == ZERO_BASE_ZERO_EXP ? b->data[i] == 0.0
+                                        : b->data[i] >= 0.0))
             *none = false;
     if (*none)
         return NULL;
@@ -608,9 +608,9 @@ static jac_tensor *pow_mask(jac_ctx *ctx, const jac__node *node,
     if (m == NULL)
         return NULL;
     for (int64_t i = 0; i < a->numel; i++) {
-        bool hit = a->data[i] == 0.0 && (kind == ZERO_BASE_ZERO_EXP
-                                             ? b->data[i] == 0.0
-                                             : b->data[i] >= 0.0);
+        bool hit = a->data[i] == 0.0 &&
+                   (kind == ZERO_BASE_ZERO_EXP ? b->data[i] == 0.0
+                                               : b->data[i] >= 0.0);
         m->data[i] = hit ? 1.0 : 0.0;
     }
     return m;
@@ -690,14 +690,14 @@ static jac_status extremum_rule(jac_ctx *ctx, const jac__node *node,
     return JAC_OK;
 }
 
-jac_status jac__vjp_maximum(jac_ctx *ctx, const jac__node *node,
-                            jac_tensor *g, const bool *need, jac_tensor **gin)
+jac_status jac__vjp_maximum(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                            const bool *need, jac_tensor **gin)
 {
     return extremum_rule(ctx, node, g, need, gin, true);
 }
 
-jac_status jac__vjp_minimum(jac_ctx *ctx, const jac__node *node,
-                            jac_tensor *g, const bool *need, jac_tensor **gin)
+jac_status jac__vjp_minimum(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                            const bool *need, jac_tensor **gin)
 {
     return extremum_rule(ctx, node, g, need, gin, false);
 }

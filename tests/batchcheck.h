@@ -19,10 +19,12 @@ static inline double tu_seed_value(int64_t i)
     return sin(0.731 * (double)i + 0.3) * 0.9;
 }
 
-static inline void tu_assert_batched_matches_rows_at(
-    jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
-    jac_tensor *const *inputs, size_t noutputs, unsigned extra_flags,
-    const char *file, int line)
+static inline void tu_assert_batched_matches_rows_at(jac_ctx *ctx, jac_fn fn,
+                                                     void *user, size_t ninputs,
+                                                     jac_tensor *const *inputs,
+                                                     size_t noutputs,
+                                                     unsigned extra_flags,
+                                                     const char *file, int line)
 {
     jac_scope mark = jac_scope_begin(ctx);
     jac_tensor *outs[8] = {0}, *seeds[8] = {0}, *row_seeds[8] = {0};
@@ -53,9 +55,9 @@ static inline void tu_assert_batched_matches_rows_at(
     for (int64_t b = 0; b < TU_BATCH; b++) {
         for (size_t k = 0; k < noutputs; k++) {
             row_seeds[k] = jac_slice(ctx, seeds[k], 0, b, b + 1, 1);
-            row_seeds[k] = jac_reshape(ctx, row_seeds[k],
-                                       jac_tensor_ndim(outs[k]),
-                                       jac_tensor_shape(outs[k]));
+            row_seeds[k] =
+                jac_reshape(ctx, row_seeds[k], jac_tensor_ndim(outs[k]),
+                            jac_tensor_shape(outs[k]));
             if (row_seeds[k] == NULL)
                 tu_assert_no_error_at(ctx, file, line);
         }
@@ -80,8 +82,7 @@ static inline void tu_assert_batched_matches_rows_at(
                     !(isnan(got[e]) && isnan(want[e]))) {
                     print_error("batchcheck: input %zu, seed %lld, element "
                                 "%lld: batched %.17g, row loop %.17g\n",
-                                i, (long long)b, (long long)e, got[e],
-                                want[e]);
+                                i, (long long)b, (long long)e, got[e], want[e]);
                     tu_fail_at(file, line);
                 }
             }
@@ -93,9 +94,11 @@ static inline void tu_assert_batched_matches_rows_at(
 /* The fused kernels of an unrecorded pass against the op's rule: the same
  * gradient with and without JAC_CREATE_GRAPH (which always runs the rules),
  * for plain and batched seeds. */
-static inline void tu_assert_fused_matches_rules_at(
-    jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
-    jac_tensor *const *inputs, size_t noutputs, const char *file, int line)
+static inline void tu_assert_fused_matches_rules_at(jac_ctx *ctx, jac_fn fn,
+                                                    void *user, size_t ninputs,
+                                                    jac_tensor *const *inputs,
+                                                    size_t noutputs,
+                                                    const char *file, int line)
 {
     jac_scope mark = jac_scope_begin(ctx);
     jac_tensor *outs[8] = {0}, *seeds[8] = {0};
@@ -117,10 +120,10 @@ static inline void tu_assert_fused_matches_rules_at(
         }
         unsigned flags = JAC_RETAIN_GRAPH | JAC_ALLOW_UNUSED |
                          (batched ? JAC_BATCHED_SEEDS : 0u);
-        tu_assert_ok_at(ctx,
-                        jac_grad(ctx, noutputs, outs, seeds, ninputs, inputs,
-                                 flags, fused),
-                        file, line);
+        tu_assert_ok_at(
+            ctx,
+            jac_grad(ctx, noutputs, outs, seeds, ninputs, inputs, flags, fused),
+            file, line);
         tu_assert_ok_at(ctx,
                         jac_grad(ctx, noutputs, outs, seeds, ninputs, inputs,
                                  flags | JAC_CREATE_GRAPH, rules),
@@ -136,7 +139,8 @@ static inline void tu_assert_fused_matches_rules_at(
             const double *r = jac_tensor_data(rules[i]);
             for (int64_t e = 0; e < n; e++) {
                 double tol = 1e-13 + 1e-12 * fabs(r[e]);
-                if (!(fabs(f[e] - r[e]) <= tol) && !(isnan(f[e]) && isnan(r[e]))) {
+                if (!(fabs(f[e] - r[e]) <= tol) &&
+                    !(isnan(f[e]) && isnan(r[e]))) {
                     print_error("fused: input %zu element %lld: unrecorded "
                                 "pass %.17g, recorded rules %.17g\n",
                                 i, (long long)e, f[e], r[e]);
@@ -151,8 +155,8 @@ static inline void tu_assert_fused_matches_rules_at(
 /* Every Jacobian driver mode against the row-by-row reference: blocks of
  * rows, forward mode (columns), two threads (bitwise equal to one), and
  * create-graph. */
-static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn,
-                                            void *user, size_t ninputs,
+static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn, void *user,
+                                            size_t ninputs,
                                             jac_tensor *const *inputs,
                                             size_t noutputs, const char *file,
                                             int line)
@@ -164,10 +168,9 @@ static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn,
         int threads;
         unsigned flags;
     } modes[NMODES] = {
-        {JAC_MODE_REVERSE, 1, 1, 0},       {JAC_MODE_REVERSE, 2, 1, 0},
-        {JAC_MODE_REVERSE, 0, 2, 0},       {JAC_MODE_FORWARD, 1, 1, 0},
-        {JAC_MODE_FORWARD, 0, 2, 0},       {JAC_MODE_REVERSE, 2, 1,
-                                            JAC_CREATE_GRAPH},
+        {JAC_MODE_REVERSE, 1, 1, 0}, {JAC_MODE_REVERSE, 2, 1, 0},
+        {JAC_MODE_REVERSE, 0, 2, 0}, {JAC_MODE_FORWARD, 1, 1, 0},
+        {JAC_MODE_FORWARD, 0, 2, 0}, {JAC_MODE_REVERSE, 2, 1, JAC_CREATE_GRAPH},
     };
     jac_scope mark = jac_scope_begin(ctx);
     jac_tensor *ref[64] = {0}, *got[64] = {0}, *threaded_ref[64] = {0};
@@ -183,10 +186,10 @@ static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn,
         tu_assert_ok_at(ctx, jac_ctx_set_threads(ctx, modes[m].threads), file,
                         line);
         jac_tensor **dst = m == 0 ? ref : got;
-        tu_assert_ok_at(ctx,
-                        jac_jacobian_fn(ctx, fn, user, ninputs, inputs,
-                                        noutputs, &o, dst),
-                        file, line);
+        tu_assert_ok_at(
+            ctx,
+            jac_jacobian_fn(ctx, fn, user, ninputs, inputs, noutputs, &o, dst),
+            file, line);
         if (m == 2 || m == 4) {
             /* The same mode on one thread must give the same bits. */
             tu_assert_ok_at(ctx, jac_ctx_set_threads(ctx, 1), file, line);
@@ -195,7 +198,8 @@ static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn,
                                             noutputs, &o, threaded_ref),
                             file, line);
             for (size_t b = 0; b < nblocks; b++) {
-                size_t bytes = (size_t)jac_tensor_numel(got[b]) * sizeof(double);
+                size_t bytes =
+                    (size_t)jac_tensor_numel(got[b]) * sizeof(double);
                 if (memcmp(jac_tensor_data(got[b]),
                            jac_tensor_data(threaded_ref[b]), bytes) != 0) {
                     print_error("modes: block %zu differs between one and "
@@ -215,10 +219,12 @@ static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn,
                             b, m);
                 tu_fail_at(file, line);
             }
-            const double *g = jac_tensor_data(got[b]), *r = jac_tensor_data(ref[b]);
+            const double *g = jac_tensor_data(got[b]),
+                         *r = jac_tensor_data(ref[b]);
             for (int64_t e = 0; e < n; e++) {
                 double tol = 1e-12 + 1e-9 * fabs(r[e]);
-                if (!(fabs(g[e] - r[e]) <= tol) && !(isnan(g[e]) && isnan(r[e]))) {
+                if (!(fabs(g[e] - r[e]) <= tol) &&
+                    !(isnan(g[e]) && isnan(r[e]))) {
                     print_error("modes: block %zu element %lld: mode %d gives "
                                 "%.17g, the row loop %.17g\n",
                                 b, (long long)e, m, g[e], r[e]);
@@ -234,7 +240,7 @@ static inline void tu_assert_modes_agree_at(jac_ctx *ctx, jac_fn fn,
 /* Checks batched seeds against the row loop, plain and under create-graph,
  * every Jacobian driver mode against the row-by-row reference, and the
  * fused kernels against the rules. */
-#define tu_assert_batched_matches_rows(ctx, fn, user, ninputs, inputs,        \
+#define tu_assert_batched_matches_rows(ctx, fn, user, ninputs, inputs,         \
                                        noutputs)                               \
     do {                                                                       \
         tu_assert_batched_matches_rows_at((ctx), (fn), (user), (ninputs),      \

@@ -282,13 +282,14 @@ static jac_status functional(jac_ctx *ctx, jac_tensor *x, jac_tensor **out)
         return st;
     }
     jac_tensor *X = jac_reshape(ctx, x, 2, TU_SHAPE(3, 1));
-    jac_tensor *B = X ? jac_batch_jacobian(ctx, rowwise_fn, NULL, X, NULL)
-                      : NULL;
+    jac_tensor *B =
+        X ? jac_batch_jacobian(ctx, rowwise_fn, NULL, X, NULL) : NULL;
     if (B == NULL) {
         return jac_errcode(ctx);
     }
-    jac_tensor *all[6] = {vjp, jvp, hvp, jac_reshape(ctx, B, 1, TU_SHAPE(3)),
-                          y, jac_reshape(ctx, loss, 1, TU_SHAPE(1))};
+    jac_tensor *all[6] = {vjp, jvp,
+                          hvp, jac_reshape(ctx, B, 1, TU_SHAPE(3)),
+                          y,   jac_reshape(ctx, loss, 1, TU_SHAPE(1))};
     *out = jac_concat(ctx, 6, all, 0); /* (16) */
     return *out ? JAC_OK : jac_errcode(ctx);
 }
@@ -308,10 +309,17 @@ enum {
     STEP_COUNT
 };
 
-static const char *const step_names[STEP_COUNT] = {
-    "graph", "grad", "gradgrad", "backward", "jacobian rows",
-    "jacobian block", "jacobian forward", "jacobian create-graph", "hessian",
-    "op zoo", "functional"};
+static const char *const step_names[STEP_COUNT] = {"graph",
+                                                   "grad",
+                                                   "gradgrad",
+                                                   "backward",
+                                                   "jacobian rows",
+                                                   "jacobian block",
+                                                   "jacobian forward",
+                                                   "jacobian create-graph",
+                                                   "hessian",
+                                                   "op zoo",
+                                                   "functional"};
 
 typedef struct run {
     jac_tensor *result[STEP_COUNT];
@@ -327,7 +335,7 @@ static jac_status step(jac_ctx *ctx, int which, jac_tensor *x,
     jac_jacobian_opts o = {0, 1, JAC_MODE_REVERSE, NULL, NULL};
     switch (which) {
     case STEP_GRAPH:
-        keep[0] = model(ctx, x); /* y */
+        keep[0] = model(ctx, x);                          /* y */
         keep[1] = jac_sum(ctx, jac_square(ctx, keep[0])); /* loss */
         out = keep[1];
         st = out ? JAC_OK : jac_errcode(ctx);
@@ -451,8 +459,7 @@ static void assert_matches(const reference *ref, int s, const jac_tensor *t)
     for (int64_t i = 0; i < ref->numel[s]; i++) {
         if (memcmp(&d[i], &ref->values[s][i], sizeof(double)) != 0) {
             print_error("step '%s', element %lld: got %.17g, want %.17g\n",
-                        step_names[s], (long long)i, d[i],
-                        ref->values[s][i]);
+                        step_names[s], (long long)i, d[i], ref->values[s][i]);
             fail();
         }
     }
@@ -517,8 +524,8 @@ typedef struct sweep_stats {
 /* One run with allocation k refused (and every later one when sticky),
  * then the checks: a clean error or the right answer, earlier results
  * intact, the context usable again, and nothing leaked. */
-static void try_point(const reference *ref, size_t k, bool sticky,
-                      int threads, sweep_stats *stats)
+static void try_point(const reference *ref, size_t k, bool sticky, int threads,
+                      sweep_stats *stats)
 {
     failing_allocator a;
     allocator_init(&a);
@@ -553,9 +560,9 @@ static void try_point(const reference *ref, size_t k, bool sticky,
             strstr(jac_errmsg(ctx), "out of memory") == NULL) {
             print_error("allocation %zu%s: step '%s' failed with %s (%s): "
                         "%s\n",
-                        k, sticky ? " onwards" : "",
-                        step_names[r.failed_step], jac_status_name(st),
-                        jac_status_name(jac_errcode(ctx)), jac_errmsg(ctx));
+                        k, sticky ? " onwards" : "", step_names[r.failed_step],
+                        jac_status_name(st), jac_status_name(jac_errcode(ctx)),
+                        jac_errmsg(ctx));
             fail();
         }
         /* Whatever finished before the failure is intact. */
@@ -690,58 +697,58 @@ static void test_failed_backward_leaves_every_grad_as_it_was(void **state)
     /* Pools absorb most allocations; extra tensors in front move the point
      * where the registry must grow across the whole pass. */
     for (int pad = 0; pad < 32; pad++)
-    for (size_t k = 1;; k++) {
-        failing_allocator a;
-        allocator_init(&a);
-        jac_allocator hooks = {failing_alloc, failing_free, &a};
-        jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
-        assert_non_null(ctx);
-        for (int i = 0; i < pad; i++) {
-            assert_non_null(jac_scalar(ctx, 0.0));
-        }
-        jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
-        jac_tensor *w = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(3, 5));
-        jac_tensor *y = jac_sum(ctx, jac_mul(ctx, x, w));
-        tu_assert_ok(ctx, jac_backward(ctx, y, NULL, JAC_RETAIN_GRAPH));
-        tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2), TU_VALUES(3, 5),
-                         0.0);
-        /* Now w requires gradients too: a second pass adds into x.grad and
-         * makes w.grad. */
-        tu_assert_ok(ctx, jac_set_requires_grad(w, true));
-        jac_tensor *z = jac_sum(ctx, jac_mul(ctx, x, w));
-        size_t tensors = jac_ctx_tensor_count(ctx);
-        size_t memory = jac_ctx_memory(ctx);
-        allocator_arm(&a, k, false);
-        jac_status st = jac_backward(ctx, z, NULL, 0);
-        allocator_arm(&a, 0, false);
-        if (st == JAC_OK) {
-            tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2),
-                             TU_VALUES(6, 10), 0.0);
-            tu_assert_tensor(jac_tensor_grad(w), TU_SHAPE(2),
-                             TU_VALUES(1, 2), 0.0);
+        for (size_t k = 1;; k++) {
+            failing_allocator a;
+            allocator_init(&a);
+            jac_allocator hooks = {failing_alloc, failing_free, &a};
+            jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+            assert_non_null(ctx);
+            for (int i = 0; i < pad; i++) {
+                assert_non_null(jac_scalar(ctx, 0.0));
+            }
+            jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
+            jac_tensor *w = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(3, 5));
+            jac_tensor *y = jac_sum(ctx, jac_mul(ctx, x, w));
+            tu_assert_ok(ctx, jac_backward(ctx, y, NULL, JAC_RETAIN_GRAPH));
+            tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2), TU_VALUES(3, 5),
+                             0.0);
+            /* Now w requires gradients too: a second pass adds into x.grad and
+             * makes w.grad. */
+            tu_assert_ok(ctx, jac_set_requires_grad(w, true));
+            jac_tensor *z = jac_sum(ctx, jac_mul(ctx, x, w));
+            size_t tensors = jac_ctx_tensor_count(ctx);
+            size_t memory = jac_ctx_memory(ctx);
+            allocator_arm(&a, k, false);
+            jac_status st = jac_backward(ctx, z, NULL, 0);
+            allocator_arm(&a, 0, false);
+            if (st == JAC_OK) {
+                tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2),
+                                 TU_VALUES(6, 10), 0.0);
+                tu_assert_tensor(jac_tensor_grad(w), TU_SHAPE(2),
+                                 TU_VALUES(1, 2), 0.0);
+                jac_ctx_free(ctx);
+                assert_int_equal(a.live_blocks, 0);
+                pthread_mutex_destroy(&a.lock);
+                break;
+            }
+            points++;
+            tu_assert_error(ctx, JAC_ERR_NO_MEMORY);
+            tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2), TU_VALUES(3, 5),
+                             0.0);
+            assert_null(jac_tensor_grad(w));
+            /* Nothing of the failed pass stays behind, and memory taken from
+             * the allocator went back to the pools. */
+            assert_int_equal(jac_ctx_tensor_count(ctx), tensors);
+            assert_true(jac_ctx_memory(ctx) >= memory);
+            assert_accounting(&a, ctx);
+            jac_clear_error(ctx);
+            tu_assert_ok(ctx, jac_backward(ctx, z, NULL, 0));
+            tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2), TU_VALUES(6, 10),
+                             0.0);
             jac_ctx_free(ctx);
             assert_int_equal(a.live_blocks, 0);
             pthread_mutex_destroy(&a.lock);
-            break;
         }
-        points++;
-        tu_assert_error(ctx, JAC_ERR_NO_MEMORY);
-        tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2), TU_VALUES(3, 5),
-                         0.0);
-        assert_null(jac_tensor_grad(w));
-        /* Nothing of the failed pass stays behind, and memory taken from
-         * the allocator went back to the pools. */
-        assert_int_equal(jac_ctx_tensor_count(ctx), tensors);
-        assert_true(jac_ctx_memory(ctx) >= memory);
-        assert_accounting(&a, ctx);
-        jac_clear_error(ctx);
-        tu_assert_ok(ctx, jac_backward(ctx, z, NULL, 0));
-        tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2), TU_VALUES(6, 10),
-                         0.0);
-        jac_ctx_free(ctx);
-        assert_int_equal(a.live_blocks, 0);
-        pthread_mutex_destroy(&a.lock);
-    }
     assert_true(points > 0);
 }
 

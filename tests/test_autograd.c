@@ -15,8 +15,8 @@ static char sentinel_storage;
 /* Basics                                                                  */
 /* ---------------------------------------------------------------------- */
 
-static void test_grad_sums_the_seeded_contributions_of_every_output(
-    void **state)
+static void
+test_grad_sums_the_seeded_contributions_of_every_output(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 3));
@@ -42,15 +42,14 @@ static void test_grad_with_several_inputs_gives_one_gradient_each(void **state)
     jac_tensor *a = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(0, 1));
     jac_tensor *b = tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(1, 2, 3, 4));
     /* f = sum(a * b + exp(a)), a broadcast over the rows of b */
-    jac_tensor *f = jac_sum(ctx, jac_add(ctx, jac_mul(ctx, a, b),
-                                         jac_exp(ctx, a)));
+    jac_tensor *f =
+        jac_sum(ctx, jac_add(ctx, jac_mul(ctx, a, b), jac_exp(ctx, a)));
     jac_tensor *inputs[2] = {a, b};
     jac_tensor *grads[2] = {NULL, NULL};
     tu_assert_ok(ctx, jac_grad(ctx, 1, &f, NULL, 2, inputs, 0, grads));
     /* df/da_j = sum_i b_ij + 2 e^a_j; df/db_ij = a_j */
     tu_assert_tensor(grads[0], TU_SHAPE(2),
-                     TU_VALUES(4 + 2 * 1.0, 6 + 2 * 2.718281828459045),
-                     1e-15);
+                     TU_VALUES(4 + 2 * 1.0, 6 + 2 * 2.718281828459045), 1e-15);
     tu_assert_tensor(grads[1], TU_SHAPE(2, 2), TU_VALUES(0, 1, 0, 1), 0.0);
 }
 
@@ -64,8 +63,8 @@ static void test_seed_may_be_omitted_for_one_element_outputs(void **state)
     tu_assert_ok(ctx, jac_grad(ctx, 1, &s, NULL, 1, &x, 0, &g));
     tu_assert_tensor(g, TU_SHAPE(2), TU_VALUES(6, -2), 0.0);
     /* one element of rank 2 */
-    jac_tensor *one = jac_reshape(ctx, jac_sum(ctx, jac_mul(ctx, x, x)), 2,
-                                  TU_SHAPE(1, 1));
+    jac_tensor *one =
+        jac_reshape(ctx, jac_sum(ctx, jac_mul(ctx, x, x)), 2, TU_SHAPE(1, 1));
     tu_assert_ok(ctx, jac_grad(ctx, 1, &one, NULL, 1, &x, 0, &g));
     tu_assert_tensor(g, TU_SHAPE(2), TU_VALUES(6, -2), 0.0);
     /* a NULL entry next to a real seed */
@@ -97,8 +96,8 @@ static void test_output_that_is_the_input_passes_the_seed_through(void **state)
     tu_assert_tensor(g, TU_SHAPE(3), TU_VALUES(4, 5, 6), 0.0);
 }
 
-static void test_an_input_made_from_another_input_gets_its_own_gradient(
-    void **state)
+static void
+test_an_input_made_from_another_input_gets_its_own_gradient(void **state)
 {
     jac_ctx *ctx = *state;
     /* y = x^2, z = y x: dz/dx = 3 x^2 (through y too), dz/dy = x. */
@@ -136,8 +135,8 @@ static void test_gradient_flows_through_a_long_chain(void **state)
     tu_assert_scalar(x, 3.1412383323702526, 1e-12);
     jac_tensor *g = NULL;
     tu_assert_ok(ctx, jac_grad(ctx, 1, &x, NULL, 1, &x0, 0, &g));
-    tu_assert_close(jac_tensor_data(g), TU_VALUES(0.00073974788001393), 1,
-                    0.0, 1e-9);
+    tu_assert_close(jac_tensor_data(g), TU_VALUES(0.00073974788001393), 1, 0.0,
+                    1e-9);
 }
 
 /* Every op with a one-element kernel in an unrecorded pass, with both
@@ -152,8 +151,8 @@ static jac_tensor *every_scalar_kernel(jac_ctx *ctx, jac_tensor *a,
     return jac_pow_scalar(ctx, jac_exp(ctx, s), 1.5);
 }
 
-static void test_one_element_passes_equal_the_vector_kernels_and_rules(
-    void **state)
+static void
+test_one_element_passes_equal_the_vector_kernels_and_rules(void **state)
 {
     jac_ctx *ctx = *state;
     const double av[3] = {0.7, 1.3, 0.4}, bv[3] = {0.2, -0.5, 0.9};
@@ -173,10 +172,10 @@ static void test_one_element_passes_equal_the_vector_kernels_and_rules(
             jac_tensor *in[2] = {a, b}, *g[2] = {NULL, NULL};
             jac_tensor *h[2] = {NULL, NULL};
             jac_tensor *y = every_scalar_kernel(ctx, a, b);
-            tu_assert_ok(ctx,
-                         jac_grad(ctx, 1, &y, NULL, 2, in, JAC_RETAIN_GRAPH, g));
-            tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 2, in,
-                                       JAC_CREATE_GRAPH, h));
+            tu_assert_ok(
+                ctx, jac_grad(ctx, 1, &y, NULL, 2, in, JAC_RETAIN_GRAPH, g));
+            tu_assert_ok(
+                ctx, jac_grad(ctx, 1, &y, NULL, 2, in, JAC_CREATE_GRAPH, h));
             for (int k = 0; k < 2; k++) {
                 assert_int_equal(jac_tensor_ndim(g[k]), rank);
                 double one = jac_tensor_item(g[k]);
@@ -228,8 +227,8 @@ static void test_second_pass_without_retain_graph_fails_released(void **state)
                      1e-15);
 }
 
-static void test_new_output_built_on_a_released_graph_fails_released(
-    void **state)
+static void
+test_new_output_built_on_a_released_graph_fails_released(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(0.5, 1));
@@ -265,8 +264,8 @@ static void test_a_pass_releases_only_the_graph_it_went_through(void **state)
     jac_clear_error(ctx);
 }
 
-static void test_fresh_graph_on_the_same_leaf_works_after_a_release(
-    void **state)
+static void
+test_fresh_graph_on_the_same_leaf_works_after_a_release(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(0.5, 1));
@@ -293,12 +292,12 @@ static void test_create_graph_gives_second_and_third_derivatives(void **state)
         jac_tensor *g1 = NULL;
         jac_tensor *g2 = NULL;
         jac_tensor *g3 = NULL;
-        tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 1, &x, JAC_CREATE_GRAPH,
-                                   &g1));
+        tu_assert_ok(ctx,
+                     jac_grad(ctx, 1, &y, NULL, 1, &x, JAC_CREATE_GRAPH, &g1));
         assert_true(jac_requires_grad(g1));
         tu_assert_scalar(g1, 3 * 1.5 * 1.5, 1e-15); /* 3 x^2 */
-        tu_assert_ok(ctx, jac_grad(ctx, 1, &g1, NULL, 1, &x, JAC_CREATE_GRAPH,
-                                   &g2));
+        tu_assert_ok(ctx,
+                     jac_grad(ctx, 1, &g1, NULL, 1, &x, JAC_CREATE_GRAPH, &g2));
         tu_assert_scalar(g2, 6 * 1.5, 1e-15); /* 6 x */
         tu_assert_ok(ctx, jac_grad(ctx, 1, &g2, NULL, 1, &x, 0, &g3));
         tu_assert_scalar(g3, 6, 1e-15);
@@ -346,15 +345,15 @@ static void test_unused_input_is_an_error_unless_allowed(void **state)
     jac_tensor *y = jac_sum(ctx, jac_mul(ctx, x, x));
     jac_tensor *inputs[2] = {x, z};
     jac_tensor *grads[2] = {SENTINEL, SENTINEL};
-    assert_int_equal(jac_grad(ctx, 1, &y, NULL, 2, inputs, JAC_RETAIN_GRAPH,
-                              grads),
-                     JAC_ERR_UNUSED_INPUT);
+    assert_int_equal(
+        jac_grad(ctx, 1, &y, NULL, 2, inputs, JAC_RETAIN_GRAPH, grads),
+        JAC_ERR_UNUSED_INPUT);
     tu_assert_error(ctx, JAC_ERR_UNUSED_INPUT);
     assert_ptr_equal(grads[0], SENTINEL);
     assert_ptr_equal(grads[1], SENTINEL);
     jac_clear_error(ctx);
-    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 2, inputs, JAC_ALLOW_UNUSED,
-                               grads));
+    tu_assert_ok(
+        ctx, jac_grad(ctx, 1, &y, NULL, 2, inputs, JAC_ALLOW_UNUSED, grads));
     tu_assert_tensor(grads[0], TU_SHAPE(2), TU_VALUES(2, 4), 0.0);
     tu_assert_tensor(grads[1], TU_SHAPE(2, 2), TU_VALUES(0, 0, 0, 0), 0.0);
 }
@@ -384,8 +383,7 @@ static void test_non_scalar_output_without_seed_is_an_error(void **state)
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
     jac_tensor *y = jac_mul(ctx, x, x);
     jac_tensor *g = SENTINEL;
-    assert_int_equal(jac_grad(ctx, 1, &y, NULL, 1, &x, 0, &g),
-                     JAC_ERR_NO_SEED);
+    assert_int_equal(jac_grad(ctx, 1, &y, NULL, 1, &x, 0, &g), JAC_ERR_NO_SEED);
     tu_assert_error(ctx, JAC_ERR_NO_SEED);
     assert_ptr_equal(g, SENTINEL);
     jac_clear_error(ctx);
@@ -402,8 +400,7 @@ static void test_seed_of_the_wrong_shape_is_an_error(void **state)
     jac_tensor *y = jac_exp(ctx, x);
     jac_tensor *g = SENTINEL;
     jac_tensor *bad[3] = {
-        jac_ones(ctx, 2, TU_SHAPE(3, 2)),
-        jac_ones(ctx, 1, TU_SHAPE(6)),
+        jac_ones(ctx, 2, TU_SHAPE(3, 2)), jac_ones(ctx, 1, TU_SHAPE(6)),
         jac_ones(ctx, 1, TU_SHAPE(3)), /* would broadcast, still wrong */
     };
     for (size_t i = 0; i < 3; ++i) {
@@ -433,12 +430,12 @@ static jac_tensor *batched_expression(jac_ctx *ctx, jac_tensor *x,
 {
     jac_tensor *c = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(0.5, -1, 2));
     jac_tensor *b = tu_tensor(ctx, TU_SHAPE(4), TU_VALUES(0.1, 0.2, -0.3, 0));
-    jac_tensor *u = jac_mul(ctx, jac_mul(ctx, x, x), c);          /* (2, 3) */
+    jac_tensor *u = jac_mul(ctx, jac_mul(ctx, x, x), c); /* (2, 3) */
     jac_tensor *t = jac_tanh(ctx, jac_add(ctx, jac_matmul(ctx, u, w), b));
-    jac_tensor *s = jac_slice(ctx, t, 1, 0, 4, 2);                /* (2, 2) */
-    jac_tensor *r = jac_reshape(ctx, s, 1, TU_SHAPE(-1));         /* (4,) */
-    jac_tensor *q = jac_sum_axis(ctx, jac_reshape(ctx, t, 2, TU_SHAPE(4, 2)),
-                                 1, false);                        /* (4,) */
+    jac_tensor *s = jac_slice(ctx, t, 1, 0, 4, 2);        /* (2, 2) */
+    jac_tensor *r = jac_reshape(ctx, s, 1, TU_SHAPE(-1)); /* (4,) */
+    jac_tensor *q = jac_sum_axis(ctx, jac_reshape(ctx, t, 2, TU_SHAPE(4, 2)), 1,
+                                 false); /* (4,) */
     return jac_add(ctx, r, jac_mul(ctx, q, r));
 }
 
@@ -447,15 +444,15 @@ static void test_batched_seeds_equal_separate_passes(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 0.3);
     jac_tensor *w = tu_leaf(ctx, TU_SHAPE(3, 4),
-                            TU_VALUES(0.2, -0.1, 0.3, 0.5, -0.4, 0.1, 0.2,
-                                      -0.3, 0.05, 0.3, -0.2, 0.1));
+                            TU_VALUES(0.2, -0.1, 0.3, 0.5, -0.4, 0.1, 0.2, -0.3,
+                                      0.05, 0.3, -0.2, 0.1));
     jac_tensor *y = batched_expression(ctx, x, w);
     tu_assert_shape(y, TU_SHAPE(4));
     enum { B = 5 };
-    jac_tensor *seeds = tu_tensor(
-        ctx, TU_SHAPE(B, 4),
-        TU_VALUES(1, 0, 0, 0, 0.5, -1, 2, 0.25, 0, 0, 0, 1, -3, 1, 0.5, 2, 0.1,
-                  0.2, 0.3, 0.4));
+    jac_tensor *seeds =
+        tu_tensor(ctx, TU_SHAPE(B, 4),
+                  TU_VALUES(1, 0, 0, 0, 0.5, -1, 2, 0.25, 0, 0, 0, 1, -3, 1,
+                            0.5, 2, 0.1, 0.2, 0.3, 0.4));
     jac_tensor *inputs[2] = {x, w};
     jac_tensor *batched[2] = {NULL, NULL};
     tu_assert_ok(ctx, jac_grad(ctx, 1, &y, &seeds, 2, inputs,
@@ -463,12 +460,11 @@ static void test_batched_seeds_equal_separate_passes(void **state)
     tu_assert_shape(batched[0], TU_SHAPE(B, 2, 3));
     tu_assert_shape(batched[1], TU_SHAPE(B, 3, 4));
     for (int64_t b = 0; b < B; ++b) {
-        jac_tensor *seed = jac_reshape(ctx, jac_slice(ctx, seeds, 0, b, b + 1,
-                                                      1),
-                                       1, TU_SHAPE(4));
+        jac_tensor *seed = jac_reshape(
+            ctx, jac_slice(ctx, seeds, 0, b, b + 1, 1), 1, TU_SHAPE(4));
         jac_tensor *one[2] = {NULL, NULL};
-        tu_assert_ok(ctx, jac_grad(ctx, 1, &y, &seed, 2, inputs,
-                                   JAC_RETAIN_GRAPH, one));
+        tu_assert_ok(
+            ctx, jac_grad(ctx, 1, &y, &seed, 2, inputs, JAC_RETAIN_GRAPH, one));
         tu_assert_close(jac_tensor_data(batched[0]) + b * 6,
                         jac_tensor_data(one[0]), 6, 1e-14, 1e-13);
         tu_assert_close(jac_tensor_data(batched[1]) + b * 12,
@@ -489,8 +485,7 @@ static void test_batched_identity_seeds_give_the_jacobian(void **state)
     jac_tensor *jac = jac_jacobian(ctx, y, x, 0);
     tu_assert_shape(g, TU_SHAPE(4, 2, 3));
     tu_assert_shape(jac, TU_SHAPE(4, 2, 3));
-    tu_assert_close(jac_tensor_data(g), jac_tensor_data(jac), 24, 1e-14,
-                    1e-13);
+    tu_assert_close(jac_tensor_data(g), jac_tensor_data(jac), 24, 1e-14, 1e-13);
 }
 
 static void test_batched_seeds_for_a_rank_0_output(void **state)
@@ -500,8 +495,8 @@ static void test_batched_seeds_for_a_rank_0_output(void **state)
     jac_tensor *y = jac_sum(ctx, jac_mul(ctx, x, x));
     jac_tensor *seeds = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, -1, 0.5));
     jac_tensor *g = NULL;
-    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, &seeds, 1, &x, JAC_BATCHED_SEEDS,
-                               &g));
+    tu_assert_ok(ctx,
+                 jac_grad(ctx, 1, &y, &seeds, 1, &x, JAC_BATCHED_SEEDS, &g));
     tu_assert_tensor(g, TU_SHAPE(3, 2), TU_VALUES(2, 4, -2, -4, 1, 2), 0.0);
 }
 
@@ -527,8 +522,8 @@ static void test_batched_seeds_of_the_wrong_shape_are_an_error(void **state)
 /* jac_backward and .grad                                                  */
 /* ---------------------------------------------------------------------- */
 
-static void test_backward_accumulates_into_grad_and_zero_grad_resets(
-    void **state)
+static void
+test_backward_accumulates_into_grad_and_zero_grad_resets(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, -3));

@@ -76,9 +76,9 @@ static jac_status reshape_fn(jac_ctx *ctx, jac_tensor *const *in,
 static void test_gradcheck_passes_on_a_correct_function(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *in[2] = {tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(0.1, 0.2, 0.3,
-                                                                0.4)),
-                         tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(-0.5, 0.7))};
+    jac_tensor *in[2] = {
+        tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(0.1, 0.2, 0.3, 0.4)),
+        tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(-0.5, 0.7))};
     assert_int_equal(jac_gradcheck(ctx, correct_fn, NULL, 2, in, 2, NULL),
                      JAC_OK);
     tu_assert_no_error(ctx);
@@ -87,8 +87,8 @@ static void test_gradcheck_passes_on_a_correct_function(void **state)
     tu_assert_no_error(ctx);
 }
 
-static void test_gradcheck_fails_on_a_function_that_hides_its_graph(
-    void **state)
+static void
+test_gradcheck_fails_on_a_function_that_hides_its_graph(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1.25, 2));
@@ -110,8 +110,7 @@ static void test_gradcheck_message_locates_the_bad_element(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *in[2] = {tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(0.5, 0.5)),
                          tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1.5, 1.75))};
-    assert_int_equal(jac_gradcheck(ctx, partly_hidden_fn, NULL, 2, in, 1,
-                                   NULL),
+    assert_int_equal(jac_gradcheck(ctx, partly_hidden_fn, NULL, 2, in, 1, NULL),
                      JAC_ERR_CHECK_FAILED);
     /* d output 0 [1] / d input 1 [1]: analytic 1.75, numeric 3.5. */
     const char *msg = jac_errmsg(ctx);
@@ -122,8 +121,8 @@ static void test_gradcheck_message_locates_the_bad_element(void **state)
     tu_assert_contains(msg, "3.5");
 }
 
-static void test_gradgradcheck_fails_on_a_function_that_hides_its_graph(
-    void **state)
+static void
+test_gradgradcheck_fails_on_a_function_that_hides_its_graph(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1.25, 2));
@@ -140,9 +139,8 @@ static void test_gradgradcheck_passes_for_every_seed(void **state)
                          tu_smooth_leaf(ctx, TU_SHAPE(3), 1.2)};
     for (uint64_t seed = 0; seed < 5; ++seed) {
         jac_check_opts opts = {1e-6, 1e-5, 1e-3, seed};
-        assert_int_equal(jac_gradgradcheck(ctx, correct_fn, NULL, 2, in, 2,
-                                           &opts),
-                         JAC_OK);
+        assert_int_equal(
+            jac_gradgradcheck(ctx, correct_fn, NULL, 2, in, 2, &opts), JAC_OK);
     }
     tu_assert_no_error(ctx);
 }
@@ -158,23 +156,22 @@ static void test_tolerances_in_the_options_are_used(void **state)
     tu_assert_no_error(ctx);
     /* A huge step and no tolerance fail a correct function: exp(x) with
      * eps = 0.5 is off by about eps^2 / 6 exp(x). */
-    jac_tensor *in[2] = {tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(0.1, 0.2, 0.3,
-                                                                0.4)),
-                         tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(-0.5, 0.7))};
+    jac_tensor *in[2] = {
+        tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(0.1, 0.2, 0.3, 0.4)),
+        tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(-0.5, 0.7))};
     jac_check_opts crude = {0.5, 1e-12, 1e-12, 0};
     assert_int_equal(jac_gradcheck(ctx, correct_fn, NULL, 2, in, 2, &crude),
                      JAC_ERR_CHECK_FAILED);
 }
 
-static void test_gradcheck_leaves_the_inputs_exactly_as_they_were(
-    void **state)
+static void test_gradcheck_leaves_the_inputs_exactly_as_they_were(void **state)
 {
     jac_ctx *ctx = *state;
     const double a_values[4] = {0.1, 0.2, 0.3, 0.4};
     const double b_values[2] = {-0.5, 0.7};
-    jac_tensor *in[2] = {tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(0.1, 0.2, 0.3,
-                                                                0.4)),
-                         tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(-0.5, 0.7))};
+    jac_tensor *in[2] = {
+        tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(0.1, 0.2, 0.3, 0.4)),
+        tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(-0.5, 0.7))};
     size_t tensors = jac_ctx_tensor_count(ctx);
     size_t tape = jac_ctx_tape_length(ctx);
     tu_gradcheck(ctx, correct_fn, NULL, 2, in, 2);
@@ -197,8 +194,8 @@ static void test_gradcheck_leaves_the_inputs_exactly_as_they_were(
     assert_int_equal(jac_ctx_tensor_count(ctx), tensors);
 }
 
-static void test_gradcheck_of_an_output_that_shares_the_input_values(
-    void **state)
+static void
+test_gradcheck_of_an_output_that_shares_the_input_values(void **state)
 {
     jac_ctx *ctx = *state;
     /* The checker moves the input to evaluate f(x + eps) and f(x - eps);
@@ -252,8 +249,8 @@ static void test_gradcheck_rejects_bad_arguments(void **state)
 
 /* The independent finite differences of testutil.h agree with the checker's
  * verdict: a correct Jacobian matches them, the hidden one does not. */
-static void test_independent_finite_differences_see_the_hidden_graph(
-    void **state)
+static void
+test_independent_finite_differences_see_the_hidden_graph(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1.25, 2));
@@ -264,9 +261,9 @@ static void test_independent_finite_differences_see_the_hidden_graph(
     tu_assert_ok(ctx, hidden_fn(ctx, &x, &y, NULL));
     jac_tensor *jac = jac_jacobian(ctx, y, x, 0);
     tu_assert_tensor(jac, TU_SHAPE(2, 2), TU_VALUES(1.25, 0, 0, 2), 0.0);
-    jac_tensor *in[2] = {tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(0.1, 0.2, 0.3,
-                                                                0.4)),
-                         tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(-0.5, 0.7))};
+    jac_tensor *in[2] = {
+        tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(0.1, 0.2, 0.3, 0.4)),
+        tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(-0.5, 0.7))};
     for (size_t out = 0; out < 2; ++out) {
         for (size_t inp = 0; inp < 2; ++inp) {
             tu_assert_jacobian_matches_fd(ctx, correct_fn, NULL, 2, in, 2, out,

@@ -40,18 +40,20 @@ static jac_status mlp_loss(jac_ctx *ctx, jac_tensor *const *in,
     const batch *data = user;
     jac_tensor *W1 = in[0], *b1 = in[1], *W2 = in[2], *b2 = in[3];
     jac_tensor *h = jac_tanh(
-        ctx, jac_add(ctx, jac_matmul(ctx, data->X, jac_transpose(ctx, W1, 0, 1)),
-                     b1));
+        ctx,
+        jac_add(ctx, jac_matmul(ctx, data->X, jac_transpose(ctx, W1, 0, 1)),
+                b1));
     jac_tensor *logits =
         jac_add(ctx, jac_matmul(ctx, h, jac_transpose(ctx, W2, 0, 1)), b2);
     jac_tensor *logp = jac_log_softmax(ctx, logits, 1);
-    jac_tensor *picked = jac_sum_axis(ctx, jac_mul(ctx, logp, data->onehot), 1,
-                                      false);
+    jac_tensor *picked =
+        jac_sum_axis(ctx, jac_mul(ctx, logp, data->onehot), 1, false);
     out[0] = jac_neg(ctx, jac_mean(ctx, picked));
     return jac_errcode(ctx);
 }
 
-static void test_mlp_cross_entropy_gradient_and_hessian_match_finite_differences(
+static void
+test_mlp_cross_entropy_gradient_and_hessian_match_finite_differences(
     void **state)
 {
     jac_ctx *ctx = *state;
@@ -88,20 +90,23 @@ static jac_status gaussian_nll(jac_ctx *ctx, jac_tensor *const *in,
     jac_tensor *D = user; /* (N, k) data */
     jac_tensor *mu = in[0], *B = in[1];
     int64_t N = jac_tensor_dim(D, 0), k = jac_tensor_dim(D, 1);
-    jac_tensor *Sigma = jac_add(ctx, jac_matmul(ctx, B, jac_transpose(ctx, B, 0, 1)),
-                                jac_eye(ctx, k));
+    jac_tensor *Sigma = jac_add(
+        ctx, jac_matmul(ctx, B, jac_transpose(ctx, B, 0, 1)), jac_eye(ctx, k));
     jac_tensor *L = jac_cholesky(ctx, Sigma);
     jac_tensor *R = jac_transpose(ctx, jac_sub(ctx, D, mu), 0, 1); /* (k, N) */
     jac_tensor *Z = jac_solve(ctx, L, R);
-    jac_tensor *quad = jac_mul_scalar(ctx, jac_sum(ctx, jac_mul(ctx, Z, Z)), 0.5);
-    jac_tensor *norm = jac_mul_scalar(ctx, jac_logdet(ctx, Sigma), 0.5 * (double)N);
+    jac_tensor *quad =
+        jac_mul_scalar(ctx, jac_sum(ctx, jac_mul(ctx, Z, Z)), 0.5);
+    jac_tensor *norm =
+        jac_mul_scalar(ctx, jac_logdet(ctx, Sigma), 0.5 * (double)N);
     out[0] = jac_add_scalar(ctx, jac_add(ctx, quad, norm),
-                            0.5 * (double)(N * k) * log(2.0 * 3.14159265358979323846));
+                            0.5 * (double)(N * k) *
+                                log(2.0 * 3.14159265358979323846));
     return jac_errcode(ctx);
 }
 
-static void test_gaussian_nll_gradient_and_hessian_match_finite_differences(
-    void **state)
+static void
+test_gaussian_nll_gradient_and_hessian_match_finite_differences(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *D = smooth(ctx, 2, TU_SHAPE(4, 3), 0.3, 1.0);
@@ -115,7 +120,8 @@ static void test_gaussian_nll_gradient_and_hessian_match_finite_differences(
     double want = 0.5 * 12.0 * log(2.0 * 3.14159265358979323846);
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 3; j++) {
-            double r = jac_tensor_data(D)[i * 3 + j] - jac_tensor_data(in[0])[j];
+            double r =
+                jac_tensor_data(D)[i * 3 + j] - jac_tensor_data(in[0])[j];
             want += 0.5 * r * r;
         }
     tu_assert_scalar(nll, want, 1e-12);
@@ -123,7 +129,8 @@ static void test_gaussian_nll_gradient_and_hessian_match_finite_differences(
     tu_gradgradcheck(ctx, gaussian_nll, D, 2, in, 1);
     tu_assert_batched_matches_rows(ctx, gaussian_nll, D, 2, in, 1);
     /* At the maximum-likelihood mean the gradient in mu vanishes. */
-    jac_tensor *mean = jac_mul_scalar(ctx, jac_sum_axis(ctx, D, 0, false), 0.25);
+    jac_tensor *mean =
+        jac_mul_scalar(ctx, jac_sum_axis(ctx, D, 0, false), 0.25);
     jac_set_requires_grad(mean, true);
     jac_tensor *at_mean[2] = {mean, in[1]};
     tu_assert_ok(ctx, gaussian_nll(ctx, at_mean, &nll, D));
@@ -138,12 +145,12 @@ static void test_gaussian_nll_gradient_and_hessian_match_finite_differences(
 
 /* Link k points at the sum of the first k + 1 joint angles; the end position
  * is sum_k l_k (cos phi_k, sin phi_k). */
-static jac_status arm_end(jac_ctx *ctx, jac_tensor *const *in,
-                          jac_tensor **out, void *user)
+static jac_status arm_end(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                          void *user)
 {
     (void)user;
-    jac_tensor *lengths = jac_tensor_new(ctx, 1, TU_SHAPE(3),
-                                         TU_VALUES(1.0, 0.8, 0.5));
+    jac_tensor *lengths =
+        jac_tensor_new(ctx, 1, TU_SHAPE(3), TU_VALUES(1.0, 0.8, 0.5));
     jac_tensor *lower = jac_tensor_new(ctx, 2, TU_SHAPE(3, 3),
                                        TU_VALUES(1, 0, 0, 1, 1, 0, 1, 1, 1));
     jac_tensor *phi = jac_matmul(ctx, lower, in[0]);
@@ -153,8 +160,8 @@ static jac_status arm_end(jac_ctx *ctx, jac_tensor *const *in,
     return jac_errcode(ctx);
 }
 
-static void test_robot_arm_jacobian_and_hessian_match_finite_differences(
-    void **state)
+static void
+test_robot_arm_jacobian_and_hessian_match_finite_differences(void **state)
 {
     jac_ctx *ctx = *state;
     const double th[3] = {0.3, -0.5, 0.9};
@@ -185,7 +192,8 @@ static void test_robot_arm_jacobian_and_hessian_match_finite_differences(
     /* Second derivatives of x: d2x / dtheta_0^2 = -x. */
     jac_tensor *g = NULL;
     jac_tensor *x = jac_slice(ctx, end, 0, 0, 1, 1);
-    tu_assert_ok(ctx, jac_grad(ctx, 1, &x, NULL, 1, &theta, JAC_CREATE_GRAPH, &g));
+    tu_assert_ok(ctx,
+                 jac_grad(ctx, 1, &x, NULL, 1, &theta, JAC_CREATE_GRAPH, &g));
     jac_tensor *H = jac_jacobian(ctx, g, theta, 0);
     assert_non_null(H);
     tu_assert_close(jac_tensor_data(H), TU_VALUES(-jac_tensor_data(end)[0]), 1,
@@ -197,7 +205,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TU_TEST(
             test_mlp_cross_entropy_gradient_and_hessian_match_finite_differences),
-        TU_TEST(test_gaussian_nll_gradient_and_hessian_match_finite_differences),
+        TU_TEST(
+            test_gaussian_nll_gradient_and_hessian_match_finite_differences),
         TU_TEST(test_robot_arm_jacobian_and_hessian_match_finite_differences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

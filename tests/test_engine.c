@@ -42,7 +42,8 @@ static jac_status dense_scalar(jac_ctx *ctx, jac_tensor *const *in,
     jac_tensor *x0 = jac_slice(ctx, x, 0, 0, 1, 1);
     jac_tensor *x1 = jac_slice(ctx, x, 0, 1, 2, 1);
     jac_tensor *c = jac_sum(ctx, jac_mul(ctx, x0, jac_mul(ctx, x1, x1)));
-    out[0] = jac_add(ctx, jac_sum(ctx, jac_tanh(ctx, jac_matmul(ctx, A, x))), c);
+    out[0] =
+        jac_add(ctx, jac_sum(ctx, jac_tanh(ctx, jac_matmul(ctx, A, x))), c);
     return jac_errcode(ctx);
 }
 
@@ -56,8 +57,9 @@ static jac_status per_sample_net(jac_ctx *ctx, jac_tensor *const *in,
 {
     net *n = user;
     jac_tensor *h = jac_tanh(
-        ctx, jac_add(ctx, jac_matmul(ctx, in[0], jac_transpose(ctx, n->W1, 0, 1)),
-                     n->b1));
+        ctx,
+        jac_add(ctx, jac_matmul(ctx, in[0], jac_transpose(ctx, n->W1, 0, 1)),
+                n->b1));
     out[0] = jac_matmul(ctx, h, jac_transpose(ctx, n->W2, 0, 1));
     return jac_errcode(ctx);
 }
@@ -88,8 +90,8 @@ static int teardown(void **state)
 /* Modes agree                                                              */
 /* ------------------------------------------------------------------------ */
 
-static void test_every_mode_equals_the_row_loop_for_several_outputs_and_inputs(
-    void **state)
+static void
+test_every_mode_equals_the_row_loop_for_several_outputs_and_inputs(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *in[2] = {smooth(ctx, 1, TU_SHAPE(3), 0.1),
@@ -188,16 +190,17 @@ static int record_progress(int64_t done, int64_t total, void *user)
     return p->cancel_after > 0 && p->calls >= p->cancel_after;
 }
 
-static void test_auto_mode_runs_columns_for_tall_and_rows_for_wide(
-    void **state)
+static void test_auto_mode_runs_columns_for_tall_and_rows_for_wide(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = smooth(ctx, 1, TU_SHAPE(2), 0.3);
     jac_set_requires_grad(x, true);
-    jac_tensor *tall = jac_sin(ctx, jac_matmul(ctx, smooth(ctx, 2, TU_SHAPE(6, 2), 1.1), x));
+    jac_tensor *tall =
+        jac_sin(ctx, jac_matmul(ctx, smooth(ctx, 2, TU_SHAPE(6, 2), 1.1), x));
     jac_tensor *w = smooth(ctx, 1, TU_SHAPE(6), 0.2);
     jac_set_requires_grad(w, true);
-    jac_tensor *wide = jac_sin(ctx, jac_matmul(ctx, smooth(ctx, 2, TU_SHAPE(2, 6), 0.4), w));
+    jac_tensor *wide =
+        jac_sin(ctx, jac_matmul(ctx, smooth(ctx, 2, TU_SHAPE(2, 6), 0.4), w));
     progress_log p = {0, 0, 0, true, 0};
     jac_jacobian_opts o = {0, 1, JAC_MODE_AUTO, record_progress, &p};
     jac_tensor *J = NULL;
@@ -237,8 +240,8 @@ static void test_progress_counts_every_row_and_ends_at_the_total(void **state)
     tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 1));
 }
 
-static void test_cancelling_returns_cancelled_and_leaves_the_result_untouched(
-    void **state)
+static void
+test_cancelling_returns_cancelled_and_leaves_the_result_untouched(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = smooth(ctx, 1, TU_SHAPE(8), 0.3);
@@ -263,16 +266,16 @@ static void test_cancelling_returns_cancelled_and_leaves_the_result_untouched(
     /* The graph is intact: a second run gives the right answer. */
     jac_tensor *J = jac_jacobian(ctx, y, x, 0);
     assert_non_null(J);
-    assert_near(jac_tensor_get(J, TU_SHAPE(3, 3)),
-                        exp(jac_tensor_data(x)[3]), 1e-15);
+    assert_near(jac_tensor_get(J, TU_SHAPE(3, 3)), exp(jac_tensor_data(x)[3]),
+                1e-15);
 }
 
 /* An elementwise function of a (2, 3) input: sin(x) x + exp(x) / 3 with
  * a broadcast constant row. */
 static jac_tensor *elementwise_f(jac_ctx *ctx, jac_tensor *x)
 {
-    jac_tensor *row = jac_tensor_new(ctx, 1, TU_SHAPE(3),
-                                     TU_VALUES(0.5, -1.0, 2.0));
+    jac_tensor *row =
+        jac_tensor_new(ctx, 1, TU_SHAPE(3), TU_VALUES(0.5, -1.0, 2.0));
     jac_tensor *y = jac_mul(ctx, jac_sin(ctx, x), x);
     y = jac_add(ctx, y, jac_div_scalar(ctx, jac_exp(ctx, x), 3.0));
     return jac_mul(ctx, y, row);
@@ -287,8 +290,8 @@ static void assert_same_jacobian(const jac_tensor *got, const jac_tensor *want)
     const double *g = jac_tensor_data(got), *w = jac_tensor_data(want);
     for (int64_t e = 0; e < jac_tensor_numel(want); e++) {
         if (!(g[e] == w[e]) && !(isnan(g[e]) && isnan(w[e]))) {
-            print_error("element %lld: %.17g, want %.17g\n", (long long)e,
-                        g[e], w[e]);
+            print_error("element %lld: %.17g, want %.17g\n", (long long)e, g[e],
+                        w[e]);
             fail();
         }
     }
@@ -306,8 +309,8 @@ static void test_an_elementwise_function_has_a_diagonal_jacobian(void **state)
     const double *r = jac_tensor_data(ref);
     for (int64_t i = 0; i < 6; i++) {
         double xi = jac_tensor_data(x)[i], c = (double[]){0.5, -1, 2}[i % 3];
-        assert_near(r[i * 6 + i],
-                    (cos(xi) * xi + sin(xi) + exp(xi) / 3.0) * c, 1e-14);
+        assert_near(r[i * 6 + i], (cos(xi) * xi + sin(xi) + exp(xi) / 3.0) * c,
+                    1e-14);
     }
     /* The automatic chunk in either mode and on two threads takes the
      * diagonal from one pass: the same numbers as the row loop. */
@@ -316,8 +319,7 @@ static void test_an_elementwise_function_has_a_diagonal_jacobian(void **state)
         for (int mode = 0; mode < 3; mode++) {
             progress_log p = {0, 0, 0, true, 0};
             jac_jacobian_opts o = {0, 0,
-                                   (jac_mode[]){JAC_MODE_AUTO,
-                                                JAC_MODE_REVERSE,
+                                   (jac_mode[]){JAC_MODE_AUTO, JAC_MODE_REVERSE,
                                                 JAC_MODE_FORWARD}[mode],
                                    record_progress, &p};
             jac_tensor *J = NULL;
@@ -399,7 +401,8 @@ static void test_automatic_chunk_follows_the_memory_budget(void **state)
 /* Zero blocks, shapes, errors                                              */
 /* ------------------------------------------------------------------------ */
 
-static void test_an_output_that_ignores_an_input_gives_a_zero_block(void **state)
+static void
+test_an_output_that_ignores_an_input_gives_a_zero_block(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = smooth(ctx, 1, TU_SHAPE(3), 0.3);
@@ -470,15 +473,14 @@ static void test_driver_errors_are_clear(void **state)
 /* Reference checksums (P2 small, P3 small of the benchmark problems)       */
 /* ------------------------------------------------------------------------ */
 
-static jac_tensor *bench_weight(jac_ctx *ctx, int64_t rows, int64_t cols,
-                                int s)
+static jac_tensor *bench_weight(jac_ctx *ctx, int64_t rows, int64_t cols, int s)
 {
     jac_tensor *W = jac_zeros(ctx, 2, TU_SHAPE(rows, cols));
     double *d = (double *)jac_tensor_data(W);
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++)
-            d[i * cols + j] =
-                sin(0.37 * (double)i + 0.11 * (double)j + s) / sqrt((double)cols);
+            d[i * cols + j] = sin(0.37 * (double)i + 0.11 * (double)j + s) /
+                              sqrt((double)cols);
     return W;
 }
 
@@ -517,12 +519,15 @@ static void test_mlp_jacobian_matches_the_reference_checksums(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *x = bench_input(ctx, 16);
     jac_set_requires_grad(x, true);
-    jac_tensor *h = jac_tanh(ctx, jac_add(ctx, jac_matmul(ctx, bench_weight(ctx, 32, 16, 1), x),
-                                          bench_bias(ctx, 32, 1)));
-    h = jac_tanh(ctx, jac_add(ctx, jac_matmul(ctx, bench_weight(ctx, 32, 32, 2), h),
-                              bench_bias(ctx, 32, 2)));
-    jac_tensor *y = jac_add(ctx, jac_matmul(ctx, bench_weight(ctx, 16, 32, 3), h),
-                            bench_bias(ctx, 16, 3));
+    jac_tensor *h = jac_tanh(
+        ctx, jac_add(ctx, jac_matmul(ctx, bench_weight(ctx, 32, 16, 1), x),
+                     bench_bias(ctx, 32, 1)));
+    h = jac_tanh(ctx,
+                 jac_add(ctx, jac_matmul(ctx, bench_weight(ctx, 32, 32, 2), h),
+                         bench_bias(ctx, 32, 2)));
+    jac_tensor *y =
+        jac_add(ctx, jac_matmul(ctx, bench_weight(ctx, 16, 32, 3), h),
+                bench_bias(ctx, 16, 3));
     const jac_jacobian_opts modes[3] = {{0, 1, JAC_MODE_REVERSE, NULL, NULL},
                                         {0, 0, JAC_MODE_REVERSE, NULL, NULL},
                                         {0, 0, JAC_MODE_FORWARD, NULL, NULL}};
@@ -533,8 +538,7 @@ static void test_mlp_jacobian_matches_the_reference_checksums(void **state)
         checksums(J, &sum, &fro);
         assert_near(sum, -0.31407040894689525, 1e-9 * 0.43);
         assert_near(fro, 0.42722832080584455, 1e-9 * 0.43);
-        assert_near(jac_tensor_data(J)[0], 0.026841722018463098,
-                            1e-9 * 0.03);
+        assert_near(jac_tensor_data(J)[0], 0.026841722018463098, 1e-9 * 0.03);
     }
 }
 
@@ -548,13 +552,14 @@ static jac_status rosenbrock(jac_ctx *ctx, jac_tensor *const *in,
     jac_tensor *tail = jac_slice(ctx, x, 0, 1, n, 1);
     jac_tensor *a = jac_sub(ctx, tail, jac_pow_scalar(ctx, head, 2.0));
     jac_tensor *b = jac_rsub_scalar(ctx, 1.0, head);
-    out[0] = jac_add(ctx, jac_mul_scalar(ctx, jac_sum(ctx, jac_mul(ctx, a, a)), 100.0),
-                     jac_sum(ctx, jac_mul(ctx, b, b)));
+    out[0] = jac_add(
+        ctx, jac_mul_scalar(ctx, jac_sum(ctx, jac_mul(ctx, a, a)), 100.0),
+        jac_sum(ctx, jac_mul(ctx, b, b)));
     return jac_errcode(ctx);
 }
 
-static void test_hessian_driver_matches_the_reference_and_is_symmetric(
-    void **state)
+static void
+test_hessian_driver_matches_the_reference_and_is_symmetric(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = bench_input(ctx, 64);
@@ -594,8 +599,8 @@ static jac_tensor *hessian_at(jac_ctx *ctx, jac_tensor *A, const double *xv,
     return jac_jacobian(ctx, g, x, flags);
 }
 
-static void test_third_derivative_matches_finite_differences_of_the_hessian(
-    void **state)
+static void
+test_third_derivative_matches_finite_differences_of_the_hessian(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *A = smooth(ctx, 2, TU_SHAPE(3, 3), 0.4);
@@ -630,7 +635,7 @@ static void test_third_derivative_matches_finite_differences_of_the_hessian(
         }
         /* Third derivatives of a smooth function are symmetric. */
         assert_near(jac_tensor_get(T, TU_SHAPE(0, 1, 2)),
-                            jac_tensor_get(T, TU_SHAPE(2, 0, 1)), 1e-12);
+                    jac_tensor_get(T, TU_SHAPE(2, 0, 1)), 1e-12);
         /* d^3 (x0 x1^2) / dx0 dx1 dx1 = 2 is part of T[0][1][1]. */
         assert_true(fabs(jac_tensor_get(T, TU_SHAPE(0, 1, 1))) > 0.0);
     }
@@ -646,12 +651,14 @@ static void test_vjp_jvp_and_hvp_agree_with_the_jacobian(void **state)
     jac_tensor *in[2] = {smooth(ctx, 1, TU_SHAPE(3), 0.1),
                          smooth(ctx, 2, TU_SHAPE(2, 3), 0.7)};
     jac_tensor *J[4] = {0};
-    tu_assert_ok(ctx, jac_jacobian_fn(ctx, two_outputs, NULL, 2, in, 2, NULL, J));
+    tu_assert_ok(ctx,
+                 jac_jacobian_fn(ctx, two_outputs, NULL, 2, in, 2, NULL, J));
     /* vjp with v = (v0 (2), v1 scalar). */
     jac_tensor *v[2] = {tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(0.3, -1.2)),
                         jac_scalar(ctx, 0.7)};
     jac_tensor *outs[2] = {0}, *vj[2] = {0};
-    tu_assert_ok(ctx, jac_vjp(ctx, two_outputs, NULL, 2, in, 2, v, 0, outs, vj));
+    tu_assert_ok(ctx,
+                 jac_vjp(ctx, two_outputs, NULL, 2, in, 2, v, 0, outs, vj));
     tu_assert_shape(vj[0], TU_SHAPE(3));
     tu_assert_shape(vj[1], TU_SHAPE(2, 3));
     for (int i = 0; i < 3; i++) {
@@ -668,11 +675,13 @@ static void test_vjp_jvp_and_hvp_agree_with_the_jacobian(void **state)
     jac_tensor *t[2] = {tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1.0, -0.5, 0.25)),
                         smooth(ctx, 2, TU_SHAPE(2, 3), 2.0)};
     jac_tensor *jv[2] = {0};
-    tu_assert_ok(ctx, jac_jvp(ctx, two_outputs, NULL, 2, in, 2, t, 0, NULL, jv));
+    tu_assert_ok(ctx,
+                 jac_jvp(ctx, two_outputs, NULL, 2, in, 2, t, 0, NULL, jv));
     for (int r = 0; r < 2; r++) {
         double want = 0;
         for (int i = 0; i < 3; i++)
-            want += jac_tensor_get(J[0], TU_SHAPE(r, i)) * jac_tensor_data(t[0])[i];
+            want +=
+                jac_tensor_get(J[0], TU_SHAPE(r, i)) * jac_tensor_data(t[0])[i];
         for (int i = 0; i < 6; i++)
             want += jac_tensor_data(J[1])[r * 6 + i] * jac_tensor_data(t[1])[i];
         assert_near(jac_tensor_data(jv[0])[r], want, 1e-14);
@@ -687,7 +696,8 @@ static void test_vjp_jvp_and_hvp_agree_with_the_jacobian(void **state)
     jac_tensor *H = jac_hessian(ctx, dense_scalar, A, x, NULL);
     assert_non_null(H);
     jac_tensor *hv = NULL, *val = NULL;
-    tu_assert_ok(ctx, jac_hvp(ctx, dense_scalar, A, 1, &x, &t[0], 0, &val, &hv));
+    tu_assert_ok(ctx,
+                 jac_hvp(ctx, dense_scalar, A, 1, &x, &t[0], 0, &val, &hv));
     for (int i = 0; i < 3; i++) {
         double want = 0;
         for (int j = 0; j < 3; j++)
@@ -697,8 +707,8 @@ static void test_vjp_jvp_and_hvp_agree_with_the_jacobian(void **state)
     assert_int_equal(jac_tensor_ndim(val), 0);
 }
 
-static void test_functional_drivers_with_create_graph_stay_differentiable(
-    void **state)
+static void
+test_functional_drivers_with_create_graph_stay_differentiable(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *A = smooth(ctx, 2, TU_SHAPE(3, 3), 0.4);
@@ -706,15 +716,14 @@ static void test_functional_drivers_with_create_graph_stay_differentiable(
     jac_set_requires_grad(x, true);
     jac_tensor *v = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(0.2, 0.1, -0.3));
     jac_tensor *hv = NULL;
-    tu_assert_ok(ctx, jac_hvp(ctx, dense_scalar, A, 1, &x, &v,
-                              JAC_CREATE_GRAPH, NULL, &hv));
+    tu_assert_ok(ctx, jac_hvp(ctx, dense_scalar, A, 1, &x, &v, JAC_CREATE_GRAPH,
+                              NULL, &hv));
     assert_true(jac_requires_grad(hv));
     /* d/dx <H(x) v, w> equals the third derivative contracted twice. */
     jac_tensor *T = NULL;
-    jac_tensor *Hc = jac_hessian(ctx, dense_scalar, A, x,
-                                 &(jac_jacobian_opts){JAC_CREATE_GRAPH, 0,
-                                                      JAC_MODE_AUTO, NULL,
-                                                      NULL});
+    jac_tensor *Hc = jac_hessian(
+        ctx, dense_scalar, A, x,
+        &(jac_jacobian_opts){JAC_CREATE_GRAPH, 0, JAC_MODE_AUTO, NULL, NULL});
     assert_non_null(Hc);
     T = jac_jacobian(ctx, Hc, x, 0);
     assert_non_null(T);
@@ -734,7 +743,8 @@ static void test_functional_drivers_with_create_graph_stay_differentiable(
 static void test_batch_jacobian_equals_each_sample_jacobian(void **state)
 {
     jac_ctx *ctx = *state;
-    net n = {smooth(ctx, 2, TU_SHAPE(5, 3), 0.1), smooth(ctx, 1, TU_SHAPE(5), 0.5),
+    net n = {smooth(ctx, 2, TU_SHAPE(5, 3), 0.1),
+             smooth(ctx, 1, TU_SHAPE(5), 0.5),
              smooth(ctx, 2, TU_SHAPE(2, 5), 0.9)};
     const int64_t B = 4;
     jac_tensor *X = smooth(ctx, 2, TU_SHAPE(B, 3), 0.3);
@@ -754,7 +764,7 @@ static void test_batch_jacobian_equals_each_sample_jacobian(void **state)
             tu_assert_shape(Jb, TU_SHAPE(1, 2, 1, 3));
             for (int i = 0; i < 6; i++)
                 assert_near(jac_tensor_data(J)[b * 6 + i],
-                                    jac_tensor_data(Jb)[i], 1e-14);
+                            jac_tensor_data(Jb)[i], 1e-14);
         }
     }
     tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 1));
@@ -785,8 +795,9 @@ static void test_functional_errors_name_the_driver(void **state)
     jac_clear_error(ctx);
     jac_tensor *bad_v[2] = {jac_zeros(ctx, 1, TU_SHAPE(4)), in[1]};
     jac_tensor *jv[2];
-    assert_int_equal(jac_jvp(ctx, two_outputs, NULL, 2, in, 2, bad_v, 0, NULL, jv),
-                     JAC_ERR_SHAPE);
+    assert_int_equal(
+        jac_jvp(ctx, two_outputs, NULL, 2, in, 2, bad_v, 0, NULL, jv),
+        JAC_ERR_SHAPE);
     tu_assert_contains(jac_errmsg(ctx), "jvp");
     jac_clear_error(ctx);
 }

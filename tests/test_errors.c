@@ -86,11 +86,11 @@ static void test_matmul_inner_mismatch_names_both_shapes(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *a = jac_zeros(ctx, 2, TU_SHAPE(2, 3));
     jac_tensor *b = jac_zeros(ctx, 2, TU_SHAPE(4, 2));
-    assert_failed(ctx, jac_matmul(ctx, a, b), JAC_ERR_SHAPE, "matmul",
-                  "(2, 3)", "(4, 2)");
+    assert_failed(ctx, jac_matmul(ctx, a, b), JAC_ERR_SHAPE, "matmul", "(2, 3)",
+                  "(4, 2)");
     jac_tensor *v = jac_zeros(ctx, 1, TU_SHAPE(4));
-    assert_failed(ctx, jac_matmul(ctx, a, v), JAC_ERR_SHAPE, "matmul",
-                  "(2, 3)", "(4)");
+    assert_failed(ctx, jac_matmul(ctx, a, v), JAC_ERR_SHAPE, "matmul", "(2, 3)",
+                  "(4)");
     assert_failed(ctx, jac_matmul(ctx, v, a), JAC_ERR_SHAPE, "matmul", "(4)",
                   "(2, 3)");
     jac_tensor *w = jac_zeros(ctx, 1, TU_SHAPE(3));
@@ -125,17 +125,18 @@ static void test_reshape_count_mismatch_names_both_shapes(void **state)
                   "reshape", "(2, 3)");
     assert_failed(ctx, jac_reshape(ctx, a, 0, NULL), JAC_ERR_SHAPE, "reshape",
                   "(2, 3)", "()");
-    assert_failed(ctx, jac_reshape(ctx, a, 2, TU_SHAPE(-1, -1)),
-                  JAC_ERR_VALUE, "reshape");
-    assert_failed(ctx, jac_reshape(ctx, a, 2, TU_SHAPE(-2, -3)),
-                  JAC_ERR_VALUE, "reshape");
-    assert_failed(ctx, jac_reshape(ctx, a, JAC_MAX_DIMS + 1,
-                                   TU_SHAPE(1, 1, 1, 1, 1, 1, 1, 1, 6)),
+    assert_failed(ctx, jac_reshape(ctx, a, 2, TU_SHAPE(-1, -1)), JAC_ERR_VALUE,
+                  "reshape");
+    assert_failed(ctx, jac_reshape(ctx, a, 2, TU_SHAPE(-2, -3)), JAC_ERR_VALUE,
+                  "reshape");
+    assert_failed(ctx,
+                  jac_reshape(ctx, a, JAC_MAX_DIMS + 1,
+                              TU_SHAPE(1, 1, 1, 1, 1, 1, 1, 1, 6)),
                   JAC_ERR_RANK, "reshape");
 }
 
-static void test_sum_to_shape_and_expand_reject_shapes_that_do_not_broadcast(
-    void **state)
+static void
+test_sum_to_shape_and_expand_reject_shapes_that_do_not_broadcast(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *a = jac_zeros(ctx, 2, TU_SHAPE(2, 3));
@@ -150,8 +151,8 @@ static void test_sum_to_shape_and_expand_reject_shapes_that_do_not_broadcast(
                   "expand", "(2, 3)", "(3)");
 }
 
-static void test_concat_rejects_extents_that_differ_outside_the_axis(
-    void **state)
+static void
+test_concat_rejects_extents_that_differ_outside_the_axis(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *ts[2] = {jac_zeros(ctx, 2, TU_SHAPE(2, 3)),
@@ -181,15 +182,14 @@ static void test_axis_out_of_range_is_an_axis_error(void **state)
                   "(2, 3)");
     assert_failed(ctx, jac_sum_axis(ctx, a, -3, true), JAC_ERR_AXIS, "sum");
     const int bad[2] = {0, 5};
-    assert_failed(ctx, jac_sum_axes(ctx, a, 2, bad, false), JAC_ERR_AXIS,
-                  "sum", "(2, 3)");
+    assert_failed(ctx, jac_sum_axes(ctx, a, 2, bad, false), JAC_ERR_AXIS, "sum",
+                  "(2, 3)");
     const int repeated[2] = {1, -1};
     assert_failed(ctx, jac_sum_axes(ctx, a, 2, repeated, false), JAC_ERR_AXIS,
                   "sum");
     assert_failed(ctx, jac_transpose(ctx, a, 0, 2), JAC_ERR_AXIS, "transpose",
                   "(2, 3)");
-    assert_failed(ctx, jac_transpose(ctx, a, -3, 0), JAC_ERR_AXIS,
-                  "transpose");
+    assert_failed(ctx, jac_transpose(ctx, a, -3, 0), JAC_ERR_AXIS, "transpose");
     assert_failed(ctx, jac_transpose(ctx, jac_scalar(ctx, 1), 0, 0),
                   JAC_ERR_AXIS, "transpose", "()");
     assert_failed(ctx, jac_slice(ctx, a, 2, 0, 1, 1), JAC_ERR_AXIS, "slice",
@@ -215,8 +215,8 @@ static void test_slice_step_must_be_positive(void **state)
                   "-1");
 }
 
-static void test_slice_with_extreme_bounds_and_step_does_not_overflow(
-    void **state)
+static void
+test_slice_with_extreme_bounds_and_step_does_not_overflow(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *a = jac_arange(ctx, 0, 6, 1);
@@ -225,8 +225,8 @@ static void test_slice_with_extreme_bounds_and_step_does_not_overflow(
                      TU_SHAPE(1), TU_VALUES(0), 0.0);
     tu_assert_tensor(jac_slice(ctx, a, 0, 1, INT64_MAX, INT64_MAX - 1),
                      TU_SHAPE(1), TU_VALUES(1), 0.0);
-    tu_assert_tensor(jac_slice(ctx, a, 0, INT64_MIN, INT64_MAX, 4),
-                     TU_SHAPE(2), TU_VALUES(0, 4), 0.0);
+    tu_assert_tensor(jac_slice(ctx, a, 0, INT64_MIN, INT64_MAX, 4), TU_SHAPE(2),
+                     TU_VALUES(0, 4), 0.0);
     tu_assert_no_error(ctx);
 }
 
@@ -312,9 +312,8 @@ static void test_a_whole_expression_is_checked_once_at_its_end(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
     jac_tensor *w = jac_ones(ctx, 2, TU_SHAPE(2, 3)); /* should be (3, k) */
-    jac_tensor *y = jac_sum(ctx, jac_tanh(ctx, jac_add_scalar(
-                                                   ctx, jac_matmul(ctx, x, w),
-                                                   1.0)));
+    jac_tensor *y = jac_sum(
+        ctx, jac_tanh(ctx, jac_add_scalar(ctx, jac_matmul(ctx, x, w), 1.0)));
     assert_null(y);
     tu_assert_error(ctx, JAC_ERR_SHAPE);
     tu_assert_contains(jac_errmsg(ctx), "matmul");
@@ -427,9 +426,9 @@ static void test_gradient_across_contexts_is_a_context_error(void **state)
     /* An input of another context: the status returned is the error
      * recorded. */
     jac_tensor *y = jac_sum(ctx, jac_mul(ctx, mine, mine));
-    assert_int_equal(jac_grad(ctx, 1, &y, NULL, 1, &theirs, JAC_RETAIN_GRAPH,
-                              &g),
-                     JAC_ERR_CONTEXT);
+    assert_int_equal(
+        jac_grad(ctx, 1, &y, NULL, 1, &theirs, JAC_RETAIN_GRAPH, &g),
+        JAC_ERR_CONTEXT);
     tu_assert_error(ctx, JAC_ERR_CONTEXT);
     assert_ptr_equal(g, SENTINEL_FOR_ERRORS);
 }
@@ -470,9 +469,9 @@ static void test_grad_messages_name_the_call_and_the_argument(void **state)
     jac_tensor *s = jac_sum(ctx, y);
     jac_tensor *inputs[2] = {x, z};
     jac_tensor *grads[2] = {NULL, NULL};
-    assert_int_equal(jac_grad(ctx, 1, &s, NULL, 2, inputs, JAC_RETAIN_GRAPH,
-                              grads),
-                     JAC_ERR_UNUSED_INPUT);
+    assert_int_equal(
+        jac_grad(ctx, 1, &s, NULL, 2, inputs, JAC_RETAIN_GRAPH, grads),
+        JAC_ERR_UNUSED_INPUT);
     tu_assert_contains(jac_errmsg(ctx), "grad");
     tu_assert_contains(jac_errmsg(ctx), "1"); /* the index of z */
     tu_assert_contains(jac_errmsg(ctx), "(4)");
@@ -515,8 +514,7 @@ static void test_backward_rejects_flags_that_do_not_apply(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
     jac_tensor *y = jac_sum(ctx, jac_mul(ctx, x, x));
-    assert_int_not_equal(jac_backward(ctx, y, NULL, JAC_BATCHED_SEEDS),
-                         JAC_OK);
+    assert_int_not_equal(jac_backward(ctx, y, NULL, JAC_BATCHED_SEEDS), JAC_OK);
     assert_int_not_equal(jac_errcode(ctx), JAC_OK);
     assert_null(jac_tensor_grad(x));
     jac_clear_error(ctx);
@@ -538,8 +536,7 @@ static void test_backward_of_a_constant_fails(void **state)
 /* Never abort                                                             */
 /* ---------------------------------------------------------------------- */
 
-static void test_library_never_aborts_on_a_sweep_of_bad_arguments(
-    void **state)
+static void test_library_never_aborts_on_a_sweep_of_bad_arguments(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *m = jac_ones(ctx, 2, TU_SHAPE(2, 3));
@@ -556,9 +553,8 @@ static void test_library_never_aborts_on_a_sweep_of_bad_arguments(
         jac_clear_error(ctx);
     }
     assert_null(jac_sum_axes(ctx, m, -1, axes, false));
-    assert_null(jac_sum_axes(ctx, m, 9, (const int[]){0, 1, 0, 1, 0, 1, 0, 1,
-                                                     0},
-                             false));
+    assert_null(jac_sum_axes(ctx, m, 9,
+                             (const int[]){0, 1, 0, 1, 0, 1, 0, 1, 0}, false));
     assert_null(jac_expand(ctx, m, -1, NULL));
     assert_null(jac_expand(ctx, m, 9, TU_SHAPE(1, 1, 1, 1, 1, 1, 1, 2, 3)));
     assert_null(jac_sum_to_shape(ctx, m, -5, NULL));

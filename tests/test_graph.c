@@ -33,11 +33,11 @@ static char *export_at(jac_ctx *ctx, size_t noutputs,
 
 /* What a DOT text holds, line by line. */
 typedef struct dot_summary {
-    int ops;      /* "    n<i> [label=...]" */
-    int boxes;    /* "    t<seq> [shape=box, ...]" */
-    int edges;    /* "    a -> b" */
-    int released; /* op nodes marked released */
-    int leaves;   /* boxes of leaves */
+    int ops;         /* "    n<i> [label=...]" */
+    int boxes;       /* "    t<seq> [shape=box, ...]" */
+    int edges;       /* "    a -> b" */
+    int released;    /* op nodes marked released */
+    int leaves;      /* boxes of leaves */
     int grad_leaves; /* boxes of leaves that require gradients */
 } dot_summary;
 
@@ -52,10 +52,12 @@ static dot_summary summarize(const char *text)
         snprintf(buf, sizeof buf, "%.*s", (int)(len < 511 ? len : 511), line);
         if (strstr(buf, " -> ")) {
             s.edges++;
-        } else if (strncmp(buf, "    n", 5) == 0 && isdigit((unsigned char)buf[5])) {
+        } else if (strncmp(buf, "    n", 5) == 0 &&
+                   isdigit((unsigned char)buf[5])) {
             s.ops++;
             s.released += strstr(buf, "\\nreleased\"") != NULL;
-        } else if (strncmp(buf, "    t", 5) == 0 && isdigit((unsigned char)buf[5])) {
+        } else if (strncmp(buf, "    t", 5) == 0 &&
+                   isdigit((unsigned char)buf[5])) {
             s.boxes++;
             s.leaves += strstr(buf, "label=\"leaf") != NULL ||
                         strstr(buf, "\\nleaf") != NULL;
@@ -124,8 +126,8 @@ static void test_a_backward_pass_marks_the_nodes_it_released(void **state)
     small_net n = make_net(ctx);
     jac_tensor *g = NULL;
     /* Retained: nothing released. */
-    tu_assert_ok(ctx, jac_grad(ctx, 1, &n.loss, NULL, 1, &n.b,
-                               JAC_RETAIN_GRAPH, &g));
+    tu_assert_ok(
+        ctx, jac_grad(ctx, 1, &n.loss, NULL, 1, &n.b, JAC_RETAIN_GRAPH, &g));
     char *dot = export(ctx, 0, NULL, 0, NULL);
     assert_int_equal(summarize(dot).released, 0);
     free(dot);
@@ -178,9 +180,9 @@ static void test_inputs_select_the_nodes_that_depend_on_them(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *a = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 3));
     jac_tensor *b = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(4, 5, 6));
-    jac_tensor *fa = jac_sin(ctx, a);                      /* #0 */
-    jac_tensor *fb = jac_cos(ctx, b);                      /* #1 */
-    jac_tensor *sum = jac_sum(ctx, jac_add(ctx, fa, fb));  /* #2, #3 */
+    jac_tensor *fa = jac_sin(ctx, a);                     /* #0 */
+    jac_tensor *fb = jac_cos(ctx, b);                     /* #1 */
+    jac_tensor *sum = jac_sum(ctx, jac_add(ctx, fa, fb)); /* #2, #3 */
     assert_non_null(sum);
 
     /* From a to the sum: sin, add, sum; cos(b) is a value made outside. */
@@ -231,8 +233,7 @@ static void test_create_graph_passes_appear_on_the_tape(void **state)
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
     jac_tensor *f = jac_sum(ctx, jac_pow_scalar(ctx, x, 3.0));
     jac_tensor *g = NULL;
-    tu_assert_ok(ctx,
-                 jac_grad(ctx, 1, &f, NULL, 1, &x, JAC_CREATE_GRAPH, &g));
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &f, NULL, 1, &x, JAC_CREATE_GRAPH, &g));
     size_t before = jac_ctx_tape_length(ctx);
     assert_true(before > 2);
     char *dot = export(ctx, 1, &g, 1, &x);
@@ -296,8 +297,8 @@ static void test_graphviz_accepts_the_output(void **state)
     small_net n = make_net(ctx);
     jac_tensor *g = NULL;
     tu_assert_ok(ctx, jac_grad(ctx, 1, &n.loss, NULL, 1, &n.b, 0, &g));
-    jac_tensor *h = jac_sum(ctx, jac_slice(ctx, jac_transpose(ctx, n.W, 0, 1),
-                                           0, 1, 3, 1));
+    jac_tensor *h =
+        jac_sum(ctx, jac_slice(ctx, jac_transpose(ctx, n.W, 0, 1), 0, 1, 3, 1));
     assert_non_null(h);
     char path[] = "/tmp/jac_graph_XXXXXX";
     int fd = mkstemp(path);

@@ -321,8 +321,7 @@ static outcome row_ones(int null_at)
 
 static outcome row_full(int null_at)
 {
-    return pointer_result(
-        jac_full(P(0, fx.ctx), 2, P(1, TU_SHAPE(2, 2)), 3.0));
+    return pointer_result(jac_full(P(0, fx.ctx), 2, P(1, TU_SHAPE(2, 2)), 3.0));
 }
 
 static outcome row_eye(int null_at)
@@ -451,8 +450,7 @@ static outcome row_tensor_print(int null_at)
 static outcome row_scope_begin(int null_at)
 {
     jac_scope s = jac_scope_begin(P(0, fx.ctx));
-    return checked(IS_NULL(0) ? s.tensors == 0 && s.nodes == 0
-                              : s.tensors > 0);
+    return checked(IS_NULL(0) ? s.tensors == 0 && s.nodes == 0 : s.tensors > 0);
 }
 
 static outcome row_scope_end(int null_at)
@@ -475,11 +473,41 @@ static outcome row_scope_end(int null_at)
         return pointer_result(jac_##name(P(0, fx.ctx), P(1, fx.m2)));          \
     }
 #define UNARY_OPS(X)                                                           \
-    X(neg) X(exp) X(log) X(sin) X(cos) X(tanh) X(abs) X(sign) X(sqrt)          \
-    X(rsqrt) X(square) X(reciprocal) X(expm1) X(log1p) X(tan) X(asin)          \
-    X(acos) X(atan) X(sinh) X(cosh) X(asinh) X(sigmoid) X(relu) X(softplus)    \
-    X(erf) X(sum) X(mean) X(prod) X(max) X(min) X(trace) X(inverse) X(det)     \
-    X(logdet) X(cholesky)
+    X(neg)                                                                     \
+    X(exp)                                                                     \
+    X(log)                                                                     \
+    X(sin)                                                                     \
+    X(cos)                                                                     \
+    X(tanh)                                                                    \
+    X(abs)                                                                     \
+    X(sign)                                                                    \
+    X(sqrt)                                                                    \
+    X(rsqrt)                                                                   \
+    X(square)                                                                  \
+    X(reciprocal)                                                              \
+    X(expm1)                                                                   \
+    X(log1p)                                                                   \
+    X(tan)                                                                     \
+    X(asin)                                                                    \
+    X(acos)                                                                    \
+    X(atan)                                                                    \
+    X(sinh)                                                                    \
+    X(cosh)                                                                    \
+    X(asinh)                                                                   \
+    X(sigmoid)                                                                 \
+    X(relu)                                                                    \
+    X(softplus)                                                                \
+    X(erf)                                                                     \
+    X(sum)                                                                     \
+    X(mean)                                                                    \
+    X(prod)                                                                    \
+    X(max)                                                                     \
+    X(min)                                                                     \
+    X(trace)                                                                   \
+    X(inverse)                                                                 \
+    X(det)                                                                     \
+    X(logdet)                                                                  \
+    X(cholesky)
 UNARY_OPS(UNARY_ROW)
 
 #define SCALAR_ROW(name)                                                       \
@@ -488,7 +516,11 @@ UNARY_OPS(UNARY_ROW)
         return pointer_result(jac_##name(P(0, fx.ctx), P(1, fx.m2), 2.0));     \
     }
 #define SCALAR_OPS(X)                                                          \
-    X(add_scalar) X(sub_scalar) X(mul_scalar) X(div_scalar) X(pow_scalar)
+    X(add_scalar)                                                              \
+    X(sub_scalar)                                                              \
+    X(mul_scalar)                                                              \
+    X(div_scalar)                                                              \
+    X(pow_scalar)
 SCALAR_OPS(SCALAR_ROW)
 
 static outcome row_rsub_scalar(int null_at)
@@ -508,8 +540,16 @@ static outcome row_clamp(int null_at)
             jac_##name(P(0, fx.ctx), P(1, fx.m2), P(2, fx.m2)));               \
     }
 #define BINARY_OPS(X)                                                          \
-    X(add) X(sub) X(mul) X(div) X(pow) X(maximum) X(minimum) X(atan2)          \
-    X(matmul) X(solve)
+    X(add)                                                                     \
+    X(sub)                                                                     \
+    X(mul)                                                                     \
+    X(div)                                                                     \
+    X(pow)                                                                     \
+    X(maximum)                                                                 \
+    X(minimum)                                                                 \
+    X(atan2)                                                                   \
+    X(matmul)                                                                  \
+    X(solve)
 BINARY_OPS(BINARY_ROW)
 
 static outcome row_dot(int null_at)
@@ -530,7 +570,11 @@ static outcome row_outer(int null_at)
                                          P(2, (const int[]){0}), false));      \
     }
 #define AXES_OPS(X)                                                            \
-    X(sum_axes) X(mean_axes) X(prod_axes) X(max_axes) X(min_axes)              \
+    X(sum_axes)                                                                \
+    X(mean_axes)                                                               \
+    X(prod_axes)                                                               \
+    X(max_axes)                                                                \
+    X(min_axes)                                                                \
     X(logsumexp)
 AXES_OPS(AXES_ROW)
 
@@ -569,14 +613,14 @@ static outcome row_log_softmax(int null_at)
 
 static outcome row_sum_to_shape(int null_at)
 {
-    return pointer_result(jac_sum_to_shape(P(0, fx.ctx), P(1, fx.m2), 1,
-                                           P(2, TU_SHAPE(2))));
+    return pointer_result(
+        jac_sum_to_shape(P(0, fx.ctx), P(1, fx.m2), 1, P(2, TU_SHAPE(2))));
 }
 
 static outcome row_expand(int null_at)
 {
-    return pointer_result(jac_expand(P(0, fx.ctx), P(1, fx.m2), 3,
-                                     P(2, TU_SHAPE(3, 2, 2))));
+    return pointer_result(
+        jac_expand(P(0, fx.ctx), P(1, fx.m2), 3, P(2, TU_SHAPE(3, 2, 2))));
 }
 
 /* Linear algebra and shapes. */
@@ -665,8 +709,8 @@ static outcome row_where(int null_at)
 
 static outcome row_pad(int null_at)
 {
-    return pointer_result(jac_pad(P(0, fx.ctx), P(1, fx.v3),
-                                  P(2, TU_SHAPE(1)), P(3, TU_SHAPE(2))));
+    return pointer_result(jac_pad(P(0, fx.ctx), P(1, fx.v3), P(2, TU_SHAPE(1)),
+                                  P(3, TU_SHAPE(2))));
 }
 
 /* Autodiff. */
@@ -687,14 +731,14 @@ static outcome row_grad(int null_at)
 static outcome row_backward(int null_at)
 {
     jac_tensor *seed = jac_scalar(fx.ctx, 1.0);
-    return status_result(jac_backward(P(0, fx.ctx), P(1, fx.y), P(2, seed),
-                                      JAC_RETAIN_GRAPH));
+    return status_result(
+        jac_backward(P(0, fx.ctx), P(1, fx.y), P(2, seed), JAC_RETAIN_GRAPH));
 }
 
 static outcome row_jacobian(int null_at)
 {
-    return pointer_result(jac_jacobian(P(0, fx.ctx), P(1, fx.ym), P(2, fx.m2),
-                                       0));
+    return pointer_result(
+        jac_jacobian(P(0, fx.ctx), P(1, fx.ym), P(2, fx.m2), 0));
 }
 
 static outcome row_jacobian_ex(int null_at)
@@ -704,8 +748,8 @@ static outcome row_jacobian_ex(int null_at)
     jac_tensor *xs[1] = {IS_NULL(6) ? NULL : fx.m2};
     jac_jacobian_opts o = {0, 1, JAC_MODE_FORWARD, NULL, NULL};
     jac_tensor *J[1] = {NULL};
-    return status_result(jac_jacobian_ex(P(0, fx.ctx), 1, P(1, ys), 1,
-                                         P(2, xs), P(3, &o), P(4, J)));
+    return status_result(jac_jacobian_ex(P(0, fx.ctx), 1, P(1, ys), 1, P(2, xs),
+                                         P(3, &o), P(4, J)));
 }
 
 /* The functional API: 0 ctx, 1 fn, 2 user (optional), ... */
@@ -715,10 +759,9 @@ static outcome row_jacobian_fn(int null_at)
     /* 3 inputs, 4 opts (optional), 5 J; 6 inputs[0]. */
     jac_tensor *ins[1] = {IS_NULL(6) ? NULL : fx.m2};
     jac_tensor *J[1] = {NULL};
-    return status_result(jac_jacobian_fn(P(0, fx.ctx), P(1, rowwise_fn),
-                                         P(2, (void *)&fx), 1, P(3, ins), 1,
-                                         P(4, &(jac_jacobian_opts){0}),
-                                         P(5, J)));
+    return status_result(
+        jac_jacobian_fn(P(0, fx.ctx), P(1, rowwise_fn), P(2, (void *)&fx), 1,
+                        P(3, ins), 1, P(4, &(jac_jacobian_opts){0}), P(5, J)));
 }
 
 static outcome row_hessian(int null_at)
@@ -737,8 +780,8 @@ static outcome row_vjp(int null_at)
     jac_tensor *v[1] = {IS_NULL(8) ? NULL : jac_scalar(fx.ctx, 2.0)};
     jac_tensor *outs[1] = {NULL}, *vjps[1] = {NULL};
     return status_result(jac_vjp(P(0, fx.ctx), P(1, sum_of_squares_fn),
-                                 P(2, (void *)&fx), 1, P(3, ins), 1, P(4, v),
-                                 0, P(5, outs), P(6, vjps)));
+                                 P(2, (void *)&fx), 1, P(3, ins), 1, P(4, v), 0,
+                                 P(5, outs), P(6, vjps)));
 }
 
 static outcome row_jvp(int null_at)
@@ -748,8 +791,8 @@ static outcome row_jvp(int null_at)
     jac_tensor *v[1] = {IS_NULL(8) ? NULL : fx.v3};
     jac_tensor *outs[1] = {NULL}, *jvps[1] = {NULL};
     return status_result(jac_jvp(P(0, fx.ctx), P(1, rowwise_fn),
-                                 P(2, (void *)&fx), 1, P(3, ins), 1, P(4, v),
-                                 0, P(5, outs), P(6, jvps)));
+                                 P(2, (void *)&fx), 1, P(3, ins), 1, P(4, v), 0,
+                                 P(5, outs), P(6, jvps)));
 }
 
 static outcome row_hvp(int null_at)
@@ -766,9 +809,9 @@ static outcome row_hvp(int null_at)
 static outcome row_batch_jacobian(int null_at)
 {
     /* 3 x, 4 opts (optional). */
-    return pointer_result(jac_batch_jacobian(
-        P(0, fx.ctx), P(1, rowwise_fn), P(2, (void *)&fx), P(3, fx.m2),
-        P(4, &(jac_jacobian_opts){0})));
+    return pointer_result(jac_batch_jacobian(P(0, fx.ctx), P(1, rowwise_fn),
+                                             P(2, (void *)&fx), P(3, fx.m2),
+                                             P(4, &(jac_jacobian_opts){0})));
 }
 
 static const jac_check_opts check_opts = {1e-6, 1e-5, 1e-3, 0};
@@ -786,8 +829,8 @@ static outcome row_gradgradcheck(int null_at)
 {
     jac_tensor *ins[1] = {IS_NULL(5) ? NULL : fx.v3};
     return status_result(jac_gradgradcheck(
-        P(0, fx.ctx), P(1, sum_of_squares_fn), P(2, (void *)&fx), 1,
-        P(3, ins), 1, P(4, &check_opts)));
+        P(0, fx.ctx), P(1, sum_of_squares_fn), P(2, (void *)&fx), 1, P(3, ins),
+        1, P(4, &check_opts)));
 }
 
 /* Interop. */
@@ -824,9 +867,13 @@ static outcome row_read_npy(int null_at)
 
 #define BIT(i) (1u << (i))
 #define CTX_ROW(name, nptr, nextra, optional)                                  \
-    {"jac_" #name, nptr, nextra, optional, true, row_##name}
+    {                                                                          \
+        "jac_" #name, nptr, nextra, optional, true, row_##name                 \
+    }
 #define FREE_ROW(name, nptr, nextra, optional)                                 \
-    {"jac_" #name, nptr, nextra, optional, false, row_##name}
+    {                                                                          \
+        "jac_" #name, nptr, nextra, optional, false, row_##name                \
+    }
 #define UNARY_ENTRY(name) CTX_ROW(name, 2, 0, 0),
 #define SCALAR_ENTRY(name) CTX_ROW(name, 2, 0, 0),
 #define BINARY_ENTRY(name) CTX_ROW(name, 3, 0, 0),
@@ -880,15 +927,12 @@ static const row rows[] = {
     CTX_ROW(scope_begin, 1, 0, 0),
     /* keep[0] == NULL is skipped, as documented. */
     CTX_ROW(scope_end, 2, 1, BIT(2)),
-    UNARY_OPS(UNARY_ENTRY)
-    SCALAR_OPS(SCALAR_ENTRY)
-    CTX_ROW(rsub_scalar, 2, 0, 0),
+    UNARY_OPS(UNARY_ENTRY) SCALAR_OPS(SCALAR_ENTRY)
+        CTX_ROW(rsub_scalar, 2, 0, 0),
     CTX_ROW(clamp, 2, 0, 0),
-    BINARY_OPS(BINARY_ENTRY)
-    CTX_ROW(dot, 3, 0, 0),
+    BINARY_OPS(BINARY_ENTRY) CTX_ROW(dot, 3, 0, 0),
     CTX_ROW(outer, 3, 0, 0),
-    AXES_OPS(AXES_ENTRY)
-    CTX_ROW(var, 3, 0, BIT(2)),
+    AXES_OPS(AXES_ENTRY) CTX_ROW(var, 3, 0, BIT(2)),
     CTX_ROW(std, 3, 0, BIT(2)),
     CTX_ROW(norm, 3, 0, BIT(2)),
     CTX_ROW(sum_axis, 2, 0, 0),
@@ -985,8 +1029,7 @@ static bool try_row(const row *r, int null_at)
     return true;
 }
 
-static void test_null_in_every_pointer_argument_is_refused_cleanly(
-    void **state)
+static void test_null_in_every_pointer_argument_is_refused_cleanly(void **state)
 {
     (void)state;
     size_t bad = 0, calls = 0;
@@ -1118,8 +1161,8 @@ static void test_null_table_covers_every_public_function(void **state)
             print_error("%s has no row in the NULL table\n", name);
             missing++;
         } else if (r->nptr != nptr) {
-            print_error("%s has %d pointer arguments, its row says %d\n",
-                        name, nptr, r->nptr);
+            print_error("%s has %d pointer arguments, its row says %d\n", name,
+                        nptr, r->nptr);
             missing++;
         }
     }
@@ -1135,16 +1178,37 @@ static void test_null_table_covers_every_public_function(void **state)
 /* ------------------------------------------------------------------------ */
 
 /* Rows that read none of the fixture's tensors. */
-static const char *const tensorless[] = {
-    "jac_version_number", "jac_version_string", "jac_status_string",
-    "jac_status_name", "jac_ctx_new", "jac_ctx_new_with_allocator",
-    "jac_ctx_free", "jac_errcode", "jac_errmsg", "jac_clear_error",
-    "jac_ctx_memory", "jac_ctx_tensor_count", "jac_ctx_tape_length",
-    "jac_set_grad_enabled", "jac_is_grad_enabled", "jac_ctx_set_threads",
-    "jac_ctx_threads", "jac_ctx_set_memory_budget", "jac_tensor_new",
-    "jac_zeros", "jac_ones", "jac_full", "jac_eye", "jac_arange",
-    "jac_scalar", "jac_rand_uniform", "jac_rand_normal", "jac_scope_begin",
-    "jac_scope_end", "jac_load_npy", "jac_read_npy"};
+static const char *const tensorless[] = {"jac_version_number",
+                                         "jac_version_string",
+                                         "jac_status_string",
+                                         "jac_status_name",
+                                         "jac_ctx_new",
+                                         "jac_ctx_new_with_allocator",
+                                         "jac_ctx_free",
+                                         "jac_errcode",
+                                         "jac_errmsg",
+                                         "jac_clear_error",
+                                         "jac_ctx_memory",
+                                         "jac_ctx_tensor_count",
+                                         "jac_ctx_tape_length",
+                                         "jac_set_grad_enabled",
+                                         "jac_is_grad_enabled",
+                                         "jac_ctx_set_threads",
+                                         "jac_ctx_threads",
+                                         "jac_ctx_set_memory_budget",
+                                         "jac_tensor_new",
+                                         "jac_zeros",
+                                         "jac_ones",
+                                         "jac_full",
+                                         "jac_eye",
+                                         "jac_arange",
+                                         "jac_scalar",
+                                         "jac_rand_uniform",
+                                         "jac_rand_normal",
+                                         "jac_scope_begin",
+                                         "jac_scope_end",
+                                         "jac_load_npy",
+                                         "jac_read_npy"};
 
 static bool reads_tensors(const row *r)
 {
@@ -1255,8 +1319,8 @@ static void test_a_released_tensor_is_reported_by_every_function(void **state)
     every_row_with(true, "released");
 }
 
-static void test_a_tensor_of_another_context_is_refused_by_every_function(
-    void **state)
+static void
+test_a_tensor_of_another_context_is_refused_by_every_function(void **state)
 {
     (void)state;
     every_row_with(false, "another context");
@@ -1319,7 +1383,7 @@ static void assert_made_at(jac_ctx *ctx, const jac_tensor *t, int ndim,
     tu_assert_no_error_at(ctx, file, line);
 }
 #define MADE(ctx, t, shape)                                                    \
-    assert_made_at((ctx), (t), (int)TU_COUNT(shape), (shape), #t, __FILE__,   \
+    assert_made_at((ctx), (t), (int)TU_COUNT(shape), (shape), #t, __FILE__,    \
                    __LINE__)
 
 static void test_ranks_outside_0_to_8_are_refused(void **state)
@@ -1356,8 +1420,8 @@ static void test_ranks_outside_0_to_8_are_refused(void **state)
     /* A batched seed adds an axis to a rank-8 output. */
     jac_tensor *seed9 = jac_ones(ctx, 8, TU_SHAPE(1, 1, 1, 1, 1, 1, 1, 1));
     jac_tensor *g = NULL;
-    REFUSED_STATUS(ctx, jac_grad(ctx, 1, &y8, &seed9, 1, &r8,
-                                 JAC_BATCHED_SEEDS, &g),
+    REFUSED_STATUS(ctx,
+                   jac_grad(ctx, 1, &y8, &seed9, 1, &r8, JAC_BATCHED_SEEDS, &g),
                    JAC_OK);
     jac_ctx_free(ctx);
 }
@@ -1394,10 +1458,9 @@ static void test_negative_extents_are_refused(void **state)
     jac_tensor *out[2] = {NULL, NULL};
     REFUSED_STATUS(ctx, jac_split(ctx, m, 1, 2, TU_SHAPE(-1, 4), out),
                    JAC_ERR_VALUE);
-    REFUSED_STATUS(ctx,
-                   jac_split(ctx, m, 1, 2, TU_SHAPE(INT64_MIN, INT64_MIN + 3),
-                             out),
-                   JAC_ERR_VALUE);
+    REFUSED_STATUS(
+        ctx, jac_split(ctx, m, 1, 2, TU_SHAPE(INT64_MIN, INT64_MIN + 3), out),
+        JAC_ERR_VALUE);
     assert_null(out[0]);
     REFUSED(ctx, jac_index_select(ctx, m, 1, 1, TU_SHAPE(-1)), JAC_ERR_VALUE);
     REFUSED(ctx, jac_index_select(ctx, m, 1, 1, TU_SHAPE(INT64_MIN)),
@@ -1449,12 +1512,11 @@ static void test_extents_whose_product_overflows_are_refused(void **state)
             jac_pad(ctx, m, TU_SHAPE(0, INT64_MAX), TU_SHAPE(0, INT64_MAX)),
             JAC_ERR_OVERFLOW);
     jac_tensor *out[3] = {NULL, NULL, NULL};
-    REFUSED_STATUS(ctx,
-                   jac_split(ctx, m, 1, 3, TU_SHAPE(INT64_MAX, INT64_MAX, 5),
-                             out),
-                   JAC_ERR_VALUE);
-    REFUSED(ctx, jac_gather(ctx, m, 1, TU_SHAPE(INT64_MAX, INT64_MAX),
-                            TU_SHAPE(0)),
+    REFUSED_STATUS(
+        ctx, jac_split(ctx, m, 1, 3, TU_SHAPE(INT64_MAX, INT64_MAX, 5), out),
+        JAC_ERR_VALUE);
+    REFUSED(ctx,
+            jac_gather(ctx, m, 1, TU_SHAPE(INT64_MAX, INT64_MAX), TU_SHAPE(0)),
             JAC_OK);
     REFUSED(ctx, jac_arange(ctx, -1e18, 1e18, 1e-3), JAC_ERR_OVERFLOW);
     /* The longest empty tensor, joined with itself along its long axis,
@@ -1473,16 +1535,15 @@ static void test_extents_whose_product_overflows_are_refused(void **state)
     jac_tensor *d = jac_diagonal(ctx, thin, 0, 1, 2);
     MADE(ctx, d, TU_SHAPE(0, (int64_t)1 << 62, 1));
     jac_tensor *gd = NULL, *sd = jac_sum(ctx, d);
-    tu_assert_ok(ctx, jac_grad(ctx, 1, &sd, NULL, 1, &thin, JAC_CREATE_GRAPH,
-                               &gd));
+    tu_assert_ok(ctx,
+                 jac_grad(ctx, 1, &sd, NULL, 1, &thin, JAC_CREATE_GRAPH, &gd));
     MADE(ctx, gd, TU_SHAPE(0, 1, 1, (int64_t)1 << 62));
     jac_ctx_free(ctx);
 }
 
 /* Op i of the huge-empty sweep applied to x of shape s; NULL past the
  * last. */
-static jac_tensor *huge_op(jac_ctx *ctx, jac_tensor *x, const int64_t *s,
-                           int i)
+static jac_tensor *huge_op(jac_ctx *ctx, jac_tensor *x, const int64_t *s, int i)
 {
     switch (i) {
     case 0:
@@ -1599,8 +1660,8 @@ static void test_empty_tensors_with_huge_extents_are_safe(void **state)
                 continue;
             }
             made++;
-            jac_tensor *seed = jac_zeros(ctx, jac_tensor_ndim(ys[i]),
-                                         jac_tensor_shape(ys[i]));
+            jac_tensor *seed =
+                jac_zeros(ctx, jac_tensor_ndim(ys[i]), jac_tensor_shape(ys[i]));
             if (seed == NULL) {
                 /* A reduction's result may be huge and real. */
                 tu_assert_error(ctx, JAC_ERR_NO_MEMORY);
@@ -1608,10 +1669,9 @@ static void test_empty_tensors_with_huge_extents_are_safe(void **state)
                 continue;
             }
             jac_tensor *gx = NULL;
-            jac_status st = jac_grad(ctx, 1, &ys[i], &seed, 1, &x,
-                                     JAC_RETAIN_GRAPH | JAC_CREATE_GRAPH |
-                                         JAC_ALLOW_UNUSED,
-                                     &gx);
+            jac_status st = jac_grad(
+                ctx, 1, &ys[i], &seed, 1, &x,
+                JAC_RETAIN_GRAPH | JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, &gx);
             if (st != JAC_OK) {
                 /* Only memory may run out (a rule's temporary can be as
                  * large as a reduction's result). */
@@ -1634,8 +1694,8 @@ static void test_empty_tensors_with_huge_extents_are_safe(void **state)
         }
         tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
     }
-    print_message("huge empty tensors: %zu results made, %zu refused\n",
-                  made, refused);
+    print_message("huge empty tensors: %zu results made, %zu refused\n", made,
+                  refused);
     assert_true(made > 100);
     jac_ctx_free(ctx);
 }
@@ -1696,15 +1756,13 @@ static void test_out_of_range_integers_are_refused(void **state)
     REFUSED(ctx, jac_rand_uniform(ctx, 1, TU_SHAPE(2), 1, 0, 1), JAC_ERR_VALUE);
     REFUSED(ctx, jac_rand_normal(ctx, 1, TU_SHAPE(2), NAN, 1, 1),
             JAC_ERR_VALUE);
-    REFUSED(ctx, jac_rand_normal(ctx, 1, TU_SHAPE(2), 0, -1, 1),
-            JAC_ERR_VALUE);
+    REFUSED(ctx, jac_rand_normal(ctx, 1, TU_SHAPE(2), 0, -1, 1), JAC_ERR_VALUE);
     REFUSED_STATUS(ctx, jac_ctx_set_threads(ctx, 0), JAC_ERR_VALUE);
     REFUSED_STATUS(ctx, jac_ctx_set_threads(ctx, INT32_MIN), JAC_ERR_VALUE);
     REFUSED_STATUS(ctx, jac_ctx_set_threads(ctx, 100000), JAC_ERR_VALUE);
     REFUSED_STATUS(ctx, jac_ctx_set_memory_budget(ctx, 0), JAC_ERR_VALUE);
     REFUSED_STATUS(ctx,
-                   jac_scope_end(ctx, (jac_scope){SIZE_MAX, SIZE_MAX}, NULL,
-                                 0),
+                   jac_scope_end(ctx, (jac_scope){SIZE_MAX, SIZE_MAX}, NULL, 0),
                    JAC_ERR_VALUE);
     REFUSED_STATUS(ctx, jac_scope_end(ctx, jac_scope_begin(ctx), NULL, 5),
                    JAC_ERR_NULL_ARG);
@@ -1755,8 +1813,8 @@ static void test_nan_and_inf_propagate_as_ieee_754_says(void **state)
 {
     (void)state;
     jac_ctx *ctx = capped_ctx();
-    static const double special[] = {NAN,  INFINITY, -INFINITY, 0.0,    -0.0,
-                                     1e308, -1e308,  5e-324,    1.0,    -1.0};
+    static const double special[] = {NAN,   INFINITY, -INFINITY, 0.0, -0.0,
+                                     1e308, -1e308,   5e-324,    1.0, -1.0};
     const int64_t n = (int64_t)TU_COUNT(special);
     jac_tensor *x = jac_tensor_new(ctx, 1, &n, special);
     jac_set_requires_grad(x, true);
@@ -1766,14 +1824,14 @@ static void test_nan_and_inf_propagate_as_ieee_754_says(void **state)
         unary_op op;
         double (*ref)(double);
     } libm[] = {
-        {"exp", jac_exp, exp},     {"log", jac_log, log},
-        {"sin", jac_sin, sin},     {"cos", jac_cos, cos},
-        {"tanh", jac_tanh, tanh},  {"abs", jac_abs, fabs},
-        {"sqrt", jac_sqrt, sqrt},  {"expm1", jac_expm1, expm1},
+        {"exp", jac_exp, exp},       {"log", jac_log, log},
+        {"sin", jac_sin, sin},       {"cos", jac_cos, cos},
+        {"tanh", jac_tanh, tanh},    {"abs", jac_abs, fabs},
+        {"sqrt", jac_sqrt, sqrt},    {"expm1", jac_expm1, expm1},
         {"log1p", jac_log1p, log1p}, {"tan", jac_tan, tan},
-        {"asin", jac_asin, asin},  {"acos", jac_acos, acos},
-        {"atan", jac_atan, atan},  {"sinh", jac_sinh, sinh},
-        {"cosh", jac_cosh, cosh},  {"asinh", jac_asinh, asinh},
+        {"asin", jac_asin, asin},    {"acos", jac_acos, acos},
+        {"atan", jac_atan, atan},    {"sinh", jac_sinh, sinh},
+        {"cosh", jac_cosh, cosh},    {"asinh", jac_asinh, asinh},
         {"erf", jac_erf, erf},
     };
     for (size_t i = 0; i < TU_COUNT(libm); i++) {
@@ -1784,8 +1842,8 @@ static void test_nan_and_inf_propagate_as_ieee_754_says(void **state)
             double got = jac_tensor_data(y)[k];
             inputs_tried++;
             if (!same_value(got, want)) {
-                print_error("%s(%g) = %g, want %g\n", libm[i].name,
-                            special[k], got, want);
+                print_error("%s(%g) = %g, want %g\n", libm[i].name, special[k],
+                            got, want);
                 fail();
             }
         }
@@ -1819,15 +1877,15 @@ static void test_nan_and_inf_propagate_as_ieee_754_says(void **state)
             fail();
         }
     }
-    assert_true(same_value(jac_tensor_data(jac_reciprocal(ctx, x))[3],
-                           INFINITY));
-    assert_true(same_value(jac_tensor_data(jac_reciprocal(ctx, x))[4],
-                           -INFINITY));
+    assert_true(
+        same_value(jac_tensor_data(jac_reciprocal(ctx, x))[3], INFINITY));
+    assert_true(
+        same_value(jac_tensor_data(jac_reciprocal(ctx, x))[4], -INFINITY));
     /* Binary ops. */
-    jac_tensor *a = tu_tensor(ctx, TU_SHAPE(6),
-                              TU_VALUES(INFINITY, 0, 1, -1, 0, NAN));
-    jac_tensor *b = tu_tensor(ctx, TU_SHAPE(6),
-                              TU_VALUES(-INFINITY, INFINITY, 0, 0, 0, 1));
+    jac_tensor *a =
+        tu_tensor(ctx, TU_SHAPE(6), TU_VALUES(INFINITY, 0, 1, -1, 0, NAN));
+    jac_tensor *b =
+        tu_tensor(ctx, TU_SHAPE(6), TU_VALUES(-INFINITY, INFINITY, 0, 0, 0, 1));
     tu_assert_tensor(jac_add(ctx, a, b), TU_SHAPE(6),
                      TU_VALUES(NAN, INFINITY, 1, -1, 0, NAN), 0.0);
     tu_assert_tensor(jac_mul(ctx, a, b), TU_SHAPE(6),
@@ -1875,16 +1933,16 @@ static void test_nan_and_inf_propagate_as_ieee_754_says(void **state)
         }
         inputs_tried += 6;
     }
-    jac_tensor *minf = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(-INFINITY,
-                                                            -INFINITY));
+    jac_tensor *minf =
+        tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(-INFINITY, -INFINITY));
     tu_assert_scalar(jac_logsumexp(ctx, minf, 0, NULL, false), -INFINITY, 0);
     jac_tensor *pinf = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(INFINITY, 1));
     tu_assert_scalar(jac_logsumexp(ctx, pinf, 0, NULL, false), INFINITY, 0);
     tu_assert_scalar(jac_sum(ctx, pinf), INFINITY, 0);
     tu_assert_scalar(jac_norm(ctx, pinf, 2, 0, NULL, false), INFINITY, 0);
     tu_assert_scalar(jac_max(ctx, pinf), INFINITY, 0);
-    jac_tensor *both = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(INFINITY,
-                                                            -INFINITY));
+    jac_tensor *both =
+        tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(INFINITY, -INFINITY));
     assert_true(isnan(jac_tensor_item(jac_sum(ctx, both))));
     inputs_tried += 7;
     /* Gradients through non-finite values run and carry NaN or inf. */
@@ -1911,8 +1969,8 @@ static void test_nan_and_inf_propagate_as_ieee_754_says(void **state)
         jac_set_requires_grad(M, true);
         jac_tensor *v = jac_ones(ctx, 1, TU_SHAPE(2));
         jac_tensor *r[] = {jac_matmul(ctx, M, M), jac_solve(ctx, M, v),
-                           jac_inverse(ctx, M), jac_det(ctx, M),
-                           jac_logdet(ctx, M), jac_cholesky(ctx, M)};
+                           jac_inverse(ctx, M),   jac_det(ctx, M),
+                           jac_logdet(ctx, M),    jac_cholesky(ctx, M)};
         for (size_t k = 0; k < TU_COUNT(r); k++) {
             inputs_tried++;
             if (r[k] == NULL) {
@@ -1950,12 +2008,10 @@ static void test_repeated_inputs_each_get_the_whole_gradient(void **state)
     tu_assert_tensor(g[2], TU_SHAPE(2), TU_VALUES(6, 16), 0.0);
     /* Repeated outputs add up. */
     jac_tensor *outs[2] = {y, y};
-    tu_assert_ok(ctx, jac_grad(ctx, 2, outs, NULL, 1, &x, JAC_RETAIN_GRAPH,
-                               g));
+    tu_assert_ok(ctx, jac_grad(ctx, 2, outs, NULL, 1, &x, JAC_RETAIN_GRAPH, g));
     tu_assert_tensor(g[0], TU_SHAPE(2), TU_VALUES(12, 32), 0.0);
     /* And with create-graph, the repeated results stay differentiable. */
-    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 3, ins,
-                               JAC_CREATE_GRAPH, g));
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 3, ins, JAC_CREATE_GRAPH, g));
     jac_tensor *s = jac_sum(ctx, jac_add(ctx, g[0], g[2])), *h = NULL;
     tu_assert_ok(ctx, jac_grad(ctx, 1, &s, NULL, 1, &x, JAC_RETAIN_GRAPH, &h));
     tu_assert_tensor(h, TU_SHAPE(2), TU_VALUES(12, 16), 0.0);
@@ -1972,10 +2028,9 @@ static void test_repeated_inputs_each_get_the_whole_gradient(void **state)
     }
     /* The same tensor as both operands of an op, and the same leaf twice in
      * jac_backward's graph. */
-    jac_tensor *z = jac_sum(ctx, jac_matmul(ctx, jac_reshape(ctx, x, 2,
-                                                             TU_SHAPE(1, 2)),
-                                            jac_reshape(ctx, x, 2,
-                                                        TU_SHAPE(2, 1))));
+    jac_tensor *z =
+        jac_sum(ctx, jac_matmul(ctx, jac_reshape(ctx, x, 2, TU_SHAPE(1, 2)),
+                                jac_reshape(ctx, x, 2, TU_SHAPE(2, 1))));
     tu_assert_ok(ctx, jac_backward(ctx, z, NULL, 0));
     tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2), TU_VALUES(2, 4), 0.0);
     inputs_tried += 8;
@@ -2020,13 +2075,12 @@ static bool through_the_engine(jac_ctx *ctx, const char *name, jac_tensor *x,
     if (jac_tensor_ndim(y) + jac_tensor_ndim(x) <= JAC_MAX_DIMS) {
         const jac_mode modes[] = {JAC_MODE_REVERSE, JAC_MODE_FORWARD};
         for (size_t i = 0; i < TU_COUNT(modes); i++) {
-            jac_jacobian_opts o = {i ? JAC_CREATE_GRAPH : 0u, 0, modes[i],
-                                   NULL, NULL};
+            jac_jacobian_opts o = {i ? JAC_CREATE_GRAPH : 0u, 0, modes[i], NULL,
+                                   NULL};
             jac_tensor *J = NULL;
             st = jac_jacobian_ex(ctx, 1, &y, 1, &x, &o, &J);
             if (st != JAC_OK) {
-                print_error("%s: Jacobian failed: %s\n", name,
-                            jac_errmsg(ctx));
+                print_error("%s: Jacobian failed: %s\n", name, jac_errmsg(ctx));
                 fail();
             }
             assert_int_equal(jac_tensor_numel(J), 0);
@@ -2075,18 +2129,20 @@ typedef jac_tensor *(*empty_op)(jac_ctx *ctx, jac_tensor *x);
     X(log_softmax, jac_log_softmax(ctx, x, 0))                                 \
     X(sum_to_shape, jac_sum_to_shape(ctx, x, jac_tensor_ndim(x) - 1,           \
                                      jac_tensor_shape(x) + 1))                 \
-    X(expand, jac_expand(ctx, x, 2, (int64_t[]){2, jac_tensor_dim(x, -1)}))   \
-    X(matmul_left, jac_matmul(ctx, jac_ones(ctx, 1, (int64_t[]){              \
-                                  jac_tensor_dim(x, 0)}), x))                  \
-    X(matmul_right, jac_matmul(ctx, x, jac_ones(ctx, 2, (int64_t[]){          \
-                                  jac_tensor_dim(x, -1), 3})))                 \
-    X(matmul_self, jac_matmul(ctx, x, jac_transpose(ctx, x, 0, -1)))          \
+    X(expand, jac_expand(ctx, x, 2, (int64_t[]){2, jac_tensor_dim(x, -1)}))    \
+    X(matmul_left,                                                             \
+      jac_matmul(ctx, jac_ones(ctx, 1, (int64_t[]){jac_tensor_dim(x, 0)}), x)) \
+    X(matmul_right,                                                            \
+      jac_matmul(ctx, x,                                                       \
+                 jac_ones(ctx, 2, (int64_t[]){jac_tensor_dim(x, -1), 3})))     \
+    X(matmul_self, jac_matmul(ctx, x, jac_transpose(ctx, x, 0, -1)))           \
     X(transpose, jac_transpose(ctx, x, 0, -1))                                 \
-    X(permute, jac_permute(ctx, jac_reshape(ctx, x, 2, (int64_t[]){           \
-                                  jac_tensor_numel(x), 1}),                    \
-                           (const int[]){1, 0}))                               \
-    X(dot, jac_dot(ctx, jac_flatten(ctx, x, 0, -1),                            \
-                   jac_flatten(ctx, x, 0, -1)))                                \
+    X(permute,                                                                 \
+      jac_permute(ctx,                                                         \
+                  jac_reshape(ctx, x, 2, (int64_t[]){jac_tensor_numel(x), 1}), \
+                  (const int[]){1, 0}))                                        \
+    X(dot,                                                                     \
+      jac_dot(ctx, jac_flatten(ctx, x, 0, -1), jac_flatten(ctx, x, 0, -1)))    \
     X(outer, jac_outer(ctx, jac_flatten(ctx, x, 0, -1),                        \
                        jac_ones(ctx, 1, (int64_t[]){2})))                      \
     X(trace, jac_trace(ctx, x))                                                \
@@ -2135,16 +2191,16 @@ static void test_zero_size_tensors_pass_through_every_op(void **state)
     const struct {
         int ndim;
         int64_t shape[3];
-    } shapes[] = {{1, {0}}, {2, {2, 0}}, {2, {0, 3}}, {2, {0, 0}},
-                  {3, {2, 0, 3}}};
+    } shapes[] = {
+        {1, {0}}, {2, {2, 0}}, {2, {0, 3}}, {2, {0, 0}}, {3, {2, 0, 3}}};
     static const unary_op unary[] = {
-        jac_neg,     jac_exp,   jac_log,     jac_sin,     jac_cos,
-        jac_tanh,    jac_abs,   jac_sign,    jac_sqrt,    jac_rsqrt,
-        jac_square,  jac_reciprocal, jac_expm1, jac_log1p, jac_tan,
-        jac_asin,    jac_acos,  jac_atan,    jac_sinh,    jac_cosh,
-        jac_asinh,   jac_sigmoid, jac_relu,  jac_softplus, jac_erf,
-        jac_sum,     jac_mean,  jac_prod,    jac_max,     jac_min,
-        jac_trace,   jac_inverse, jac_det,   jac_logdet,  jac_cholesky};
+        jac_neg,    jac_exp,        jac_log,   jac_sin,      jac_cos,
+        jac_tanh,   jac_abs,        jac_sign,  jac_sqrt,     jac_rsqrt,
+        jac_square, jac_reciprocal, jac_expm1, jac_log1p,    jac_tan,
+        jac_asin,   jac_acos,       jac_atan,  jac_sinh,     jac_cosh,
+        jac_asinh,  jac_sigmoid,    jac_relu,  jac_softplus, jac_erf,
+        jac_sum,    jac_mean,       jac_prod,  jac_max,      jac_min,
+        jac_trace,  jac_inverse,    jac_det,   jac_logdet,   jac_cholesky};
     size_t refused = 0, ran = 0;
     for (size_t s = 0; s < TU_COUNT(shapes); s++) {
         jac_scope mark = jac_scope_begin(ctx);
@@ -2183,16 +2239,15 @@ static void test_zero_size_tensors_pass_through_every_op(void **state)
 /* A non-empty input that reaches the output only through an empty tensor
  * (a scalar of it broadcast against an empty slice of it) has a gradient of
  * exact zeros, in every pass: unrecorded, recorded, and Jacobian rows. */
-static void test_gradients_through_an_empty_intermediate_are_zero(
-    void **state)
+static void test_gradients_through_an_empty_intermediate_are_zero(void **state)
 {
     (void)state;
     jac_ctx *ctx = capped_ctx();
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
     jac_tensor *s = jac_logsumexp(ctx, x, 0, NULL, false);
     jac_tensor *e = jac_slice(ctx, x, 1, 0, 0, 1); /* (2, 0) */
-    binary_fn ops[] = {jac_add,   jac_sub,     jac_mul,   jac_div,
-                       jac_pow,   jac_atan2,   jac_maximum, jac_minimum};
+    binary_fn ops[] = {jac_add, jac_sub,   jac_mul,     jac_div,
+                       jac_pow, jac_atan2, jac_maximum, jac_minimum};
     unary_op reductions[] = {jac_sum, jac_mean, jac_prod};
     for (size_t i = 0; i < TU_COUNT(ops); i++) {
         jac_tensor *pair[2] = {ops[i](ctx, s, e), ops[i](ctx, e, s)};
@@ -2202,15 +2257,15 @@ static void test_gradients_through_an_empty_intermediate_are_zero(
                 const unsigned flags[] = {JAC_RETAIN_GRAPH, JAC_CREATE_GRAPH};
                 for (size_t f = 0; f < TU_COUNT(flags); f++) {
                     jac_tensor *g = NULL;
-                    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 1, &x,
-                                               flags[f], &g));
+                    tu_assert_ok(
+                        ctx, jac_grad(ctx, 1, &y, NULL, 1, &x, flags[f], &g));
                     tu_assert_tensor(g, TU_SHAPE(2, 3),
                                      TU_VALUES(0, 0, 0, 0, 0, 0), 0.0);
                     inputs_tried++;
                 }
                 jac_tensor *J = jac_jacobian(ctx, y, x, 0);
-                tu_assert_tensor(J, TU_SHAPE(2, 3),
-                                 TU_VALUES(0, 0, 0, 0, 0, 0), 0.0);
+                tu_assert_tensor(J, TU_SHAPE(2, 3), TU_VALUES(0, 0, 0, 0, 0, 0),
+                                 0.0);
             }
         }
     }
@@ -2225,8 +2280,8 @@ int main(void)
             test_null_in_every_pointer_argument_is_refused_cleanly,
             setup_fixture, teardown_fixture),
         cmocka_unit_test_setup_teardown(
-            test_a_released_tensor_is_reported_by_every_function,
-            setup_fixture, teardown_fixture),
+            test_a_released_tensor_is_reported_by_every_function, setup_fixture,
+            teardown_fixture),
         cmocka_unit_test_setup_teardown(
             test_a_tensor_of_another_context_is_refused_by_every_function,
             setup_fixture, teardown_fixture),
@@ -2238,8 +2293,7 @@ int main(void)
         cmocka_unit_test(test_nan_and_inf_propagate_as_ieee_754_says),
         cmocka_unit_test(test_repeated_inputs_each_get_the_whole_gradient),
         cmocka_unit_test(test_zero_size_tensors_pass_through_every_op),
-        cmocka_unit_test(
-            test_gradients_through_an_empty_intermediate_are_zero),
+        cmocka_unit_test(test_gradients_through_an_empty_intermediate_are_zero),
     };
     int failed = cmocka_run_group_tests_name("hostile", tests, NULL, NULL);
     print_message("hostile inputs tried: %zu\n", inputs_tried);

@@ -60,9 +60,9 @@ static jac_tensor *rosenbrock(jac_ctx *ctx, jac_tensor *x)
     jac_tensor *tail = jac_slice(ctx, x, 0, 1, INT64_MAX, 1);
     jac_tensor *u = jac_sub(ctx, tail, jac_pow_scalar(ctx, head, 2));
     jac_tensor *v = jac_rsub_scalar(ctx, 1.0, head);
-    return jac_sum(ctx, jac_add(ctx, jac_mul_scalar(ctx, jac_pow_scalar(ctx, u, 2),
-                                                    100.0),
-                                jac_pow_scalar(ctx, v, 2)));
+    return jac_sum(
+        ctx, jac_add(ctx, jac_mul_scalar(ctx, jac_pow_scalar(ctx, u, 2), 100.0),
+                     jac_pow_scalar(ctx, v, 2)));
 }
 
 /* The Hessian by reverse over reverse: the Jacobian of a recorded gradient. */
@@ -130,8 +130,8 @@ static void test_jacobian_keeps_the_graph_of_y(void **state)
                      TU_VALUES(7.38905609893065, 20.085536923187668), 1e-14);
 }
 
-static void test_jacobian_of_x_with_respect_to_itself_is_the_identity(
-    void **state)
+static void
+test_jacobian_of_x_with_respect_to_itself_is_the_identity(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(1, 2, 3, 4));
@@ -148,8 +148,8 @@ static void test_jacobian_of_x_with_respect_to_itself_is_the_identity(
 
 /* y of rank out_rank (user) from x of any rank, with v = x flattened:
  * rank 0: sum(sin(v) v); rank 1: sin(v) sum(v); rank 2: sin(v) v^T. */
-static jac_status rank_fn(jac_ctx *ctx, jac_tensor *const *in,
-                          jac_tensor **out, void *user)
+static jac_status rank_fn(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                          void *user)
 {
     const int out_rank = *(const int *)user;
     jac_tensor *v = jac_reshape(ctx, in[0], 1, TU_SHAPE(-1));
@@ -186,12 +186,11 @@ static void test_jacobian_shape_is_y_shape_then_x_shape(void **state)
     }
     /* Spelled out once: y (2, 2) from x (3,) for a (2, 2, 3) Jacobian. */
     jac_tensor *x = xs[1];
-    jac_tensor *y = jac_reshape(ctx, jac_slice(ctx, jac_concat(ctx, 2,
-                                                               (jac_tensor *[]){
-                                                                   x, x},
-                                                               0),
-                                               0, 0, 4, 1),
-                                2, TU_SHAPE(2, 2));
+    jac_tensor *y = jac_reshape(
+        ctx,
+        jac_slice(ctx, jac_concat(ctx, 2, (jac_tensor *[]){x, x}, 0), 0, 0, 4,
+                  1),
+        2, TU_SHAPE(2, 2));
     jac_tensor *jac = jac_jacobian(ctx, y, x, 0);
     tu_assert_tensor(jac, TU_SHAPE(2, 2, 3),
                      TU_VALUES(1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0), 0.0);
@@ -247,8 +246,8 @@ static void rosenbrock_hessian(const double *x, int n, double *h)
     }
 }
 
-static void test_rosenbrock_hessian_is_symmetric_and_matches_analytic(
-    void **state)
+static void
+test_rosenbrock_hessian_is_symmetric_and_matches_analytic(void **state)
 {
     jac_ctx *ctx = *state;
     enum { N = 8 };
@@ -266,8 +265,8 @@ static void test_rosenbrock_hessian_is_symmetric_and_matches_analytic(
     tu_assert_close(d, want, N * N, 1e-12, 1e-13);
 }
 
-static void test_p1_square_jacobian_matches_the_reference_checksums(
-    void **state)
+static void
+test_p1_square_jacobian_matches_the_reference_checksums(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = benchmark_x(ctx, 256);
@@ -277,8 +276,8 @@ static void test_p1_square_jacobian_matches_the_reference_checksums(
                      0.64421768723769102);
 }
 
-static void test_p3_rosenbrock_hessian_matches_the_reference_checksums(
-    void **state)
+static void
+test_p3_rosenbrock_hessian_matches_the_reference_checksums(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = benchmark_x(ctx, 64);
@@ -297,10 +296,10 @@ static const double third_w[3][2] = {{0.5, -0.3}, {0.2, 0.8}, {-0.6, 0.4}};
 /* f(x) = sum(tanh(W x)) for x (2,) and W (3, 2). */
 static jac_tensor *tanh_layer(jac_ctx *ctx, jac_tensor *x)
 {
-    jac_tensor *w = tu_tensor(ctx, TU_SHAPE(3, 2),
-                              TU_VALUES(third_w[0][0], third_w[0][1],
-                                        third_w[1][0], third_w[1][1],
-                                        third_w[2][0], third_w[2][1]));
+    jac_tensor *w =
+        tu_tensor(ctx, TU_SHAPE(3, 2),
+                  TU_VALUES(third_w[0][0], third_w[0][1], third_w[1][0],
+                            third_w[1][1], third_w[2][0], third_w[2][1]));
     return jac_sum(ctx, jac_tanh(ctx, jac_matmul(ctx, w, x)));
 }
 
@@ -312,8 +311,8 @@ static void library_hessian(jac_ctx *ctx, double x0, double x1, double *out)
     memcpy(out, jac_tensor_data(h), 4 * sizeof *out);
 }
 
-static void test_third_derivative_tensor_matches_finite_differences(
-    void **state)
+static void
+test_third_derivative_tensor_matches_finite_differences(void **state)
 {
     jac_ctx *ctx = *state;
     const double at[2] = {0.3, -0.7};
@@ -359,8 +358,8 @@ static void test_third_derivative_tensor_matches_finite_differences(
     tu_assert_close(d, want, 8, 1e-14, 1e-12);
 }
 
-static void test_jacobian_of_a_create_graph_jacobian_is_third_order(
-    void **state)
+static void
+test_jacobian_of_a_create_graph_jacobian_is_third_order(void **state)
 {
     jac_ctx *ctx = *state;
     /* y = x^3 elementwise: J = diag(3 x^2), dJ/dx [i][i][i] = 6 x_i. */

@@ -60,8 +60,7 @@ static jac_tensor *pattern(jac_ctx *ctx, int ndim, const int64_t *shape)
     return t;
 }
 
-static void assert_pattern(const jac_tensor *t, int ndim,
-                           const int64_t *shape)
+static void assert_pattern(const jac_tensor *t, int ndim, const int64_t *shape)
 {
     tu_assert_shape_at(t, ndim, shape, __FILE__, __LINE__);
     for (int64_t i = 0; i < jac_tensor_numel(t); i++)
@@ -93,9 +92,8 @@ static const char *write_bytes(const char *name, const void *bytes, size_t n)
 
 /* A file of format version major.0 with the given header text (padded as
  * NumPy does) followed by nbytes of data. */
-static const char *write_npy_raw(const char *name, int major,
-                                 const char *dict, const void *data,
-                                 size_t nbytes)
+static const char *write_npy_raw(const char *name, int major, const char *dict,
+                                 const void *data, size_t nbytes)
 {
     static char buf[8192];
     size_t pre = major == 1 ? 10 : 12;
@@ -205,8 +203,7 @@ static void test_hand_written_headers_in_other_spellings_load(void **state)
      * long suffix, blanks. */
     const char *path = write_npy_text(
         "spelling.npy",
-        "{ \"shape\" : ( 2L ,3 ) , 'fortran_order':False,'descr':\"<f8\"}",
-        6);
+        "{ \"shape\" : ( 2L ,3 ) , 'fortran_order':False,'descr':\"<f8\"}", 6);
     assert_pattern(jac_load_npy(ctx, path), 2, TU_SHAPE(2, 3));
     tu_assert_no_error(ctx);
 }
@@ -222,9 +219,10 @@ static void test_big_endian_values_are_converted(void **state)
         for (int k = 0; k < 8; k++)
             data[8 * i + k] = b[7 - k]; /* the test hosts are little-endian */
     }
-    const char *path = write_npy_raw(
-        "big.npy", 1, "{'descr': '>f8', 'fortran_order': False, "
-        "'shape': (3,), }", data, sizeof data);
+    const char *path = write_npy_raw("big.npy", 1,
+                                     "{'descr': '>f8', 'fortran_order': False, "
+                                     "'shape': (3,), }",
+                                     data, sizeof data);
     assert_pattern(jac_load_npy(ctx, path), 1, TU_SHAPE(3));
 }
 
@@ -238,9 +236,10 @@ static void test_fortran_order_is_transposed_to_row_major(void **state)
         for (int j = 0; j < 3; j++)
             for (int k = 0; k < 2; k++)
                 data[i + 2 * j + 6 * k] = value_at(i * 6 + j * 2 + k);
-    const char *path = write_npy_raw(
-        "fortran.npy", 1, "{'descr': '<f8', 'fortran_order': True, "
-        "'shape': (2, 3, 2), }", data, sizeof data);
+    const char *path = write_npy_raw("fortran.npy", 1,
+                                     "{'descr': '<f8', 'fortran_order': True, "
+                                     "'shape': (2, 3, 2), }",
+                                     data, sizeof data);
     assert_pattern(jac_load_npy(ctx, path), 3, TU_SHAPE(2, 3, 2));
 }
 
@@ -396,16 +395,16 @@ static void test_every_truncation_fails_cleanly(void **state)
     size_t n = valid_file(ctx, buf, sizeof buf);
     for (size_t cut = 0; cut < n; cut++) {
         const char *path = write_bytes("cut.npy", buf, cut);
-        const char *what = cut == 0                 ? "empty file"
-                           : cut < 10               ? "truncated"
-                           : cut < 128              ? "truncated in the header"
-                                                    : "data too short";
+        const char *what = cut == 0    ? "empty file"
+                           : cut < 10  ? "truncated"
+                           : cut < 128 ? "truncated in the header"
+                                       : "data too short";
         assert_load_fails(ctx, path, JAC_ERR_VALUE, what);
     }
 }
 
-static void test_every_corrupted_header_byte_loads_or_fails_cleanly(
-    void **state)
+static void
+test_every_corrupted_header_byte_loads_or_fails_cleanly(void **state)
 {
     jac_ctx *ctx = *state;
     unsigned char buf[512];
@@ -587,7 +586,7 @@ static int run_python(const char *program)
 #define SKIP_WITHOUT_NUMPY()                                                   \
     do {                                                                       \
         if (!have_numpy()) {                                                   \
-            print_message("skipped: " PYTHON " with NumPy is not installed "  \
+            print_message("skipped: " PYTHON " with NumPy is not installed "   \
                           "(apt-get install python3-numpy)\n");                \
             skip();                                                            \
         }                                                                      \

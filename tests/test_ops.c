@@ -22,13 +22,13 @@ typedef jac_tensor *(*apply_fn)(jac_ctx *ctx, jac_tensor *const *in,
 
 struct op_case {
     apply_fn apply;
-    double c;      /* scalar operand or exponent */
-    int axis;      /* sum_axis, transpose (first), slice, concat */
-    int axis1;     /* transpose (second) */
-    bool keepdim;  /* sum_axis, sum_axes */
-    int naxes;     /* sum_axes */
+    double c;     /* scalar operand or exponent */
+    int axis;     /* sum_axis, transpose (first), slice, concat */
+    int axis1;    /* transpose (second) */
+    bool keepdim; /* sum_axis, sum_axes */
+    int naxes;    /* sum_axes */
     int axes[JAC_MAX_DIMS];
-    int ndim;      /* sum_to_shape, expand, reshape */
+    int ndim; /* sum_to_shape, expand, reshape */
     int64_t shape[JAC_MAX_DIMS];
     int64_t start; /* slice */
     int64_t stop;
@@ -210,12 +210,11 @@ static void check_op_at(jac_ctx *ctx, op_case c, size_t ninputs,
     tu_gradgradcheck_at(ctx, run_case, &c, ninputs, inputs, 1, file, line);
     /* Blocks of seeds, every driver mode and thread count, and the fused
      * kernels of unrecorded passes all agree with the row loop's rules. */
-    tu_assert_batched_matches_rows_at(ctx, run_case, &c, ninputs, inputs, 1,
-                                      0u, file, line);
+    tu_assert_batched_matches_rows_at(ctx, run_case, &c, ninputs, inputs, 1, 0u,
+                                      file, line);
     tu_assert_batched_matches_rows_at(ctx, run_case, &c, ninputs, inputs, 1,
                                       JAC_CREATE_GRAPH, file, line);
-    tu_assert_modes_agree_at(ctx, run_case, &c, ninputs, inputs, 1, file,
-                             line);
+    tu_assert_modes_agree_at(ctx, run_case, &c, ninputs, inputs, 1, file, line);
     tu_assert_fused_matches_rules_at(ctx, run_case, &c, ninputs, inputs, 1,
                                      file, line);
 }
@@ -309,13 +308,12 @@ static void test_add_broadcasts_as_numpy(void **state)
     tu_assert_scalar(jac_add(ctx, jac_scalar(ctx, 2), jac_scalar(ctx, 3)), 5,
                      0.0);
     /* (2, 1, 3) + (4, 1) -> (2, 4, 3) */
-    jac_tensor *a = tu_tensor(ctx, TU_SHAPE(2, 1, 3),
-                              TU_VALUES(0, 1, 2, 3, 4, 5));
-    jac_tensor *b = tu_tensor(ctx, TU_SHAPE(4, 1),
-                              TU_VALUES(0, 10, 20, 30));
+    jac_tensor *a =
+        tu_tensor(ctx, TU_SHAPE(2, 1, 3), TU_VALUES(0, 1, 2, 3, 4, 5));
+    jac_tensor *b = tu_tensor(ctx, TU_SHAPE(4, 1), TU_VALUES(0, 10, 20, 30));
     tu_assert_tensor(jac_add(ctx, a, b), TU_SHAPE(2, 4, 3),
-                     TU_VALUES(0, 1, 2, 10, 11, 12, 20, 21, 22, 30, 31, 32,
-                               3, 4, 5, 13, 14, 15, 23, 24, 25, 33, 34, 35),
+                     TU_VALUES(0, 1, 2, 10, 11, 12, 20, 21, 22, 30, 31, 32, 3,
+                               4, 5, 13, 14, 15, 23, 24, 25, 33, 34, 35),
                      0.0);
     tu_assert_no_error(ctx);
 }
@@ -420,13 +418,12 @@ static void test_scalar_operand_ops_values(void **state)
                      TU_VALUES(9, 8, 13), 0.0);
     tu_assert_tensor(jac_div_scalar(ctx, x, 0), TU_SHAPE(3),
                      TU_VALUES(INFINITY, INFINITY, -INFINITY), 0.0);
-    tu_assert_scalar(jac_rsub_scalar(ctx, 1, jac_scalar(ctx, 0.25)), 0.75,
-                     0.0);
+    tu_assert_scalar(jac_rsub_scalar(ctx, 1, jac_scalar(ctx, 0.25)), 0.75, 0.0);
     tu_assert_no_error(ctx);
 }
 
-static void test_scalar_operand_ops_derivatives_match_finite_difference(
-    void **state)
+static void
+test_scalar_operand_ops_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     const op_case cases[] = {
@@ -446,8 +443,8 @@ static void test_scalar_operand_ops_have_the_expected_gradient(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
     jac_tensor *ys[5] = {
-        jac_add_scalar(ctx, x, 3),    jac_sub_scalar(ctx, x, 3),
-        jac_mul_scalar(ctx, x, 3),    jac_div_scalar(ctx, x, 4),
+        jac_add_scalar(ctx, x, 3),  jac_sub_scalar(ctx, x, 3),
+        jac_mul_scalar(ctx, x, 3),  jac_div_scalar(ctx, x, 4),
         jac_rsub_scalar(ctx, 3, x),
     };
     const double want[5] = {1, 1, 3, 0.25, -1};
@@ -496,7 +493,8 @@ static void test_pow_scalar_follows_c_pow_outside_the_domain(void **state)
     tu_assert_no_error(ctx);
 }
 
-static void test_pow_scalar_first_and_second_derivatives_match_finite_difference(
+static void
+test_pow_scalar_first_and_second_derivatives_match_finite_difference(
     void **state)
 {
     jac_ctx *ctx = *state;
@@ -527,8 +525,8 @@ static void test_pow_scalar_with_p_0_has_exactly_zero_derivative(void **state)
                      0.0);
 }
 
-static void test_pow_scalar_derivatives_at_zero_are_the_polynomial_ones(
-    void **state)
+static void
+test_pow_scalar_derivatives_at_zero_are_the_polynomial_ones(void **state)
 {
     jac_ctx *ctx = *state;
     /* d/dx x^p and d2/dx2 x^p at x = 0 for p = 1, 2, 3: (1, 0), (0, 2), (0, 0).
@@ -539,8 +537,8 @@ static void test_pow_scalar_derivatives_at_zero_are_the_polynomial_ones(
         jac_tensor *x = tu_scalar_leaf(ctx, 0.0);
         jac_tensor *y = jac_pow_scalar(ctx, x, (double)(i + 1));
         jac_tensor *g = NULL;
-        tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 1, &x, JAC_CREATE_GRAPH,
-                                   &g));
+        tu_assert_ok(ctx,
+                     jac_grad(ctx, 1, &y, NULL, 1, &x, JAC_CREATE_GRAPH, &g));
         tu_assert_scalar(g, want_first[i], 0.0);
         /* jac_jacobian, not jac_grad: g may be a constant for p = 1. */
         jac_tensor *h = jac_jacobian(ctx, g, x, 0);
@@ -570,8 +568,7 @@ static void test_neg_exp_and_log_values(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(0, 1, -1));
-    tu_assert_tensor(jac_neg(ctx, x), TU_SHAPE(3), TU_VALUES(-0.0, -1, 1),
-                     0.0);
+    tu_assert_tensor(jac_neg(ctx, x), TU_SHAPE(3), TU_VALUES(-0.0, -1, 1), 0.0);
     tu_assert_tensor(jac_exp(ctx, x), TU_SHAPE(3),
                      TU_VALUES(1, 2.718281828459045, 0.36787944117144233),
                      1e-15);
@@ -684,10 +681,10 @@ static void test_sum_axis_values_with_and_without_keepdim(void **state)
     /* sum_j 12 i + 4 j + k = 36 i + 12 + 3 k */
     tu_assert_tensor(jac_sum_axis(ctx, cube(ctx), 1, false), TU_SHAPE(2, 4),
                      TU_VALUES(12, 15, 18, 21, 48, 51, 54, 57), 0.0);
-    tu_assert_scalar(jac_sum_axis(ctx, tu_tensor(ctx, TU_SHAPE(3),
-                                                 TU_VALUES(1, 2, 4)),
-                                  0, false),
-                     7, 0.0);
+    tu_assert_scalar(
+        jac_sum_axis(ctx, tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 4)), 0,
+                     false),
+        7, 0.0);
     tu_assert_no_error(ctx);
 }
 
@@ -779,7 +776,9 @@ static void test_sum_axes_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     for (int keep = 0; keep <= 1; ++keep) {
-        op_case c = {.apply = apply_sum_axes, .keepdim = keep, .naxes = 2,
+        op_case c = {.apply = apply_sum_axes,
+                     .keepdim = keep,
+                     .naxes = 2,
                      .axes = {0, 2}};
         check_unary(ctx, c, TU_SHAPE(2, 3, 2));
         c.naxes = 1;
@@ -827,8 +826,8 @@ static void test_matmul_matrix_times_matrix(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *a = tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
-    jac_tensor *b = tu_tensor(ctx, TU_SHAPE(3, 2),
-                              TU_VALUES(7, 8, 9, 10, 11, 12));
+    jac_tensor *b =
+        tu_tensor(ctx, TU_SHAPE(3, 2), TU_VALUES(7, 8, 9, 10, 11, 12));
     tu_assert_tensor(jac_matmul(ctx, a, b), TU_SHAPE(2, 2),
                      TU_VALUES(58, 64, 139, 154), 0.0);
     tu_assert_tensor(jac_matmul(ctx, b, a), TU_SHAPE(3, 3),
@@ -840,17 +839,17 @@ static void test_matmul_with_vectors_drops_the_added_axis(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *a = tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
-    jac_tensor *b = tu_tensor(ctx, TU_SHAPE(3, 2),
-                              TU_VALUES(7, 8, 9, 10, 11, 12));
+    jac_tensor *b =
+        tu_tensor(ctx, TU_SHAPE(3, 2), TU_VALUES(7, 8, 9, 10, 11, 12));
     jac_tensor *v = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, 0, -1));
     jac_tensor *w = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 3));
     tu_assert_tensor(jac_matmul(ctx, a, v), TU_SHAPE(2), TU_VALUES(-2, -2),
                      0.0);
     tu_assert_tensor(jac_matmul(ctx, w, b), TU_SHAPE(2), TU_VALUES(58, 64),
                      0.0);
-    tu_assert_scalar(jac_matmul(ctx, w, tu_tensor(ctx, TU_SHAPE(3),
-                                                  TU_VALUES(4, 5, 6))),
-                     32, 0.0);
+    tu_assert_scalar(
+        jac_matmul(ctx, w, tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(4, 5, 6))), 32,
+        0.0);
     tu_assert_no_error(ctx);
 }
 
@@ -859,8 +858,8 @@ static void test_matmul_batches_and_broadcasts_leading_axes(void **state)
     jac_ctx *ctx = *state;
     /* (2, 2, 3) @ (3, 2): rows [0 1 2] [3 4 5] [6 7 8] [9 10 11] times
      * [[1 0] [0 1] [1 1]] give [a0 + a2, a1 + a2]. */
-    jac_tensor *a = jac_reshape(ctx, jac_arange(ctx, 0, 12, 1), 3,
-                                TU_SHAPE(2, 2, 3));
+    jac_tensor *a =
+        jac_reshape(ctx, jac_arange(ctx, 0, 12, 1), 3, TU_SHAPE(2, 2, 3));
     jac_tensor *b = tu_tensor(ctx, TU_SHAPE(3, 2), TU_VALUES(1, 0, 0, 1, 1, 1));
     tu_assert_tensor(jac_matmul(ctx, a, b), TU_SHAPE(2, 2, 2),
                      TU_VALUES(2, 3, 8, 9, 14, 15, 20, 21), 0.0);
@@ -868,19 +867,18 @@ static void test_matmul_batches_and_broadcasts_leading_axes(void **state)
     jac_tensor *v = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, -1, 2));
     tu_assert_tensor(jac_matmul(ctx, a, v), TU_SHAPE(2, 2),
                      TU_VALUES(3, 9, 15, 21), 0.0);
-    jac_tensor *c = jac_reshape(ctx, jac_arange(ctx, 0, 12, 1), 3,
-                                TU_SHAPE(2, 3, 2));
+    jac_tensor *c =
+        jac_reshape(ctx, jac_arange(ctx, 0, 12, 1), 3, TU_SHAPE(2, 3, 2));
     tu_assert_tensor(jac_matmul(ctx, v, c), TU_SHAPE(2, 2),
                      TU_VALUES(6, 8, 18, 20), 0.0);
     /* (2, 1, 2, 2) @ (3, 2, 2) -> (2, 3, 2, 2) */
-    jac_tensor *p = jac_reshape(ctx, jac_arange(ctx, 0, 8, 1), 4,
-                                TU_SHAPE(2, 1, 2, 2));
-    jac_tensor *q = jac_reshape(ctx, jac_arange(ctx, -5, 7, 1), 3,
-                                TU_SHAPE(3, 2, 2));
+    jac_tensor *p =
+        jac_reshape(ctx, jac_arange(ctx, 0, 8, 1), 4, TU_SHAPE(2, 1, 2, 2));
+    jac_tensor *q =
+        jac_reshape(ctx, jac_arange(ctx, -5, 7, 1), 3, TU_SHAPE(3, 2, 2));
     tu_assert_tensor(jac_matmul(ctx, p, q), TU_SHAPE(2, 3, 2, 2),
-                     TU_VALUES(-3, -2, -19, -14, 1, 2, 1, 6, 5, 6, 21, 26,
-                               -35, -26, -51, -38, 1, 10, 1, 14, 37, 46, 53,
-                               66),
+                     TU_VALUES(-3, -2, -19, -14, 1, 2, 1, 6, 5, 6, 21, 26, -35,
+                               -26, -51, -38, 1, 10, 1, 14, 37, 46, 53, 66),
                      0.0);
     tu_assert_no_error(ctx);
 }
@@ -912,7 +910,8 @@ static void test_matmul_vector_derivatives_match_finite_difference(void **state)
     check_matmul(ctx, TU_SHAPE(4), TU_SHAPE(4));
 }
 
-static void test_matmul_batched_derivatives_match_finite_difference(void **state)
+static void
+test_matmul_batched_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     check_matmul(ctx, TU_SHAPE(2, 2, 3), TU_SHAPE(3, 2));
@@ -968,8 +967,7 @@ static void test_reshape_keeps_the_values_and_infers_minus_one(void **state)
                      TU_SHAPE(3, 2, 1), TU_VALUES(1, 2, 3, 4, 5, 6), 0.0);
     jac_tensor *one = tu_tensor(ctx, TU_SHAPE(1, 1), TU_VALUES(7));
     tu_assert_scalar(jac_reshape(ctx, one, 0, NULL), 7, 0.0);
-    tu_assert_tensor(jac_reshape(ctx, jac_scalar(ctx, 7), 3,
-                                 TU_SHAPE(1, 1, 1)),
+    tu_assert_tensor(jac_reshape(ctx, jac_scalar(ctx, 7), 3, TU_SHAPE(1, 1, 1)),
                      TU_SHAPE(1, 1, 1), TU_VALUES(7), 0.0);
     tu_assert_no_error(ctx);
 }
@@ -1009,8 +1007,8 @@ static void test_slice_follows_python_slice_rules(void **state)
     tu_assert_tensor(jac_slice(ctx, m, 0, -1, 2, 1), TU_SHAPE(1, 3),
                      TU_VALUES(4, 5, 6), 0.0);
     /* [i][1:3][::3] of the (2, 3, 4) cube: 12 i + 4 j + k, j in 1..2, k 0, 3 */
-    jac_tensor *c = jac_slice(ctx, jac_slice(ctx, cube(ctx), 1, 1, 3, 1), 2,
-                              0, 4, 3);
+    jac_tensor *c =
+        jac_slice(ctx, jac_slice(ctx, cube(ctx), 1, 1, 3, 1), 2, 0, 4, 3);
     tu_assert_tensor(c, TU_SHAPE(2, 2, 2),
                      TU_VALUES(4, 7, 8, 11, 16, 19, 20, 23), 0.0);
     tu_assert_no_error(ctx);
@@ -1072,19 +1070,19 @@ static void test_reshape_derivatives_match_finite_difference(void **state)
 static void test_slice_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
-    op_case c = {.apply = apply_slice, .axis = 0, .start = 1, .stop = 4,
-                 .step = 1};
+    op_case c = {
+        .apply = apply_slice, .axis = 0, .start = 1, .stop = 4, .step = 1};
     check_unary(ctx, c, TU_SHAPE(5));
     c.step = 2;
     check_unary(ctx, c, TU_SHAPE(5));
-    c = (op_case){.apply = apply_slice, .axis = 1, .start = -3, .stop = -1,
-                  .step = 1};
+    c = (op_case){
+        .apply = apply_slice, .axis = 1, .start = -3, .stop = -1, .step = 1};
     check_unary(ctx, c, TU_SHAPE(2, 4));
-    c = (op_case){.apply = apply_slice, .axis = -1, .start = 0, .stop = 100,
-                  .step = 2};
+    c = (op_case){
+        .apply = apply_slice, .axis = -1, .start = 0, .stop = 100, .step = 2};
     check_unary(ctx, c, TU_SHAPE(2, 3, 5));
-    c = (op_case){.apply = apply_slice, .axis = 1, .start = 1, .stop = 3,
-                  .step = 1};
+    c = (op_case){
+        .apply = apply_slice, .axis = 1, .start = 1, .stop = 3, .step = 1};
     check_unary(ctx, c, TU_SHAPE(2, 3, 2));
 }
 
@@ -1110,8 +1108,8 @@ static void test_concat_derivatives_match_finite_difference(void **state)
 /* Jacobians of single ops against the independent finite differences     */
 /* ---------------------------------------------------------------------- */
 
-static void test_jacobian_of_broadcast_mul_matches_finite_difference(
-    void **state)
+static void
+test_jacobian_of_broadcast_mul_matches_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *in[2] = {tu_smooth_leaf(ctx, TU_SHAPE(2, 1), 0.3),
@@ -1123,8 +1121,8 @@ static void test_jacobian_of_broadcast_mul_matches_finite_difference(
     tu_assert_jacobian_matches_fd(ctx, run_case, &c, 2, in, 1, 0, 1);
 }
 
-static void test_jacobian_of_batched_matmul_matches_finite_difference(
-    void **state)
+static void
+test_jacobian_of_batched_matmul_matches_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *in[2] = {tu_smooth_leaf(ctx, TU_SHAPE(2, 2, 3), 0.3),
@@ -1134,8 +1132,8 @@ static void test_jacobian_of_batched_matmul_matches_finite_difference(
     tu_assert_jacobian_matches_fd(ctx, run_case, &c, 2, in, 1, 0, 1);
 }
 
-static void test_jacobian_of_pow_div_and_log_matches_finite_difference(
-    void **state)
+static void
+test_jacobian_of_pow_div_and_log_matches_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 0.5);
@@ -1152,17 +1150,21 @@ static void test_jacobian_of_shape_ops_matches_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_smooth_leaf(ctx, TU_SHAPE(2, 3, 2), 0.5);
-    op_case c = {.apply = apply_slice, .axis = 1, .start = -3, .stop = 3,
-                 .step = 2, .then_sin = true};
+    op_case c = {.apply = apply_slice,
+                 .axis = 1,
+                 .start = -3,
+                 .stop = 3,
+                 .step = 2,
+                 .then_sin = true};
     tu_assert_jacobian_matches_fd(ctx, run_case, &c, 1, &x, 1, 0, 0);
-    c = (op_case){.apply = apply_sum_axes, .naxes = 2, .axes = {0, 2},
-                  .then_sin = true};
+    c = (op_case){
+        .apply = apply_sum_axes, .naxes = 2, .axes = {0, 2}, .then_sin = true};
     tu_assert_jacobian_matches_fd(ctx, run_case, &c, 1, &x, 1, 0, 0);
     c = (op_case){.apply = apply_transpose, .axis = 0, .axis1 = 2};
     tu_assert_jacobian_matches_fd(ctx, run_case, &c, 1, &x, 1, 0, 0);
     jac_tensor *r = tu_smooth_leaf(ctx, TU_SHAPE(3, 1), 0.1);
-    c = (op_case){.apply = apply_expand, .ndim = 3, .shape = {2, 3, 2},
-                  .then_sin = true};
+    c = (op_case){
+        .apply = apply_expand, .ndim = 3, .shape = {2, 3, 2}, .then_sin = true};
     tu_assert_jacobian_matches_fd(ctx, run_case, &c, 1, &r, 1, 0, 0);
 }
 
@@ -1187,17 +1189,16 @@ static void check_create_graph_agrees_at(jac_ctx *ctx, op_case c,
                     file, line);
     tu_assert_ok_at(ctx, run_case(ctx, inputs, &y, &c), file, line);
     s = jac_sum(ctx, y);
-    tu_assert_ok_at(ctx,
-                    jac_grad(ctx, 1, &s, NULL, ninputs, inputs,
-                             JAC_CREATE_GRAPH, recorded),
-                    file, line);
+    tu_assert_ok_at(
+        ctx,
+        jac_grad(ctx, 1, &s, NULL, ninputs, inputs, JAC_CREATE_GRAPH, recorded),
+        file, line);
     for (size_t i = 0; i < ninputs; ++i) {
         assert_int_equal(jac_tensor_numel(plain[i]),
                          jac_tensor_numel(recorded[i]));
-        tu_assert_close_at(jac_tensor_data(recorded[i]),
-                           jac_tensor_data(plain[i]),
-                           (size_t)jac_tensor_numel(plain[i]), 1e-14, 1e-14,
-                           file, line);
+        tu_assert_close_at(
+            jac_tensor_data(recorded[i]), jac_tensor_data(plain[i]),
+            (size_t)jac_tensor_numel(plain[i]), 1e-14, 1e-14, file, line);
     }
 }
 #define check_create_graph_agrees(ctx, c, ninputs, inputs)                     \

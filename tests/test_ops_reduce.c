@@ -227,10 +227,11 @@ static void test_mean_derivatives_match_finite_difference(void **state)
     for (int w = 0; w < 4; w++)
         check_derivatives(ctx, (red_case){.op = OP_MEAN},
                           shape_input(ctx, w, false));
-    check_derivatives(ctx,
-                      (red_case){.op = OP_MEAN_AXES, .naxes = 2,
-                                 .axes = {0, 2}, .keepdim = true},
-                      shape_input(ctx, 3, false));
+    check_derivatives(
+        ctx,
+        (red_case){
+            .op = OP_MEAN_AXES, .naxes = 2, .axes = {0, 2}, .keepdim = true},
+        shape_input(ctx, 3, false));
     check_derivatives(ctx,
                       (red_case){.op = OP_MEAN_AXES, .naxes = 1, .axes = {1}},
                       shape_input(ctx, 2, false));
@@ -257,9 +258,9 @@ static void test_prod_values_match_torch(void **state)
     /* The empty product is 1. */
     tu_assert_scalar(jac_prod(ctx, jac_zeros(ctx, 1, TU_SHAPE(0))), 1.0,
                      TU_EXACT);
-    tu_assert_tensor(jac_prod_axes(ctx, jac_zeros(ctx, 2, TU_SHAPE(2, 0)), 1,
-                                   &one, false),
-                     TU_SHAPE(2), TU_VALUES(1.0, 1.0), TU_EXACT);
+    tu_assert_tensor(
+        jac_prod_axes(ctx, jac_zeros(ctx, 2, TU_SHAPE(2, 0)), 1, &one, false),
+        TU_SHAPE(2), TU_VALUES(1.0, 1.0), TU_EXACT);
     tu_assert_no_error(ctx);
 }
 
@@ -281,8 +282,7 @@ static void check_prod_orders(jac_ctx *ctx, const double *xv,
     tu_assert_close(jac_tensor_data(h), hess, 16, TU_TIGHT, 0.0);
     jac_tensor *v = tu_tensor(ctx, TU_SHAPE(4), TU_VALUES(0.3, -0.7, 1.1, 0.4));
     jac_tensor *hv = NULL, *t3 = NULL;
-    tu_assert_ok(ctx,
-                 jac_grad(ctx, 1, &g, &v, 1, &x, JAC_CREATE_GRAPH, &hv));
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &g, &v, 1, &x, JAC_CREATE_GRAPH, &hv));
     tu_assert_ok(ctx, jac_grad(ctx, 1, &hv, &v, 1, &x, 0, &t3));
     tu_assert_close(jac_tensor_data(t3), third, 4, TU_TIGHT, 0.0);
 }
@@ -318,25 +318,24 @@ static void test_prod_third_derivative_is_exact_with_three_zeros(void **state)
 static void test_prod_over_axis_with_zeros_matches_torch_hessian(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2, 3),
-                            TU_VALUES(1.5, 0.0, -2.0, 0.0, 0.0, 4.0));
+    jac_tensor *x =
+        tu_leaf(ctx, TU_SHAPE(2, 3), TU_VALUES(1.5, 0.0, -2.0, 0.0, 0.0, 4.0));
     int one = 1;
-    jac_tensor *y = jac_sum(ctx, jac_sin(ctx, jac_prod_axes(ctx, x, 1, &one,
-                                                            false)));
+    jac_tensor *y =
+        jac_sum(ctx, jac_sin(ctx, jac_prod_axes(ctx, x, 1, &one, false)));
     jac_tensor *g = grad_of(ctx, y, x, JAC_CREATE_GRAPH);
-    tu_assert_tensor(g, TU_SHAPE(2, 3), TU_VALUES(0, -3, 0, 0, 0, 0),
-                     TU_TIGHT);
+    tu_assert_tensor(g, TU_SHAPE(2, 3), TU_VALUES(0, -3, 0, 0, 0, 0), TU_TIGHT);
     jac_tensor *h = jac_jacobian(ctx, g, x, 0);
     tu_assert_tensor(h, TU_SHAPE(2, 3, 2, 3),
                      TU_VALUES(0.0, -2.0, 0.0, 0.0, 0.0, 0.0, -2.0, 0.0, 1.5,
-                               0.0, 0.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.0, 0.0,
-                               0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0,
-                               4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+                               0.0, 0.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.0, 0.0, 0.0,
+                               0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 4.0, 0.0,
+                               0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
                      TU_TIGHT);
 }
 
-static void test_prod_second_derivative_with_zeros_matches_finite_difference(
-    void **state)
+static void
+test_prod_second_derivative_with_zeros_matches_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     red_case all = {.op = OP_PROD};
@@ -352,10 +351,11 @@ static void test_prod_second_derivative_with_zeros_matches_finite_difference(
                                       0.0, 1.1, 0.9, -0.6));
     check_derivatives(
         ctx, (red_case){.op = OP_PROD_AXES, .naxes = 2, .axes = {0, 2}}, m);
-    check_derivatives(ctx,
-                      (red_case){.op = OP_PROD_AXES, .naxes = 1, .axes = {1},
-                                 .keepdim = true},
-                      m);
+    check_derivatives(
+        ctx,
+        (red_case){
+            .op = OP_PROD_AXES, .naxes = 1, .axes = {1}, .keepdim = true},
+        m);
 }
 
 static void test_prod_derivatives_match_finite_difference(void **state)
@@ -364,14 +364,14 @@ static void test_prod_derivatives_match_finite_difference(void **state)
     for (int w = 0; w < 4; w++)
         check_derivatives(ctx, (red_case){.op = OP_PROD},
                           shape_input(ctx, w, true));
-    check_derivatives(ctx,
-                      (red_case){.op = OP_PROD_AXES, .naxes = 2,
-                                 .axes = {1, 2}},
-                      shape_input(ctx, 3, true));
-    check_derivatives(ctx,
-                      (red_case){.op = OP_PROD_AXES, .naxes = 1, .axes = {0},
-                                 .keepdim = true},
-                      shape_input(ctx, 2, true));
+    check_derivatives(
+        ctx, (red_case){.op = OP_PROD_AXES, .naxes = 2, .axes = {1, 2}},
+        shape_input(ctx, 3, true));
+    check_derivatives(
+        ctx,
+        (red_case){
+            .op = OP_PROD_AXES, .naxes = 1, .axes = {0}, .keepdim = true},
+        shape_input(ctx, 2, true));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -412,8 +412,8 @@ static void test_max_ties_share_the_gradient_evenly(void **state)
     jac_tensor *g = grad_of(ctx, jac_max(ctx, x), x, 0);
     tu_assert_tensor(g, TU_SHAPE(3), TU_VALUES(0.5, 0.5, 0.0), TU_EXACT);
 
-    jac_tensor *m = tu_leaf(ctx, TU_SHAPE(2, 3),
-                            TU_VALUES(1.0, 4.0, 4.0, 2.0, 2.0, 2.0));
+    jac_tensor *m =
+        tu_leaf(ctx, TU_SHAPE(2, 3), TU_VALUES(1.0, 4.0, 4.0, 2.0, 2.0, 2.0));
     int one = 1;
     g = grad_of(ctx, jac_max_axes(ctx, m, 1, &one, false), m, 0);
     tu_assert_tensor(g, TU_SHAPE(2, 3),
@@ -431,8 +431,8 @@ static void test_max_ties_share_the_gradient_evenly(void **state)
 static void test_min_ties_share_the_gradient_evenly(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2, 2),
-                            TU_VALUES(-1.0, 5.0, -1.0, 0.0));
+    jac_tensor *x =
+        tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(-1.0, 5.0, -1.0, 0.0));
     int zero = 0;
     jac_tensor *g = grad_of(ctx, jac_min_axes(ctx, x, 1, &zero, true), x, 0);
     tu_assert_tensor(g, TU_SHAPE(2, 2), TU_VALUES(0.5, 0.0, 0.5, 1.0),
@@ -442,8 +442,7 @@ static void test_min_ties_share_the_gradient_evenly(void **state)
                      TU_EXACT);
 }
 
-static void test_max_and_min_derivatives_match_finite_difference(
-    void **state)
+static void test_max_and_min_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     for (int w = 0; w < 4; w++) {
@@ -452,10 +451,11 @@ static void test_max_and_min_derivatives_match_finite_difference(
         check_derivatives(ctx, (red_case){.op = OP_MIN},
                           shape_input(ctx, w, true));
     }
-    check_derivatives(ctx,
-                      (red_case){.op = OP_MAX_AXES, .naxes = 2,
-                                 .axes = {0, 2}, .keepdim = true},
-                      shape_input(ctx, 3, true));
+    check_derivatives(
+        ctx,
+        (red_case){
+            .op = OP_MAX_AXES, .naxes = 2, .axes = {0, 2}, .keepdim = true},
+        shape_input(ctx, 3, true));
     check_derivatives(ctx,
                       (red_case){.op = OP_MIN_AXES, .naxes = 1, .axes = {-1}},
                       shape_input(ctx, 3, true));
@@ -486,10 +486,10 @@ static void test_logsumexp_values_match_torch(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = x234(ctx);
-    tu_assert_tensor(jac_logsumexp(ctx, x, 2, AX02, false), TU_SHAPE(3),
-                     TU_VALUES(3.2321917346097733, 3.116715212347274,
-                               3.167663558213759),
-                     TU_TIGHT);
+    tu_assert_tensor(
+        jac_logsumexp(ctx, x, 2, AX02, false), TU_SHAPE(3),
+        TU_VALUES(3.2321917346097733, 3.116715212347274, 3.167663558213759),
+        TU_TIGHT);
     tu_assert_scalar(jac_logsumexp(ctx, x, 0, NULL, false), 4.271921012891359,
                      TU_TIGHT);
     tu_assert_no_error(ctx);
@@ -519,8 +519,8 @@ static void test_logsumexp_is_finite_for_large_inputs(void **state)
 static void test_logsumexp_handles_infinities_and_empty_as_torch(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *x = tu_tensor(
-        ctx, TU_SHAPE(2, 2), TU_VALUES(INFINITY, 1.0, -INFINITY, -INFINITY));
+    jac_tensor *x = tu_tensor(ctx, TU_SHAPE(2, 2),
+                              TU_VALUES(INFINITY, 1.0, -INFINITY, -INFINITY));
     int one = 1;
     tu_assert_tensor(jac_logsumexp(ctx, x, 1, &one, false), TU_SHAPE(2),
                      TU_VALUES(INFINITY, -INFINITY), TU_EXACT);
@@ -536,10 +536,11 @@ static void test_logsumexp_derivatives_match_finite_difference(void **state)
     for (int w = 0; w < 4; w++)
         check_derivatives(ctx, (red_case){.op = OP_LOGSUMEXP, .all_axes = true},
                           shape_input(ctx, w, true));
-    check_derivatives(ctx,
-                      (red_case){.op = OP_LOGSUMEXP, .naxes = 2,
-                                 .axes = {0, 2}, .keepdim = true},
-                      shape_input(ctx, 3, true));
+    check_derivatives(
+        ctx,
+        (red_case){
+            .op = OP_LOGSUMEXP, .naxes = 2, .axes = {0, 2}, .keepdim = true},
+        shape_input(ctx, 3, true));
     check_derivatives(ctx,
                       (red_case){.op = OP_LOGSUMEXP, .naxes = 1, .axes = {0}},
                       shape_input(ctx, 2, true));
@@ -557,14 +558,12 @@ static void test_softmax_and_log_softmax_values_match_torch(void **state)
         jac_softmax(ctx, x, 1), TU_SHAPE(2, 3, 4),
         TU_VALUES(0.302331648752014, 0.07495078437320482, 0.707749824843859,
                   0.21331074565219668, 0.6728514582762158, 0.3712336652343301,
-                  0.031883565103396086, 0.7082166164414095,
-                  0.02481689297177012, 0.5538155503924651, 0.26036661005274503,
-                  0.07847263790639379, 0.36517385690776877, 0.3885140187517201,
-                  0.10381908575946423, 0.09778124558598762,
-                  0.09005076442430243, 0.5795948085536797, 0.5683002137045218,
-                  0.01974169300899117, 0.5447753786679288,
-                  0.031891172694600324, 0.3278807005360139,
-                  0.8824770614050211),
+                  0.031883565103396086, 0.7082166164414095, 0.02481689297177012,
+                  0.5538155503924651, 0.26036661005274503, 0.07847263790639379,
+                  0.36517385690776877, 0.3885140187517201, 0.10381908575946423,
+                  0.09778124558598762, 0.09005076442430243, 0.5795948085536797,
+                  0.5683002137045218, 0.01974169300899117, 0.5447753786679288,
+                  0.031891172694600324, 0.3278807005360139, 0.8824770614050211),
         TU_TIGHT);
     tu_assert_tensor(
         jac_log_softmax(ctx, x, -1), TU_SHAPE(2, 3, 4),
@@ -595,10 +594,10 @@ static void test_softmax_is_finite_for_large_inputs(void **state)
                      TU_TIGHT);
     jac_tensor *l = jac_log_softmax(ctx, x, 0);
     tu_assert_shape(l, TU_SHAPE(3));
-    tu_assert_close(jac_tensor_data(l),
-                    TU_VALUES(-0.9740769841801067, -0.4740769841801067,
-                              -2000.97407698418),
-                    3, 1e-13, 1e-15);
+    tu_assert_close(
+        jac_tensor_data(l),
+        TU_VALUES(-0.9740769841801067, -0.4740769841801067, -2000.97407698418),
+        3, 1e-13, 1e-15);
     check_derivatives(ctx, (red_case){.op = OP_SOFTMAX, .axis = 0}, x);
     check_derivatives(ctx, (red_case){.op = OP_LOG_SOFTMAX, .axis = 0}, x);
 }
@@ -613,8 +612,8 @@ static void test_softmax_gives_nan_for_inf_as_torch(void **state)
     assert_true(isnan(l[0]) && isnan(l[1]));
 }
 
-static void test_softmax_second_derivative_matches_finite_difference(
-    void **state)
+static void
+test_softmax_second_derivative_matches_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     for (int w = 0; w < 4; w++) {
@@ -629,8 +628,8 @@ static void test_softmax_second_derivative_matches_finite_difference(
                       shape_input(ctx, 3, true));
 }
 
-static void test_softmax_rows_sum_to_one_and_gradient_of_sum_is_zero(
-    void **state)
+static void
+test_softmax_rows_sum_to_one_and_gradient_of_sum_is_zero(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = shape_input(ctx, 2, true);
@@ -651,10 +650,10 @@ static void test_var_and_std_values_match_torch(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = x234(ctx);
-    tu_assert_tensor(jac_var(ctx, x, 2, AX02, 1.0, false), TU_SHAPE(3),
-                     TU_VALUES(1.602857142857143, 1.5285714285714285,
-                               2.138169642857143),
-                     TU_TIGHT);
+    tu_assert_tensor(
+        jac_var(ctx, x, 2, AX02, 1.0, false), TU_SHAPE(3),
+        TU_VALUES(1.602857142857143, 1.5285714285714285, 2.138169642857143),
+        TU_TIGHT);
     tu_assert_scalar(jac_var(ctx, x, 0, NULL, 0.0, false), 1.5412109374999998,
                      TU_TIGHT);
     int one = 1, two = 2;
@@ -707,8 +706,7 @@ static void test_std_gradient_of_constant_is_nan_as_torch(void **state)
     assert_true(isnan(jac_tensor_data(g)[0]) && isnan(jac_tensor_data(g)[1]));
 }
 
-static void test_var_and_std_derivatives_match_finite_difference(
-    void **state)
+static void test_var_and_std_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     /* Rank 0 with correction 0: the variance is identically 0. */
@@ -723,16 +721,22 @@ static void test_var_and_std_derivatives_match_finite_difference(
             shape_input(ctx, w, true));
     }
     check_derivatives(ctx,
-                      (red_case){.op = OP_VAR, .naxes = 2, .axes = {0, 2},
-                                 .correction = 1, .keepdim = true},
+                      (red_case){.op = OP_VAR,
+                                 .naxes = 2,
+                                 .axes = {0, 2},
+                                 .correction = 1,
+                                 .keepdim = true},
                       shape_input(ctx, 3, true));
+    check_derivatives(
+        ctx,
+        (red_case){.op = OP_STD, .naxes = 1, .axes = {-1}, .correction = 2.5},
+        shape_input(ctx, 3, true));
     check_derivatives(ctx,
-                      (red_case){.op = OP_STD, .naxes = 1, .axes = {-1},
-                                 .correction = 2.5},
-                      shape_input(ctx, 3, true));
-    check_derivatives(ctx,
-                      (red_case){.op = OP_STD, .naxes = 1, .axes = {0},
-                                 .correction = 1, .keepdim = true},
+                      (red_case){.op = OP_STD,
+                                 .naxes = 1,
+                                 .axes = {0},
+                                 .correction = 1,
+                                 .keepdim = true},
                       shape_input(ctx, 2, true));
 }
 
@@ -749,8 +753,7 @@ static void test_norm_values_match_torch(void **state)
                      TU_VALUES(13.500000000000004, 13.050000000000002),
                      TU_TIGHT);
     tu_assert_tensor(jac_norm(ctx, x, 2.0, 2, ax12, false), TU_SHAPE(2),
-                     TU_VALUES(4.629254799641083, 4.474650824366075),
-                     TU_TIGHT);
+                     TU_VALUES(4.629254799641083, 4.474650824366075), TU_TIGHT);
     tu_assert_tensor(jac_norm(ctx, x, INFINITY, 2, ax12, false), TU_SHAPE(2),
                      TU_VALUES(2.5, 2.4), TU_EXACT);
     tu_assert_scalar(jac_norm(ctx, x, 1.0, 0, NULL, false), 26.550000000000008,
@@ -758,11 +761,10 @@ static void test_norm_values_match_torch(void **state)
     tu_assert_scalar(jac_norm(ctx, x, 2.0, 0, NULL, false), 6.43836159282779,
                      TU_TIGHT);
     int zero = 0;
-    tu_assert_tensor(jac_norm(ctx, x, INFINITY, 1, &zero, true),
-                     TU_SHAPE(1, 3, 4),
-                     TU_VALUES(0.9, 1.7, 2.5, 0.7, 1.1, 2.1, 0.6, 1.9, 2.2,
-                               0.8, 1.5, 2.4),
-                     TU_EXACT);
+    tu_assert_tensor(
+        jac_norm(ctx, x, INFINITY, 1, &zero, true), TU_SHAPE(1, 3, 4),
+        TU_VALUES(0.9, 1.7, 2.5, 0.7, 1.1, 2.1, 0.6, 1.9, 2.2, 0.8, 1.5, 2.4),
+        TU_EXACT);
     tu_assert_no_error(ctx);
 }
 
@@ -779,8 +781,10 @@ static void test_norm2_does_not_overflow_or_underflow(void **state)
     tu_assert_scalar(jac_norm(ctx, inf, 2.0, 0, NULL, false), INFINITY,
                      TU_EXACT);
     jac_tensor *nan = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(NAN, INFINITY));
-    assert_true(isnan(jac_tensor_item(jac_norm(ctx, nan, 2.0, 0, NULL, false))));
-    assert_true(isnan(jac_tensor_item(jac_norm(ctx, nan, 1.0, 0, NULL, false))));
+    assert_true(
+        isnan(jac_tensor_item(jac_norm(ctx, nan, 2.0, 0, NULL, false))));
+    assert_true(
+        isnan(jac_tensor_item(jac_norm(ctx, nan, 1.0, 0, NULL, false))));
     assert_true(
         isnan(jac_tensor_item(jac_norm(ctx, nan, INFINITY, 0, NULL, false))));
     tu_assert_no_error(ctx);
@@ -828,13 +832,15 @@ static void test_norm_derivatives_match_finite_difference(void **state)
                 ctx, (red_case){.op = OP_NORM, .all_axes = true, .p = ps[k]},
                 shape_input(ctx, w, true));
         check_derivatives(ctx,
-                          (red_case){.op = OP_NORM, .p = ps[k], .naxes = 2,
-                                     .axes = {0, 2}, .keepdim = true},
+                          (red_case){.op = OP_NORM,
+                                     .p = ps[k],
+                                     .naxes = 2,
+                                     .axes = {0, 2},
+                                     .keepdim = true},
                           shape_input(ctx, 3, true));
-        check_derivatives(ctx,
-                          (red_case){.op = OP_NORM, .p = ps[k], .naxes = 1,
-                                     .axes = {1}},
-                          shape_input(ctx, 2, true));
+        check_derivatives(
+            ctx, (red_case){.op = OP_NORM, .p = ps[k], .naxes = 1, .axes = {1}},
+            shape_input(ctx, 2, true));
     }
 }
 
@@ -845,8 +851,8 @@ static void test_norm_derivatives_match_finite_difference(void **state)
 /* The rules run unchanged in reverse mode row by row, in forward mode (the
  * double-backward trick differentiates each rule in its cotangent) and in
  * the worker contexts of a threaded Jacobian. */
-static void test_reduction_jacobians_agree_across_modes_and_threads(
-    void **state)
+static void
+test_reduction_jacobians_agree_across_modes_and_threads(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(3, 4),
@@ -889,8 +895,7 @@ static void test_reduction_jacobians_agree_across_modes_and_threads(
                         1e-13);
         tu_assert_close(jac_tensor_data(jb), jac_tensor_data(jr), n, 1e-13,
                         1e-13);
-        tu_assert_close(jac_tensor_data(jt), jac_tensor_data(jr), n, 0.0,
-                        0.0);
+        tu_assert_close(jac_tensor_data(jt), jac_tensor_data(jr), n, 0.0, 0.0);
         /* And the reference algorithm against finite differences. */
         tu_assert_jacobian_matches_fd(ctx, run_case, &c, 1, &x, 1, 0, 0);
     }
@@ -911,8 +916,8 @@ static void test_bad_axes_fail_naming_the_op(void **state)
                        "prod");
     assert_error_names(ctx, jac_max_axes(ctx, x, 1, &minus4, false),
                        JAC_ERR_AXIS, "max");
-    assert_error_names(ctx, jac_min_axes(ctx, x, 1, &three, true),
-                       JAC_ERR_AXIS, "min");
+    assert_error_names(ctx, jac_min_axes(ctx, x, 1, &three, true), JAC_ERR_AXIS,
+                       "min");
     assert_error_names(ctx, jac_logsumexp(ctx, x, 1, &three, false),
                        JAC_ERR_AXIS, "logsumexp");
     assert_error_names(ctx, jac_var(ctx, x, 2, rep, 1.0, false), JAC_ERR_AXIS,
@@ -940,14 +945,13 @@ static void test_bad_values_fail_naming_the_op(void **state)
                        JAC_ERR_VALUE, "norm");
     assert_error_names(ctx, jac_norm(ctx, x, -INFINITY, 0, NULL, false),
                        JAC_ERR_VALUE, "norm");
-    assert_error_names(ctx, jac_var(ctx, x, 0, NULL, NAN, false),
-                       JAC_ERR_VALUE, "var");
+    assert_error_names(ctx, jac_var(ctx, x, 0, NULL, NAN, false), JAC_ERR_VALUE,
+                       "var");
     assert_error_names(ctx, jac_std(ctx, x, 0, NULL, INFINITY, false),
                        JAC_ERR_VALUE, "std");
 }
 
-static void test_null_input_returns_null_and_keeps_the_first_error(
-    void **state)
+static void test_null_input_returns_null_and_keeps_the_first_error(void **state)
 {
     jac_ctx *ctx = *state;
     assert_null(jac_mean(ctx, NULL));

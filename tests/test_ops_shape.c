@@ -21,8 +21,8 @@
 
 typedef struct shape_case shape_case;
 /* Writes the op's outputs (c->nout of them) for inputs in. */
-typedef void (*apply_fn)(jac_ctx *ctx, jac_tensor *const *in,
-                         jac_tensor **out, const shape_case *c);
+typedef void (*apply_fn)(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                         const shape_case *c);
 
 struct shape_case {
     apply_fn apply;
@@ -65,13 +65,13 @@ static void apply_split(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
 {
     jac_split(ctx, in[0], c->axis, c->nout, c->sizes, out);
 }
-static void apply_flatten(jac_ctx *ctx, jac_tensor *const *in,
-                          jac_tensor **out, const shape_case *c)
+static void apply_flatten(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                          const shape_case *c)
 {
     out[0] = jac_flatten(ctx, in[0], c->axis, c->axis1);
 }
-static void apply_squeeze(jac_ctx *ctx, jac_tensor *const *in,
-                          jac_tensor **out, const shape_case *c)
+static void apply_squeeze(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                          const shape_case *c)
 {
     out[0] = jac_squeeze(ctx, in[0], c->axis);
 }
@@ -141,29 +141,23 @@ static jac_tensor *arange_shaped(jac_ctx *ctx, double n, int ndim,
 static void test_stack_joins_tensors_along_a_new_axis(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *ab[2] = {arange_shaped(ctx, 6, 2, TU_SHAPE(2, 3)),
-                         jac_add_scalar(ctx,
-                                        arange_shaped(ctx, 6, 2,
-                                                      TU_SHAPE(2, 3)),
-                                        10)};
+    jac_tensor *ab[2] = {
+        arange_shaped(ctx, 6, 2, TU_SHAPE(2, 3)),
+        jac_add_scalar(ctx, arange_shaped(ctx, 6, 2, TU_SHAPE(2, 3)), 10)};
     tu_assert_tensor(jac_stack(ctx, 2, ab, 0), TU_SHAPE(2, 2, 3),
-                     TU_VALUES(0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15),
-                     0.0);
+                     TU_VALUES(0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15), 0.0);
     tu_assert_tensor(jac_stack(ctx, 2, ab, 1), TU_SHAPE(2, 2, 3),
-                     TU_VALUES(0, 1, 2, 10, 11, 12, 3, 4, 5, 13, 14, 15),
-                     0.0);
+                     TU_VALUES(0, 1, 2, 10, 11, 12, 3, 4, 5, 13, 14, 15), 0.0);
     tu_assert_tensor(jac_stack(ctx, 2, ab, 2), TU_SHAPE(2, 3, 2),
-                     TU_VALUES(0, 10, 1, 11, 2, 12, 3, 13, 4, 14, 5, 15),
-                     0.0);
+                     TU_VALUES(0, 10, 1, 11, 2, 12, 3, 13, 4, 14, 5, 15), 0.0);
     tu_assert_tensor(jac_stack(ctx, 2, ab, -1), TU_SHAPE(2, 3, 2),
-                     TU_VALUES(0, 10, 1, 11, 2, 12, 3, 13, 4, 14, 5, 15),
-                     0.0);
+                     TU_VALUES(0, 10, 1, 11, 2, 12, 3, 13, 4, 14, 5, 15), 0.0);
     jac_tensor *scalars[3] = {jac_scalar(ctx, 1), jac_scalar(ctx, 2),
                               jac_scalar(ctx, 3)};
     tu_assert_tensor(jac_stack(ctx, 3, scalars, 0), TU_SHAPE(3),
                      TU_VALUES(1, 2, 3), 0.0);
-    tu_assert_tensor(jac_stack(ctx, 1, scalars, -1), TU_SHAPE(1),
-                     TU_VALUES(1), 0.0);
+    tu_assert_tensor(jac_stack(ctx, 1, scalars, -1), TU_SHAPE(1), TU_VALUES(1),
+                     0.0);
     tu_assert_no_error(ctx);
 }
 
@@ -179,20 +173,19 @@ static void test_stack_derivatives_match_finite_difference(void **state)
                            tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 1.0)};
     for (int axis = -3; axis <= 2; axis++)
         check_case(ctx,
-                   (shape_case){.apply = apply_stack, .nin = 2, .nout = 1,
-                                .axis = axis},
+                   (shape_case){
+                       .apply = apply_stack, .nin = 2, .nout = 1, .axis = axis},
                    mats);
     jac_tensor *cols[3] = {tu_smooth_leaf(ctx, TU_SHAPE(3, 1, 2), 0.0),
                            tu_smooth_leaf(ctx, TU_SHAPE(3, 1, 2), 2.0),
                            tu_smooth_leaf(ctx, TU_SHAPE(3, 1, 2), 4.0)};
-    check_case(ctx,
-               (shape_case){.apply = apply_stack, .nin = 3, .nout = 1,
-                            .axis = 1},
-               cols);
+    check_case(
+        ctx, (shape_case){.apply = apply_stack, .nin = 3, .nout = 1, .axis = 1},
+        cols);
 }
 
-static void test_stack_of_one_tensor_with_itself_adds_both_gradients(
-    void **state)
+static void
+test_stack_of_one_tensor_with_itself_adds_both_gradients(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
@@ -242,8 +235,8 @@ static void test_stack_rejects_bad_arguments(void **state)
 /* split                                                                   */
 /* ---------------------------------------------------------------------- */
 
-static void test_split_cuts_consecutive_pieces_including_empty_ones(
-    void **state)
+static void
+test_split_cuts_consecutive_pieces_including_empty_ones(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *m = arange_shaped(ctx, 10, 2, TU_SHAPE(2, 5));
@@ -269,22 +262,34 @@ static void test_split_derivatives_match_finite_difference(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *v = tu_smooth_leaf(ctx, TU_SHAPE(5), 0.0);
     check_case(ctx,
-               (shape_case){.apply = apply_split, .nin = 1, .nout = 2,
-                            .axis = 0, .sizes = {2, 3}},
+               (shape_case){.apply = apply_split,
+                            .nin = 1,
+                            .nout = 2,
+                            .axis = 0,
+                            .sizes = {2, 3}},
                &v);
     jac_tensor *m = tu_smooth_leaf(ctx, TU_SHAPE(2, 5), 0.5);
     check_case(ctx,
-               (shape_case){.apply = apply_split, .nin = 1, .nout = 3,
-                            .axis = 1, .sizes = {1, 0, 4}},
+               (shape_case){.apply = apply_split,
+                            .nin = 1,
+                            .nout = 3,
+                            .axis = 1,
+                            .sizes = {1, 0, 4}},
                &m);
     jac_tensor *c = tu_smooth_leaf(ctx, TU_SHAPE(3, 2, 4), 1.0);
     check_case(ctx,
-               (shape_case){.apply = apply_split, .nin = 1, .nout = 2,
-                            .axis = 0, .sizes = {1, 2}},
+               (shape_case){.apply = apply_split,
+                            .nin = 1,
+                            .nout = 2,
+                            .axis = 0,
+                            .sizes = {1, 2}},
                &c);
     check_case(ctx,
-               (shape_case){.apply = apply_split, .nin = 1, .nout = 3,
-                            .axis = -1, .sizes = {2, 1, 1}},
+               (shape_case){.apply = apply_split,
+                            .nin = 1,
+                            .nout = 3,
+                            .axis = -1,
+                            .sizes = {2, 1, 1}},
                &c);
 }
 
@@ -317,9 +322,9 @@ static void test_split_rejects_bad_arguments(void **state)
     tu_assert_contains(jac_errmsg(ctx), "split");
     jac_clear_error(ctx);
 
-    assert_int_equal(jac_split(ctx, jac_scalar(ctx, 1), 0, 1, TU_SHAPE(1),
-                               pieces),
-                     JAC_ERR_AXIS);
+    assert_int_equal(
+        jac_split(ctx, jac_scalar(ctx, 1), 0, 1, TU_SHAPE(1), pieces),
+        JAC_ERR_AXIS);
     jac_clear_error(ctx);
 
     assert_int_equal(jac_split(ctx, m, 1, 2, NULL, pieces), JAC_ERR_NULL_ARG);
@@ -347,9 +352,9 @@ static void test_flatten_merges_a_range_of_axes(void **state)
     tu_assert_shape(jac_flatten(ctx, c, -2, -2), TU_SHAPE(2, 3, 4));
     tu_assert_tensor(jac_flatten(ctx, jac_scalar(ctx, 5), 0, -1), TU_SHAPE(1),
                      TU_VALUES(5), 0.0);
-    tu_assert_shape(jac_flatten(ctx, jac_zeros(ctx, 3, TU_SHAPE(2, 0, 3)), 1,
-                                2),
-                    TU_SHAPE(2, 0));
+    tu_assert_shape(
+        jac_flatten(ctx, jac_zeros(ctx, 3, TU_SHAPE(2, 0, 3)), 1, 2),
+        TU_SHAPE(2, 0));
     tu_assert_no_error(ctx);
 }
 
@@ -379,8 +384,8 @@ static void test_squeeze_and_unsqueeze_remove_and_add_an_axis(void **state)
     tu_assert_no_error(ctx);
 }
 
-static void test_reshape_family_derivatives_match_finite_difference(
-    void **state)
+static void
+test_reshape_family_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *s = tu_scalar_leaf(ctx, 0.4);
@@ -388,37 +393,44 @@ static void test_reshape_family_derivatives_match_finite_difference(
     jac_tensor *m = tu_smooth_leaf(ctx, TU_SHAPE(3, 1, 2), 1.0);
     jac_tensor *one = tu_smooth_leaf(ctx, TU_SHAPE(1), 2.0);
     check_case(ctx,
-               (shape_case){.apply = apply_flatten, .nin = 1, .nout = 1,
-                            .axis = 0, .axis1 = -1},
+               (shape_case){.apply = apply_flatten,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 0,
+                            .axis1 = -1},
                &s);
+    check_case(
+        ctx,
+        (shape_case){
+            .apply = apply_flatten, .nin = 1, .nout = 1, .axis = 1, .axis1 = 2},
+        &c);
     check_case(ctx,
-               (shape_case){.apply = apply_flatten, .nin = 1, .nout = 1,
-                            .axis = 1, .axis1 = 2},
+               (shape_case){.apply = apply_flatten,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 0,
+                            .axis1 = -1},
                &c);
-    check_case(ctx,
-               (shape_case){.apply = apply_flatten, .nin = 1, .nout = 1,
-                            .axis = 0, .axis1 = -1},
-               &c);
-    check_case(ctx,
-               (shape_case){.apply = apply_squeeze, .nin = 1, .nout = 1,
-                            .axis = 1},
-               &m);
-    check_case(ctx,
-               (shape_case){.apply = apply_squeeze, .nin = 1, .nout = 1,
-                            .axis = 0},
-               &one);
-    check_case(ctx,
-               (shape_case){.apply = apply_unsqueeze, .nin = 1, .nout = 1,
-                            .axis = 0},
-               &s);
-    check_case(ctx,
-               (shape_case){.apply = apply_unsqueeze, .nin = 1, .nout = 1,
-                            .axis = -1},
-               &m);
-    check_case(ctx,
-               (shape_case){.apply = apply_unsqueeze, .nin = 1, .nout = 1,
-                            .axis = 2},
-               &c);
+    check_case(
+        ctx,
+        (shape_case){.apply = apply_squeeze, .nin = 1, .nout = 1, .axis = 1},
+        &m);
+    check_case(
+        ctx,
+        (shape_case){.apply = apply_squeeze, .nin = 1, .nout = 1, .axis = 0},
+        &one);
+    check_case(
+        ctx,
+        (shape_case){.apply = apply_unsqueeze, .nin = 1, .nout = 1, .axis = 0},
+        &s);
+    check_case(
+        ctx,
+        (shape_case){.apply = apply_unsqueeze, .nin = 1, .nout = 1, .axis = -1},
+        &m);
+    check_case(
+        ctx,
+        (shape_case){.apply = apply_unsqueeze, .nin = 1, .nout = 1, .axis = 2},
+        &c);
 }
 
 static void test_reshape_family_rejects_bad_axes(void **state)
@@ -485,27 +497,24 @@ static void test_index_select_picks_entries_with_repeats(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = matrix_3x4(ctx);
-    tu_assert_tensor(jac_index_select(ctx, x, 0, 3, TU_SHAPE(2, 0, 2)),
-                     TU_SHAPE(3, 4),
-                     TU_VALUES(10, 11.5, 13, 14.5, -2, -0.5, 1, 2.5, 10, 11.5,
-                               13, 14.5),
-                     0.0);
+    tu_assert_tensor(
+        jac_index_select(ctx, x, 0, 3, TU_SHAPE(2, 0, 2)), TU_SHAPE(3, 4),
+        TU_VALUES(10, 11.5, 13, 14.5, -2, -0.5, 1, 2.5, 10, 11.5, 13, 14.5),
+        0.0);
     tu_assert_tensor(jac_index_select(ctx, x, -1, 5, TU_SHAPE(3, 1, 1, 0, 3)),
                      TU_SHAPE(3, 5),
                      TU_VALUES(2.5, -0.5, -0.5, -2, 2.5, 8.5, 5.5, 5.5, 4, 8.5,
                                14.5, 11.5, 11.5, 10, 14.5),
                      0.0);
     jac_tensor *c = arange_shaped(ctx, 24, 3, TU_SHAPE(2, 3, 4));
-    tu_assert_tensor(jac_index_select(ctx, c, 1, 2, TU_SHAPE(2, 2)),
-                     TU_SHAPE(2, 2, 4),
-                     TU_VALUES(8, 9, 10, 11, 8, 9, 10, 11, 20, 21, 22, 23, 20,
-                               21, 22, 23),
-                     0.0);
+    tu_assert_tensor(
+        jac_index_select(ctx, c, 1, 2, TU_SHAPE(2, 2)), TU_SHAPE(2, 2, 4),
+        TU_VALUES(8, 9, 10, 11, 8, 9, 10, 11, 20, 21, 22, 23, 20, 21, 22, 23),
+        0.0);
     tu_assert_shape(jac_index_select(ctx, x, 1, 0, NULL), TU_SHAPE(3, 0));
-    tu_assert_shape(
-        jac_index_select(ctx, jac_zeros(ctx, 2, TU_SHAPE(0, 2)), 1, 1,
-                         TU_SHAPE(1)),
-        TU_SHAPE(0, 1));
+    tu_assert_shape(jac_index_select(ctx, jac_zeros(ctx, 2, TU_SHAPE(0, 2)), 1,
+                                     1, TU_SHAPE(1)),
+                    TU_SHAPE(0, 1));
     tu_assert_no_error(ctx);
 }
 
@@ -514,39 +523,57 @@ static void test_index_select_gradient_adds_up_over_repeats(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *x = matrix_3x4(ctx);
     tu_assert_ok(ctx, jac_set_requires_grad(x, true));
-    jac_tensor *w = jac_reshape(ctx, jac_arange(ctx, 1, 16, 1), 2,
-                                TU_SHAPE(3, 5));
+    jac_tensor *w =
+        jac_reshape(ctx, jac_arange(ctx, 1, 16, 1), 2, TU_SHAPE(3, 5));
     jac_tensor *y = jac_index_select(ctx, x, 1, 5, TU_SHAPE(3, 1, 1, 0, 3));
     tu_assert_tensor(weighted_grad(ctx, y, w, x), TU_SHAPE(3, 4),
                      TU_VALUES(4, 5, 0, 6, 9, 15, 0, 16, 14, 25, 0, 26), 0.0);
 }
 
-static void test_index_select_derivatives_match_finite_difference(
-    void **state)
+static void test_index_select_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *v = tu_smooth_leaf(ctx, TU_SHAPE(4), 0.0);
     check_case(ctx,
-               (shape_case){.apply = apply_index_select, .nin = 1, .nout = 1,
-                            .axis = 0, .n = 3, .index = {3, 0, 3}},
+               (shape_case){.apply = apply_index_select,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 0,
+                            .n = 3,
+                            .index = {3, 0, 3}},
                &v);
     jac_tensor *m = tu_smooth_leaf(ctx, TU_SHAPE(3, 4), 1.0);
     check_case(ctx,
-               (shape_case){.apply = apply_index_select, .nin = 1, .nout = 1,
-                            .axis = 1, .n = 5, .index = {3, 1, 1, 0, 3}},
+               (shape_case){.apply = apply_index_select,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 1,
+                            .n = 5,
+                            .index = {3, 1, 1, 0, 3}},
                &m);
     check_case(ctx,
-               (shape_case){.apply = apply_index_select, .nin = 1, .nout = 1,
-                            .axis = 0, .n = 0},
+               (shape_case){.apply = apply_index_select,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 0,
+                            .n = 0},
                &m);
     jac_tensor *c = tu_smooth_leaf(ctx, TU_SHAPE(2, 3, 4), 2.0);
     check_case(ctx,
-               (shape_case){.apply = apply_index_select, .nin = 1, .nout = 1,
-                            .axis = 1, .n = 4, .index = {2, 2, 0, 1}},
+               (shape_case){.apply = apply_index_select,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 1,
+                            .n = 4,
+                            .index = {2, 2, 0, 1}},
                &c);
     check_case(ctx,
-               (shape_case){.apply = apply_index_select, .nin = 1, .nout = 1,
-                            .axis = -1, .n = 2, .index = {0, 3}},
+               (shape_case){.apply = apply_index_select,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = -1,
+                            .n = 2,
+                            .index = {0, 3}},
                &c);
 }
 
@@ -596,14 +623,13 @@ static void test_gather_follows_torch_gather(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *g = tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
-    tu_assert_tensor(jac_gather(ctx, g, 1, TU_SHAPE(2, 2),
-                                TU_SHAPE(0, 0, 2, 1)),
-                     TU_SHAPE(2, 2), TU_VALUES(1, 1, 6, 5), 0.0);
+    tu_assert_tensor(
+        jac_gather(ctx, g, 1, TU_SHAPE(2, 2), TU_SHAPE(0, 0, 2, 1)),
+        TU_SHAPE(2, 2), TU_VALUES(1, 1, 6, 5), 0.0);
     /* The index may be longer than a along axis, shorter elsewhere. */
     tu_assert_tensor(jac_gather(ctx, g, 0, TU_SHAPE(3, 3),
                                 TU_SHAPE(1, 0, 1, 0, 0, 1, 1, 1, 0)),
-                     TU_SHAPE(3, 3), TU_VALUES(4, 2, 6, 1, 2, 6, 4, 5, 3),
-                     0.0);
+                     TU_SHAPE(3, 3), TU_VALUES(4, 2, 6, 1, 2, 6, 4, 5, 3), 0.0);
     tu_assert_tensor(jac_gather(ctx, g, -1, TU_SHAPE(1, 2), TU_SHAPE(2, 0)),
                      TU_SHAPE(1, 2), TU_VALUES(3, 1), 0.0);
     jac_tensor *c = arange_shaped(ctx, 24, 3, TU_SHAPE(2, 3, 4));
@@ -634,34 +660,52 @@ static void test_gather_derivatives_match_finite_difference(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *v = tu_smooth_leaf(ctx, TU_SHAPE(4), 0.0);
     check_case(ctx,
-               (shape_case){.apply = apply_gather, .nin = 1, .nout = 1,
-                            .axis = 0, .sizes = {5},
+               (shape_case){.apply = apply_gather,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 0,
+                            .sizes = {5},
                             .index = {3, 0, 3, 1, 3}},
                &v);
     jac_tensor *m = tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 1.0);
     check_case(ctx,
-               (shape_case){.apply = apply_gather, .nin = 1, .nout = 1,
-                            .axis = 1, .sizes = {2, 2},
+               (shape_case){.apply = apply_gather,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 1,
+                            .sizes = {2, 2},
                             .index = {0, 0, 2, 1}},
                &m);
     check_case(ctx,
-               (shape_case){.apply = apply_gather, .nin = 1, .nout = 1,
-                            .axis = 0, .sizes = {3, 3},
+               (shape_case){.apply = apply_gather,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 0,
+                            .sizes = {3, 3},
                             .index = {1, 0, 1, 0, 0, 1, 1, 1, 0}},
                &m);
     check_case(ctx,
-               (shape_case){.apply = apply_gather, .nin = 1, .nout = 1,
-                            .axis = 1, .sizes = {2, 0}},
+               (shape_case){.apply = apply_gather,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 1,
+                            .sizes = {2, 0}},
                &m);
     jac_tensor *c = tu_smooth_leaf(ctx, TU_SHAPE(2, 3, 4), 2.0);
     check_case(ctx,
-               (shape_case){.apply = apply_gather, .nin = 1, .nout = 1,
-                            .axis = 2, .sizes = {2, 2, 2},
+               (shape_case){.apply = apply_gather,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 2,
+                            .sizes = {2, 2, 2},
                             .index = {3, 0, 1, 1, 2, 2, 0, 3}},
                &c);
     check_case(ctx,
-               (shape_case){.apply = apply_gather, .nin = 1, .nout = 1,
-                            .axis = 1, .sizes = {1, 4, 3},
+               (shape_case){.apply = apply_gather,
+                            .nin = 1,
+                            .nout = 1,
+                            .axis = 1,
+                            .sizes = {1, 4, 3},
                             .index = {2, 0, 1, 1, 1, 2, 0, 2, 2, 2, 0, 0}},
                &c);
 }
@@ -673,18 +717,17 @@ static jac_status gather_gradient_fn(jac_ctx *ctx, jac_tensor *const *in,
 {
     (void)user;
     bool was = jac_set_grad_enabled(ctx, true);
-    jac_tensor *y = jac_gather(ctx, in[0], 1, TU_SHAPE(2, 3),
-                               TU_SHAPE(2, 2, 0, 1, 0, 1));
+    jac_tensor *y =
+        jac_gather(ctx, in[0], 1, TU_SHAPE(2, 3), TU_SHAPE(2, 2, 0, 1, 0, 1));
     jac_tensor *loss = jac_sum(ctx, jac_sin(ctx, jac_mul(ctx, y, y)));
-    jac_status st = loss ? jac_grad(ctx, 1, &loss, NULL, 1, in,
-                                    JAC_CREATE_GRAPH, out)
-                         : jac_errcode(ctx);
+    jac_status st =
+        loss ? jac_grad(ctx, 1, &loss, NULL, 1, in, JAC_CREATE_GRAPH, out)
+             : jac_errcode(ctx);
     jac_set_grad_enabled(ctx, was);
     return st;
 }
 
-static void test_gather_third_derivative_matches_finite_difference(
-    void **state)
+static void test_gather_third_derivative_matches_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *m = tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 0.5);
@@ -740,8 +783,8 @@ static void test_gather_rejects_bad_indices_and_shapes(void **state)
 /* where                                                                   */
 /* ---------------------------------------------------------------------- */
 
-static void test_where_picks_a_where_cond_is_nonzero_and_broadcasts(
-    void **state)
+static void
+test_where_picks_a_where_cond_is_nonzero_and_broadcasts(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *cond = tu_tensor(ctx, TU_SHAPE(3, 1), TU_VALUES(1, 0, 2));
@@ -768,8 +811,8 @@ static void test_where_gradient_splits_between_a_and_b(void **state)
     jac_tensor *cond = tu_tensor(ctx, TU_SHAPE(3, 1), TU_VALUES(1, 0, 2));
     jac_tensor *a = tu_leaf(ctx, TU_SHAPE(4), TU_VALUES(10, 20, 30, 40));
     jac_tensor *b = tu_scalar_leaf(ctx, -1);
-    jac_tensor *w = jac_reshape(ctx, jac_arange(ctx, 1, 13, 1), 2,
-                                TU_SHAPE(3, 4));
+    jac_tensor *w =
+        jac_reshape(ctx, jac_arange(ctx, 1, 13, 1), 2, TU_SHAPE(3, 4));
     jac_tensor *y = jac_where(ctx, cond, a, b);
     jac_tensor *loss = jac_sum(ctx, jac_mul(ctx, y, w));
     jac_tensor *ab[2] = {a, b}, *g[2] = {NULL, NULL};
@@ -800,26 +843,34 @@ static void test_where_derivatives_match_finite_difference(void **state)
     jac_ctx *ctx = *state;
     jac_tensor *s[2] = {tu_scalar_leaf(ctx, 0.3), tu_scalar_leaf(ctx, -0.6)};
     check_case(ctx,
-               (shape_case){.apply = apply_where, .nin = 2, .nout = 1,
+               (shape_case){.apply = apply_where,
+                            .nin = 2,
+                            .nout = 1,
                             .cond = jac_scalar(ctx, 1)},
                s);
     check_case(ctx,
-               (shape_case){.apply = apply_where, .nin = 2, .nout = 1,
+               (shape_case){.apply = apply_where,
+                            .nin = 2,
+                            .nout = 1,
                             .cond = jac_scalar(ctx, 0)},
                s);
     /* Broadcasting all three: cond (3, 1), a (4), b (). */
     jac_tensor *bc[2] = {tu_smooth_leaf(ctx, TU_SHAPE(4), 0.0),
                          tu_scalar_leaf(ctx, 0.7)};
     check_case(ctx,
-               (shape_case){.apply = apply_where, .nin = 2, .nout = 1,
-                            .cond = tu_tensor(ctx, TU_SHAPE(3, 1),
-                                              TU_VALUES(1, 0, 2))},
+               (shape_case){
+                   .apply = apply_where,
+                   .nin = 2,
+                   .nout = 1,
+                   .cond = tu_tensor(ctx, TU_SHAPE(3, 1), TU_VALUES(1, 0, 2))},
                bc);
     /* a (2, 1, 3), b (4, 1), cond (1, 4, 1): result (2, 4, 3). */
     jac_tensor *ab[2] = {tu_smooth_leaf(ctx, TU_SHAPE(2, 1, 3), 1.0),
                          tu_smooth_leaf(ctx, TU_SHAPE(4, 1), 2.0)};
     check_case(ctx,
-               (shape_case){.apply = apply_where, .nin = 2, .nout = 1,
+               (shape_case){.apply = apply_where,
+                            .nin = 2,
+                            .nout = 1,
                             .cond = tu_tensor(ctx, TU_SHAPE(1, 4, 1),
                                               TU_VALUES(0, 1, 1, 0))},
                ab);
@@ -827,7 +878,9 @@ static void test_where_derivatives_match_finite_difference(void **state)
     jac_tensor *mm[2] = {tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 0.5),
                          tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 1.5)};
     check_case(ctx,
-               (shape_case){.apply = apply_where, .nin = 2, .nout = 1,
+               (shape_case){.apply = apply_where,
+                            .nin = 2,
+                            .nout = 1,
                             .cond = tu_tensor(ctx, TU_SHAPE(2, 3),
                                               TU_VALUES(1, 0, 0, 1, 1, 0))},
                mm);
@@ -860,10 +913,9 @@ static void test_pad_surrounds_the_tensor_with_zeros(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *p = tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
-    tu_assert_tensor(jac_pad(ctx, p, TU_SHAPE(1, 0), TU_SHAPE(0, 2)),
-                     TU_SHAPE(3, 5),
-                     TU_VALUES(0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 4, 5, 6, 0, 0),
-                     0.0);
+    tu_assert_tensor(
+        jac_pad(ctx, p, TU_SHAPE(1, 0), TU_SHAPE(0, 2)), TU_SHAPE(3, 5),
+        TU_VALUES(0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 4, 5, 6, 0, 0), 0.0);
     tu_assert_tensor(jac_pad(ctx, tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(1, 2)),
                              TU_SHAPE(3), TU_SHAPE(1)),
                      TU_SHAPE(6), TU_VALUES(0, 0, 0, 1, 2, 0), 0.0);
@@ -884,8 +936,8 @@ static void test_pad_gradient_is_the_interior(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *p = tu_leaf(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
-    jac_tensor *w = jac_reshape(ctx, jac_arange(ctx, 1, 16, 1), 2,
-                                TU_SHAPE(3, 5));
+    jac_tensor *w =
+        jac_reshape(ctx, jac_arange(ctx, 1, 16, 1), 2, TU_SHAPE(3, 5));
     jac_tensor *y = jac_pad(ctx, p, TU_SHAPE(1, 0), TU_SHAPE(0, 2));
     tu_assert_tensor(weighted_grad(ctx, y, w, p), TU_SHAPE(2, 3),
                      TU_VALUES(6, 7, 8, 11, 12, 13), 0.0);
@@ -898,27 +950,42 @@ static void test_pad_derivatives_match_finite_difference(void **state)
     check_case(ctx, (shape_case){.apply = apply_pad, .nin = 1, .nout = 1}, &s);
     jac_tensor *v = tu_smooth_leaf(ctx, TU_SHAPE(4), 0.0);
     check_case(ctx,
-               (shape_case){.apply = apply_pad, .nin = 1, .nout = 1,
-                            .before = {3}, .after = {1}},
+               (shape_case){.apply = apply_pad,
+                            .nin = 1,
+                            .nout = 1,
+                            .before = {3},
+                            .after = {1}},
                &v);
     jac_tensor *m = tu_smooth_leaf(ctx, TU_SHAPE(2, 3), 1.0);
     check_case(ctx,
-               (shape_case){.apply = apply_pad, .nin = 1, .nout = 1,
-                            .before = {1, 0}, .after = {0, 2}},
+               (shape_case){.apply = apply_pad,
+                            .nin = 1,
+                            .nout = 1,
+                            .before = {1, 0},
+                            .after = {0, 2}},
                &m);
     check_case(ctx,
-               (shape_case){.apply = apply_pad, .nin = 1, .nout = 1,
-                            .before = {0, 0}, .after = {0, 0}},
+               (shape_case){.apply = apply_pad,
+                            .nin = 1,
+                            .nout = 1,
+                            .before = {0, 0},
+                            .after = {0, 0}},
                &m);
     jac_tensor *c = tu_smooth_leaf(ctx, TU_SHAPE(2, 3, 2), 2.0);
     check_case(ctx,
-               (shape_case){.apply = apply_pad, .nin = 1, .nout = 1,
-                            .before = {0, 1, 2}, .after = {1, 0, 0}},
+               (shape_case){.apply = apply_pad,
+                            .nin = 1,
+                            .nout = 1,
+                            .before = {0, 1, 2},
+                            .after = {1, 0, 0}},
                &c);
     jac_tensor *e = tu_smooth_leaf(ctx, TU_SHAPE(0, 3), 0.0);
     check_case(ctx,
-               (shape_case){.apply = apply_pad, .nin = 1, .nout = 1,
-                            .before = {1, 0}, .after = {1, 1}},
+               (shape_case){.apply = apply_pad,
+                            .nin = 1,
+                            .nout = 1,
+                            .before = {1, 0},
+                            .after = {1, 1}},
                &e);
 }
 
@@ -975,12 +1042,13 @@ static void test_shape_ops_pass_zero_size_tensors_through(void **state)
     /* Gradients through all of them reach both inputs with the right shape. */
     jac_tensor *loss = jac_add(
         ctx, jac_sum(ctx, jac_mul(ctx, cat, cat)),
-        jac_add(ctx,
-                jac_sum(ctx, jac_index_select(ctx, jac_stack(ctx, 2, ee, 0),
-                                              1, 2, TU_SHAPE(1, 0))),
-                jac_sum(ctx, jac_pad(ctx, jac_gather(ctx, e, 1,
-                                                     TU_SHAPE(1, 0), NULL),
-                                     TU_SHAPE(1, 2), TU_SHAPE(0, 0)))));
+        jac_add(
+            ctx,
+            jac_sum(ctx, jac_index_select(ctx, jac_stack(ctx, 2, ee, 0), 1, 2,
+                                          TU_SHAPE(1, 0))),
+            jac_sum(ctx,
+                    jac_pad(ctx, jac_gather(ctx, e, 1, TU_SHAPE(1, 0), NULL),
+                            TU_SHAPE(1, 2), TU_SHAPE(0, 0)))));
     jac_tensor *ins[2] = {m, e}, *g[2] = {NULL, NULL};
     tu_assert_ok(ctx, jac_grad(ctx, 1, &loss, NULL, 2, ins, 0, g));
     tu_assert_shape(g[0], TU_SHAPE(2, 3));
@@ -1114,8 +1182,7 @@ static void mean_and_std(const jac_tensor *t, double *mean, double *std)
     *std = sqrt(ss / (double)n);
 }
 
-static void test_rand_uniform_has_the_mean_and_std_of_its_interval(
-    void **state)
+static void test_rand_uniform_has_the_mean_and_std_of_its_interval(void **state)
 {
     jac_ctx *ctx = *state;
     const int64_t n = 100000;
@@ -1158,10 +1225,9 @@ static void test_rand_normal_has_the_requested_mean_and_std(void **state)
         assert_true(isfinite(d[i]));
         inside += fabs(d[i] - 1.0) < 0.5;
     }
-    tu_assert_close(TU_VALUES((double)inside / (double)n), TU_VALUES(0.6827),
-                    1, 0.008, 0.0);
-    tu_assert_shape(jac_rand_normal(ctx, 1, TU_SHAPE(0), 0, 1, 3),
-                    TU_SHAPE(0));
+    tu_assert_close(TU_VALUES((double)inside / (double)n), TU_VALUES(0.6827), 1,
+                    0.008, 0.0);
+    tu_assert_shape(jac_rand_normal(ctx, 1, TU_SHAPE(0), 0, 1, 3), TU_SHAPE(0));
 }
 
 static void test_rand_rejects_bad_parameters(void **state)
@@ -1184,8 +1250,8 @@ static void test_rand_rejects_bad_parameters(void **state)
     tu_assert_error(ctx, JAC_ERR_VALUE);
     tu_assert_contains(jac_errmsg(ctx), "rand_uniform");
     jac_clear_error(ctx);
-    assert_null(jac_rand_uniform(ctx, 9, TU_SHAPE(1, 1, 1, 1, 1, 1, 1, 1, 1),
-                                 0, 1, 0));
+    assert_null(
+        jac_rand_uniform(ctx, 9, TU_SHAPE(1, 1, 1, 1, 1, 1, 1, 1, 1), 0, 1, 0));
     tu_assert_error(ctx, JAC_ERR_RANK);
     jac_clear_error(ctx);
 

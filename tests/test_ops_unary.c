@@ -120,7 +120,10 @@ static const struct {
     int ndim;
     int64_t shape[3];
 } elementwise_shapes[] = {
-    {0, {0}}, {1, {4}}, {2, {2, 3}}, {3, {2, 1, 3}},
+    {0, {0}},
+    {1, {4}},
+    {2, {2, 3}},
+    {3, {2, 1, 3}},
 };
 
 /* A unary op and the interval its derivative checks sample. */
@@ -204,8 +207,8 @@ static void test_sqrt_and_rsqrt_match_torch_at_zero_and_below(void **state)
     tu_assert_no_error(ctx);
 }
 
-static void test_expm1_and_log1p_match_torch_and_stay_accurate_near_zero(
-    void **state)
+static void
+test_expm1_and_log1p_match_torch_and_stay_accurate_near_zero(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x =
@@ -257,14 +260,14 @@ static void test_sinh_cosh_and_asinh_match_torch(void **state)
     jac_tensor *x =
         tu_tensor(ctx, TU_SHAPE(6), TU_VALUES(-3, -0.5, 0, 0.75, 2, 10));
     jac_tensor *s = jac_sinh(ctx, x);
-    const double want_s[] = {-10.017874927409903, -0.5210953054937474, 0.0,
-                             0.82231673193583,    3.626860407847019,
-                             11013.232874703393};
+    const double want_s[] = {
+        -10.017874927409903, -0.5210953054937474, 0.0,
+        0.82231673193583,    3.626860407847019,   11013.232874703393};
     tu_assert_close(jac_tensor_data(s), want_s, 6, 0.0, 1e-15);
     jac_tensor *c = jac_cosh(ctx, x);
-    const double want_c[] = {10.067661995777765, 1.1276259652063807, 1.0,
-                             1.2946832846768448, 3.7621956910836314,
-                             11013.232920103324};
+    const double want_c[] = {
+        10.067661995777765, 1.1276259652063807, 1.0,
+        1.2946832846768448, 3.7621956910836314, 11013.232920103324};
     tu_assert_close(jac_tensor_data(c), want_c, 6, 0.0, 1e-15);
     tu_assert_tensor(jac_asinh(ctx, x), TU_SHAPE(6),
                      TU_VALUES(-1.8184464592320668, -0.48121182505960347, 0.0,
@@ -277,8 +280,8 @@ static void test_sinh_cosh_and_asinh_match_torch(void **state)
 static void test_sigmoid_matches_torch_without_overflow(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *x = tu_tensor(
-        ctx, TU_SHAPE(8), TU_VALUES(-1000, -40, -2, 0, 0.5, 3, 40, 1000));
+    jac_tensor *x = tu_tensor(ctx, TU_SHAPE(8),
+                              TU_VALUES(-1000, -40, -2, 0, 0.5, 3, 40, 1000));
     jac_tensor *y = jac_sigmoid(ctx, x);
     const double want[] = {0.0,
                            4.248354255291589e-18,
@@ -303,13 +306,13 @@ static void test_relu_matches_torch_and_propagates_nan(void **state)
     tu_assert_no_error(ctx);
 }
 
-static void test_softplus_is_the_exact_log1p_exp_without_torch_threshold(
-    void **state)
+static void
+test_softplus_is_the_exact_log1p_exp_without_torch_threshold(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *x = tu_tensor(
-        ctx, TU_SHAPE(10),
-        TU_VALUES(-1000, -40, -2, 0, 0.5, 3, 19, 25, 40, 1000));
+    jac_tensor *x =
+        tu_tensor(ctx, TU_SHAPE(10),
+                  TU_VALUES(-1000, -40, -2, 0, 0.5, 3, 19, 25, 40, 1000));
     jac_tensor *y = jac_softplus(ctx, x);
     /* PyTorch agrees everywhere but at 25, where its threshold of 20
      * returns 25 itself; log(1 + e^25) is 25.000000000013888. */
@@ -341,8 +344,8 @@ static void test_erf_matches_torch(void **state)
     tu_assert_no_error(ctx);
 }
 
-static void test_clamp_matches_torch_with_finite_and_infinite_bounds(
-    void **state)
+static void
+test_clamp_matches_torch_with_finite_and_infinite_bounds(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x =
@@ -392,23 +395,23 @@ static void test_unary_ops_keep_rank0_and_empty_shapes(void **state)
 /* Unary derivatives                                                       */
 /* ---------------------------------------------------------------------- */
 
-static void test_unary_first_and_second_derivatives_match_finite_difference(
-    void **state)
+static void
+test_unary_first_and_second_derivatives_match_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     for (size_t i = 0; i < TU_COUNT(unary_ops); ++i) {
         op_case c = {.unary = unary_ops[i].fn};
         for (size_t s = 0; s < TU_COUNT(elementwise_shapes); ++s) {
-            jac_tensor *x = unary_leaf(ctx, &unary_ops[i],
-                                       elementwise_shapes[s].ndim,
-                                       elementwise_shapes[s].shape, 0.4);
+            jac_tensor *x =
+                unary_leaf(ctx, &unary_ops[i], elementwise_shapes[s].ndim,
+                           elementwise_shapes[s].shape, 0.4);
             check_op(ctx, c, 1, &x);
         }
     }
 }
 
-static void test_clamp_derivatives_match_finite_difference_for_every_bound(
-    void **state)
+static void
+test_clamp_derivatives_match_finite_difference_for_every_bound(void **state)
 {
     jac_ctx *ctx = *state;
     const double bounds[][2] = {
@@ -497,8 +500,8 @@ static void test_sign_has_zero_first_and_second_derivative(void **state)
                      TU_VALUES(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), 0.0);
 }
 
-static void test_sigmoid_and_softplus_derivatives_stay_accurate_when_large(
-    void **state)
+static void
+test_sigmoid_and_softplus_derivatives_stay_accurate_when_large(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x =
@@ -547,22 +550,22 @@ static void test_unary_first_derivatives_match_closed_forms(void **state)
         unary_fn fn;
         double want;
     } cases[] = {
-        {jac_sqrt, 0.7071067811865475},   /* 1 / (2 sqrt(x)) */
-        {jac_rsqrt, -1.4142135623730947},  /* -x^-1.5 / 2 */
-        {jac_square, 1.0},                /* 2x */
-        {jac_reciprocal, -4.0},           /* -1 / x^2 */
-        {jac_expm1, 1.6487212707001282},  /* e^x */
-        {jac_log1p, 0.6666666666666666},  /* 1 / (1 + x) */
-        {jac_tan, 1.2984464104095248},    /* 1 + tan^2 */
-        {jac_asin, 1.1547005383792517},   /* 1 / sqrt(1 - x^2) */
-        {jac_acos, -1.1547005383792517},  /* -1 / sqrt(1 - x^2) */
-        {jac_atan, 0.8},                  /* 1 / (1 + x^2) */
-        {jac_sinh, 1.1276259652063807},   /* cosh */
-        {jac_cosh, 0.5210953054937474},   /* sinh */
-        {jac_asinh, 0.8944271909999159},  /* 1 / sqrt(1 + x^2) */
-        {jac_sigmoid, 0.2350037122015945}, /* s (1 - s) */
+        {jac_sqrt, 0.7071067811865475},     /* 1 / (2 sqrt(x)) */
+        {jac_rsqrt, -1.4142135623730947},   /* -x^-1.5 / 2 */
+        {jac_square, 1.0},                  /* 2x */
+        {jac_reciprocal, -4.0},             /* -1 / x^2 */
+        {jac_expm1, 1.6487212707001282},    /* e^x */
+        {jac_log1p, 0.6666666666666666},    /* 1 / (1 + x) */
+        {jac_tan, 1.2984464104095248},      /* 1 + tan^2 */
+        {jac_asin, 1.1547005383792517},     /* 1 / sqrt(1 - x^2) */
+        {jac_acos, -1.1547005383792517},    /* -1 / sqrt(1 - x^2) */
+        {jac_atan, 0.8},                    /* 1 / (1 + x^2) */
+        {jac_sinh, 1.1276259652063807},     /* cosh */
+        {jac_cosh, 0.5210953054937474},     /* sinh */
+        {jac_asinh, 0.8944271909999159},    /* 1 / sqrt(1 + x^2) */
+        {jac_sigmoid, 0.2350037122015945},  /* s (1 - s) */
         {jac_softplus, 0.6224593312018546}, /* sigmoid */
-        {jac_erf, 0.8787825789354448},    /* 2 / sqrt(pi) e^-x^2 */
+        {jac_erf, 0.8787825789354448},      /* 2 / sqrt(pi) e^-x^2 */
     };
     for (size_t i = 0; i < TU_COUNT(cases); ++i) {
         jac_tensor *x = tu_scalar_leaf(ctx, 0.5);
@@ -583,10 +586,10 @@ static void test_pow_broadcasts_and_matches_torch(void **state)
     jac_tensor *a =
         tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(0.5, 1, 2, 3, 0.25, 1.5));
     jac_tensor *b = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(2, -1, 0.5));
-    tu_assert_tensor(jac_pow(ctx, a, b), TU_SHAPE(2, 3),
-                     TU_VALUES(0.25, 1.0, 1.4142135623730951, 9.0, 4.0,
-                               1.224744871391589),
-                     1e-15);
+    tu_assert_tensor(
+        jac_pow(ctx, a, b), TU_SHAPE(2, 3),
+        TU_VALUES(0.25, 1.0, 1.4142135623730951, 9.0, 4.0, 1.224744871391589),
+        1e-15);
     jac_tensor *col = tu_tensor(ctx, TU_SHAPE(2, 1), TU_VALUES(0, 2));
     jac_tensor *row = tu_tensor(ctx, TU_SHAPE(1, 3), TU_VALUES(0, 1, 2.5));
     tu_assert_tensor(jac_pow(ctx, col, row), TU_SHAPE(2, 3),
@@ -624,8 +627,8 @@ static void test_maximum_and_minimum_broadcast_and_match_torch(void **state)
     tu_assert_no_error(ctx);
 }
 
-static void test_atan2_broadcasts_and_matches_torch_in_every_quadrant(
-    void **state)
+static void
+test_atan2_broadcasts_and_matches_torch_in_every_quadrant(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *y = tu_tensor(ctx, TU_SHAPE(2, 1), TU_VALUES(1, -1));
@@ -699,8 +702,8 @@ static void check_binary_at(jac_ctx *ctx, const binary_spec *op, int ndim_a,
     check_binary_at((ctx), (op), (int)TU_COUNT(shape_a), (shape_a),            \
                     (int)TU_COUNT(shape_b), (shape_b), __FILE__, __LINE__)
 
-static void test_binary_derivatives_match_finite_difference_when_broadcasting(
-    void **state)
+static void
+test_binary_derivatives_match_finite_difference_when_broadcasting(void **state)
 {
     jac_ctx *ctx = *state;
     for (size_t i = 0; i < TU_COUNT(binary_ops); ++i) {
@@ -727,23 +730,23 @@ static void test_binary_batched_seeds_match_the_row_loop(void **state)
         jac_tensor *in[2] = {
             range_leaf_at(ctx, 3, TU_SHAPE(2, 1, 3), op->lo_a, op->hi_a, 0.1,
                           NULL, 0, __FILE__, __LINE__),
-            range_leaf_at(ctx, 2, TU_SHAPE(4, 1), op->lo_b, op->hi_b, 1.3,
-                          NULL, 0, __FILE__, __LINE__),
+            range_leaf_at(ctx, 2, TU_SHAPE(4, 1), op->lo_b, op->hi_b, 1.3, NULL,
+                          0, __FILE__, __LINE__),
         };
         assert_pairs_are_smooth(ctx, in[0], in[1], __FILE__, __LINE__);
         tu_assert_batched_matches_rows(ctx, run_case, &c, 2, in, 1);
         jac_tensor *same[2] = {
-            range_leaf_at(ctx, 2, TU_SHAPE(2, 3), op->lo_a, op->hi_a, 0.1,
-                          NULL, 0, __FILE__, __LINE__),
-            range_leaf_at(ctx, 2, TU_SHAPE(2, 3), op->lo_b, op->hi_b, 1.3,
-                          NULL, 0, __FILE__, __LINE__),
+            range_leaf_at(ctx, 2, TU_SHAPE(2, 3), op->lo_a, op->hi_a, 0.1, NULL,
+                          0, __FILE__, __LINE__),
+            range_leaf_at(ctx, 2, TU_SHAPE(2, 3), op->lo_b, op->hi_b, 1.3, NULL,
+                          0, __FILE__, __LINE__),
         };
         tu_assert_batched_matches_rows(ctx, run_case, &c, 2, same, 1);
     }
 }
 
-static void test_broadcast_maximum_jacobian_matches_finite_difference(
-    void **state)
+static void
+test_broadcast_maximum_jacobian_matches_finite_difference(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *in[2] = {
@@ -759,8 +762,8 @@ static void test_broadcast_maximum_jacobian_matches_finite_difference(
     tu_assert_jacobian_matches_fd(ctx, run_case, &c, 2, in, 1, 0, 1);
 }
 
-static void test_maximum_and_minimum_split_the_gradient_evenly_at_ties(
-    void **state)
+static void
+test_maximum_and_minimum_split_the_gradient_evenly_at_ties(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *a = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 3));
@@ -809,8 +812,8 @@ static void test_pow_first_derivatives_follow_the_header_at_zero(void **state)
                      TU_VALUES(0, 0, 0, 0, 0.6931471805599453), 1e-16);
 }
 
-static void test_pow_second_derivatives_are_exact_at_zero_base_and_exponent(
-    void **state)
+static void
+test_pow_second_derivatives_are_exact_at_zero_base_and_exponent(void **state)
 {
     jac_ctx *ctx = *state;
     /* a^b at (a, b) = (0, 2): d2/da2 = b (b - 1) a^(b-2) = 2; and at
@@ -849,8 +852,8 @@ static void test_pow_second_derivatives_are_exact_at_zero_base_and_exponent(
     tu_assert_scalar(h[1], 0.4804530139182014, 1e-15);
 }
 
-static void test_pow_with_a_constant_integer_exponent_takes_negative_bases(
-    void **state)
+static void
+test_pow_with_a_constant_integer_exponent_takes_negative_bases(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *a = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(-1.5, 0.5, 2));
@@ -921,8 +924,8 @@ static void assert_failed_at(jac_ctx *ctx, const jac_tensor *result,
                      (const char *const[]){__VA_ARGS__, NULL}, __FILE__,       \
                      __LINE__)
 
-static void test_binary_ops_report_a_broadcast_mismatch_naming_op_and_shapes(
-    void **state)
+static void
+test_binary_ops_report_a_broadcast_mismatch_naming_op_and_shapes(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *a = jac_zeros(ctx, 2, TU_SHAPE(2, 3));
@@ -951,8 +954,8 @@ static void test_clamp_rejects_crossed_or_nan_bounds(void **state)
                   "clamp");
 }
 
-static void test_ops_given_null_name_themselves_and_keep_the_first_error(
-    void **state)
+static void
+test_ops_given_null_name_themselves_and_keep_the_first_error(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = jac_zeros(ctx, 1, TU_SHAPE(2));
@@ -1014,14 +1017,12 @@ int main(void)
         TU_TEST(test_unary_ops_keep_rank0_and_empty_shapes),
         TU_TEST(
             test_unary_first_and_second_derivatives_match_finite_difference),
-        TU_TEST(
-            test_clamp_derivatives_match_finite_difference_for_every_bound),
+        TU_TEST(test_clamp_derivatives_match_finite_difference_for_every_bound),
         TU_TEST(test_unary_batched_seeds_match_the_row_loop),
         TU_TEST(test_abs_and_relu_have_zero_derivative_at_zero),
         TU_TEST(test_clamp_passes_the_gradient_at_its_bounds_as_torch),
         TU_TEST(test_sign_has_zero_first_and_second_derivative),
-        TU_TEST(
-            test_sigmoid_and_softplus_derivatives_stay_accurate_when_large),
+        TU_TEST(test_sigmoid_and_softplus_derivatives_stay_accurate_when_large),
         TU_TEST(test_derivatives_at_domain_ends_are_infinite),
         TU_TEST(test_unary_first_derivatives_match_closed_forms),
         TU_TEST(test_pow_broadcasts_and_matches_torch),
@@ -1035,8 +1036,7 @@ int main(void)
         TU_TEST(test_pow_first_derivatives_follow_the_header_at_zero),
         TU_TEST(
             test_pow_second_derivatives_are_exact_at_zero_base_and_exponent),
-        TU_TEST(
-            test_pow_with_a_constant_integer_exponent_takes_negative_bases),
+        TU_TEST(test_pow_with_a_constant_integer_exponent_takes_negative_bases),
         TU_TEST(test_pow_of_a_tensor_with_itself_counts_both_roles),
         TU_TEST(test_atan2_derivative_is_nan_at_the_origin),
         TU_TEST(

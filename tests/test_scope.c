@@ -14,8 +14,8 @@ static jac_tensor *small_graph(jac_ctx *ctx, jac_tensor *x)
     return jac_sum(ctx, jac_mul_scalar(ctx, h, 3));
 }
 
-static void test_loop_of_100000_scoped_gradients_runs_in_flat_memory(
-    void **state)
+static void
+test_loop_of_100000_scoped_gradients_runs_in_flat_memory(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(4), TU_VALUES(0.1, -0.2, 0.3, 0.4));
@@ -65,8 +65,7 @@ static void test_loop_of_100000_scoped_gradients_runs_in_flat_memory(
                     1e-14);
 }
 
-static void test_newton_loop_with_create_graph_runs_in_flat_memory(
-    void **state)
+static void test_newton_loop_with_create_graph_runs_in_flat_memory(void **state)
 {
     jac_ctx *ctx = *state;
     /* Minimise f(x) = sum(x^4 / 4 - x): f' = x^3 - 1, f'' = 3 x^2; the
@@ -77,15 +76,12 @@ static void test_newton_loop_with_create_graph_runs_in_flat_memory(
     size_t memory_settled = 0;
     size_t tensors_settled = 0;
     for (int step = 0; step < 2000; ++step) {
-        jac_tensor *f = jac_sum(ctx, jac_sub(ctx,
-                                             jac_div_scalar(ctx,
-                                                            jac_pow_scalar(
-                                                                ctx, x, 4),
-                                                            4),
-                                             x));
+        jac_tensor *f = jac_sum(
+            ctx,
+            jac_sub(ctx, jac_div_scalar(ctx, jac_pow_scalar(ctx, x, 4), 4), x));
         jac_tensor *g = NULL;
-        tu_assert_ok(ctx, jac_grad(ctx, 1, &f, NULL, 1, &x, JAC_CREATE_GRAPH,
-                                   &g));
+        tu_assert_ok(ctx,
+                     jac_grad(ctx, 1, &f, NULL, 1, &x, JAC_CREATE_GRAPH, &g));
         /* The Hessian is diagonal: its diagonal is the gradient of sum(g). */
         jac_tensor *sg = jac_sum(ctx, g);
         jac_tensor *h = NULL;
@@ -99,10 +95,10 @@ static void test_newton_loop_with_create_graph_runs_in_flat_memory(
         x = next;
         if (step == 0) {
             /* x - (x^3 - 1) / (3 x^2) at 2, 0.5, 3 */
-            tu_assert_tensor(x, TU_SHAPE(3),
-                             TU_VALUES(2 - 7.0 / 12.0, 0.5 + 0.875 / 0.75,
-                                       3 - 26.0 / 27.0),
-                             1e-15);
+            tu_assert_tensor(
+                x, TU_SHAPE(3),
+                TU_VALUES(2 - 7.0 / 12.0, 0.5 + 0.875 / 0.75, 3 - 26.0 / 27.0),
+                1e-15);
         }
         assert_int_equal(jac_ctx_tensor_count(ctx), mark.tensors + 1);
         if (step == 10) {
@@ -115,8 +111,8 @@ static void test_newton_loop_with_create_graph_runs_in_flat_memory(
     assert_int_equal(jac_ctx_tensor_count(ctx), tensors_settled);
 }
 
-static void test_kept_tensors_survive_with_their_values_and_addresses(
-    void **state)
+static void
+test_kept_tensors_survive_with_their_values_and_addresses(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(0, 1));
@@ -157,8 +153,7 @@ static void test_kept_tensors_survive_with_their_values_and_addresses(
                      TU_VALUES(1, 8.38905609893065), 1e-14);
 }
 
-static void test_grad_accumulated_inside_a_scope_survives_its_end(
-    void **state)
+static void test_grad_accumulated_inside_a_scope_survives_its_end(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, -2));
@@ -177,8 +172,8 @@ static void test_grad_accumulated_inside_a_scope_survives_its_end(
     tu_assert_tensor(jac_tensor_grad(x), TU_SHAPE(2), TU_VALUES(0, 0), 0.0);
 }
 
-static void test_grad_of_a_kept_leaf_made_inside_the_scope_survives(
-    void **state)
+static void
+test_grad_of_a_kept_leaf_made_inside_the_scope_survives(void **state)
 {
     jac_ctx *ctx = *state;
     jac_scope mark = jac_scope_begin(ctx);

@@ -69,8 +69,8 @@ static void test_arange_counts_up_to_but_excluding_stop(void **state)
                      TU_VALUES(0, 1, 2, 3, 4), 0.0);
     tu_assert_tensor(jac_arange(ctx, 2, 8, 3), TU_SHAPE(2), TU_VALUES(2, 5),
                      0.0);
-    tu_assert_tensor(jac_arange(ctx, 2, 9, 3), TU_SHAPE(3),
-                     TU_VALUES(2, 5, 8), 0.0);
+    tu_assert_tensor(jac_arange(ctx, 2, 9, 3), TU_SHAPE(3), TU_VALUES(2, 5, 8),
+                     0.0);
     tu_assert_no_error(ctx);
 }
 
@@ -187,8 +187,8 @@ static void test_queries_on_null_return_the_documented_values(void **state)
 static void test_get_reads_row_major_elements(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *t = tu_tensor(ctx, TU_SHAPE(2, 3),
-                              TU_VALUES(10, 11, 12, 20, 21, 22));
+    jac_tensor *t =
+        tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(10, 11, 12, 20, 21, 22));
     assert_true(jac_tensor_get(t, TU_SHAPE(0, 0)) == 10);
     assert_true(jac_tensor_get(t, TU_SHAPE(0, 2)) == 12);
     assert_true(jac_tensor_get(t, TU_SHAPE(1, 0)) == 20);
@@ -338,8 +338,8 @@ static void test_print_rank_1_and_fractions(void **state)
 static void test_print_rank_3_nests_brackets(void **state)
 {
     jac_ctx *ctx = *state;
-    jac_tensor *t = tu_tensor(ctx, TU_SHAPE(2, 2, 2),
-                              TU_VALUES(1, 2, 3, 4, 5, 6, 7, 8));
+    jac_tensor *t =
+        tu_tensor(ctx, TU_SHAPE(2, 2, 2), TU_VALUES(1, 2, 3, 4, 5, 6, 7, 8));
     assert_printed(t, "[[[1, 2], [3, 4]], [[5, 6], [7, 8]]]");
 }
 

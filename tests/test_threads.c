@@ -25,10 +25,9 @@
  * and shape ops, so that every block of a Jacobian runs several rules. */
 static jac_tensor *model(jac_ctx *ctx, jac_tensor *x)
 {
-    static const double w[4 * NX] = {0.5,  -0.2, 0.1, 0.3, -0.4,
-                                     0.3,  0.4,  -0.6, 0.2, 0.1,
-                                     -0.1, 0.2,  0.3,  0.5, -0.3,
-                                     0.7,  -0.5, 0.2,  0.1, 0.4};
+    static const double w[4 * NX] = {0.5,  -0.2, 0.1,  0.3,  -0.4, 0.3, 0.4,
+                                     -0.6, 0.2,  0.1,  -0.1, 0.2,  0.3, 0.5,
+                                     -0.3, 0.7,  -0.5, 0.2,  0.1,  0.4};
     jac_tensor *W = jac_tensor_new(ctx, 2, TU_SHAPE(4, NX), w);
     jac_tensor *h = jac_tanh(ctx, jac_matmul(ctx, W, x));
     jac_tensor *s = jac_sin(ctx, jac_slice(ctx, x, 0, 1, NX, 1));
@@ -76,9 +75,9 @@ enum {
     R_BLOCKS,  /* reverse mode, blocks of 2 rows */
     R_FORWARD, /* forward mode, one column per pass */
     R_HESSIAN,
-    R_BATCH,   /* jac_batch_jacobian */
+    R_BATCH,    /* jac_batch_jacobian */
     R_GRADGRAD, /* gradient of |grad|^2 through create-graph */
-    R_FN,      /* jac_jacobian_fn, forward mode in blocks of 2 */
+    R_FN,       /* jac_jacobian_fn, forward mode in blocks of 2 */
     R_COUNT
 };
 
@@ -113,8 +112,8 @@ static jac_status compute(jac_ctx *ctx, results *r)
     const struct {
         int64_t chunk;
         jac_mode mode;
-    } drivers[3] = {{1, JAC_MODE_REVERSE}, {2, JAC_MODE_REVERSE},
-                    {1, JAC_MODE_FORWARD}};
+    } drivers[3] = {
+        {1, JAC_MODE_REVERSE}, {2, JAC_MODE_REVERSE}, {1, JAC_MODE_FORWARD}};
     for (int k = 0; k < 3; k++) {
         jac_jacobian_opts o = {0, drivers[k].chunk, drivers[k].mode, NULL,
                                NULL};
@@ -233,8 +232,8 @@ typedef struct job {
 static void *job_main(void *arg)
 {
     job *j = arg;
-    jac_ctx *ctx = j->hooks ? jac_ctx_new_with_allocator(j->hooks)
-                            : jac_ctx_new();
+    jac_ctx *ctx =
+        j->hooks ? jac_ctx_new_with_allocator(j->hooks) : jac_ctx_new();
     if (ctx == NULL || jac_ctx_set_threads(ctx, j->threads) != JAC_OK) {
         j->errors++;
         snprintf(j->message, sizeof j->message, "no context");
@@ -277,16 +276,16 @@ static void run_jobs(job *jobs, int n)
         if (jobs[i].errors || jobs[i].mismatches) {
             print_error("job %d (%d engine threads): %d errors, %d "
                         "mismatches; last: %s\n",
-                        i, jobs[i].threads, jobs[i].errors,
-                        jobs[i].mismatches, jobs[i].message);
+                        i, jobs[i].threads, jobs[i].errors, jobs[i].mismatches,
+                        jobs[i].message);
         }
         assert_int_equal(jobs[i].errors, 0);
         assert_int_equal(jobs[i].mismatches, 0);
     }
 }
 
-static void test_threads_with_their_own_contexts_compute_jacobians_at_once(
-    void **state)
+static void
+test_threads_with_their_own_contexts_compute_jacobians_at_once(void **state)
 {
     (void)state;
     job jobs[4];
@@ -298,8 +297,7 @@ static void test_threads_with_their_own_contexts_compute_jacobians_at_once(
 
 /* Contexts that each run a threaded engine, all at once, allocating
  * through one shared (locked) allocator. */
-static void test_threaded_engines_in_several_contexts_run_at_once(
-    void **state)
+static void test_threaded_engines_in_several_contexts_run_at_once(void **state)
 {
     (void)state;
     shared_allocator shared = {PTHREAD_MUTEX_INITIALIZER, 0};
@@ -341,8 +339,8 @@ static void test_threaded_engine_gives_the_bits_of_one_thread(void **state)
  * callback that is not thread-safe itself must never see two calls at
  * once. */
 typedef struct progress_probe {
-    int inside;     /* calls running now (plain int: TSan flags a race) */
-    int most;       /* most calls seen running at once */
+    int inside; /* calls running now (plain int: TSan flags a race) */
+    int most;   /* most calls seen running at once */
     int64_t last, total, calls;
     int64_t cancel_at; /* return non-zero at this call (0: never) */
     bool monotonic;
@@ -369,8 +367,8 @@ static void test_progress_is_never_called_concurrently(void **state)
     (void)state;
     jac_ctx *ctx = jac_ctx_new();
     tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 4));
-    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(NX), TU_VALUES(0.3, -0.5, 0.8, 0.1,
-                                                         -0.2));
+    jac_tensor *x =
+        tu_leaf(ctx, TU_SHAPE(NX), TU_VALUES(0.3, -0.5, 0.8, 0.1, -0.2));
     jac_tensor *y = jac_exp(ctx, jac_outer(ctx, x, x)); /* (5, 5): 25 rows */
     const jac_mode modes[] = {JAC_MODE_REVERSE, JAC_MODE_FORWARD};
     for (size_t m = 0; m < TU_COUNT(modes); m++) {
@@ -391,8 +389,8 @@ static void test_cancelling_from_a_worker_stops_every_thread(void **state)
     (void)state;
     jac_ctx *ctx = jac_ctx_new();
     tu_assert_ok(ctx, jac_ctx_set_threads(ctx, 3));
-    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(NX), TU_VALUES(0.3, -0.5, 0.8, 0.1,
-                                                         -0.2));
+    jac_tensor *x =
+        tu_leaf(ctx, TU_SHAPE(NX), TU_VALUES(0.3, -0.5, 0.8, 0.1, -0.2));
     jac_tensor *y = jac_exp(ctx, jac_outer(ctx, x, x));
     size_t tensors = jac_ctx_tensor_count(ctx);
     for (int64_t at = 1; at <= 5; at++) {
@@ -453,12 +451,10 @@ int main(void)
         cmocka_unit_test(
             test_threads_with_their_own_contexts_compute_jacobians_at_once),
         cmocka_unit_test(test_threaded_engine_gives_the_bits_of_one_thread),
-        cmocka_unit_test(
-            test_threaded_engines_in_several_contexts_run_at_once),
+        cmocka_unit_test(test_threaded_engines_in_several_contexts_run_at_once),
         cmocka_unit_test(test_progress_is_never_called_concurrently),
         cmocka_unit_test(test_cancelling_from_a_worker_stops_every_thread),
         cmocka_unit_test(test_an_error_in_a_worker_reaches_the_caller),
     };
-    return cmocka_run_group_tests_name("threads", tests, setup_reference,
-                                       NULL);
+    return cmocka_run_group_tests_name("threads", tests, setup_reference, NULL);
 }

@@ -43,10 +43,7 @@
 #define TU_TIGHT 1e-12
 #define TU_FD_TOL 1e-6
 
-static inline void tu_fail_at(const char *file, int line)
-{
-    _fail(file, line);
-}
+static inline void tu_fail_at(const char *file, int line) { _fail(file, line); }
 
 /* Fails unless ctx holds no error; prints the error otherwise. */
 static inline void tu_assert_no_error_at(const jac_ctx *ctx, const char *file,
@@ -102,9 +99,8 @@ static inline jac_tensor *tu_tensor_at(jac_ctx *ctx, int ndim,
 
 /* As tu_tensor, marked as requiring gradients. */
 static inline jac_tensor *tu_leaf_at(jac_ctx *ctx, int ndim,
-                                     const int64_t *shape,
-                                     const double *values, size_t nvalues,
-                                     const char *file, int line)
+                                     const int64_t *shape, const double *values,
+                                     size_t nvalues, const char *file, int line)
 {
     jac_tensor *t = tu_tensor_at(ctx, ndim, shape, values, nvalues, file, line);
     tu_assert_ok_at(ctx, jac_set_requires_grad(t, true), file, line);
@@ -158,8 +154,8 @@ static inline jac_tensor *tu_smooth_leaf_at(jac_ctx *ctx, int ndim,
     return t;
 }
 #define tu_smooth_leaf(ctx, shape, phase)                                      \
-    tu_smooth_leaf_at((ctx), (int)TU_COUNT(shape), (shape), (phase),           \
-                      __FILE__, __LINE__)
+    tu_smooth_leaf_at((ctx), (int)TU_COUNT(shape), (shape), (phase), __FILE__, \
+                      __LINE__)
 
 /* Fails unless |got[i] - want[i]| <= atol + rtol * |want[i]| for every i.
  * NaNs compare equal to NaNs and infinities to the same infinity. */
@@ -211,8 +207,7 @@ static inline void tu_assert_shape_at(const jac_tensor *t, int ndim,
         char got[160] = "";
         char want[160] = "";
         size_t used = 0;
-        for (int i = 0; i < jac_tensor_ndim(t) && used < sizeof got - 24;
-             ++i) {
+        for (int i = 0; i < jac_tensor_ndim(t) && used < sizeof got - 24; ++i) {
             used += (size_t)snprintf(got + used, sizeof got - used, "%s%lld",
                                      i ? ", " : "",
                                      (long long)jac_tensor_shape(t)[i]);
@@ -327,16 +322,16 @@ static inline bool tu_fd_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
         memcpy(moved, jac_tensor_data(x), nx * sizeof *moved);
         double x0 = moved[k];
         moved[k] = x0 + eps;
-        args[in_index] = jac_tensor_new(ctx, jac_tensor_ndim(x),
-                                        jac_tensor_shape(x), moved);
+        args[in_index] =
+            jac_tensor_new(ctx, jac_tensor_ndim(x), jac_tensor_shape(x), moved);
         if (args[in_index] == NULL || fn(ctx, args, plus, user) != JAC_OK) {
             print_error("tu_fd_jacobian: f(x + eps e_%zu) failed: %s\n", k,
                         jac_errmsg(ctx));
             goto done;
         }
         moved[k] = x0 - eps;
-        args[in_index] = jac_tensor_new(ctx, jac_tensor_ndim(x),
-                                        jac_tensor_shape(x), moved);
+        args[in_index] =
+            jac_tensor_new(ctx, jac_tensor_ndim(x), jac_tensor_shape(x), moved);
         if (args[in_index] == NULL || fn(ctx, args, minus, user) != JAC_OK) {
             print_error("tu_fd_jacobian: f(x - eps e_%zu) failed: %s\n", k,
                         jac_errmsg(ctx));
@@ -418,10 +413,9 @@ static inline void tu_assert_jacobian_matches_fd_at(
 }
 #define tu_assert_jacobian_matches_fd(ctx, fn, user, ninputs, inputs,          \
                                       noutputs, out_index, in_index)           \
-    tu_assert_jacobian_matches_fd_at((ctx), (fn), (user), (ninputs),           \
-                                     (inputs), (noutputs), (out_index),        \
-                                     (in_index), TU_FD_TOL, __FILE__,          \
-                                     __LINE__)
+    tu_assert_jacobian_matches_fd_at((ctx), (fn), (user), (ninputs), (inputs), \
+                                     (noutputs), (out_index), (in_index),      \
+                                     TU_FD_TOL, __FILE__, __LINE__)
 
 /* jac_gradcheck that fails the test, printing jac_errmsg, unless it passes. */
 static inline void tu_gradcheck_at(jac_ctx *ctx, jac_fn fn, void *user,
@@ -486,7 +480,7 @@ static inline int tu_teardown_ctx(void **state)
     return 0;
 }
 
-#define TU_TEST(name) cmocka_unit_test_setup_teardown(name, tu_setup_ctx,      \
-                                                      tu_teardown_ctx)
+#define TU_TEST(name)                                                          \
+    cmocka_unit_test_setup_teardown(name, tu_setup_ctx, tu_teardown_ctx)
 
 #endif /* LIBJACOBIAN_TESTUTIL_H */

@@ -8,7 +8,8 @@
 #include <math.h>
 #include <stdio.h>
 
-int main(void) {
+int main(void)
+{
     jac_ctx *ctx = jac_ctx_new();
     if (!ctx) {
         fprintf(stderr, "consumer: out of memory\n");
