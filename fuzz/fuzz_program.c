@@ -24,7 +24,7 @@
 
 #include "jacobian.h"
 
-#include "internal.h" /* sizeof(jac_ctx), for the memory accounting check */
+#include "ops/ops.h" /* sizeof(jac_ctx), for the memory accounting check */
 
 #include <math.h>
 #include <stdint.h>

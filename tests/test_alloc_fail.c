@@ -18,7 +18,7 @@
  */
 #include "testutil.h"
 
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <pthread.h>
 

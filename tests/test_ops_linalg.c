@@ -15,7 +15,7 @@
 #include "testutil.h"
 
 #include "batchcheck.h"
-#include "internal.h"
+#include "ops/ops.h"
 
 /* ---------------------------------------------------------------------- */
 /* One op with its parameters, as a jac_fn                                 */

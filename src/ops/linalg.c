@@ -5,7 +5,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <cblas.h>
 

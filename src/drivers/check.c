@@ -3,7 +3,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "drivers/drivers.h"
 
 #include <math.h>
 

@@ -12,7 +12,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <math.h>
 
@@ -69,7 +69,7 @@ static double sign_value(double v)
 static jac_tensor *unary(jac_ctx *ctx, jac__op op, jac_tensor *a, double lo,
                          double hi)
 {
-    const char *name = jac__op_names[op];
+    const char *name = jac__ops[op].name;
     if (ctx == NULL || !jac__check_arg(ctx, name, a))
         return NULL;
     if (op == JAC__OP_CLAMP && (isnan(lo) || isnan(hi) || lo > hi)) {
@@ -513,7 +513,7 @@ static double minimum_value(double u, double v)
 static jac_tensor *binary(jac_ctx *ctx, jac__op op, jac_tensor *a,
                           jac_tensor *b)
 {
-    const char *name = jac__op_names[op];
+    const char *name = jac__ops[op].name;
     if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
         !jac__check_arg(ctx, name, b))
         return NULL;
@@ -678,7 +678,7 @@ static jac_status extremum_rule(jac_ctx *ctx, const jac__node *node,
                                 jac_tensor *g, const bool *need,
                                 jac_tensor **gin, bool larger)
 {
-    const char *name = jac__op_names[node->op];
+    const char *name = jac__ops[node->op].name;
     for (int i = 0; i < 2; i++) {
         if (!need[i])
             continue;

@@ -1,19 +1,12 @@
 /*
- * The context: allocator and pools, error state, the tensor registry, the
- * tape, and scopes.
+ * The context: allocator and pools, error state and the tensor registry.
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-
-const char *const jac__op_names[JAC__OP_COUNT] = {
-#define JAC__OP_NAME(e, name, vjp) name,
-    JAC__OP_TABLE(JAC__OP_NAME)
-#undef JAC__OP_NAME
-};
 
 /* ------------------------------------------------------------------------ */
 /* Version and status strings                                               */
@@ -304,8 +297,6 @@ jac_ctx *jac_ctx_new(void)
     return jac_ctx_new_with_allocator(&a);
 }
 
-static void truncate_tape(jac_ctx *ctx, size_t nnodes);
-
 void jac_ctx_free(jac_ctx *ctx)
 {
     if (ctx == NULL)
@@ -313,7 +304,7 @@ void jac_ctx_free(jac_ctx *ctx)
     for (size_t i = 0; i < ctx->nworkers; i++)
         jac_ctx_free(ctx->workers[i]);
     jac__free(ctx, ctx->workers, ctx->cap_workers * sizeof(jac_ctx *));
-    truncate_tape(ctx, 0);
+    jac__tape_truncate(ctx, 0);
     for (size_t i = 0; i < ctx->nblocks; i++)
         jac__free(ctx, ctx->blocks[i], JAC__NODE_BLOCK * sizeof(jac__node));
     jac__free(ctx, ctx->blocks, ctx->cap_blocks * sizeof(jac__node *));
@@ -596,152 +587,4 @@ jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
         return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: %s %zu is NULL", op, what,
                           index);
     return jac__check_arg(ctx, op, t) ? JAC_OK : JAC_ERR_CONTEXT;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Tape                                                                     */
-/* ------------------------------------------------------------------------ */
-
-jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out, int nin,
-                       jac_tensor *const *ins, bool *failed)
-{
-    *failed = false;
-    if (!jac__should_record(ctx, nin, ins))
-        return NULL;
-    size_t idx = ctx->nnodes;
-    size_t block = idx >> JAC__NODE_BLOCK_BITS;
-    if (block >= ctx->nblocks) {
-        if (jac__grow(ctx, (void **)&ctx->blocks, &ctx->cap_blocks, block + 1,
-                      sizeof(jac__node *)) != JAC_OK)
-            goto oom;
-        jac__node *b = jac__alloc(ctx, JAC__NODE_BLOCK * sizeof(jac__node));
-        if (b == NULL)
-            goto oom;
-        ctx->blocks[ctx->nblocks++] = b;
-    }
-    jac__node *n = jac__node_at(ctx, (int64_t)idx);
-    if (nin > JAC__NODE_INLINE_INPUTS) {
-        n->in = jac__alloc(ctx, (size_t)nin * sizeof(jac_tensor *));
-        if (n->in == NULL)
-            goto oom;
-        ctx->nodes_with_arrays++;
-    } else {
-        n->in = n->in_inline;
-    }
-    n->op = op;
-    n->nin = nin;
-    n->released = false;
-    n->has_partials = false;
-    for (int i = 0; i < nin; i++)
-        n->in[i] = ins[i];
-    n->out = out;
-    memset(&n->p, 0, sizeof n->p);
-    ctx->nnodes++;
-    out->node = (int64_t)idx;
-    out->requires_grad = true;
-    return n;
-oom:
-    jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory recording the op",
-               jac__op_names[op]);
-    *failed = true;
-    return NULL;
-}
-
-static void truncate_tape(jac_ctx *ctx, size_t nnodes)
-{
-    /* Only nodes of many inputs hold memory of their own; without any, the
-     * dropped nodes need no visit. */
-    for (size_t i = nnodes; ctx->nodes_with_arrays > 0 && i < ctx->nnodes;
-         i++) {
-        jac__node *n = jac__node_at(ctx, (int64_t)i);
-        if (n->in != n->in_inline) {
-            jac__free(ctx, n->in, (size_t)n->nin * sizeof(jac_tensor *));
-            ctx->nodes_with_arrays--;
-        }
-        n->in = NULL;
-    }
-    if (nnodes < ctx->nnodes)
-        ctx->nnodes = nnodes;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Scopes                                                                   */
-/* ------------------------------------------------------------------------ */
-
-jac_scope jac_scope_begin(jac_ctx *ctx)
-{
-    jac_scope s = {0, 0};
-    if (ctx) {
-        s.tensors = ctx->ntensors;
-        s.nodes = ctx->nnodes;
-    }
-    return s;
-}
-
-/* Keeps the .grad of a surviving tensor when it was made inside the scope. */
-static bool keep_grad(const jac_tensor *t, size_t mark)
-{
-    jac_tensor *g = t->grad;
-    if (g && g->slot >= mark && !g->keep) {
-        g->keep = true;
-        return true;
-    }
-    return false;
-}
-
-jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
-                         size_t nkeep)
-{
-    if (ctx == NULL)
-        return JAC_ERR_NULL_ARG;
-    if (mark.tensors > ctx->ntensors || mark.nodes > ctx->nnodes)
-        return jac__error(ctx, JAC_ERR_VALUE,
-                          "scope_end: the mark is newer than the context "
-                          "(ended twice, or out of order?)");
-    if (nkeep > 0 && keep == NULL)
-        return jac__error(ctx, JAC_ERR_NULL_ARG, "scope_end: keep is NULL");
-    for (size_t i = 0; i < nkeep; i++) {
-        if (keep[i] == NULL)
-            continue;
-        if (!jac__check_arg(ctx, "scope_end", keep[i]))
-            return ctx->status;
-    }
-    for (size_t i = 0; i < nkeep; i++)
-        if (keep[i])
-            keep[i]->keep = true;
-    /* No .grad inside the scope: none to keep, and no walk over the
-     * tensors older than the scope. */
-    bool changed = ctx->grad_bound > mark.tensors;
-    for (size_t i = 0; changed && i < mark.tensors; i++)
-        keep_grad(ctx->tensors[i], mark.tensors);
-    while (changed) {
-        changed = false;
-        for (size_t i = mark.tensors; i < ctx->ntensors; i++)
-            if (ctx->tensors[i]->keep)
-                changed |= keep_grad(ctx->tensors[i], mark.tensors);
-    }
-
-    size_t w = mark.tensors;
-    for (size_t i = mark.tensors; i < ctx->ntensors; i++) {
-        jac_tensor *t = ctx->tensors[i];
-        if (t->keep) {
-            t->keep = false;
-            if (t->node >= 0) {
-                t->node = -1;
-                t->requires_grad = false;
-            }
-            t->slot = w;
-            ctx->tensors[w++] = t;
-        } else {
-            jac__tensor_release(ctx, t);
-        }
-    }
-    for (size_t i = 0; i < nkeep; i++)
-        if (keep[i])
-            keep[i]->keep = false;
-    ctx->ntensors = w;
-    if (ctx->grad_bound > w)
-        ctx->grad_bound = w; /* the survivors moved down, never up */
-    truncate_tape(ctx, mark.nodes);
-    return JAC_OK;
 }

@@ -5,9 +5,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
-
-void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y);
+#include "ops/ops.h"
 
 /* ------------------------------------------------------------------------ */
 /* The reduction kernel                                                     */

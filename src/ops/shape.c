@@ -7,7 +7,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 /* ------------------------------------------------------------------------ */
 /* reshape                                                                  */

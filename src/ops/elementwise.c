@@ -5,45 +5,9 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <math.h>
-
-/* ------------------------------------------------------------------------ */
-/* Broadcasting                                                             */
-/* ------------------------------------------------------------------------ */
-
-int jac__broadcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb,
-                         int64_t *out)
-{
-    int n = na > nb ? na : nb;
-    for (int i = 0; i < n; i++) {
-        int64_t da = i < n - na ? 1 : sa[i - (n - na)];
-        int64_t db = i < n - nb ? 1 : sb[i - (n - nb)];
-        if (da != db && da != 1 && db != 1)
-            return -1;
-        out[i] = da == 1 ? db : da;
-    }
-    return n;
-}
-
-/* Element strides of t when broadcast to a shape of rank n (0 on stretched
- * axes). */
-static void broadcast_strides(const jac_tensor *t, int n, const int64_t *shape,
-                              int64_t *strides)
-{
-    int64_t s = 1;
-    for (int i = n - 1; i >= 0; i--) {
-        int k = i - (n - t->ndim);
-        if (k < 0 || t->shape[k] == 1 || shape[i] == 1) {
-            strides[i] = 0;
-        } else {
-            strides[i] = s;
-        }
-        if (k >= 0)
-            s *= t->shape[k];
-    }
-}
 
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } binop;
 
@@ -92,8 +56,8 @@ static void binary_kernel(binop f, const jac_tensor *a, const jac_tensor *b,
     }
     int n = y->ndim;
     int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
-    broadcast_strides(a, n, y->shape, sa);
-    broadcast_strides(b, n, y->shape, sb);
+    jac__broadcast_strides(a, n, y->shape, sa);
+    jac__broadcast_strides(b, n, y->shape, sb);
     int64_t inner = y->shape[n - 1];
     int64_t outer = y->numel / inner;
     int64_t oa = 0, ob = 0;
@@ -109,41 +73,6 @@ static void binary_kernel(binop f, const jac_tensor *a, const jac_tensor *b,
                 break;
             oa -= sa[d] * y->shape[d];
             ob -= sb[d] * y->shape[d];
-            idx[d] = 0;
-        }
-    }
-}
-
-/* Copies a into y, stretching a's broadcast axes (the expand kernel). */
-void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y);
-void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y)
-{
-    if (y->numel == 0)
-        return;
-    int n = y->ndim;
-    if (n == 0 || a->numel == y->numel) {
-        memcpy(y->data, a->data, (size_t)y->numel * sizeof(double));
-        return;
-    }
-    int64_t sa[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
-    broadcast_strides(a, n, y->shape, sa);
-    int64_t inner = y->shape[n - 1];
-    int64_t outer = y->numel / inner;
-    int64_t oa = 0, s = sa[n - 1];
-    double *out = y->data;
-    for (int64_t o = 0; o < outer; o++) {
-        const double *src = a->data + oa;
-        if (s == 1)
-            memcpy(out, src, (size_t)inner * sizeof(double));
-        else
-            for (int64_t i = 0; i < inner; i++)
-                out[i] = src[0];
-        out += inner;
-        for (int d = n - 2; d >= 0; d--) {
-            oa += sa[d];
-            if (++idx[d] < y->shape[d])
-                break;
-            oa -= sa[d] * y->shape[d];
             idx[d] = 0;
         }
     }
@@ -165,7 +94,7 @@ static jac_tensor *binary_finish(jac_ctx *ctx, jac__op op, binop f,
 static jac_tensor *binary(jac_ctx *ctx, jac__op op, binop f, jac_tensor *a,
                           jac_tensor *b)
 {
-    const char *name = jac__op_names[op];
+    const char *name = jac__ops[op].name;
     if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
         !jac__check_arg(ctx, name, b))
         return NULL;
@@ -411,7 +340,7 @@ static void unary_one(jac__op op, double x, double p, double *out,
 
 static jac_tensor *unary(jac_ctx *ctx, jac__op op, jac_tensor *a, double p)
 {
-    const char *name = jac__op_names[op];
+    const char *name = jac__ops[op].name;
     if (ctx == NULL || !jac__check_arg(ctx, name, a))
         return NULL;
     jac_tensor *y = jac__tensor_like(ctx, name, a);

@@ -10,7 +10,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "autodiff/autodiff.h"
 
 typedef struct plan_step {
     jac__node *node; /* on the tape, whose blocks never move */
@@ -56,19 +56,11 @@ void jac__plan_free(jac_ctx *ctx, jac__plan *plan)
     jac__free(ctx, plan, sizeof *plan);
 }
 
-/* Ops whose output element i depends on element i of each input only. */
-static const bool elementwise_op[JAC__OP_COUNT] = {
-#define JAC__OP_ELEMENTWISE(e, name, vjp) [JAC__OP_##e] = true,
-    JAC__OPS_ELEMENTWISE(JAC__OP_ELEMENTWISE)
-        JAC__OPS_UNARY(JAC__OP_ELEMENTWISE)
-#undef JAC__OP_ELEMENTWISE
-};
-
 bool jac__plan_is_elementwise(const jac__plan *plan)
 {
     for (size_t r = plan->first_step; r < plan->nsteps; r++) {
         const jac__node *n = plan->steps[r].node;
-        if (!elementwise_op[n->op])
+        if (!jac__op_elementwise(n->op))
             return false;
         const int32_t *in_slots = plan->in_slots + plan->steps[r].first_in;
         /* An active input of the output's size is not stretched by
@@ -305,10 +297,11 @@ typedef struct run {
     int64_t batch; /* their product */
     slot *slots;
     bool made_buffers; /* whether any slot may own storage */
-    /* The slot whose cotangent has the seeds' one-hot form, or -1. */
+    /* The slot whose cotangent has the seeds' one-hot form, or -1, and
+     * that form. */
     const jac__onehot *hint;
     int32_t onehot_slot;
-    int64_t onehot_m; /* its numel per repetition */
+    jac__onehot_rows onehot;
 } run;
 
 static double *slot_data(slot *s)
@@ -433,23 +426,16 @@ static bool shape_is(const jac_tensor *g, const run *r, const jac_tensor *ref)
                   (size_t)ref->ndim * sizeof(int64_t)) == 0;
 }
 
-static const jac__vjp_fn vjp_table[JAC__OP_COUNT] = {
-#define JAC__OP_VJP(e, name, vjp) jac__vjp_##vjp,
-    JAC__OP_TABLE(JAC__OP_VJP)
-#undef JAC__OP_VJP
-};
-
-/* Tries the fused kernel of an unrecorded pass (the gather form of a
- * matmul when g is one-hot); *done tells whether it ran. */
+/* Tries the raw kernel of an unrecorded pass (told when g is one-hot);
+ * *done tells whether it ran. */
 static jac_status step_fused(run *r, const jac__node *n, slot *g,
                              const int32_t *slots, bool *need, bool onehot,
                              bool *done)
 {
     *done = false;
-    jac__fused_fn f = jac__fused_table[n->op];
+    jac__raw_fn *f = jac__ops[n->op].raw;
     if (f == NULL || n->nin > 2)
         return JAC_OK;
-    onehot = onehot && n->op == JAC__OP_MATMUL;
     jac__buf *b[2] = {NULL, NULL};
     double *gin[2] = {NULL, NULL};
     for (int j = 0; j < n->nin; j++) {
@@ -461,11 +447,7 @@ static jac_status step_fused(run *r, const jac__node *n, slot *g,
         }
         gin[j] = JAC__BUF_DATA(b[j]);
     }
-    *done = onehot
-                ? jac__fused_matmul_onehot(n, r->hint, r->onehot_m, need, gin)
-                : false;
-    if (!*done)
-        *done = f(n, r->batch, slot_data(g), need, gin);
+    *done = f(n, r->batch, slot_data(g), onehot ? &r->onehot : NULL, need, gin);
     for (int j = 0; j < n->nin; j++) {
         if (b[j] == NULL)
             continue;
@@ -498,7 +480,7 @@ static void step_scalar(run *r, const jac__node *n, slot *g,
                         const int32_t *slots, const bool *need, bool *done)
 {
     *done = false;
-    jac__fused_fn f = jac__fused_table[n->op];
+    jac__raw_fn *f = jac__ops[n->op].raw;
     if (f == NULL || n->nin > 2 || r->batch != 1)
         return;
     bool all_one = n->out->numel == 1;
@@ -510,7 +492,7 @@ static void step_scalar(run *r, const jac__node *n, slot *g,
     double v[2] = {0.0, 0.0};
     double *gin[2] = {&v[0], &v[1]};
     if (!(all_one && jac__fused_scalar(n, *slot_data(g), v)) &&
-        !f(n, 1, slot_data(g), need, gin))
+        !f(n, 1, slot_data(g), NULL, need, gin))
         return;
     for (int j = 0; j < n->nin; j++)
         if (need[j])
@@ -550,7 +532,7 @@ static jac_status step_rule(run *r, const jac__node *n, slot *g,
         return r->ctx->status;
     for (int j = 0; j < n->nin; j++)
         gin[j] = NULL;
-    jac_status st = vjp_table[n->op](r->ctx, n, gt, need, gin);
+    jac_status st = jac__ops[n->op].rule(r->ctx, n, gt, need, gin);
     for (int j = 0; j < n->nin && st == JAC_OK; j++) {
         if (!need[j])
             continue;
@@ -558,19 +540,18 @@ static jac_status step_rule(run *r, const jac__node *n, slot *g,
             return jac__error(r->ctx, JAC_ERR_STATE,
                               "%s: internal error: the rule of '%s' gave a "
                               "gradient of the wrong shape",
-                              r->op, jac__op_names[n->op]);
+                              r->op, jac__ops[n->op].name);
         st = add_tensor(r, &r->slots[slots[j]], gin[j]);
     }
     return st;
 }
 
-/* Whether the one-hot form of g survives op n into input j unchanged: a
- * sum or a reshape copies it (times 1) into an input of the same size. */
+/* Whether the one-hot form of g survives op n into input j unchanged (the
+ * op's row says whether it copies g into that input) . */
 static bool keeps_onehot(const jac__node *n, int j)
 {
-    bool copies = n->op == JAC__OP_ADD || n->op == JAC__OP_RESHAPE ||
-                  (n->op == JAC__OP_SUB && j == 0);
-    return copies && n->in[j]->numel == n->out->numel;
+    return (jac__ops[n->op].onehot_inputs >> j & 1u) != 0 &&
+           n->in[j]->numel == n->out->numel;
 }
 
 /* Before step n (output slot out): whether its cotangent is the one-hot
@@ -604,9 +585,13 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
                                 unsigned flags, const jac__onehot *hint,
                                 jac_tensor **grads)
 {
-    run r = {ctx,   op,   plan, (flags & JAC_CREATE_GRAPH) != 0,
-             0,     NULL, 1,    NULL,
-             false, hint, -1,   0};
+    run r = {.ctx = ctx,
+             .op = op,
+             .plan = plan,
+             .create = (flags & JAC_CREATE_GRAPH) != 0,
+             .batch = 1,
+             .hint = hint,
+             .onehot_slot = -1};
     bool retain = r.create || (flags & JAC_RETAIN_GRAPH) != 0;
     for (size_t k = 0; k < plan->noutputs; k++) {
         if (seeds[k]) {
@@ -646,7 +631,9 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
         r.slots[plan->output_slot[hint->output]].t == seeds[hint->output] &&
         r.slots[plan->output_slot[hint->output]].buf == NULL) {
         r.onehot_slot = plan->output_slot[hint->output];
-        r.onehot_m = plan->outputs[hint->output]->numel / hint->reps;
+        r.onehot =
+            (jac__onehot_rows){hint->r0, hint->count, hint->reps,
+                               plan->outputs[hint->output]->numel / hint->reps};
     }
 
     for (size_t i = plan->nsteps; i-- > plan->first_step && st == JAC_OK;) {
@@ -662,7 +649,7 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
                             "%s: the graph through '%s' was already released "
                             "by an earlier pass; pass JAC_RETAIN_GRAPH to "
                             "that pass to run another",
-                            op, jac__op_names[n->op]);
+                            op, jac__ops[n->op].name);
             break;
         }
         const int32_t *slots = plan->in_slots + s->first_in;

@@ -5,7 +5,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "drivers/drivers.h"
 
 #include <pthread.h>
 

@@ -23,7 +23,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <math.h>
 
@@ -164,7 +164,7 @@ static jac_tensor *keepdim_cotangent(jac_ctx *ctx, const jac__node *node,
     int nk = jac__batched_shape(g, nb, a->ndim, kshape, kshape);
     if (nk < 0) {
         jac__error(ctx, JAC_ERR_RANK, "%s: batched gradient exceeds rank %d",
-                   jac__op_names[node->op], JAC_MAX_DIMS);
+                   jac__ops[node->op].name, JAC_MAX_DIMS);
         return NULL;
     }
     return jac_reshape(ctx, g, nk, kshape);
@@ -546,7 +546,7 @@ static jac_status extreme_vjp(jac_ctx *ctx, const jac__node *node,
     jac_tensor *gk = keepdim_cotangent(ctx, node, g);
     if (gk == NULL)
         return ctx->status;
-    const char *op = jac__op_names[node->op];
+    const char *op = jac__ops[node->op].name;
     jac_tensor *w = jac__tensor_alloc(ctx, op, x->ndim, x->shape);
     if (w == NULL)
         return ctx->status;

@@ -16,7 +16,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -17,7 +17,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -62,10 +62,12 @@ JAC__VECTORIZED static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
 /* ------------------------------------------------------------------------ */
 
 /* gin = g * d(x, y) elementwise for a unary op, d given by the op. */
-JAC__VECTORIZED static bool fused_unary(const jac__node *n, int64_t batch,
-                                        const double *gv, const bool *need,
-                                        double *const *gin)
+JAC__VECTORIZED bool jac__raw_unary(const jac__node *n, int64_t batch,
+                                    const double *gv,
+                                    const jac__onehot_rows *onehot,
+                                    const bool *need, double *const *gin)
 {
+    (void)onehot;
     (void)need;
     const double *xv = n->in[0]->data, *yv = n->out->data;
     int64_t m = n->out->numel;
@@ -159,10 +161,12 @@ static inline void div_vjp(double g, double b, double y, double *ga, double *gb)
     *gb = -((g * y) / b);
 }
 
-JAC__VECTORIZED static bool fused_binary(const jac__node *n, int64_t batch,
-                                         const double *g, const bool *need,
-                                         double *const *gin)
+JAC__VECTORIZED bool jac__raw_binary(const jac__node *n, int64_t batch,
+                                     const double *g,
+                                     const jac__onehot_rows *onehot,
+                                     const bool *need, double *const *gin)
 {
+    (void)onehot;
     const jac_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
     if (!is_suffix(a, y) || !is_suffix(b, y))
         return false;
@@ -206,10 +210,12 @@ JAC__VECTORIZED static bool fused_binary(const jac__node *n, int64_t batch,
 /* ------------------------------------------------------------------------ */
 
 /* sum over every axis: each element receives its batch's cotangent. */
-JAC__VECTORIZED static bool fused_sum(const jac__node *n, int64_t batch,
-                                      const double *g, const bool *need,
-                                      double *const *gin)
+JAC__VECTORIZED bool jac__raw_sum(const jac__node *n, int64_t batch,
+                                  const double *g,
+                                  const jac__onehot_rows *onehot,
+                                  const bool *need, double *const *gin)
 {
+    (void)onehot;
     (void)need;
     const jac_tensor *x = n->in[0];
     if (n->out->numel != 1)
@@ -221,9 +227,11 @@ JAC__VECTORIZED static bool fused_sum(const jac__node *n, int64_t batch,
 }
 
 /* expand of a suffix: the cotangent summed over the repeated leading axes. */
-static bool fused_expand(const jac__node *n, int64_t batch, const double *g,
-                         const bool *need, double *const *gin)
+bool jac__raw_expand(const jac__node *n, int64_t batch, const double *g,
+                     const jac__onehot_rows *onehot, const bool *need,
+                     double *const *gin)
 {
+    (void)onehot;
     (void)need;
     const jac_tensor *x = n->in[0], *y = n->out;
     if (!is_suffix(x, y))
@@ -233,10 +241,12 @@ static bool fused_expand(const jac__node *n, int64_t batch, const double *g,
 }
 
 /* sum_to a suffix: the cotangent repeated over the summed leading axes. */
-JAC__VECTORIZED static bool fused_sum_to(const jac__node *n, int64_t batch,
-                                         const double *g, const bool *need,
-                                         double *const *gin)
+JAC__VECTORIZED bool jac__raw_sum_to(const jac__node *n, int64_t batch,
+                                     const double *g,
+                                     const jac__onehot_rows *onehot,
+                                     const bool *need, double *const *gin)
 {
+    (void)onehot;
     (void)need;
     const jac_tensor *x = n->in[0], *y = n->out;
     if (n->p.sum_to.nlead != 0 || !is_suffix(y, x))
@@ -248,9 +258,11 @@ JAC__VECTORIZED static bool fused_sum_to(const jac__node *n, int64_t batch,
     return true;
 }
 
-static bool fused_reshape(const jac__node *n, int64_t batch, const double *g,
-                          const bool *need, double *const *gin)
+bool jac__raw_reshape(const jac__node *n, int64_t batch, const double *g,
+                      const jac__onehot_rows *onehot, const bool *need,
+                      double *const *gin)
 {
+    (void)onehot;
     (void)need;
     memcpy(gin[0], g, (size_t)(batch * n->out->numel) * sizeof(double));
     return true;
@@ -294,9 +306,11 @@ static void slice_geometry(const jac_tensor *full, int axis, int64_t *outer,
         *inner *= full->shape[i];
 }
 
-static bool fused_slice(const jac__node *n, int64_t batch, const double *g,
-                        const bool *need, double *const *gin)
+bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
+                    const jac__onehot_rows *onehot, const bool *need,
+                    double *const *gin)
 {
+    (void)onehot;
     (void)need;
     bool scatter = n->op == JAC__OP_SLICE_SCATTER;
     const jac_tensor *full = scatter ? n->out : n->in[0];
@@ -336,15 +350,56 @@ static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                 (blasint)K, 1.0, A, ld(lda), B, ld(ldb), 0.0, C, ld(N));
 }
 
+/* The one-hot positions of stacked row k as (i, c) = (pos / N, pos % N)
+ * of an output with N columns, for t < reps. */
+#define ONEHOT_FOR_EACH(h, k, N, i, c)                                         \
+    for (int64_t t_ = 0, pos_ = (h)->r0 + (k), i = pos_ / (N), c = pos_ % (N); \
+         t_ < (h)->reps; t_++, pos_ += (h)->m, i = pos_ / (N), c = pos_ % (N))
+
+static bool matmul_onehot(const jac__node *n, const jac__onehot_rows *h,
+                          const bool *need, double *const *gin)
+{
+    const jac_tensor *a = n->in[0], *b = n->in[1];
+    if (a->ndim > 2 || b->ndim > 2 || (a->ndim == 1 && b->ndim == 1))
+        return false;
+    int64_t K = a->shape[a->ndim - 1];
+    int64_t M = a->ndim == 2 ? a->shape[0] : 1;
+    int64_t N = b->ndim == 2 ? b->shape[1] : 1;
+    /* Y = A B with A (M, K), B (K, N) (a vector as one row or column):
+     * dA = G B^T takes column c of B into row i, dB = A^T G takes row i of
+     * A into column c, for each one at (i, c) of G. */
+    for (int64_t k = 0; k < h->count; k++) {
+        if (need[0]) {
+            double *d = gin[0] + k * a->numel;
+            memset(d, 0, (size_t)a->numel * sizeof(double));
+            ONEHOT_FOR_EACH(h, k, N, i, c)
+            for (int64_t r = 0; r < K; r++)
+                d[i * K + r] += b->data[r * N + c];
+        }
+        if (need[1]) {
+            double *d = gin[1] + k * b->numel;
+            memset(d, 0, (size_t)b->numel * sizeof(double));
+            ONEHOT_FOR_EACH(h, k, N, i, c)
+            for (int64_t r = 0; r < K; r++)
+                d[r * N + c] += a->data[i * K + r];
+        }
+    }
+    (void)M;
+    return true;
+}
+
 /* The four matmul cases without batch axes in the operands. With the
  * cotangents stacked as rows, each is one or a few GEMMs:
  *   (m,k)@(k)   : da[b] = g[b] x^T (outer), dx = G A
  *   (k)@(k,n)   : dx = G B^T, dB[b] = x g[b]^T (outer)
  *   (m,k)@(k,n) : dA = G B^T (one GEMM over all rows), dB[b] = A^T G[b]
  *   (k)@(k)     : dx = g y, dy = g x */
-static bool fused_matmul(const jac__node *n, int64_t batch, const double *g,
-                         const bool *need, double *const *gin)
+bool jac__raw_matmul(const jac__node *n, int64_t batch, const double *g,
+                     const jac__onehot_rows *onehot, const bool *need,
+                     double *const *gin)
 {
+    if (onehot && matmul_onehot(n, onehot, need, gin))
+        return true;
     const jac_tensor *a = n->in[0], *b = n->in[1];
     if (a->ndim > 2 || b->ndim > 2)
         return false;
@@ -388,48 +443,12 @@ static bool fused_matmul(const jac__node *n, int64_t batch, const double *g,
     return true;
 }
 
-/* The one-hot positions of stacked row k as (i, c) = (pos / N, pos % N)
- * of an output with N columns, for t < reps. */
-#define ONEHOT_FOR_EACH(h, m, k, N, i, c)                                      \
-    for (int64_t t_ = 0, pos_ = (h)->r0 + (k), i = pos_ / (N), c = pos_ % (N); \
-         t_ < (h)->reps; t_++, pos_ += (m), i = pos_ / (N), c = pos_ % (N))
-
-bool jac__fused_matmul_onehot(const jac__node *n, const jac__onehot *h,
-                              int64_t m, const bool *need, double *const *gin)
+JAC__VECTORIZED bool jac__raw_transpose(const jac__node *n, int64_t batch,
+                                        const double *g,
+                                        const jac__onehot_rows *onehot,
+                                        const bool *need, double *const *gin)
 {
-    const jac_tensor *a = n->in[0], *b = n->in[1];
-    if (a->ndim > 2 || b->ndim > 2 || (a->ndim == 1 && b->ndim == 1))
-        return false;
-    int64_t K = a->shape[a->ndim - 1];
-    int64_t M = a->ndim == 2 ? a->shape[0] : 1;
-    int64_t N = b->ndim == 2 ? b->shape[1] : 1;
-    /* Y = A B with A (M, K), B (K, N) (a vector as one row or column):
-     * dA = G B^T takes column c of B into row i, dB = A^T G takes row i of
-     * A into column c, for each one at (i, c) of G. */
-    for (int64_t k = 0; k < h->count; k++) {
-        if (need[0]) {
-            double *d = gin[0] + k * a->numel;
-            memset(d, 0, (size_t)a->numel * sizeof(double));
-            ONEHOT_FOR_EACH(h, m, k, N, i, c)
-            for (int64_t r = 0; r < K; r++)
-                d[i * K + r] += b->data[r * N + c];
-        }
-        if (need[1]) {
-            double *d = gin[1] + k * b->numel;
-            memset(d, 0, (size_t)b->numel * sizeof(double));
-            ONEHOT_FOR_EACH(h, m, k, N, i, c)
-            for (int64_t r = 0; r < K; r++)
-                d[r * N + c] += a->data[i * K + r];
-        }
-    }
-    (void)M;
-    return true;
-}
-
-JAC__VECTORIZED static bool fused_transpose(const jac__node *n, int64_t batch,
-                                            const double *g, const bool *need,
-                                            double *const *gin)
-{
+    (void)onehot;
     (void)need;
     const jac_tensor *y = n->out;
     if (y->ndim != 2 || n->p.transpose.axis0 == n->p.transpose.axis1)
@@ -505,20 +524,3 @@ void jac__record_partials(jac__node *n)
     }
     n->has_partials = true;
 }
-
-/* ------------------------------------------------------------------------ */
-/* The table                                                                */
-/* ------------------------------------------------------------------------ */
-
-const jac__fused_fn jac__fused_table[JAC__OP_COUNT] = {
-    [JAC__OP_ADD] = fused_binary,          [JAC__OP_SUB] = fused_binary,
-    [JAC__OP_MUL] = fused_binary,          [JAC__OP_DIV] = fused_binary,
-    [JAC__OP_AFFINE] = fused_unary,        [JAC__OP_POW_SCALAR] = fused_unary,
-    [JAC__OP_EXP] = fused_unary,           [JAC__OP_LOG] = fused_unary,
-    [JAC__OP_SIN] = fused_unary,           [JAC__OP_COS] = fused_unary,
-    [JAC__OP_TANH] = fused_unary,          [JAC__OP_SUM_AXES] = fused_sum,
-    [JAC__OP_SUM_TO] = fused_sum_to,       [JAC__OP_EXPAND] = fused_expand,
-    [JAC__OP_RESHAPE] = fused_reshape,     [JAC__OP_SLICE] = fused_slice,
-    [JAC__OP_SLICE_SCATTER] = fused_slice, [JAC__OP_MATMUL] = fused_matmul,
-    [JAC__OP_TRANSPOSE] = fused_transpose,
-};

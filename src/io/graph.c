@@ -14,7 +14,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <stdio.h>
 
@@ -107,7 +107,7 @@ static void draw_tensor(dot_writer *w, jac_tensor *t)
             out >= 0 ? ", peripheries=2" : "", role, kind);
     if (t->node >= 0)
         fprintf(w->out, "%lld %s", (long long)t->node,
-                jac__op_names[jac__node_at(w->ctx, t->node)->op]);
+                jac__ops[jac__node_at(w->ctx, t->node)->op].name);
     fprintf(w->out, "\\n%s\"];\n", s);
 }
 
@@ -130,7 +130,7 @@ static void draw_node(dot_writer *w, int64_t i)
         snprintf(role + strlen(role), sizeof role - strlen(role),
                  "\\noutput %ld", out);
     fprintf(w->out, "    n%lld [label=\"#%lld %s%s\\n%s%s%s\"%s%s];\n",
-            (long long)i, (long long)i, jac__op_names[n->op], details, s, role,
+            (long long)i, (long long)i, jac__ops[n->op].name, details, s, role,
             n->released ? "\\nreleased" : "", out >= 0 ? ", peripheries=2" : "",
             n->released ? ", style=dashed, color=grey55, fontcolor=grey40"
                         : "");

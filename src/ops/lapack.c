@@ -30,7 +30,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <limits.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <math.h>
 

@@ -1,0 +1,336 @@
+/*
+ * The core layer: contexts, memory pools, errors, tensors, the tape that
+ * ops append to, and broadcasting. It knows nothing of any particular op:
+ * a tape node holds an op number and the op's parameters, and the op layer
+ * (src/ops/ops.h) says what the numbers mean.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JAC_CORE_H
+#define JAC_CORE_H
+
+#include "jacobian.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define JAC__TENSOR_MAGIC 0x4a414354u /* "JACT" */
+#define JAC__QUARANTINE 256
+#define JAC__HEADER_CHUNK 256
+#define JAC__TENSOR_DEAD 0xdeadbeefu
+
+/* Reference-counted storage: reshape shares it instead of copying. */
+typedef struct jac__buf {
+    int64_t refcount;
+    size_t bytes;    /* usable bytes after the header */
+    int64_t pad_[2]; /* a 32-byte header keeps the data aligned */
+    /* double data[] follows, 16-byte aligned */
+} jac__buf;
+
+#define JAC__BUF_DATA(b) ((double *)(void *)((char *)(b) + sizeof(jac__buf)))
+
+/* For the loops that stream cotangent blocks: with GCC on x86-64, also
+ * compiled for AVX2 and AVX-512, the variant picked when the library loads
+ * (by the CPU it runs on), so one portable build still uses wide vectors.
+ * Without -ffast-math and with FP contraction off (ISO C), every variant
+ * computes the same bits. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define JAC__VECTORIZED                                                        \
+    __attribute__((target_clones("default", "avx2", "arch=x86-64-v4")))
+#else
+#define JAC__VECTORIZED
+#endif
+
+/* Tensors of up to this many elements keep their values in the header: no
+ * storage block to allocate, release or miss in the cache. */
+#define JAC__INLINE_NUMEL 4
+
+/* Three cache lines, ordered by use: the first holds what building and
+ * running backward plans and ending scopes read for every tensor (they walk
+ * tens of thousands of headers per call), the second the inline values and
+ * bookkeeping, the third the shape. */
+struct jac_tensor {
+    _Alignas(64) uint32_t magic;
+    int ndim;
+    int64_t numel;
+    double *data;  /* into buf, or into small */
+    jac__buf *buf; /* NULL for inline values */
+    int64_t node;  /* tape index of the op that made it; -1 for leaves */
+    /* Scratch for building a backward plan (single-threaded): */
+    uint64_t stamp;   /* plan id that last visited this tensor */
+    jac_tensor *grad; /* gradient accumulated by jac_backward */
+    int32_t plan_slot;
+    bool requires_grad;
+    bool keep; /* scratch for jac_scope_end */
+    double small[JAC__INLINE_NUMEL];
+    jac_ctx *ctx;
+    size_t slot;  /* position in the context's tensor registry */
+    uint64_t seq; /* creation order, strictly increasing */
+    int64_t shape[JAC_MAX_DIMS];
+};
+
+/* Whether t alone holds its values, so that they may change in place. */
+static inline bool jac__sole_owner(const jac_tensor *t)
+{
+    return t->buf == NULL || t->buf->refcount == 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tape nodes                                                               */
+/* ------------------------------------------------------------------------ */
+
+#define JAC__NODE_INLINE_INPUTS 2
+
+typedef struct jac__node {
+    int op; /* a jac__op of the op layer */
+    int nin;
+    bool released;
+    /* For an elementwise op on one-element tensors: d out / d in[j], taken
+     * when the op ran, so that an unrecorded pass needs nothing else. */
+    bool has_partials;
+    double partial[2];
+    jac_tensor *in_inline[JAC__NODE_INLINE_INPUTS];
+    jac_tensor **in; /* points at in_inline, or at a pooled array for more */
+    jac_tensor *out;
+    /* Op parameters that the backward rule needs besides the tensors. */
+    union {
+        double scalar; /* pow_scalar */
+        struct {
+            double alpha, beta; /* y = alpha * x + beta */
+        } affine;
+        struct {
+            int axis;
+            int64_t start, stop, step;
+        } slice; /* slice, slice_scatter */
+        struct {
+            int axis0, axis1;
+        } transpose;
+        struct {
+            uint32_t axes_mask;
+            bool keepdim;
+        } reduce; /* sum, prod, max, min, norm */
+        struct {
+            uint32_t axes_mask;
+            int dir; /* +1 along the group order, -1 against it */
+        } scan;      /* group_shift, group_scan (reduce_stats.c) */
+        struct {
+            int nlead; /* leading axes kept as they are (sum_to) */
+        } sum_to;
+        struct {
+            int axis;
+        } concat;
+        struct {
+            int axis;  /* past the nlead leading axes (gather) */
+            int nlead; /* leading axes the index does not cover */
+        } index;       /* index_select, index_add, gather, scatter_add */
+        struct {
+            double lo, hi;
+        } clamp;
+        struct {
+            int8_t perm[JAC_MAX_DIMS]; /* axis i of out is axis perm[i] */
+        } permute;
+        struct {
+            int64_t offset;   /* > 0 above the main diagonal */
+            int axis1, axis2; /* of the tensor holding the full matrix */
+        } diagonal;           /* diagonal, diag_embed */
+        struct {
+            bool vector; /* b is (..., n) rather than (..., n, k) */
+        } solve;
+        struct {
+            bool lower; /* which triangle of the matrix is read */
+            bool trans; /* solve with its transpose */
+        } triangular;   /* triangular_solve */
+    } p;
+} jac__node;
+
+/* Nodes live in fixed blocks so that pointers stay valid while a backward
+ * rule records new nodes (create-graph). */
+#define JAC__NODE_BLOCK_BITS 10
+#define JAC__NODE_BLOCK (1u << JAC__NODE_BLOCK_BITS)
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Pool classes: 64 bytes << k. Larger blocks go to the allocator directly. */
+#define JAC__POOL_CLASSES 21
+
+struct jac_ctx {
+    jac_allocator alloc;
+    size_t memory; /* bytes held from the allocator */
+
+    /* A worker context (one per thread of a threaded Jacobian) reads the
+     * tensors and tape of its parent; everything it makes is its own. */
+    const jac_ctx *parent;
+    int threads;
+    size_t memory_budget;
+    /* The worker contexts of this context's threaded Jacobians, kept with
+     * their pools from one call to the next. */
+    jac_ctx **workers;
+    size_t nworkers, cap_workers;
+
+    jac_status status;
+    char message[512];
+
+    bool grad_enabled;
+    uint64_t next_seq;
+    uint64_t next_plan_id;
+
+    /* Registry of live tensors in creation order. */
+    jac_tensor **tensors;
+    size_t ntensors, cap_tensors;
+    /* Above the registry position of every tensor that is some tensor's
+     * .grad, so that jac_scope_end looks for .grads only when one may lie
+     * inside the scope. */
+    size_t grad_bound;
+
+    /* Tape: nodes in blocks. */
+    jac__node **blocks;
+    size_t nblocks, cap_blocks;
+    size_t nnodes;
+    size_t nodes_with_arrays; /* nodes whose inputs live in a pooled array */
+
+    /* Free lists. */
+    /* Released tensor headers wait in a FIFO queue (linked through ->grad)
+     * that always holds JAC__QUARANTINE of them: a header is reused only
+     * after that many later releases, so a stale pointer is reported as
+     * released rather than silently aliasing a new tensor. The queue starts
+     * full, so memory is flat from the first iteration. */
+    jac_tensor *free_head, *free_tail;
+    size_t nfree;
+    /* Headers are carved, cache-line aligned, from chunks of
+     * JAC__HEADER_CHUNK (a list through each chunk's first word) and never
+     * return to the allocator before the context goes. */
+    void *header_chunks;
+    jac_tensor *header_next;
+    size_t header_left;
+    void *pool[JAC__POOL_CLASSES];
+};
+
+/* ------------------------------------------------------------------------ */
+/* Context services (context.c)                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Records an error unless one is already kept; always returns code. */
+jac_status jac__error(jac_ctx *ctx, jac_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+void *jac__alloc(jac_ctx *ctx, size_t bytes);
+void jac__free(jac_ctx *ctx, void *ptr, size_t bytes);
+/* Grows *arr (elements of size elem) to hold at least need; JAC_OK or OOM. */
+jac_status jac__grow(jac_ctx *ctx, void **arr, size_t *cap, size_t need,
+                     size_t elem);
+
+/* A new tensor of the given shape, uninitialised data (registered).
+ * Checks rank, extents and overflow; op names the caller in messages. */
+jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
+                              const int64_t *shape);
+/* A new tensor with t's values in another shape of equal numel: shares t's
+ * storage, or copies it when t belongs to a parent context (sharing would
+ * update the parent's reference count from a worker thread). */
+jac_tensor *jac__tensor_view(jac_ctx *ctx, jac_tensor *t, int ndim,
+                             const int64_t *shape);
+/* Storage of data_bytes (refcount 1), and dropping a reference to it. */
+/* As jac__tensor_alloc with like's shape (quicker for tiny tensors). */
+jac_tensor *jac__tensor_like(jac_ctx *ctx, const char *op,
+                             const jac_tensor *like);
+jac__buf *jac__buf_alloc(jac_ctx *ctx, size_t data_bytes);
+void jac__buf_release(jac_ctx *ctx, jac__buf *b);
+/* A new tensor over buf (taking its reference; released on failure); buf
+ * must hold the shape's element count. */
+jac_tensor *jac__tensor_wrap(jac_ctx *ctx, const char *op, int ndim,
+                             const int64_t *shape, jac__buf *buf);
+/* Frees a tensor's header and its reference to storage (not its grad). */
+void jac__tensor_release(jac_ctx *ctx, jac_tensor *t);
+
+/* The node at tape index i. */
+static inline jac__node *jac__node_at(const jac_ctx *ctx, int64_t i)
+{
+    size_t u = (size_t)i;
+    return &ctx->blocks[u >> JAC__NODE_BLOCK_BITS][u & (JAC__NODE_BLOCK - 1)];
+}
+
+/* Validates a tensor argument of op: non-NULL (without a new error when one
+ * is already kept), alive, and owned by ctx. */
+bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t);
+
+/* Like jac__check_arg for a numbered argument of a driver ("input 2"):
+ * returns JAC_OK, or the error recorded (JAC_ERR_NULL_ARG naming the
+ * argument, or JAC_ERR_CONTEXT). */
+jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
+                            const char *what, size_t index);
+
+/* Sets t's .grad to g (a tensor of g->ctx's registry). */
+static inline void jac__set_grad(jac_tensor *t, jac_tensor *g)
+{
+    t->grad = g;
+    if (g && g->slot >= g->ctx->grad_bound)
+        g->ctx->grad_bound = g->slot + 1;
+}
+
+/* Whether an op on these inputs must be recorded. */
+static inline bool jac__should_record(const jac_ctx *ctx, int n,
+                                      jac_tensor *const *ins)
+{
+    if (!ctx->grad_enabled)
+        return false;
+    for (int i = 0; i < n; i++)
+        if (ins[i]->requires_grad)
+            return true;
+    return false;
+}
+
+/* Appends a node for out = op(ins) (name for messages) when recording is on and
+ * an input requires gradients. Returns the node (for parameters) or NULL when
+ * nothing was recorded; on allocation failure releases nothing and sets
+ * *failed. */
+jac__node *jac__tape_append(jac_ctx *ctx, int op, const char *name,
+                            jac_tensor *out, int nin, jac_tensor *const *ins,
+                            bool *failed);
+/* Drops the nodes from index nnodes on (scopes, jac_ctx_free). */
+void jac__tape_truncate(jac_ctx *ctx, size_t nnodes);
+
+/* Formats a shape as "(2, 3)" into buf; returns buf. */
+const char *jac__shape_str(char *buf, size_t size, int ndim,
+                           const int64_t *shape);
+#define JAC__SHAPE_STR_MAX 200
+
+/* Element count of a shape, or -1 on overflow. */
+int64_t jac__numel(int ndim, const int64_t *shape);
+
+/* Normalises a possibly negative axis against ndim; -1 when out of range. */
+static inline int jac__axis(int axis, int ndim)
+{
+    if (axis < 0)
+        axis += ndim;
+    return (axis < 0 || axis >= ndim) ? -1 : axis;
+}
+
+/* Broadcast shape of two shapes; returns rank or -1 when incompatible. */
+int jac__broadcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb,
+                         int64_t *out);
+/* Element strides of t when broadcast to a shape of rank n (0 on stretched
+ * axes). */
+void jac__broadcast_strides(const jac_tensor *t, int n, const int64_t *shape,
+                            int64_t *strides);
+/* Copies a into y, stretching a's broadcast axes (the expand kernel). */
+void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y);
+
+/* A context for a worker thread that reads parent's tensors and tape;
+ * recording is off in it. Free with jac_ctx_free. */
+jac_ctx *jac__ctx_worker_new(const jac_ctx *parent);
+/* Worker context number index of parent: the one kept from an earlier
+ * call (with its error cleared) or a new one; NULL when out of memory. */
+jac_ctx *jac__ctx_worker(jac_ctx *parent, size_t index);
+
+#endif /* JAC_CORE_H */

@@ -1,0 +1,264 @@
+/*
+ * The op layer: the op table and what every op says about itself. Op files
+ * (one per family of the math) see the core and the tape's recording call;
+ * nothing of backward plans, slots or seeds.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JAC_OPS_H
+#define JAC_OPS_H
+
+#include "core/core.h"
+
+/* ------------------------------------------------------------------------ */
+/* The op table                                                             */
+/*                                                                          */
+/* One row per recorded op:                                                 */
+/*   X(ENUM, name, arity, class, rule, raw, onehot)                         */
+/* - name: the op's name in messages;                                       */
+/* - arity: its tensor inputs (0: any number);                              */
+/* - class: UNARY and BINARY are elementwise (output element i reads        */
+/*   element i of each input, BINARY after broadcasting); REDUCE, LINALG,   */
+/*   LAPACK and SHAPE are not;                                              */
+/* - rule: the backward rule jac__vjp_<rule>, written with differentiable   */
+/*   ops, so that it records itself under create-graph;                     */
+/* - raw: RAW(k) when jac__raw_<k> computes the input cotangents of an      */
+/*   unrecorded pass straight into buffers, NORAW when the rule always runs;*/
+/* - onehot: bit j set when a cotangent made of one-hot rows passes         */
+/*   unchanged into input j (when that input has the output's size).        */
+/* The engine and the drivers learn everything about an op from its row;    */
+/* the rule and the kernels sit together in the op's family file.           */
+/* ------------------------------------------------------------------------ */
+
+#define JAC__OP_TABLE(X)                                                       \
+    /* arith.c */                                                              \
+    X(ADD, "add", 2, BINARY, add, RAW(binary), 3)                              \
+    X(SUB, "sub", 2, BINARY, sub, RAW(binary), 1)                              \
+    X(MUL, "mul", 2, BINARY, mul, RAW(binary), 0)                              \
+    X(DIV, "div", 2, BINARY, div, RAW(binary), 0)                              \
+    X(AFFINE, "affine", 1, UNARY, affine, RAW(unary), 0)                       \
+    X(POW, "pow", 2, BINARY, pow, NORAW, 0)                                    \
+    X(MAXIMUM, "maximum", 2, BINARY, maximum, NORAW, 0)                        \
+    X(MINIMUM, "minimum", 2, BINARY, minimum, NORAW, 0)                        \
+    X(ATAN2, "atan2", 2, BINARY, atan2, NORAW, 0)                              \
+    /* functions.c */                                                          \
+    X(POW_SCALAR, "pow_scalar", 1, UNARY, pow_scalar, RAW(unary), 0)           \
+    X(EXP, "exp", 1, UNARY, exp, RAW(unary), 0)                                \
+    X(LOG, "log", 1, UNARY, log, RAW(unary), 0)                                \
+    X(SIN, "sin", 1, UNARY, sin, RAW(unary), 0)                                \
+    X(COS, "cos", 1, UNARY, cos, RAW(unary), 0)                                \
+    X(TANH, "tanh", 1, UNARY, tanh, RAW(unary), 0)                             \
+    X(ABS, "abs", 1, UNARY, abs, NORAW, 0)                                     \
+    X(SIGN, "sign", 1, UNARY, sign, NORAW, 0)                                  \
+    X(SQRT, "sqrt", 1, UNARY, sqrt, NORAW, 0)                                  \
+    X(RSQRT, "rsqrt", 1, UNARY, rsqrt, NORAW, 0)                               \
+    X(SQUARE, "square", 1, UNARY, square, NORAW, 0)                            \
+    X(RECIPROCAL, "reciprocal", 1, UNARY, reciprocal, NORAW, 0)                \
+    X(EXPM1, "expm1", 1, UNARY, expm1, NORAW, 0)                               \
+    X(LOG1P, "log1p", 1, UNARY, log1p, NORAW, 0)                               \
+    X(TAN, "tan", 1, UNARY, tan, NORAW, 0)                                     \
+    X(ASIN, "asin", 1, UNARY, asin, NORAW, 0)                                  \
+    X(ACOS, "acos", 1, UNARY, acos, NORAW, 0)                                  \
+    X(ATAN, "atan", 1, UNARY, atan, NORAW, 0)                                  \
+    X(SINH, "sinh", 1, UNARY, sinh, NORAW, 0)                                  \
+    X(COSH, "cosh", 1, UNARY, cosh, NORAW, 0)                                  \
+    X(ASINH, "asinh", 1, UNARY, asinh, NORAW, 0)                               \
+    X(SIGMOID, "sigmoid", 1, UNARY, sigmoid, NORAW, 0)                         \
+    X(RELU, "relu", 1, UNARY, relu, NORAW, 0)                                  \
+    X(SOFTPLUS, "softplus", 1, UNARY, softplus, NORAW, 0)                      \
+    X(ERF, "erf", 1, UNARY, erf, NORAW, 0)                                     \
+    X(CLAMP, "clamp", 1, UNARY, clamp, NORAW, 0)                               \
+    /* reduce.c */                                                             \
+    X(SUM_AXES, "sum", 1, REDUCE, sum_axes, RAW(sum), 0)                       \
+    X(SUM_TO, "sum_to_shape", 1, REDUCE, sum_to, RAW(sum_to), 0)               \
+    X(EXPAND, "expand", 1, REDUCE, expand, RAW(expand), 0)                     \
+    /* stats.c */                                                              \
+    X(PROD_AXES, "prod", 1, REDUCE, prod_axes, NORAW, 0)                       \
+    X(MAX_AXES, "max", 1, REDUCE, max_axes, NORAW, 0)                          \
+    X(MIN_AXES, "min", 1, REDUCE, min_axes, NORAW, 0)                          \
+    X(NORM2, "norm", 1, REDUCE, norm2, NORAW, 0)                               \
+    X(GROUP_SHIFT, "group_shift", 1, REDUCE, group_shift, NORAW, 0)            \
+    X(GROUP_SCAN, "group_scan", 2, REDUCE, group_scan, NORAW, 0)               \
+    /* linalg.c */                                                             \
+    X(MATMUL, "matmul", 2, LINALG, matmul, RAW(matmul), 0)                     \
+    X(TRANSPOSE, "transpose", 1, LINALG, transpose, RAW(transpose), 0)         \
+    X(PERMUTE, "permute", 1, LINALG, permute, NORAW, 0)                        \
+    X(DIAGONAL, "diagonal", 1, LINALG, diagonal, NORAW, 0)                     \
+    X(DIAG_EMBED, "diag_embed", 1, LINALG, diag_embed, NORAW, 0)               \
+    /* lapack.c */                                                             \
+    X(SOLVE, "solve", 2, LAPACK, solve, NORAW, 0)                              \
+    X(INVERSE, "inverse", 1, LAPACK, inverse, NORAW, 0)                        \
+    X(DET, "det", 1, LAPACK, det, NORAW, 0)                                    \
+    X(LOGDET, "logdet", 1, LAPACK, logdet, NORAW, 0)                           \
+    X(CHOLESKY, "cholesky", 1, LAPACK, cholesky, NORAW, 0)                     \
+    X(TRIANGULAR_SOLVE, "triangular_solve", 2, LAPACK, triangular_solve,       \
+      NORAW, 0)                                                                \
+    /* shape.c */                                                              \
+    X(RESHAPE, "reshape", 1, SHAPE, reshape, RAW(reshape), 1)                  \
+    X(SLICE, "slice", 1, SHAPE, slice, RAW(slice), 0)                          \
+    X(SLICE_SCATTER, "slice_scatter", 1, SHAPE, slice_scatter, RAW(slice), 0)  \
+    X(CONCAT, "concat", 0, SHAPE, concat, NORAW, 0)                            \
+    X(INDEX_SELECT, "index_select", 2, SHAPE, index_select, NORAW, 0)          \
+    X(INDEX_ADD, "index_add", 2, SHAPE, index_add, NORAW, 0)                   \
+    X(GATHER, "gather", 2, SHAPE, gather, NORAW, 0)                            \
+    X(SCATTER_ADD, "scatter_add", 2, SHAPE, scatter_add, NORAW, 0)             \
+    X(WHERE, "where", 3, SHAPE, where, NORAW, 0)                               \
+    X(PAD, "pad", 2, SHAPE, pad, NORAW, 0)
+
+typedef enum jac__op {
+#define JAC__OP_ENUM(e, name, arity, cls, rule, raw, onehot) JAC__OP_##e,
+    JAC__OP_TABLE(JAC__OP_ENUM)
+#undef JAC__OP_ENUM
+        JAC__OP_COUNT
+} jac__op;
+
+typedef enum jac__op_class {
+    JAC__CLASS_UNARY,
+    JAC__CLASS_BINARY,
+    JAC__CLASS_REDUCE,
+    JAC__CLASS_LINALG,
+    JAC__CLASS_LAPACK,
+    JAC__CLASS_SHAPE
+} jac__op_class;
+
+/* A backward rule receives the node, the cotangent g of its output, and
+ * need[i] telling which inputs want a cotangent. g has shape batch ++
+ * out.shape, where batch is zero or more leading axes (batched seeds,
+ * nested create-graph passes); the rule writes gin[i] of shape batch ++
+ * in[i].shape using public, differentiable ops only, so the rule records
+ * itself under create-graph. Returns JAC_OK or the context's error. */
+typedef jac_status jac__vjp_fn(jac_ctx *ctx, const jac__node *node,
+                               jac_tensor *g, const bool *need,
+                               jac_tensor **gin);
+
+/* A cotangent of count stacked rows, row k zero but for ones at the flat
+ * positions t * m + r0 + k of the op's output, t < reps: the form of the
+ * Jacobian engine's seeds, in which a product with the cotangent is a
+ * gather. */
+typedef struct jac__onehot_rows {
+    int64_t r0, count, reps, m;
+} jac__onehot_rows;
+
+/* A raw kernel: the input cotangents of node n for batch stacked
+ * cotangents g (batch ++ out.shape), written into gin[j] (batch *
+ * in[j].numel doubles) for each need[j]. onehot, when not NULL, says that
+ * g has that form (count == batch), which a kernel may exploit. Returns
+ * false, before writing anything, for a case it does not cover; the engine
+ * then runs the op's rule, which stays the reference. */
+typedef bool jac__raw_fn(const jac__node *n, int64_t batch, const double *g,
+                         const jac__onehot_rows *onehot, const bool *need,
+                         double *const *gin);
+
+/* What the engine and the drivers know of an op: its row of the table. */
+typedef struct jac__op_info {
+    const char *name;
+    int arity;
+    jac__op_class cls;
+    jac__vjp_fn *rule;
+    jac__raw_fn *raw; /* NULL when the rule always runs */
+    unsigned onehot_inputs;
+} jac__op_info;
+
+extern const jac__op_info jac__ops[JAC__OP_COUNT];
+
+/* Whether output element i of op reads element i of each input only. */
+static inline bool jac__op_elementwise(int op)
+{
+    return jac__ops[op].cls == JAC__CLASS_UNARY ||
+           jac__ops[op].cls == JAC__CLASS_BINARY;
+}
+
+#define JAC__DECLARE_RULE(e, name, arity, cls, rule, raw, onehot)              \
+    jac__vjp_fn jac__vjp_##rule;
+JAC__OP_TABLE(JAC__DECLARE_RULE)
+#undef JAC__DECLARE_RULE
+/* Raw kernels, declared once each (several ops may share one). */
+#define JAC__RAW_ROW(e, name, arity, cls, rule, raw, onehot) JAC__DECLARE_##raw
+#define JAC__DECLARE_RAW(k) jac__raw_fn jac__raw_##k;
+#define JAC__DECLARE_NORAW
+JAC__OP_TABLE(JAC__RAW_ROW)
+#undef JAC__RAW_ROW
+
+/* Records out = op(ins) on the tape when recording is on and an input
+ * requires gradients (see jac__tape_append). */
+static inline jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out,
+                                     int nin, jac_tensor *const *ins,
+                                     bool *failed)
+{
+    return jac__tape_append(ctx, (int)op, jac__ops[op].name, out, nin, ins,
+                            failed);
+}
+
+/* Turns a reduction's axes argument (NULL for all axes) into a bit mask of
+ * normalised axes; reports JAC_ERR_AXIS naming op on a bad or repeated axis.
+ * Returns false on error. */
+bool jac__axes_mask(jac_ctx *ctx, const char *op, const jac_tensor *a,
+                    int naxes, const int *axes, uint32_t *mask);
+
+/* The derivative of a unary elementwise op at one element, as an
+ * expression of x (its input), y (its output) and alpha (affine's factor);
+ * an input cotangent is g times it. The fused loops, the partials taken
+ * when an op on one element runs, and the one-element kernel all expand
+ * this list, so their numbers agree bitwise. (log's, g / x, is not a
+ * product and stays apart.) */
+#define JAC__UNARY_DERIVATIVES(X)                                              \
+    X(EXP, y)                                                                  \
+    X(SIN, cos(x))                                                             \
+    X(COS, -sin(x))                                                            \
+    X(TANH, 1.0 - y * y)                                                       \
+    X(AFFINE, alpha)
+
+/* pow_scalar's derivative, mirroring its rule: 1 for p == 1, 2x for p == 2,
+ * 3 x^2 (as x * x) for p == 3, p x^(p-1) otherwise; p == 0 gives exact
+ * zeros instead (no factor). */
+static inline double jac__pow_scalar_factor(double x, double p)
+{
+    if (p == 1.0)
+        return 1.0;
+    if (p == 2.0)
+        return 2.0 * x;
+    if (p == 3.0)
+        return 3.0 * (x * x);
+    return p * pow(x, p - 1.0);
+}
+
+/* The fused kernel of an elementwise op whose inputs and output have one
+ * element each, without batch: writes the cotangent of every input (needed
+ * or not) to gin; false for an op it does not cover. */
+bool jac__fused_scalar(const jac__node *n, double g, double *gin);
+/* Fills n->partial and sets has_partials when n is an elementwise op whose
+ * inputs and output have one element and whose fused kernel is g times a
+ * factor (then g * partial[j] is bitwise what the kernel gives). */
+void jac__record_partials(jac__node *n);
+
+/* Rule helpers (reduce.c). */
+
+/* Number of batch axes of a cotangent g of a node output. */
+static inline int jac__batch_ndim(const jac_tensor *g, const jac_tensor *out)
+{
+    return g->ndim - out->ndim;
+}
+
+/* Builds batch ++ shape from the first nbatch extents of g. Returns the rank
+ * or -1 when it exceeds JAC_MAX_DIMS. */
+int jac__batched_shape(const jac_tensor *g, int nbatch, int ndim,
+                       const int64_t *shape, int64_t *dst);
+
+/* Sums g (shape batch ++ s) down to batch ++ shape, where s broadcasts from
+ * shape; returns g itself when nothing needs summing. */
+jac_tensor *jac__sum_to_batched(jac_ctx *ctx, jac_tensor *g, int nbatch,
+                                int ndim, const int64_t *shape);
+
+/* Internal op constructors used by rules. */
+jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
+                        const int64_t *shape);
+jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
+                               const int64_t *shape, int axis, int64_t start,
+                               int64_t stop, int64_t step);
+/* x with op(t) x = b for lower (or upper) triangular t (..., n, n), only
+ * that triangle read, op(t) = t^T when trans; b (..., n, k); batch axes
+ * broadcast (lapack.c). */
+jac_tensor *jac__triangular_solve(jac_ctx *ctx, jac_tensor *t, jac_tensor *b,
+                                  bool lower, bool trans);
+
+#endif /* JAC_OPS_H */
