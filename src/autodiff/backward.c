@@ -474,7 +474,7 @@ static void slot_add_scalar(slot *s, double x)
 }
 
 /* An unrecorded step whose needed inputs have one element each (and no
- * batch): the fused kernel writes their cotangents to the stack and they go
+ * batch): the raw kernel writes their cotangents to the stack and they go
  * straight into the slots, with no storage. *done tells whether it ran. */
 static void step_scalar(run *r, const jac__node *n, slot *g,
                         const int32_t *slots, const bool *need, bool *done)
@@ -483,16 +483,12 @@ static void step_scalar(run *r, const jac__node *n, slot *g,
     jac__raw_fn *f = jac__ops[n->op].raw;
     if (f == NULL || n->nin > 2 || r->batch != 1)
         return;
-    bool all_one = n->out->numel == 1;
-    for (int j = 0; j < n->nin; j++) {
+    for (int j = 0; j < n->nin; j++)
         if (need[j] && n->in[j]->numel != 1)
             return;
-        all_one = all_one && n->in[j]->numel == 1;
-    }
     double v[2] = {0.0, 0.0};
     double *gin[2] = {&v[0], &v[1]};
-    if (!(all_one && jac__fused_scalar(n, *slot_data(g), v)) &&
-        !f(n, 1, slot_data(g), NULL, need, gin))
+    if (!f(n, 1, slot_data(g), NULL, need, gin))
         return;
     for (int j = 0; j < n->nin; j++)
         if (need[j])
@@ -501,20 +497,16 @@ static void step_scalar(run *r, const jac__node *n, slot *g,
 }
 
 /* The common case of step_scalar, kept short: an elementwise op whose
- * inputs and output have one element each. */
+ * inputs and output have one element each and whose partials were taken
+ * when it ran; no tensor is touched. */
 static inline bool step_one(run *r, const jac__node *n, slot *g,
                             const int32_t *slots)
 {
-    double v[2];
-    if (n->has_partials) { /* the common case, without touching tensors */
-        double gv = *slot_data(g);
-        v[0] = gv * n->partial[0];
-        v[1] = gv * n->partial[1];
-    } else if (n->nin < 1 || n->nin > 2 || n->out->numel != 1 ||
-               n->in[0]->numel != 1 || (n->nin == 2 && n->in[1]->numel != 1) ||
-               !jac__fused_scalar(n, *slot_data(g), v)) {
+    if (!n->has_partials)
         return false;
-    }
+    double v[2], gv = *slot_data(g);
+    v[0] = gv * n->partial[0];
+    v[1] = gv * n->partial[1];
     if (slots[0] >= 0)
         slot_add_scalar(&r->slots[slots[0]], v[0]);
     if (n->nin == 2 && slots[1] >= 0)

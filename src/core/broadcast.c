@@ -71,3 +71,20 @@ void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y)
         }
     }
 }
+
+/* Whether t, broadcast to out, repeats along leading axes only: its shape,
+ * without leading ones, equals out's trailing extents. Element i of out
+ * then reads t at i % t->numel. */
+bool jac__is_suffix(const jac_tensor *t, const jac_tensor *out)
+{
+    if (t->numel == out->numel)
+        return true; /* broadcast without stretching: the same layout */
+    int lead = 0;
+    while (lead < t->ndim && t->shape[lead] == 1)
+        lead++;
+    int rest = t->ndim - lead;
+    if (rest > out->ndim)
+        return false;
+    return memcmp(t->shape + lead, out->shape + out->ndim - rest,
+                  (size_t)rest * sizeof(int64_t)) == 0;
+}

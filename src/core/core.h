@@ -104,7 +104,8 @@ typedef struct jac__node {
         double scalar; /* pow_scalar */
         struct {
             double alpha, beta; /* y = alpha * x + beta */
-        } affine;
+            bool divide;        /* y = x / beta (alpha = 1 / beta) */
+        } affine; /* and the functions' parameters (functions.c) */
         struct {
             int axis;
             int64_t start, stop, step;
@@ -325,6 +326,10 @@ void jac__broadcast_strides(const jac_tensor *t, int n, const int64_t *shape,
                             int64_t *strides);
 /* Copies a into y, stretching a's broadcast axes (the expand kernel). */
 void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y);
+/* Whether t, broadcast to out, repeats along leading axes only: its shape,
+ * without leading ones, equals out's trailing extents. Element i of out
+ * then reads t at i % t->numel. */
+bool jac__is_suffix(const jac_tensor *t, const jac_tensor *out);
 
 /* A context for a worker thread that reads parent's tensors and tape;
  * recording is off in it. Free with jac_ctx_free. */

@@ -257,6 +257,115 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     return JAC_OK;
 }
 
+/* C[M, N] = op(A) op(B) with row-major operands, any extent zero allowed. */
+static void gemm_op(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                    const double *A, int64_t lda, const double *B, int64_t ldb,
+                    double *C)
+{
+    if (M == 0 || N == 0)
+        return;
+    if (K == 0) {
+        memset(C, 0, (size_t)(M * N) * sizeof(double));
+        return;
+    }
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                tb ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N,
+                (blasint)K, 1.0, A, ld(lda), B, ld(ldb), 0.0, C, ld(N));
+}
+
+/* The one-hot positions of stacked row k as (i, c) = (pos / N, pos % N)
+ * of an output with N columns, for t < reps. */
+#define ONEHOT_FOR_EACH(h, k, N, i, c)                                         \
+    for (int64_t t_ = 0, pos_ = (h)->r0 + (k), i = pos_ / (N), c = pos_ % (N); \
+         t_ < (h)->reps; t_++, pos_ += (h)->m, i = pos_ / (N), c = pos_ % (N))
+
+static bool matmul_onehot(const jac__node *n, const jac__onehot_rows *h,
+                          const bool *need, double *const *gin)
+{
+    const jac_tensor *a = n->in[0], *b = n->in[1];
+    if (a->ndim > 2 || b->ndim > 2 || (a->ndim == 1 && b->ndim == 1))
+        return false;
+    int64_t K = a->shape[a->ndim - 1];
+    int64_t M = a->ndim == 2 ? a->shape[0] : 1;
+    int64_t N = b->ndim == 2 ? b->shape[1] : 1;
+    /* Y = A B with A (M, K), B (K, N) (a vector as one row or column):
+     * dA = G B^T takes column c of B into row i, dB = A^T G takes row i of
+     * A into column c, for each one at (i, c) of G. */
+    for (int64_t k = 0; k < h->count; k++) {
+        if (need[0]) {
+            double *d = gin[0] + k * a->numel;
+            memset(d, 0, (size_t)a->numel * sizeof(double));
+            ONEHOT_FOR_EACH(h, k, N, i, c)
+            for (int64_t r = 0; r < K; r++)
+                d[i * K + r] += b->data[r * N + c];
+        }
+        if (need[1]) {
+            double *d = gin[1] + k * b->numel;
+            memset(d, 0, (size_t)b->numel * sizeof(double));
+            ONEHOT_FOR_EACH(h, k, N, i, c)
+            for (int64_t r = 0; r < K; r++)
+                d[r * N + c] += a->data[i * K + r];
+        }
+    }
+    (void)M;
+    return true;
+}
+
+/* The four matmul cases without batch axes in the operands. With the
+ * cotangents stacked as rows, each is one or a few GEMMs:
+ *   (m,k)@(k)   : da[b] = g[b] x^T (outer), dx = G A
+ *   (k)@(k,n)   : dx = G B^T, dB[b] = x g[b]^T (outer)
+ *   (m,k)@(k,n) : dA = G B^T (one GEMM over all rows), dB[b] = A^T G[b]
+ *   (k)@(k)     : dx = g y, dy = g x */
+bool jac__raw_matmul(const jac__node *n, int64_t batch, const double *g,
+                     const jac__onehot_rows *onehot, const bool *need,
+                     double *const *gin)
+{
+    if (onehot && matmul_onehot(n, onehot, need, gin))
+        return true;
+    const jac_tensor *a = n->in[0], *b = n->in[1];
+    if (a->ndim > 2 || b->ndim > 2)
+        return false;
+    int64_t k = a->shape[a->ndim - 1];
+    if (a->ndim == 2 && b->ndim == 1) {
+        int64_t m = a->shape[0];
+        if (need[1])
+            gemm_op(false, false, batch, k, m, g, m, a->data, k, gin[1]);
+        if (need[0])
+            gemm_op(false, false, batch * m, k, 1, g, 1, b->data, k, gin[0]);
+        return true;
+    }
+    if (a->ndim == 1 && b->ndim == 2) {
+        int64_t nn = b->shape[1];
+        if (need[0])
+            gemm_op(false, true, batch, k, nn, g, nn, b->data, nn, gin[0]);
+        if (need[1])
+            for (int64_t s = 0; s < batch; s++)
+                gemm_op(false, false, k, nn, 1, a->data, 1, g + s * nn, nn,
+                        gin[1] + s * k * nn);
+        return true;
+    }
+    if (a->ndim == 2 && b->ndim == 2) {
+        int64_t m = a->shape[0], nn = b->shape[1];
+        if (need[0])
+            gemm_op(false, true, batch * m, k, nn, g, nn, b->data, nn, gin[0]);
+        if (need[1])
+            for (int64_t s = 0; s < batch; s++)
+                gemm_op(true, false, k, nn, m, a->data, k, g + s * m * nn, nn,
+                        gin[1] + s * k * nn);
+        return true;
+    }
+    for (int64_t s = 0; s < batch; s++) {
+        for (int64_t i = 0; i < k; i++) {
+            if (need[0])
+                gin[0][s * k + i] = g[s] * b->data[i];
+            if (need[1])
+                gin[1][s * k + i] = g[s] * a->data[i];
+        }
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------ */
 /* transpose                                                                */
 /* ------------------------------------------------------------------------ */
@@ -339,6 +448,24 @@ jac_status jac__vjp_transpose(jac_ctx *ctx, const jac__node *node,
     gin[0] = jac_transpose(ctx, g, nb + node->p.transpose.axis0,
                            nb + node->p.transpose.axis1);
     return gin[0] ? JAC_OK : ctx->status;
+}
+
+JAC__VECTORIZED bool jac__raw_transpose(const jac__node *n, int64_t batch,
+                                        const double *g,
+                                        const jac__onehot_rows *onehot,
+                                        const bool *need, double *const *gin)
+{
+    (void)onehot;
+    (void)need;
+    const jac_tensor *y = n->out;
+    if (y->ndim != 2 || n->p.transpose.axis0 == n->p.transpose.axis1)
+        return false;
+    int64_t r = y->shape[0], c = y->shape[1];
+    for (int64_t s = 0; s < batch; s++)
+        for (int64_t i = 0; i < r; i++)
+            for (int64_t j = 0; j < c; j++)
+                gin[0][s * r * c + j * r + i] = g[s * r * c + i * c + j];
+    return true;
 }
 
 /* ------------------------------------------------------------------------ */

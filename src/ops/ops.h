@@ -48,26 +48,26 @@
     X(SIN, "sin", 1, UNARY, sin, RAW(unary), 0)                                \
     X(COS, "cos", 1, UNARY, cos, RAW(unary), 0)                                \
     X(TANH, "tanh", 1, UNARY, tanh, RAW(unary), 0)                             \
-    X(ABS, "abs", 1, UNARY, abs, NORAW, 0)                                     \
-    X(SIGN, "sign", 1, UNARY, sign, NORAW, 0)                                  \
-    X(SQRT, "sqrt", 1, UNARY, sqrt, NORAW, 0)                                  \
-    X(RSQRT, "rsqrt", 1, UNARY, rsqrt, NORAW, 0)                               \
-    X(SQUARE, "square", 1, UNARY, square, NORAW, 0)                            \
-    X(RECIPROCAL, "reciprocal", 1, UNARY, reciprocal, NORAW, 0)                \
-    X(EXPM1, "expm1", 1, UNARY, expm1, NORAW, 0)                               \
-    X(LOG1P, "log1p", 1, UNARY, log1p, NORAW, 0)                               \
-    X(TAN, "tan", 1, UNARY, tan, NORAW, 0)                                     \
-    X(ASIN, "asin", 1, UNARY, asin, NORAW, 0)                                  \
-    X(ACOS, "acos", 1, UNARY, acos, NORAW, 0)                                  \
-    X(ATAN, "atan", 1, UNARY, atan, NORAW, 0)                                  \
-    X(SINH, "sinh", 1, UNARY, sinh, NORAW, 0)                                  \
-    X(COSH, "cosh", 1, UNARY, cosh, NORAW, 0)                                  \
-    X(ASINH, "asinh", 1, UNARY, asinh, NORAW, 0)                               \
-    X(SIGMOID, "sigmoid", 1, UNARY, sigmoid, NORAW, 0)                         \
-    X(RELU, "relu", 1, UNARY, relu, NORAW, 0)                                  \
-    X(SOFTPLUS, "softplus", 1, UNARY, softplus, NORAW, 0)                      \
-    X(ERF, "erf", 1, UNARY, erf, NORAW, 0)                                     \
-    X(CLAMP, "clamp", 1, UNARY, clamp, NORAW, 0)                               \
+    X(ABS, "abs", 1, UNARY, abs, RAW(unary), 0)                                \
+    X(SIGN, "sign", 1, UNARY, sign, RAW(unary), 0)                             \
+    X(SQRT, "sqrt", 1, UNARY, sqrt, RAW(unary), 0)                             \
+    X(RSQRT, "rsqrt", 1, UNARY, rsqrt, RAW(unary), 0)                          \
+    X(SQUARE, "square", 1, UNARY, square, RAW(unary), 0)                       \
+    X(RECIPROCAL, "reciprocal", 1, UNARY, reciprocal, RAW(unary), 0)           \
+    X(EXPM1, "expm1", 1, UNARY, expm1, RAW(unary), 0)                          \
+    X(LOG1P, "log1p", 1, UNARY, log1p, RAW(unary), 0)                          \
+    X(TAN, "tan", 1, UNARY, tan, RAW(unary), 0)                                \
+    X(ASIN, "asin", 1, UNARY, asin, RAW(unary), 0)                             \
+    X(ACOS, "acos", 1, UNARY, acos, RAW(unary), 0)                             \
+    X(ATAN, "atan", 1, UNARY, atan, RAW(unary), 0)                             \
+    X(SINH, "sinh", 1, UNARY, sinh, RAW(unary), 0)                             \
+    X(COSH, "cosh", 1, UNARY, cosh, RAW(unary), 0)                             \
+    X(ASINH, "asinh", 1, UNARY, asinh, RAW(unary), 0)                          \
+    X(SIGMOID, "sigmoid", 1, UNARY, sigmoid, RAW(unary), 0)                    \
+    X(RELU, "relu", 1, UNARY, relu, RAW(unary), 0)                             \
+    X(SOFTPLUS, "softplus", 1, UNARY, softplus, RAW(unary), 0)                 \
+    X(ERF, "erf", 1, UNARY, erf, RAW(unary), 0)                                \
+    X(CLAMP, "clamp", 1, UNARY, clamp, RAW(unary), 0)                          \
     /* reduce.c */                                                             \
     X(SUM_AXES, "sum", 1, REDUCE, sum_axes, RAW(sum), 0)                       \
     X(SUM_TO, "sum_to_shape", 1, REDUCE, sum_to, RAW(sum_to), 0)               \
@@ -194,42 +194,6 @@ static inline jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out,
  * Returns false on error. */
 bool jac__axes_mask(jac_ctx *ctx, const char *op, const jac_tensor *a,
                     int naxes, const int *axes, uint32_t *mask);
-
-/* The derivative of a unary elementwise op at one element, as an
- * expression of x (its input), y (its output) and alpha (affine's factor);
- * an input cotangent is g times it. The fused loops, the partials taken
- * when an op on one element runs, and the one-element kernel all expand
- * this list, so their numbers agree bitwise. (log's, g / x, is not a
- * product and stays apart.) */
-#define JAC__UNARY_DERIVATIVES(X)                                              \
-    X(EXP, y)                                                                  \
-    X(SIN, cos(x))                                                             \
-    X(COS, -sin(x))                                                            \
-    X(TANH, 1.0 - y * y)                                                       \
-    X(AFFINE, alpha)
-
-/* pow_scalar's derivative, mirroring its rule: 1 for p == 1, 2x for p == 2,
- * 3 x^2 (as x * x) for p == 3, p x^(p-1) otherwise; p == 0 gives exact
- * zeros instead (no factor). */
-static inline double jac__pow_scalar_factor(double x, double p)
-{
-    if (p == 1.0)
-        return 1.0;
-    if (p == 2.0)
-        return 2.0 * x;
-    if (p == 3.0)
-        return 3.0 * (x * x);
-    return p * pow(x, p - 1.0);
-}
-
-/* The fused kernel of an elementwise op whose inputs and output have one
- * element each, without batch: writes the cotangent of every input (needed
- * or not) to gin; false for an op it does not cover. */
-bool jac__fused_scalar(const jac__node *n, double g, double *gin);
-/* Fills n->partial and sets has_partials when n is an elementwise op whose
- * inputs and output have one element and whose fused kernel is g times a
- * factor (then g * partial[j] is bitwise what the kernel gives). */
-void jac__record_partials(jac__node *n);
 
 /* Rule helpers (reduce.c). */
 

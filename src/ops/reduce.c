@@ -168,6 +168,23 @@ jac_status jac__vjp_sum_axes(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     return gin[0] ? JAC_OK : ctx->status;
 }
 
+/* sum over every axis: each element receives its batch's cotangent. */
+JAC__VECTORIZED bool jac__raw_sum(const jac__node *n, int64_t batch,
+                                  const double *g,
+                                  const jac__onehot_rows *onehot,
+                                  const bool *need, double *const *gin)
+{
+    (void)onehot;
+    (void)need;
+    const jac_tensor *x = n->in[0];
+    if (n->out->numel != 1)
+        return false;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < x->numel; i++)
+            gin[0][b * x->numel + i] = g[b];
+    return true;
+}
+
 /* ------------------------------------------------------------------------ */
 /* sum_to (the adjoint of expand)                                           */
 /* ------------------------------------------------------------------------ */
@@ -288,6 +305,24 @@ jac_status jac__vjp_sum_to(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     return gin[0] ? JAC_OK : ctx->status;
 }
 
+/* sum_to a suffix: the cotangent repeated over the summed leading axes. */
+JAC__VECTORIZED bool jac__raw_sum_to(const jac__node *n, int64_t batch,
+                                     const double *g,
+                                     const jac__onehot_rows *onehot,
+                                     const bool *need, double *const *gin)
+{
+    (void)onehot;
+    (void)need;
+    const jac_tensor *x = n->in[0], *y = n->out;
+    if (n->p.sum_to.nlead != 0 || !jac__is_suffix(y, x))
+        return false;
+    int64_t m = y->numel, k = x->numel;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < k; i++)
+            gin[0][b * k + i] = g[b * m + (m ? i % m : 0)];
+    return true;
+}
+
 /* ------------------------------------------------------------------------ */
 /* expand                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -330,4 +365,34 @@ jac_status jac__vjp_expand(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     gin[0] = jac__sum_to_batched(ctx, g, jac__batch_ndim(g, node->out), a->ndim,
                                  a->shape);
     return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* dst[b, j] = sum over r of src[b, r * m + j]: a cotangent of n elements per
+ * batch summed down to a suffix of m elements. */
+JAC__VECTORIZED static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
+                                          const double *src, double *dst)
+{
+    for (int64_t b = 0; b < batch; b++) {
+        double *d = dst + b * m;
+        const double *s = src + b * n;
+        for (int64_t j = 0; j < m; j++)
+            d[j] = 0.0;
+        for (int64_t r = 0; m > 0 && r < n / m; r++)
+            for (int64_t j = 0; j < m; j++)
+                d[j] += s[r * m + j];
+    }
+}
+
+/* expand of a suffix: the cotangent summed over the repeated leading axes. */
+bool jac__raw_expand(const jac__node *n, int64_t batch, const double *g,
+                     const jac__onehot_rows *onehot, const bool *need,
+                     double *const *gin)
+{
+    (void)onehot;
+    (void)need;
+    const jac_tensor *x = n->in[0], *y = n->out;
+    if (!jac__is_suffix(x, y))
+        return false;
+    reduce_suffix(batch, y->numel, x->numel, g, gin[0]);
+    return true;
 }

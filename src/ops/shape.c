@@ -87,6 +87,16 @@ jac_status jac__vjp_reshape(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     return gin[0] ? JAC_OK : ctx->status;
 }
 
+bool jac__raw_reshape(const jac__node *n, int64_t batch, const double *g,
+                      const jac__onehot_rows *onehot, const bool *need,
+                      double *const *gin)
+{
+    (void)onehot;
+    (void)need;
+    memcpy(gin[0], g, (size_t)(batch * n->out->numel) * sizeof(double));
+    return true;
+}
+
 /* ------------------------------------------------------------------------ */
 /* slice and slice_scatter                                                  */
 /* ------------------------------------------------------------------------ */
@@ -235,6 +245,68 @@ jac_status jac__vjp_slice_scatter(jac_ctx *ctx, const jac__node *node,
     gin[0] = jac_slice(ctx, g, nb + node->p.slice.axis, node->p.slice.start,
                        node->p.slice.stop, node->p.slice.step);
     return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* Copies count blocks of inner elements between the sliced positions of a
+ * tensor with extent big along the axis and a dense one, per batch. */
+JAC__VECTORIZED static void slice_move(int64_t batch, int64_t outer,
+                                       int64_t big, int64_t inner,
+                                       int64_t start, int64_t step,
+                                       int64_t count, double *full,
+                                       double *part, bool to_part)
+{
+    size_t bytes = (size_t)inner * sizeof(double);
+    if (inner == 0 || count == 0)
+        return; /* empty: the other extents may be huge */
+    for (int64_t o = 0; o < batch * outer; o++) {
+        double *f = full + (o * big + start) * inner;
+        double *p = part + o * count * inner;
+        if (inner == 1 && to_part)
+            for (int64_t i = 0; i < count; i++)
+                p[i] = f[i * step];
+        else if (inner == 1)
+            for (int64_t i = 0; i < count; i++)
+                f[i * step] = p[i];
+        else
+            for (int64_t i = 0; i < count; i++)
+                memcpy(to_part ? p + i * inner : f + i * step * inner,
+                       to_part ? f + i * step * inner : p + i * inner, bytes);
+    }
+}
+
+static void slice_geometry(const jac_tensor *full, int axis, int64_t *outer,
+                           int64_t *inner)
+{
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < axis; i++)
+        *outer *= full->shape[i];
+    for (int i = axis + 1; i < full->ndim; i++)
+        *inner *= full->shape[i];
+}
+
+bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
+                    const jac__onehot_rows *onehot, const bool *need,
+                    double *const *gin)
+{
+    (void)onehot;
+    (void)need;
+    bool scatter = n->op == JAC__OP_SLICE_SCATTER;
+    const jac_tensor *full = scatter ? n->out : n->in[0];
+    const jac_tensor *part = scatter ? n->in[0] : n->out;
+    int axis = n->p.slice.axis;
+    int64_t outer, inner;
+    slice_geometry(full, axis, &outer, &inner);
+    int64_t count = part->shape[axis];
+    if (scatter) {
+        slice_move(batch, outer, full->shape[axis], inner, n->p.slice.start,
+                   n->p.slice.step, count, (double *)g, gin[0], true);
+    } else {
+        memset(gin[0], 0, (size_t)(batch * full->numel) * sizeof(double));
+        slice_move(batch, outer, full->shape[axis], inner, n->p.slice.start,
+                   n->p.slice.step, count, gin[0], (double *)g, false);
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------------------ */
