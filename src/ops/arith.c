@@ -265,7 +265,7 @@ static jac_tensor *arith(jac_ctx *ctx, jac__op op, jac_tensor *a, jac_tensor *b)
     jac_tensor *y = broadcast_result(ctx, jac__ops[op].name, a, b);
     if (y == NULL)
         return NULL;
-    arith_kernel(op, a, b, y);
+    arith_kernel((int)op, a, b, y);
     jac_tensor *ins[2] = {a, b};
     bool failed;
     jac__node *node = jac__record(ctx, op, y, 2, ins, &failed);

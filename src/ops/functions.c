@@ -334,7 +334,7 @@ static jac_tensor *function(jac_ctx *ctx, jac__op op, const char *name,
         node->p.affine.divide = q.divide;
     }
     if (node && n == 1) {
-        o[0] = value_and_partial(op, xv[0], q, &node->has_partials,
+        o[0] = value_and_partial((int)op, xv[0], q, &node->has_partials,
                                  &node->partial[0]);
         node->partial[1] = 0.0;
         return y;
