@@ -1,0 +1,230 @@
+/*
+ * The op table, row by row: every recorded op of src/ops/ops.h is reached
+ * by some row of tests/op_rows.h, and for every row the first and second
+ * derivatives match finite differences, the raw kernels of an unrecorded
+ * pass match the differentiable rules (bitwise where the description of
+ * an elementwise op promises it), and a NULL context or input gives NULL
+ * with the first error kept.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "batchcheck.h"
+#include "op_rows.h"
+#include "testutil.h"
+
+#include "ops/ops.h"
+
+typedef jac_tensor *call_fn(jac_ctx *ctx, jac_tensor *const *in);
+
+typedef struct op_row {
+    const char *label;
+    const char *function;
+    int nin;
+    const char *shapes;
+    double lo, hi;
+    call_fn *call;
+} op_row;
+
+#define CALL(label, function, nin, shapes, lo, hi, call)                       \
+    static jac_tensor *call_##label(jac_ctx *ctx, jac_tensor *const *in)       \
+    {                                                                          \
+        return call;                                                           \
+    }
+OP_ROWS(CALL)
+#undef CALL
+
+#define ROW(label, function, nin, shapes, lo, hi, call)                        \
+    {#label, #function, nin, shapes, lo, hi, call_##label},
+static const op_row rows[] = {OP_ROWS(ROW)};
+#undef ROW
+
+/* The row as a jac_fn. */
+static jac_status run_row(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                          void *user)
+{
+    const op_row *r = user;
+    out[0] = r->call(ctx, in);
+    if (out[0] == NULL)
+        return jac_errcode(ctx) != JAC_OK ? jac_errcode(ctx) : JAC_ERR_STATE;
+    return JAC_OK;
+}
+
+/* The row's inputs: leaves of its shapes with values spread over (lo, hi)
+ * by a smooth, non-repeating function of the flat index. */
+static int make_inputs(jac_ctx *ctx, const op_row *r, jac_tensor **in)
+{
+    const char *p = r->shapes;
+    for (int k = 0; k < r->nin; k++) {
+        int64_t shape[JAC_MAX_DIMS];
+        int ndim = 0;
+        while (*p == ' ')
+            p++;
+        if (*p == '-') {
+            p++;
+        } else {
+            while (*p >= '0' && *p <= '9') {
+                shape[ndim++] = strtoll(p, (char **)&p, 10);
+                if (*p == ',')
+                    p++;
+            }
+        }
+        int64_t numel = 1;
+        for (int i = 0; i < ndim; i++)
+            numel *= shape[i];
+        double values[64];
+        assert_true(numel <= 64);
+        for (int64_t i = 0; i < numel; i++)
+            values[i] =
+                r->lo +
+                (r->hi - r->lo) *
+                    (0.5 + 0.45 * sin(0.9 * (double)i + 1.7 * (double)k + 0.3));
+        in[k] = jac_tensor_new(ctx, ndim, shape, values);
+        if (in[k] == NULL || jac_set_requires_grad(in[k], true) != JAC_OK) {
+            print_error("%s: inputs: %s\n", r->label, jac_errmsg(ctx));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Marks every op on the tape of ctx as seen. */
+static void note_tape(const jac_ctx *ctx, bool *seen)
+{
+    for (size_t i = 0; i < ctx->nnodes; i++)
+        seen[jac__node_at(ctx, (int64_t)i)->op] = true;
+}
+
+/* Whether every node on the tape from index first is elementwise with inputs of
+ * its output's size: then the raw kernels and the rules compute the same
+ * operations, and their results agree bitwise. */
+static bool all_plain_elementwise(const jac_ctx *ctx, size_t first)
+{
+    for (size_t i = first; i < ctx->nnodes; i++) {
+        const jac__node *n = jac__node_at(ctx, (int64_t)i);
+        if (!jac__op_elementwise(n->op))
+            return false;
+        for (int j = 0; j < n->nin; j++)
+            if (n->in[j]->numel != n->out->numel)
+                return false;
+    }
+    return true;
+}
+
+/* The gradient of sum(w * y) without and with JAC_CREATE_GRAPH (raw
+ * kernels against rules), bitwise. */
+static void assert_raw_bitwise(jac_ctx *ctx, const op_row *r,
+                               jac_tensor *const *in, jac_tensor *y)
+{
+    jac_tensor *seed = jac_ones(ctx, jac_tensor_ndim(y), jac_tensor_shape(y));
+    assert_non_null(seed);
+    jac_tensor *raw[3] = {0}, *rule[3] = {0};
+    unsigned flags = JAC_RETAIN_GRAPH | JAC_ALLOW_UNUSED;
+    tu_assert_ok(ctx,
+                 jac_grad(ctx, 1, &y, &seed, (size_t)r->nin, in, flags, raw));
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, &seed, (size_t)r->nin, in,
+                               flags | JAC_CREATE_GRAPH, rule));
+    for (int k = 0; k < r->nin; k++) {
+        if (raw[k] == NULL && rule[k] == NULL)
+            continue;
+        assert_non_null(raw[k]);
+        assert_non_null(rule[k]);
+        int64_t n = jac_tensor_numel(rule[k]);
+        assert_int_equal(jac_tensor_numel(raw[k]), n);
+        if (memcmp(jac_tensor_data(raw[k]), jac_tensor_data(rule[k]),
+                   (size_t)n * sizeof(double)) != 0) {
+            print_error("%s: input %d: the raw kernel and the rule differ\n",
+                        r->label, k);
+            fail();
+        }
+    }
+}
+
+static void
+test_every_row_matches_finite_differences_and_its_rules(void **state)
+{
+    jac_ctx *ctx = *state;
+    for (size_t i = 0; i < TU_COUNT(rows); i++) {
+        const op_row *r = &rows[i];
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *in[3] = {0};
+        assert_int_equal(make_inputs(ctx, r, in), 0);
+        print_message("%s\n", r->label);
+        tu_check_derivatives(ctx, run_row, (void *)r, (size_t)r->nin, in, 1);
+        tu_assert_fused_matches_rules_at(
+            ctx, run_row, (void *)r, (size_t)r->nin, in, 1, __FILE__, __LINE__);
+        jac_scope inner = jac_scope_begin(ctx);
+        jac_tensor *y = r->call(ctx, in);
+        tu_assert_no_error(ctx);
+        if (all_plain_elementwise(ctx, inner.nodes))
+            assert_raw_bitwise(ctx, r, in, y);
+        tu_assert_ok(ctx, jac_scope_end(ctx, inner, NULL, 0));
+        tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
+    }
+}
+
+/* Every op, including those only the rules of others record (expand,
+ * slice_scatter, ...), appears on the tape of a row or of its gradient
+ * built with JAC_CREATE_GRAPH. */
+static void test_every_op_of_the_table_is_reached_by_a_row(void **state)
+{
+    jac_ctx *ctx = *state;
+    bool seen[JAC__OP_COUNT] = {false};
+    for (size_t i = 0; i < TU_COUNT(rows); i++) {
+        const op_row *r = &rows[i];
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *in[3] = {0}, *g[3] = {0};
+        assert_int_equal(make_inputs(ctx, r, in), 0);
+        jac_tensor *y = jac_sum(ctx, jac_sin(ctx, r->call(ctx, in)));
+        tu_assert_no_error(ctx);
+        tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, (size_t)r->nin, in,
+                                   JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, g));
+        note_tape(ctx, seen);
+        tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
+    }
+    int missing = 0;
+    for (int op = 0; op < JAC__OP_COUNT; op++) {
+        if (!seen[op]) {
+            print_error("op '%s' of src/ops/ops.h is reached by no row of "
+                        "tests/op_rows.h: add one\n",
+                        jac__ops[op].name);
+            missing++;
+        }
+    }
+    assert_int_equal(missing, 0);
+}
+
+/* NULL for the context or for any input: NULL back and the error kept. */
+static void test_null_arguments_give_null_and_keep_the_first_error(void **state)
+{
+    jac_ctx *ctx = *state;
+    for (size_t i = 0; i < TU_COUNT(rows); i++) {
+        const op_row *r = &rows[i];
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *in[3] = {0};
+        assert_int_equal(make_inputs(ctx, r, in), 0);
+        assert_null(r->call(NULL, in));
+        for (int k = 0; k < r->nin; k++) {
+            jac_tensor *held = in[k];
+            in[k] = NULL;
+            jac_clear_error(ctx);
+            if (r->call(ctx, in) != NULL) {
+                print_error("%s: NULL input %d gave a tensor\n", r->label, k);
+                fail();
+            }
+            tu_assert_error(ctx, JAC_ERR_NULL_ARG);
+            in[k] = held;
+        }
+        jac_clear_error(ctx);
+        tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TU_TEST(test_every_row_matches_finite_differences_and_its_rules),
+        TU_TEST(test_every_op_of_the_table_is_reached_by_a_row),
+        TU_TEST(test_null_arguments_give_null_and_keep_the_first_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
