@@ -9,7 +9,7 @@
 #include "ops/ops.h"
 
 /* ------------------------------------------------------------------------ */
-/* Backward plans (autograd.c)                                              */
+/* Backward plans (backward.c)                                             */
 /*                                                                          */
 /* A plan lists, newest first, the tape nodes that lie between the given    */
 /* inputs and outputs, with a cotangent slot for every tensor involved. It  */

@@ -119,8 +119,8 @@ typedef struct jac__node {
         } reduce; /* sum, prod, max, min, norm */
         struct {
             uint32_t axes_mask;
-            int dir; /* +1 along the group order, -1 against it */
-        } scan;      /* group_shift, group_scan (reduce_stats.c) */
+            int dir; /* +1 along the axes' order, -1 against it */
+        } scan;      /* ops that run along axes: shifts, scans, running sums */
         struct {
             int nlead; /* leading axes kept as they are (sum_to) */
         } sum_to;
