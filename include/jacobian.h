@@ -450,6 +450,11 @@ JAC_API jac_tensor *jac_min(jac_ctx *ctx, jac_tensor *a);
 /** The smallest element over the given axes; ties share the gradient. */
 JAC_API jac_tensor *jac_min_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                                  const int *axes, bool keepdim);
+/** The running sum along axis (negative counts from the end), as
+ *  torch.cumsum: element i along the axis is the sum of elements 0..i. The
+ *  result has a's shape; a rank-0 a takes axis 0 or -1. Differentiable to
+ *  any order. Fails with JAC_ERR_AXIS for an axis out of range. */
+JAC_API jac_tensor *jac_cumsum(jac_ctx *ctx, jac_tensor *a, int axis);
 /** log(sum(exp(a))) over the given axes, computed stably (shifted by the
  *  maximum), so inputs such as 1000 give finite results. */
 JAC_API jac_tensor *jac_logsumexp(jac_ctx *ctx, jac_tensor *a, int naxes,

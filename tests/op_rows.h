@@ -92,6 +92,9 @@
       (jac_sum_to_shape(ctx, in[0], 2, (const int64_t[]){3, 1})))              \
     X(expand, jac_expand, 1, "3,1", -1.0, 1.0,                                 \
       (jac_expand(ctx, in[0], 3, (const int64_t[]){2, 3, 4})))                 \
+    X(cumsum, jac_cumsum, 1, "2,3,2", -1.0, 1.0, (jac_cumsum(ctx, in[0], 1)))  \
+    X(cumsum_last, jac_cumsum, 1, "4", -1.0, 1.0,                              \
+      (jac_cumsum(ctx, in[0], -1)))                                            \
     /* stats.c */                                                              \
     X(prod, jac_prod, 1, "2,3", 0.5, 2.0, (jac_prod(ctx, in[0])))              \
     X(prod_axes, jac_prod_axes, 1, "2,3", -1.0, 1.0,                           \

@@ -72,6 +72,7 @@
     X(SUM_AXES, "sum", 1, REDUCE, sum_axes, RAW(sum), 0)                       \
     X(SUM_TO, "sum_to_shape", 1, REDUCE, sum_to, RAW(sum_to), 0)               \
     X(EXPAND, "expand", 1, REDUCE, expand, RAW(expand), 0)                     \
+    X(CUMSUM, "cumsum", 1, REDUCE, cumsum, RAW(cumsum), 0)                     \
     /* stats.c */                                                              \
     X(PROD_AXES, "prod", 1, REDUCE, prod_axes, NORAW, 0)                       \
     X(MAX_AXES, "max", 1, REDUCE, max_axes, NORAW, 0)                          \

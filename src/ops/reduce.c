@@ -396,3 +396,118 @@ bool jac__raw_expand(const jac__node *n, int64_t batch, const double *g,
     reduce_suffix(batch, y->numel, x->numel, g, gin[0]);
     return true;
 }
+
+/* ------------------------------------------------------------------------ */
+/* cumsum                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Running sums of x along the middle axis (extent n) of an (outer, n,
+ * inner) layout, from the front (dir 1) or from the end (dir -1). */
+JAC__VECTORIZED static void running_sums(int64_t outer, int64_t n,
+                                         int64_t inner, int dir,
+                                         const double *x, double *y)
+{
+    for (int64_t o = 0; o < outer; o++) {
+        const double *xo = x + o * n * inner;
+        double *yo = y + o * n * inner;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t i = dir > 0 ? k : n - 1 - k;
+            const double *xi = xo + i * inner;
+            double *yi = yo + i * inner;
+            if (k == 0) {
+                memcpy(yi, xi, (size_t)inner * sizeof(double));
+                continue;
+            }
+            const double *prev = yi - dir * inner;
+            for (int64_t j = 0; j < inner; j++)
+                yi[j] = prev[j] + xi[j];
+        }
+    }
+}
+
+/* The (outer, n, inner) layout of t around axis, outer times batch. */
+static void around_axis(const jac_tensor *t, int axis, int64_t batch,
+                        int64_t *outer, int64_t *n, int64_t *inner)
+{
+    *outer = batch;
+    *inner = 1;
+    *n = t->ndim > 0 ? t->shape[axis] : 1;
+    for (int i = 0; i < axis; i++)
+        *outer *= t->shape[i];
+    for (int i = axis + 1; i < t->ndim; i++)
+        *inner *= t->shape[i];
+}
+
+/* cumsum along axis, or from the end for dir -1: its own adjoint, which is
+ * how the rule differentiates it to any order. */
+static jac_tensor *cumsum_dir(jac_ctx *ctx, jac_tensor *a, int axis, int dir)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "cumsum", a))
+        return NULL;
+    int ax = a->ndim == 0 && (axis == 0 || axis == -1)
+                 ? 0
+                 : jac__axis(axis, a->ndim);
+    if (ax < 0) {
+        char s[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_AXIS,
+                   "cumsum: axis %d is out of range for "
+                   "shape %s",
+                   axis, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    jac_tensor *y = jac__tensor_like(ctx, "cumsum", a);
+    if (y == NULL)
+        return NULL;
+    int64_t outer, n, inner;
+    around_axis(a, ax, 1, &outer, &n, &inner);
+    running_sums(outer, n, inner, dir, a->data, y->data);
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_CUMSUM, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node) {
+        node->p.scan.axes_mask = 1u << ax;
+        node->p.scan.dir = dir;
+    }
+    return y;
+}
+
+jac_tensor *jac_cumsum(jac_ctx *ctx, jac_tensor *a, int axis)
+{
+    return cumsum_dir(ctx, a, axis, 1);
+}
+
+static int cumsum_axis(const jac__node *node)
+{
+    int axis = 0;
+    while ((node->p.scan.axes_mask >> axis) > 1u)
+        axis++;
+    return axis;
+}
+
+/* The adjoint of a running sum is the running sum from the other end,
+ * along the same axis of the cotangent (behind its batch axes). */
+jac_status jac__vjp_cumsum(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                           const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    if (node->in[0]->ndim == 0) {
+        gin[0] = g; /* one element: the identity */
+        return JAC_OK;
+    }
+    int axis = cumsum_axis(node) + jac__batch_ndim(g, node->out);
+    gin[0] = cumsum_dir(ctx, g, axis, -node->p.scan.dir);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+bool jac__raw_cumsum(const jac__node *n, int64_t batch, const double *g,
+                     const jac__onehot_rows *onehot, const bool *need,
+                     double *const *gin)
+{
+    (void)onehot;
+    (void)need;
+    int64_t outer, len, inner;
+    around_axis(n->in[0], cumsum_axis(n), batch, &outer, &len, &inner);
+    running_sums(outer, len, inner, -n->p.scan.dir, g, gin[0]);
+    return true;
+}
