@@ -951,6 +951,42 @@ static void test_bad_values_fail_naming_the_op(void **state)
                        JAC_ERR_VALUE, "std");
 }
 
+/* ---------------------------------------------------------------------- */
+/* cumsum                                                                  */
+/* ---------------------------------------------------------------------- */
+
+static void test_cumsum_values_are_running_sums(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
+    tu_assert_tensor(jac_cumsum(ctx, x, 1), TU_SHAPE(2, 3),
+                     TU_VALUES(1, 3, 6, 4, 9, 15), TU_EXACT);
+    tu_assert_tensor(jac_cumsum(ctx, x, -2), TU_SHAPE(2, 3),
+                     TU_VALUES(1, 2, 3, 5, 7, 9), TU_EXACT);
+    tu_assert_scalar(jac_cumsum(ctx, jac_scalar(ctx, 2.5), -1), 2.5, TU_EXACT);
+    jac_tensor *empty = jac_zeros(ctx, 2, TU_SHAPE(0, 3));
+    tu_assert_shape(jac_cumsum(ctx, empty, 1), TU_SHAPE(0, 3));
+    assert_error_names(ctx, jac_cumsum(ctx, x, 2), JAC_ERR_AXIS, "cumsum");
+}
+
+/* d/dx_j of sum_i w_i cumsum(x)_i is the sum of w from j to the end, and
+ * the second derivative is exactly zero. */
+static void test_cumsum_gradient_is_the_running_sum_from_the_end(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(4), TU_VALUES(0.5, -1, 2, 3));
+    jac_tensor *w = tu_tensor(ctx, TU_SHAPE(4), TU_VALUES(1, 10, 100, 1000));
+    jac_tensor *y = jac_sum(ctx, jac_mul(ctx, jac_cumsum(ctx, x, 0), w));
+    jac_tensor *g = NULL;
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 1, &x, JAC_CREATE_GRAPH, &g));
+    tu_assert_tensor(g, TU_SHAPE(4), TU_VALUES(1111, 1110, 1100, 1000),
+                     TU_EXACT);
+    jac_tensor *h = jac_jacobian(ctx, g, x, JAC_ALLOW_UNUSED);
+    assert_non_null(h);
+    for (int64_t i = 0; i < 16; i++)
+        assert_true(jac_tensor_data(h)[i] == 0.0);
+}
+
 static void test_null_input_returns_null_and_keeps_the_first_error(void **state)
 {
     jac_ctx *ctx = *state;
@@ -970,6 +1006,8 @@ static void test_null_input_returns_null_and_keeps_the_first_error(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TU_TEST(test_cumsum_values_are_running_sums),
+        TU_TEST(test_cumsum_gradient_is_the_running_sum_from_the_end),
         TU_TEST(test_mean_values_match_torch),
         TU_TEST(test_mean_of_empty_is_nan_and_of_scalar_is_itself),
         TU_TEST(test_mean_derivatives_match_finite_difference),
