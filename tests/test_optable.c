@@ -3,8 +3,9 @@
  * by some row of tests/op_rows.h, and for every row the first and second
  * derivatives match finite differences, the raw kernels of an unrecorded
  * pass match the differentiable rules (bitwise where the description of
- * an elementwise op promises it), and a NULL context or input gives NULL
- * with the first error kept.
+ * an elementwise op promises it), a NULL context or input gives NULL with
+ * the first error kept, and every allocation of the row and its gradient
+ * may fail cleanly.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -219,12 +220,76 @@ static void test_null_arguments_give_null_and_keep_the_first_error(void **state)
     }
 }
 
+/* An allocator that refuses the k-th request (counting from 1) and every
+ * one after it, and counts what is outstanding. */
+typedef struct refusing {
+    size_t calls, fail_at, live;
+} refusing;
+
+static void *refusing_alloc(size_t size, void *user)
+{
+    refusing *r = user;
+    if (r->fail_at > 0 && ++r->calls >= r->fail_at)
+        return NULL;
+    void *p = malloc(size);
+    r->live += p != NULL;
+    return p;
+}
+
+static void refusing_free(void *ptr, void *user)
+{
+    refusing *r = user;
+    r->live -= ptr != NULL;
+    free(ptr);
+}
+
+/* Runs the row and its gradient with create-graph in a fresh context whose
+ * allocator refuses from the k-th request on (0: never). Returns the status
+ * of the run; the context is freed and must hold nothing. */
+static jac_status run_refusing(const op_row *r, size_t k)
+{
+    refusing a = {0, 0, 0};
+    jac_allocator hooks = {refusing_alloc, refusing_free, &a};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+    assert_non_null(ctx);
+    jac_tensor *in[3] = {0}, *g[3] = {0};
+    assert_int_equal(make_inputs(ctx, r, in), 0);
+    a.fail_at = k;
+    jac_tensor *y = jac_sum(ctx, r->call(ctx, in));
+    jac_status st = y ? jac_grad(ctx, 1, &y, NULL, (size_t)r->nin, in,
+                                 JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, g)
+                      : jac_errcode(ctx);
+    if (st != JAC_OK && st != JAC_ERR_NO_MEMORY) {
+        print_error("%s: allocation %zu refused: %s\n", r->label, k,
+                    jac_errmsg(ctx));
+        fail();
+    }
+    jac_ctx_free(ctx);
+    assert_int_equal(a.live, 0);
+    return st;
+}
+
+/* Every allocation an op makes, forward and backward, is refused in turn:
+ * each refusal is a clean out-of-memory error that leaks nothing. */
+static void test_every_allocation_of_every_row_may_fail(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < TU_COUNT(rows); i++) {
+        size_t k = 1;
+        while (run_refusing(&rows[i], k) == JAC_ERR_NO_MEMORY)
+            k++;
+        assert_true(k > 1); /* some allocation was refused */
+        print_message("%s: %zu allocation points\n", rows[i].label, k - 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TU_TEST(test_every_row_matches_finite_differences_and_its_rules),
         TU_TEST(test_every_op_of_the_table_is_reached_by_a_row),
         TU_TEST(test_null_arguments_give_null_and_keep_the_first_error),
+        cmocka_unit_test(test_every_allocation_of_every_row_may_fail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
