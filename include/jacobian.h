@@ -55,8 +55,9 @@ extern "C" {
  * @def JAC_API
  * Marks the functions the library exports: default visibility with GCC and
  * Clang, dllexport/dllimport on Windows. Define JAC_STATIC_DEFINE when
- * linking the static library (the CMake target jacobian::jacobian_static and
- * pkg-config --static do it for you).
+ * linking the static library on Windows (the CMake target
+ * jacobian::jacobian_static does it for you; with pkg-config, add
+ * -DJAC_STATIC_DEFINE yourself). Elsewhere it changes nothing.
  */
 #if defined(JAC_STATIC_DEFINE)
 #define JAC_API
