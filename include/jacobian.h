@@ -575,6 +575,12 @@ JAC_API jac_tensor *jac_squeeze(jac_ctx *ctx, jac_tensor *a, int axis);
 /** a with a new axis of extent 1 at position axis (0 .. ndim; negative
  *  counts from the end of the result). */
 JAC_API jac_tensor *jac_unsqueeze(jac_ctx *ctx, jac_tensor *a, int axis);
+/** The entries of a at one index along axis, with that axis removed, as
+ *  torch.select: jac_select(ctx, y, 0, 1) is y[1]. A negative index counts
+ *  from the end. Fails with JAC_ERR_AXIS for a bad axis and JAC_ERR_VALUE
+ *  for an index out of range. */
+JAC_API jac_tensor *jac_select(jac_ctx *ctx, jac_tensor *a, int axis,
+                               int64_t index);
 /** The entries index[0 .. n-1] of a along axis (repeats allowed); the
  *  gradient adds up over repeats. An index out of range fails with
  *  JAC_ERR_VALUE. */

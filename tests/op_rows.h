@@ -132,6 +132,8 @@
       (jac_reshape(ctx, in[0], 2, (const int64_t[]){3, 2})))                   \
     X(slice, jac_slice, 1, "5,2", -1.0, 1.0,                                   \
       (jac_slice(ctx, in[0], 0, 1, 5, 2)))                                     \
+    X(select, jac_select, 1, "3,4", -1.0, 1.0,                                 \
+      (jac_select(ctx, in[0], 0, -2)))                                         \
     X(concat, jac_concat, 2, "2,3 1,3", -1.0, 1.0,                             \
       (jac_concat(ctx, 2, (jac_tensor *const[]){in[0], in[1]}, 0)))            \
     X(index_select, jac_index_select, 1, "2,3", -1.0, 1.0,                     \

@@ -384,6 +384,29 @@ static void test_squeeze_and_unsqueeze_remove_and_add_an_axis(void **state)
     tu_assert_no_error(ctx);
 }
 
+static void test_select_takes_one_index_and_drops_the_axis(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *m = arange_shaped(ctx, 6, 2, TU_SHAPE(2, 3));
+    tu_assert_tensor(jac_select(ctx, m, 0, 1), TU_SHAPE(3), TU_VALUES(3, 4, 5),
+                     0.0);
+    tu_assert_tensor(jac_select(ctx, m, 1, -1), TU_SHAPE(2), TU_VALUES(2, 5),
+                     0.0);
+    tu_assert_scalar(jac_select(ctx, jac_select(ctx, m, 1, 0), 0, 1), 3, 0.0);
+    tu_assert_no_error(ctx);
+    assert_null(jac_select(ctx, m, 0, 2));
+    tu_assert_error(ctx, JAC_ERR_VALUE);
+    tu_assert_contains(jac_errmsg(ctx), "select: index 2");
+    tu_assert_contains(jac_errmsg(ctx), "(2, 3)");
+    jac_clear_error(ctx);
+    assert_null(jac_select(ctx, m, 2, 0));
+    tu_assert_error(ctx, JAC_ERR_AXIS);
+    tu_assert_contains(jac_errmsg(ctx), "select");
+    jac_clear_error(ctx);
+    assert_null(jac_select(ctx, jac_scalar(ctx, 1.0), 0, 0));
+    tu_assert_error(ctx, JAC_ERR_AXIS);
+}
+
 static void
 test_reshape_family_derivatives_match_finite_difference(void **state)
 {
@@ -1279,6 +1302,7 @@ int main(void)
         TU_TEST(test_split_rejects_bad_arguments),
         TU_TEST(test_flatten_merges_a_range_of_axes),
         TU_TEST(test_squeeze_and_unsqueeze_remove_and_add_an_axis),
+        TU_TEST(test_select_takes_one_index_and_drops_the_axis),
         TU_TEST(test_reshape_family_derivatives_match_finite_difference),
         TU_TEST(test_reshape_family_rejects_bad_axes),
         TU_TEST(test_index_select_picks_entries_with_repeats),

@@ -596,6 +596,29 @@ jac_tensor *jac_squeeze(jac_ctx *ctx, jac_tensor *a, int axis)
     return jac_reshape(ctx, a, k, shape);
 }
 
+/* a[..., index, ...] along axis: a slice of one, squeezed. */
+jac_tensor *jac_select(jac_ctx *ctx, jac_tensor *a, int axis, int64_t index)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "select", a))
+        return NULL;
+    char s[JAC__SHAPE_STR_MAX];
+    int ax = jac__axis(axis, a->ndim);
+    if (ax < 0) {
+        jac__error(ctx, JAC_ERR_AXIS, "select: axis %d is out of range for %s",
+                   axis, jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    int64_t n = a->shape[ax], i = index < 0 ? index + n : index;
+    if (i < 0 || i >= n) {
+        jac__error(ctx, JAC_ERR_VALUE,
+                   "select: index %lld is out of range for axis %d of %s",
+                   (long long)index, ax,
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    return jac_squeeze(ctx, jac_slice(ctx, a, ax, i, i + 1, 1), ax);
+}
+
 jac_tensor *jac_unsqueeze(jac_ctx *ctx, jac_tensor *a, int axis)
 {
     if (ctx == NULL || !jac__check_arg(ctx, "unsqueeze", a))
