@@ -820,7 +820,9 @@ JAC_API jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
 /**
  * The Hessian-vector products H v of a function with a one-element output:
  * hvps[i] = sum_j d2 fn / d inputs_i d inputs_j v[j], and the value into
- * *output (may be NULL). flags: JAC_CREATE_GRAPH.
+ * *output (may be NULL). flags: JAC_CREATE_GRAPH, and JAC_BATCHED_SEEDS for
+ * k products in one call: every v[i] then has shape (k, inputs[i].shape...)
+ * and hvps[i] gets the same, the gradient being recorded once for all k.
  */
 JAC_API jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                            jac_tensor *const *inputs, jac_tensor *const *v,

@@ -707,6 +707,34 @@ static void test_vjp_jvp_and_hvp_agree_with_the_jacobian(void **state)
     assert_int_equal(jac_tensor_ndim(val), 0);
 }
 
+/* k Hessian-vector products in one call equal k calls, bitwise. */
+static void test_batched_hvp_equals_one_call_per_vector(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *A = smooth(ctx, 2, TU_SHAPE(3, 3), 0.4);
+    jac_tensor *x = smooth(ctx, 1, TU_SHAPE(3), 0.2);
+    jac_tensor *V = smooth(ctx, 2, TU_SHAPE(4, 3), 1.3);
+    jac_tensor *hv = NULL, *val = NULL;
+    tu_assert_ok(ctx, jac_hvp(ctx, dense_scalar, A, 1, &x, &V,
+                              JAC_BATCHED_SEEDS, &val, &hv));
+    tu_assert_shape(hv, TU_SHAPE(4, 3));
+    for (int64_t k = 0; k < 4; k++) {
+        jac_tensor *vk = jac_select(ctx, V, 0, k), *one = NULL;
+        tu_assert_ok(ctx,
+                     jac_hvp(ctx, dense_scalar, A, 1, &x, &vk, 0, NULL, &one));
+        assert_memory_equal(jac_tensor_data(hv) + 3 * k, jac_tensor_data(one),
+                            3 * sizeof(double));
+    }
+    /* A vector without the batch axis is refused. */
+    jac_tensor *v = jac_select(ctx, V, 0, 0);
+    assert_int_equal(
+        jac_hvp(ctx, dense_scalar, A, 1, &x, &v, JAC_BATCHED_SEEDS, NULL, &hv),
+        JAC_ERR_SHAPE);
+    tu_assert_contains(jac_errmsg(ctx), "hvp: v[0] has shape (3)");
+    tu_assert_contains(jac_errmsg(ctx), "JAC_BATCHED_SEEDS");
+    jac_clear_error(ctx);
+}
+
 static void
 test_functional_drivers_with_create_graph_stay_differentiable(void **state)
 {
@@ -847,6 +875,8 @@ int main(void)
             setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_vjp_jvp_and_hvp_agree_with_the_jacobian, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_batched_hvp_equals_one_call_per_vector, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_functional_drivers_with_create_graph_stay_differentiable,
             setup, teardown),

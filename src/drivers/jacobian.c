@@ -928,6 +928,29 @@ jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     return st;
 }
 
+/* v shaped like x, or (k, x.shape...) with first's k when batched. */
+static jac_status check_vector(jac_ctx *ctx, const char *op,
+                               const jac_tensor *v, size_t i,
+                               const jac_tensor *x, const jac_tensor *first,
+                               bool batched)
+{
+    int lead = batched ? 1 : 0;
+    bool ok = v->ndim == x->ndim + lead &&
+              memcmp(v->shape + lead, x->shape,
+                     (size_t)x->ndim * sizeof(int64_t)) == 0 &&
+              (!batched || v->shape[0] == first->shape[0]);
+    if (ok)
+        return JAC_OK;
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    return jac__error(ctx, JAC_ERR_SHAPE,
+                      "%s: v[%zu] has shape %s but input %zu has shape %s%s",
+                      op, i, jac__shape_str(s1, sizeof s1, v->ndim, v->shape),
+                      i, jac__shape_str(s2, sizeof s2, x->ndim, x->shape),
+                      batched ? " (with JAC_BATCHED_SEEDS every v[i] is (k, "
+                                "input shape...) with one k)"
+                              : "");
+}
+
 jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                    jac_tensor *const *inputs, jac_tensor *const *v,
                    unsigned flags, jac_tensor **output, jac_tensor **hvps)
@@ -949,6 +972,9 @@ jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     jac_status st = prepare_inputs(ctx, op, ninputs, inputs, create, xs);
     for (size_t i = 0; i < ninputs && st == JAC_OK; i++)
         st = jac__check_named(ctx, op, v[i], "v", i);
+    for (size_t i = 0; i < ninputs && st == JAC_OK; i++)
+        st = check_vector(ctx, op, v[i], i, xs[i], v[0],
+                          (flags & JAC_BATCHED_SEEDS) != 0);
     if (st == JAC_OK)
         st = jac__call_fn(ctx, op, fn, user, xs, 1, &y, true);
     if (st == JAC_OK && y->numel != 1)
@@ -959,10 +985,13 @@ jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     if (st == JAC_OK)
         st = jac_grad(ctx, 1, &y, NULL, ninputs, xs,
                       JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, g);
-    /* H v = d<grad f, v>/dx: one more backward pass seeded with v. */
+    /* H v = d<grad f, v>/dx: one more backward pass seeded with v (k of
+     * them at once under JAC_BATCHED_SEEDS: the gradient is recorded once). */
     if (st == JAC_OK)
         st = jac_grad(ctx, ninputs, g, v, ninputs, xs,
-                      JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u), res);
+                      JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u) |
+                          (flags & JAC_BATCHED_SEEDS),
+                      res);
     res[ninputs] = y;
     finish(ctx, mark, st, create, res, ninputs + 1);
     if (st == JAC_OK) {
