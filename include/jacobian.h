@@ -239,10 +239,25 @@ JAC_API int64_t jac_tensor_dim(const jac_tensor *t, int axis);
 JAC_API int64_t jac_tensor_numel(const jac_tensor *t);
 /** The values of t, row-major, read-only; owned by t. NULL for NULL. */
 JAC_API const double *jac_tensor_data(const jac_tensor *t);
-/** The single value of a one-element tensor; NaN otherwise. */
+/** The single value of a one-element tensor. For a tensor of another size
+ *  it returns NaN and records JAC_ERR_SHAPE in t's context. */
 JAC_API double jac_tensor_item(const jac_tensor *t);
-/** The value at the given multi-index (ndim entries); NaN when out of range. */
+/** The value at the given multi-index (ndim entries). Out of range it
+ *  returns NaN and records JAC_ERR_VALUE in t's context (JAC_ERR_NULL_ARG
+ *  for a NULL index). */
 JAC_API double jac_tensor_get(const jac_tensor *t, const int64_t *index);
+/**
+ * Replaces the values of the leaf t in place by numel(t) values (the way to
+ * fill a tensor, or to update parameters in a training loop): its address,
+ * shape, requires_grad and gradient stay. A graph recorded before that used
+ * t's old values can no longer be differentiated: a backward pass through
+ * it fails with JAC_ERR_STATE naming the op. Fails with JAC_ERR_STATE when t
+ * is the result of an op, JAC_ERR_NULL_ARG for NULL values.
+ */
+JAC_API jac_status jac_tensor_fill(jac_tensor *t, const double *values);
+/** jac_tensor_fill with the values of src, which must have t's shape (and
+ *  may be computed from t itself: w = w - lr * g). */
+JAC_API jac_status jac_tensor_assign(jac_tensor *t, const jac_tensor *src);
 /** The context that owns t. */
 JAC_API jac_ctx *jac_tensor_ctx(const jac_tensor *t);
 

@@ -687,6 +687,34 @@ static void test_failed_op_names_itself_and_spares_its_inputs(void **state)
     pthread_mutex_destroy(&a.lock);
 }
 
+/* Filling a leaf whose storage a view shares needs storage of its own;
+ * when that is refused, the leaf and the view keep their values. */
+static void test_failed_fill_leaves_the_values_as_they_were(void **state)
+{
+    (void)state;
+    failing_allocator a;
+    allocator_init(&a);
+    jac_allocator hooks = {failing_alloc, failing_free, &a};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+    assert_non_null(ctx);
+    jac_tensor *w =
+        tu_tensor(ctx, TU_SHAPE(2, 4), TU_VALUES(1, 2, 3, 4, 5, 6, 7, 8));
+    jac_tensor *view = jac_reshape(ctx, w, 1, TU_SHAPE(8));
+    const double nine[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+    allocator_arm(&a, 1, true);
+    assert_int_equal(jac_tensor_fill(w, nine), JAC_ERR_NO_MEMORY);
+    tu_assert_contains(jac_errmsg(ctx), "tensor_fill");
+    allocator_arm(&a, 0, false);
+    tu_assert_tensor(w, TU_SHAPE(2, 4), TU_VALUES(1, 2, 3, 4, 5, 6, 7, 8), 0.0);
+    jac_clear_error(ctx);
+    tu_assert_ok(ctx, jac_tensor_fill(w, nine));
+    tu_assert_tensor(view, TU_SHAPE(8), TU_VALUES(1, 2, 3, 4, 5, 6, 7, 8), 0.0);
+    tu_assert_tensor(w, TU_SHAPE(2, 4), nine, 0.0);
+    jac_ctx_free(ctx);
+    assert_int_equal(a.live_blocks, 0);
+    pthread_mutex_destroy(&a.lock);
+}
+
 /* jac_backward into two leaves, one with a .grad already (accumulated in
  * place) and one without (a new tensor): whichever allocation fails, either
  * both .grad are updated or neither is, and the pass's temporaries go. */
@@ -758,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_reference_run_is_consistent),
         cmocka_unit_test(test_context_creation_failure_holds_nothing),
         cmocka_unit_test(test_failed_op_names_itself_and_spares_its_inputs),
+        cmocka_unit_test(test_failed_fill_leaves_the_values_as_they_were),
         cmocka_unit_test(test_failed_backward_leaves_every_grad_as_it_was),
         cmocka_unit_test(test_every_single_allocation_failure_is_clean),
         cmocka_unit_test(test_every_allocation_failing_from_k_on_is_clean),

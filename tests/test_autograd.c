@@ -656,11 +656,58 @@ static void test_recording_appends_to_the_tape(void **state)
     assert_false(jac_is_leaf(y));
 }
 
+/* ---------------------------------------------------------------------- */
+/* Leaves updated in place                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* The graph saved w's old values: differentiating it now would mix old
+ * and new, so it is refused, naming the op. */
+static void test_a_graph_recorded_before_fill_is_refused(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *w = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
+    jac_tensor *y = jac_sum(ctx, jac_mul(ctx, w, w)), *g = NULL;
+    tu_assert_ok(ctx, jac_tensor_fill(w, TU_VALUES(3, 4)));
+    assert_int_equal(jac_grad(ctx, 1, &y, NULL, 1, &w, 0, &g), JAC_ERR_STATE);
+    tu_assert_contains(jac_errmsg(ctx), "'mul'");
+    tu_assert_contains(jac_errmsg(ctx), "jac_tensor_fill");
+    assert_null(g);
+    jac_clear_error(ctx);
+    /* Recorded again from the new values, it differentiates. */
+    y = jac_sum(ctx, jac_mul(ctx, w, w));
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &y, NULL, 1, &w, 0, &g));
+    tu_assert_tensor(g, TU_SHAPE(2), TU_VALUES(6, 8), 0.0);
+}
+
+/* Gradient descent on sum((w - t)^2): grad, then w = w - lr g in place,
+ * with a scope per step so that memory stays flat. */
+static void test_training_loop_updates_leaves_in_place(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *w = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(0, 0, 0));
+    jac_tensor *t = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, -2, 0.5));
+    size_t tensors = jac_ctx_tensor_count(ctx);
+    for (int step = 0; step < 200; step++) {
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *d = jac_sub(ctx, w, t);
+        jac_tensor *loss = jac_sum(ctx, jac_mul(ctx, d, d)), *g = NULL;
+        tu_assert_ok(ctx, jac_grad(ctx, 1, &loss, NULL, 1, &w, 0, &g));
+        tu_assert_ok(ctx, jac_tensor_assign(
+                              w, jac_sub(ctx, w, jac_mul_scalar(ctx, g, 0.1))));
+        tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
+    }
+    assert_int_equal(jac_ctx_tensor_count(ctx), tensors);
+    tu_assert_tensor(w, TU_SHAPE(3), TU_VALUES(1, -2, 0.5), 1e-12);
+    assert_true(jac_requires_grad(w));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TU_TEST(test_grad_sums_the_seeded_contributions_of_every_output),
         TU_TEST(test_grad_with_several_inputs_gives_one_gradient_each),
+        TU_TEST(test_a_graph_recorded_before_fill_is_refused),
+        TU_TEST(test_training_loop_updates_leaves_in_place),
         TU_TEST(test_seed_may_be_omitted_for_one_element_outputs),
         TU_TEST(test_input_listed_twice_gets_the_same_gradient_twice),
         TU_TEST(test_output_that_is_the_input_passes_the_seed_through),

@@ -408,6 +408,17 @@ static outcome row_tensor_get(int null_at)
     return checked(null_at >= 0 ? isnan(v) : v == 1.0);
 }
 
+/* b2 given its own values back: the fixture stays as it was. */
+static outcome row_tensor_fill(int null_at)
+{
+    return status_result(jac_tensor_fill(P(0, fx.b2), P(1, TU_VALUES(1, -1))));
+}
+
+static outcome row_tensor_assign(int null_at)
+{
+    return status_result(jac_tensor_assign(P(0, fx.b2), P(1, fx.b2)));
+}
+
 static outcome row_tensor_ctx(int null_at)
 {
     jac_ctx *c = jac_tensor_ctx(P(0, fx.m2));
@@ -919,6 +930,8 @@ static const row rows[] = {
     FREE_ROW(tensor_data, 1, 0, 0),
     FREE_ROW(tensor_item, 1, 0, 0),
     FREE_ROW(tensor_get, 2, 0, 0),
+    FREE_ROW(tensor_fill, 2, 0, 0),
+    FREE_ROW(tensor_assign, 2, 0, 0),
     FREE_ROW(tensor_ctx, 1, 0, 0),
     FREE_ROW(set_requires_grad, 1, 0, 0),
     FREE_ROW(requires_grad, 1, 0, 0),

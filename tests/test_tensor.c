@@ -220,6 +220,65 @@ static void test_item_reads_one_element_tensors_only(void **state)
     assert_true(isnan(jac_tensor_item(none)));
 }
 
+/* NaN alone could be a value: the misuse is also an error in the context. */
+static void test_item_and_get_misuse_is_recorded_in_the_context(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *three = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 3));
+    assert_true(isnan(jac_tensor_item(three)));
+    tu_assert_error(ctx, JAC_ERR_SHAPE);
+    tu_assert_contains(jac_errmsg(ctx), "tensor_item");
+    tu_assert_contains(jac_errmsg(ctx), "(3)");
+    jac_clear_error(ctx);
+    assert_true(isnan(jac_tensor_get(three, TU_SHAPE(3))));
+    tu_assert_error(ctx, JAC_ERR_VALUE);
+    tu_assert_contains(jac_errmsg(ctx), "tensor_get: index 3");
+    jac_clear_error(ctx);
+    assert_true(isnan(jac_tensor_get(three, NULL)));
+    tu_assert_error(ctx, JAC_ERR_NULL_ARG);
+    jac_clear_error(ctx);
+    assert_true(jac_tensor_get(three, TU_SHAPE(2)) == 3.0);
+    tu_assert_no_error(ctx);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Values replaced in place                                                */
+/* ---------------------------------------------------------------------- */
+
+static void test_fill_replaces_values_and_keeps_the_tensor(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *w = tu_leaf(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
+    jac_tensor *view = jac_reshape(ctx, w, 1, TU_SHAPE(6)); /* shares */
+    tu_assert_ok(ctx, jac_tensor_fill(w, TU_VALUES(6, 5, 4, 3, 2, 1)));
+    tu_assert_tensor(w, TU_SHAPE(2, 3), TU_VALUES(6, 5, 4, 3, 2, 1), 0.0);
+    assert_true(jac_requires_grad(w) && jac_is_leaf(w));
+    /* The view made before keeps the values it was made with. */
+    tu_assert_tensor(view, TU_SHAPE(6), TU_VALUES(1, 2, 3, 4, 5, 6), 0.0);
+    jac_tensor *z = jac_zeros(ctx, 2, TU_SHAPE(2, 3));
+    tu_assert_ok(ctx, jac_tensor_assign(w, jac_add(ctx, w, w)));
+    tu_assert_tensor(w, TU_SHAPE(2, 3), TU_VALUES(12, 10, 8, 6, 4, 2), 0.0);
+    tu_assert_ok(ctx, jac_tensor_assign(z, w));
+    tu_assert_tensor(z, TU_SHAPE(2, 3), TU_VALUES(12, 10, 8, 6, 4, 2), 0.0);
+}
+
+static void test_fill_refuses_op_results_and_other_shapes(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *w = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
+    jac_tensor *y = jac_exp(ctx, w);
+    assert_int_equal(jac_tensor_fill(y, TU_VALUES(0, 0)), JAC_ERR_STATE);
+    tu_assert_contains(jac_errmsg(ctx), "not a leaf");
+    jac_clear_error(ctx);
+    assert_int_equal(jac_tensor_assign(w, jac_zeros(ctx, 1, TU_SHAPE(3))),
+                     JAC_ERR_SHAPE);
+    tu_assert_contains(jac_errmsg(ctx), "src has shape (3), the tensor (2)");
+    jac_clear_error(ctx);
+    assert_int_equal(jac_tensor_fill(w, NULL), JAC_ERR_NULL_ARG);
+    jac_clear_error(ctx);
+    tu_assert_tensor(w, TU_SHAPE(2), TU_VALUES(1, 2), 0.0);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Copies and leaves                                                       */
 /* ---------------------------------------------------------------------- */
@@ -588,6 +647,9 @@ int main(void)
         TU_TEST(test_get_reads_row_major_elements),
         TU_TEST(test_get_out_of_range_is_nan),
         TU_TEST(test_item_reads_one_element_tensors_only),
+        TU_TEST(test_item_and_get_misuse_is_recorded_in_the_context),
+        TU_TEST(test_fill_replaces_values_and_keeps_the_tensor),
+        TU_TEST(test_fill_refuses_op_results_and_other_shapes),
         TU_TEST(test_copy_has_the_same_values_in_new_storage),
         TU_TEST(test_detach_cuts_a_result_from_the_graph),
         TU_TEST(test_requires_grad_is_set_on_leaves_only),

@@ -110,6 +110,23 @@ static size_t first_node_after(const jac_ctx *ctx, uint64_t seq)
     return lo;
 }
 
+/* A node whose input j had its values replaced after the node used them:
+ * its saved values are stale, and differentiating through it would give a
+ * wrong result. */
+static jac_status stale_input(jac_ctx *ctx, const char *op, const jac__node *n,
+                              int j)
+{
+    char s[JAC__SHAPE_STR_MAX];
+    const jac_tensor *x = n->in[j];
+    return jac__error(ctx, JAC_ERR_STATE,
+                      "%s: input %d (shape %s) of '%s' (tape index %lld) was "
+                      "replaced by jac_tensor_fill or jac_tensor_assign after "
+                      "the op used it; record the graph again from the new "
+                      "values",
+                      op, j, jac__shape_str(s, sizeof s, x->ndim, x->shape),
+                      jac__ops[n->op].name, (long long)n->out->node);
+}
+
 /* Forward sweep: stamp the inputs, then every node fed by a stamped tensor,
  * between the oldest input and the newest output; each stamped tensor gets a
  * cotangent slot. */
@@ -611,6 +628,11 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
     ctx->grad_enabled = r.create;
     jac_status st = JAC_OK;
     bool scalar_ok = !r.create && r.batch == 1;
+    /* Whether a value was replaced in place since the oldest step was
+     * recorded; only then is every step checked for stale inputs. */
+    bool stale = plan->nsteps > plan->first_step &&
+                 plan->tape->assigned_seq_max >
+                     plan->steps[plan->first_step].node->out->seq;
 
     for (size_t k = 0; k < plan->noutputs && st == JAC_OK; k++)
         if (seeds[k] && plan->output_slot[k] >= 0)
@@ -636,6 +658,13 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
         const jac__node *n = s->node;
         if (visited)
             visited[i] = true;
+        for (int j = 0; stale && j < n->nin; j++)
+            if (n->in[j]->assigned_seq > n->out->seq) {
+                st = stale_input(ctx, op, n, j);
+                break;
+            }
+        if (st != JAC_OK)
+            break;
         if (n->released) {
             st = jac__error(ctx, JAC_ERR_RELEASED,
                             "%s: the graph through '%s' was already released "

@@ -444,6 +444,7 @@ static jac_tensor *tensor_register(jac_ctx *ctx, const char *op, int ndim,
     t->node = -1;
     t->slot = ctx->ntensors;
     t->seq = ctx->next_seq++;
+    t->assigned_seq = 0;
     t->grad = NULL;
     t->requires_grad = false;
     t->keep = false;

@@ -73,6 +73,10 @@ struct jac_tensor {
     jac_ctx *ctx;
     size_t slot;  /* position in the context's tensor registry */
     uint64_t seq; /* creation order, strictly increasing */
+    /* The context's next_seq when jac_tensor_fill or jac_tensor_assign last
+     * replaced its values (0: never): a node made before then used the old
+     * values, and a backward pass through it is refused. */
+    uint64_t assigned_seq;
     int64_t shape[JAC_MAX_DIMS];
 };
 
@@ -181,6 +185,9 @@ struct jac_ctx {
     char message[512];
 
     bool grad_enabled;
+    /* The largest assigned_seq of any tensor: 0 while no value was ever
+     * replaced in place, which spares backward passes the check. */
+    uint64_t assigned_seq_max;
     uint64_t next_seq;
     uint64_t next_plan_id;
 

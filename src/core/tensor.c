@@ -149,20 +149,101 @@ const double *jac_tensor_data(const jac_tensor *t)
 
 double jac_tensor_item(const jac_tensor *t)
 {
-    return alive(t) && t->numel == 1 ? t->data[0] : NAN;
+    if (!alive(t))
+        return NAN;
+    if (t->numel != 1) {
+        char s[JAC__SHAPE_STR_MAX];
+        jac__error(t->ctx, JAC_ERR_SHAPE,
+                   "tensor_item: the tensor has shape %s, %lld elements; item "
+                   "reads a tensor of one (jac_tensor_get reads one of many)",
+                   jac__shape_str(s, sizeof s, t->ndim, t->shape),
+                   (long long)t->numel);
+        return NAN;
+    }
+    return t->data[0];
 }
 
 double jac_tensor_get(const jac_tensor *t, const int64_t *index)
 {
-    if (!alive(t) || (t->ndim > 0 && index == NULL))
+    if (!alive(t))
         return NAN;
+    if (t->ndim > 0 && index == NULL) {
+        jac__error(t->ctx, JAC_ERR_NULL_ARG, "tensor_get: index is NULL");
+        return NAN;
+    }
     int64_t off = 0;
     for (int i = 0; i < t->ndim; i++) {
-        if (index[i] < 0 || index[i] >= t->shape[i])
+        if (index[i] < 0 || index[i] >= t->shape[i]) {
+            char s[JAC__SHAPE_STR_MAX];
+            jac__error(t->ctx, JAC_ERR_VALUE,
+                       "tensor_get: index %lld is out of range for axis %d "
+                       "of shape %s",
+                       (long long)index[i], i,
+                       jac__shape_str(s, sizeof s, t->ndim, t->shape));
             return NAN;
+        }
         off = off * t->shape[i] + index[i];
     }
     return t->data[off];
+}
+
+/* Replaces the values of the leaf t by numel(t) values (which may be t's
+ * own): storage shared with a reshaped view is first made t's alone, so
+ * the view keeps the old values. */
+static jac_status overwrite(jac_tensor *t, const char *op, const double *values)
+{
+    jac_ctx *ctx = t->ctx;
+    if (t->node >= 0)
+        return jac__error(ctx, JAC_ERR_STATE,
+                          "%s: the tensor is the result of an op (tape index "
+                          "%lld), not a leaf; only a leaf's values can be "
+                          "replaced",
+                          op, (long long)t->node);
+    if (!jac__sole_owner(t)) {
+        jac__buf *b = jac__buf_alloc(ctx, (size_t)t->numel * sizeof(double));
+        if (b == NULL)
+            return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+        memcpy(JAC__BUF_DATA(b), t->data, (size_t)t->numel * sizeof(double));
+        if (values == t->data)
+            values = JAC__BUF_DATA(b);
+        jac__buf_release(ctx, t->buf);
+        t->buf = b;
+        t->data = JAC__BUF_DATA(b);
+    }
+    if (t->numel > 0)
+        memmove(t->data, values, (size_t)t->numel * sizeof(double));
+    t->assigned_seq = ctx->next_seq;
+    ctx->assigned_seq_max = ctx->next_seq;
+    return JAC_OK;
+}
+
+jac_status jac_tensor_fill(jac_tensor *t, const double *values)
+{
+    if (!alive(t))
+        return JAC_ERR_NULL_ARG;
+    if (values == NULL && t->numel > 0)
+        return jac__error(t->ctx, JAC_ERR_NULL_ARG,
+                          "tensor_fill: values is "
+                          "NULL");
+    return overwrite(t, "tensor_fill", values);
+}
+
+jac_status jac_tensor_assign(jac_tensor *t, const jac_tensor *src)
+{
+    if (!alive(t))
+        return JAC_ERR_NULL_ARG;
+    jac_status st = jac__check_named(t->ctx, "tensor_assign", src, "src", 0);
+    if (st != JAC_OK)
+        return st;
+    if (src->ndim != t->ndim ||
+        memcmp(src->shape, t->shape, (size_t)t->ndim * sizeof(int64_t)) != 0) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+        return jac__error(t->ctx, JAC_ERR_SHAPE,
+                          "tensor_assign: src has shape %s, the tensor %s",
+                          jac__shape_str(s1, sizeof s1, src->ndim, src->shape),
+                          jac__shape_str(s2, sizeof s2, t->ndim, t->shape));
+    }
+    return overwrite(t, "tensor_assign", src->data);
 }
 
 jac_ctx *jac_tensor_ctx(const jac_tensor *t)
