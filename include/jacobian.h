@@ -191,6 +191,32 @@ JAC_API bool jac_set_grad_enabled(jac_ctx *ctx, bool enabled);
 /** Whether ops are currently recorded. */
 JAC_API bool jac_is_grad_enabled(const jac_ctx *ctx);
 
+/** Debug checks of a context (jac_ctx_set_checks), off by default. */
+enum jac_check_flags {
+    /** Released tensors are never reused: any later use of a tensor that a
+     *  scope released is reported (JAC_ERR_CONTEXT, "released"), however
+     *  many tensors came after it. Each released header (under 200 bytes)
+     *  then stays with the context until it is freed. Without this check a
+     *  released tensor is reported as long as fewer than 256 tensors of its
+     *  context have been released after it; later its memory may hold a new
+     *  tensor, which a stale pointer would then read. */
+    JAC_CHECK_STALE = 1u << 0,
+    /** Anomaly mode: the output of every recorded op, and every gradient a
+     *  backward step produces, is checked for NaN and infinity; the first
+     *  one fails with JAC_ERR_VALUE naming the op and its tape index. */
+    JAC_CHECK_ANOMALY = 1u << 1
+};
+
+/**
+ * Turns debug checks (jac_check_flags, or-ed) on or off for ctx; they cost
+ * nothing when off. A new context takes them from the environment variable
+ * JAC_CHECKS, a comma-separated list of "stale" and "anomaly" (or "all").
+ * Unknown bits fail with JAC_ERR_VALUE.
+ */
+JAC_API jac_status jac_ctx_set_checks(jac_ctx *ctx, unsigned checks);
+/** The debug checks of ctx (0 for NULL). */
+JAC_API unsigned jac_ctx_checks(const jac_ctx *ctx);
+
 /** @} */
 
 /* ------------------------------------------------------------------------ */
@@ -725,7 +751,9 @@ typedef struct jac_jacobian_opts {
      *  reference algorithm; 0 chooses the largest block whose cotangents fit
      *  in the context's memory budget (jac_ctx_set_memory_budget), and
      *  computes the diagonal Jacobian of an elementwise function (one
-     *  output, one input of its size) in a single pass. */
+     *  output, one input of its size) in a single pass, whose entries off
+     *  the diagonal are exactly 0 even where a derivative is infinite or
+     *  NaN (the row loop has NaN there: zero seeds times the derivative). */
     int64_t chunk;
     /** Reverse, forward, or chosen by shape (the default). */
     jac_mode mode;

@@ -268,6 +268,17 @@ static outcome row_ctx_threads(int null_at)
     return checked(IS_NULL(0) ? n == 0 : n == 1);
 }
 
+static outcome row_ctx_set_checks(int null_at)
+{
+    return status_result(jac_ctx_set_checks(P(0, fx.ctx), 0));
+}
+
+static outcome row_ctx_checks(int null_at)
+{
+    unsigned c = jac_ctx_checks(P(0, fx.ctx));
+    return checked(c == 0);
+}
+
 static outcome row_ctx_set_memory_budget(int null_at)
 {
     return status_result(
@@ -912,6 +923,8 @@ static const row rows[] = {
     FREE_ROW(ctx_set_threads, 1, 0, 0),
     FREE_ROW(ctx_threads, 1, 0, 0),
     FREE_ROW(ctx_set_memory_budget, 1, 0, 0),
+    FREE_ROW(ctx_set_checks, 1, 0, 0),
+    FREE_ROW(ctx_checks, 1, 0, 0),
     CTX_ROW(tensor_new, 3, 0, BIT(2)),
     CTX_ROW(zeros, 2, 0, 0),
     CTX_ROW(ones, 2, 0, 0),
@@ -1239,6 +1252,8 @@ static const char *const tensorless[] = {"jac_version_number",
                                          "jac_ctx_set_threads",
                                          "jac_ctx_threads",
                                          "jac_ctx_set_memory_budget",
+                                         "jac_ctx_set_checks",
+                                         "jac_ctx_checks",
                                          "jac_tensor_new",
                                          "jac_zeros",
                                          "jac_ones",

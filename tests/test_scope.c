@@ -246,6 +246,60 @@ static void test_scope_keeps_nothing_it_was_not_asked_to(void **state)
     assert_true(jac_ctx_memory(ctx) <= memory_after_one);
 }
 
+/* Without the check, a released tensor is reported for the next 256
+ * releases only; with JAC_CHECK_STALE, after any number (1000 scope
+ * cycles here), and never reads another tensor's values. */
+static void test_stale_check_reports_a_released_tensor_forever(void **state)
+{
+    jac_ctx *ctx = *state;
+    tu_assert_ok(ctx, jac_ctx_set_checks(ctx, JAC_CHECK_STALE));
+    assert_int_equal(jac_ctx_checks(ctx), JAC_CHECK_STALE);
+    jac_tensor *x = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
+    jac_scope mark = jac_scope_begin(ctx);
+    jac_tensor *stale = jac_exp(ctx, x);
+    tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
+    for (int cycle = 0; cycle < 1000; cycle++) {
+        jac_scope m = jac_scope_begin(ctx);
+        assert_non_null(jac_add(ctx, jac_exp(ctx, x), x));
+        tu_assert_ok(ctx, jac_scope_end(ctx, m, NULL, 0));
+    }
+    assert_null(jac_add(ctx, stale, x));
+    tu_assert_error(ctx, JAC_ERR_CONTEXT);
+    tu_assert_contains(jac_errmsg(ctx), "released");
+    jac_clear_error(ctx);
+    assert_int_equal(jac_ctx_set_checks(ctx, 1u << 7), JAC_ERR_VALUE);
+    jac_clear_error(ctx);
+}
+
+/* Anomaly mode names the op that first made a NaN, forward or backward. */
+static void test_anomaly_mode_names_the_first_op_to_make_a_nan(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(1, -1, 2));
+    /* Off: NaN flows silently. */
+    jac_tensor *y = jac_sum(ctx, jac_log(ctx, x));
+    assert_true(isnan(jac_tensor_item(y)));
+    tu_assert_no_error(ctx);
+    tu_assert_ok(ctx, jac_ctx_set_checks(ctx, JAC_CHECK_ANOMALY));
+    size_t tape = jac_ctx_tape_length(ctx);
+    assert_null(jac_sum(ctx, jac_log(ctx, x)));
+    tu_assert_error(ctx, JAC_ERR_VALUE);
+    tu_assert_contains(jac_errmsg(ctx), "anomaly: 'log'");
+    tu_assert_contains(jac_errmsg(ctx), "element 1 of (3)");
+    assert_int_equal(jac_ctx_tape_length(ctx), tape);
+    jac_clear_error(ctx);
+    /* A finite forward pass whose backward is not: d sqrt(x)/dx at 0. */
+    jac_tensor *z = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(4, 0));
+    jac_tensor *s = jac_sum(ctx, jac_sqrt(ctx, z)), *g = NULL;
+    assert_non_null(s);
+    assert_int_equal(jac_grad(ctx, 1, &s, NULL, 1, &z, 0, &g), JAC_ERR_VALUE);
+    tu_assert_contains(jac_errmsg(ctx), "the backward of 'sqrt'");
+    jac_clear_error(ctx);
+    tu_assert_ok(ctx, jac_ctx_set_checks(ctx, 0));
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &s, NULL, 1, &z, 0, &g));
+    assert_true(isinf(jac_tensor_data(g)[1]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +311,8 @@ int main(void)
         TU_TEST(test_nested_scopes_release_inner_work_first),
         TU_TEST(test_scope_end_with_a_mark_from_the_future_fails),
         TU_TEST(test_scope_keeps_nothing_it_was_not_asked_to),
+        TU_TEST(test_stale_check_reports_a_released_tensor_forever),
+        TU_TEST(test_anomaly_mode_names_the_first_op_to_make_a_nan),
     };
     return cmocka_run_group_tests_name("scope", tests, NULL, NULL);
 }

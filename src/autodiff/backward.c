@@ -555,6 +555,28 @@ static jac_status step_rule(run *r, const jac__node *n, slot *g,
     return st;
 }
 
+/* Anomaly mode: the gradients of n's inputs after its step must be
+ * finite. */
+static jac_status check_step(run *r, const jac__node *n, const int32_t *slots)
+{
+    for (int j = 0; j < n->nin; j++) {
+        if (slots[j] < 0)
+            continue;
+        slot *s = &r->slots[slots[j]];
+        const jac_tensor *x = n->in[j];
+        int64_t count = s->buf == SLOT_INLINE ? 1
+                        : s->buf              ? r->batch * x->numel
+                        : s->t                ? s->t->numel
+                                              : 0;
+        const double *v = slot_data(s);
+        if (count > 0 && !jac__all_finite(v, count))
+            return jac__anomaly(r->ctx, "the backward of ",
+                                jac__ops[n->op].name, n->out->node, v, count,
+                                x->ndim, x->shape);
+    }
+    return JAC_OK;
+}
+
 /* Whether the one-hot form of g survives op n into input j unchanged (the
  * op's row says whether it copies g into that input) . */
 static bool keeps_onehot(const jac__node *n, int j)
@@ -691,6 +713,8 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
             r.onehot_slot = done ? copy_to : -1;
         if (st == JAC_OK && !done)
             st = step_rule(&r, n, g, slots, need, gin);
+        if (st == JAC_OK && (ctx->checks & JAC_CHECK_ANOMALY))
+            st = check_step(&r, n, slots);
         /* Every consumer of this tensor is newer, so its cotangent is
          * complete and no longer needed, unless the tensor is an input too
          * (made from another input): then it is a result. */

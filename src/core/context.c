@@ -215,6 +215,25 @@ static void header_release(jac_ctx *ctx, jac_tensor *t);
 static jac_tensor *header_carve(jac_ctx *ctx);
 static void header_release(jac_ctx *ctx, jac_tensor *t);
 
+/* The checks JAC_CHECKS names: "stale", "anomaly" or "all", separated by
+ * commas; anything else is ignored. */
+static unsigned checks_from_environment(void)
+{
+    const char *v = getenv("JAC_CHECKS");
+    unsigned checks = 0;
+    while (v && *v) {
+        size_t n = strcspn(v, ",");
+        if (n == 5 && strncmp(v, "stale", 5) == 0)
+            checks |= JAC_CHECK_STALE;
+        else if (n == 7 && strncmp(v, "anomaly", 7) == 0)
+            checks |= JAC_CHECK_ANOMALY;
+        else if (n == 3 && strncmp(v, "all", 3) == 0)
+            checks |= JAC_CHECK_STALE | JAC_CHECK_ANOMALY;
+        v += n + (v[n] == ',');
+    }
+    return checks;
+}
+
 jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
 {
     if (allocator == NULL || allocator->alloc == NULL ||
@@ -230,6 +249,7 @@ jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
     ctx->next_plan_id = 1;
     ctx->threads = 1;
     ctx->memory_budget = (size_t)64 << 20;
+    ctx->checks = checks_from_environment();
     for (size_t i = 0; i < JAC__QUARANTINE; i++) {
         jac_tensor *t = header_carve(ctx);
         if (t == NULL) {
@@ -247,6 +267,7 @@ jac_ctx *jac__ctx_worker_new(const jac_ctx *parent)
     if (w) {
         w->parent = parent;
         w->grad_enabled = false;
+        w->checks = parent->checks;
     }
     return w;
 }
@@ -255,6 +276,7 @@ jac_ctx *jac__ctx_worker(jac_ctx *parent, size_t index)
 {
     if (index < parent->nworkers) {
         jac_clear_error(parent->workers[index]);
+        parent->workers[index]->checks = parent->checks;
         return parent->workers[index];
     }
     if (jac__grow(parent, (void **)&parent->workers, &parent->cap_workers,
@@ -279,6 +301,19 @@ jac_status jac_ctx_set_threads(jac_ctx *ctx, int threads)
 }
 
 int jac_ctx_threads(const jac_ctx *ctx) { return ctx ? ctx->threads : 0; }
+
+jac_status jac_ctx_set_checks(jac_ctx *ctx, unsigned checks)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    if (checks & ~(unsigned)(JAC_CHECK_STALE | JAC_CHECK_ANOMALY))
+        return jac__error(ctx, JAC_ERR_VALUE,
+                          "ctx_set_checks: unknown check bits 0x%x", checks);
+    ctx->checks = checks;
+    return JAC_OK;
+}
+
+unsigned jac_ctx_checks(const jac_ctx *ctx) { return ctx ? ctx->checks : 0; }
 
 jac_status jac_ctx_set_memory_budget(jac_ctx *ctx, size_t bytes)
 {
@@ -404,9 +439,11 @@ static jac_tensor *header_carve(jac_ctx *ctx)
     return ctx->header_next++;
 }
 
+/* A released header once JAC__QUARANTINE later ones have been released,
+ * never under JAC_CHECK_STALE; else a fresh one. */
 static jac_tensor *header_alloc(jac_ctx *ctx)
 {
-    if (ctx->nfree >= JAC__QUARANTINE) {
+    if (ctx->nfree >= JAC__QUARANTINE && !(ctx->checks & JAC_CHECK_STALE)) {
         jac_tensor *t = ctx->free_head;
         ctx->free_head = t->grad;
         if (ctx->free_head == NULL)

@@ -185,6 +185,7 @@ struct jac_ctx {
     char message[512];
 
     bool grad_enabled;
+    unsigned checks; /* jac_check_flags */
     /* The largest assigned_seq of any tensor: 0 while no value was ever
      * replaced in place, which spares backward passes the check. */
     uint64_t assigned_seq_max;
@@ -305,6 +306,14 @@ static inline bool jac__should_record(const jac_ctx *ctx, int n,
 jac__node *jac__tape_append(jac_ctx *ctx, int op, const char *name,
                             jac_tensor *out, int nin, jac_tensor *const *ins,
                             bool *failed);
+/* Whether all n values are finite. */
+bool jac__all_finite(const double *v, int64_t n);
+/* Reports the first non-finite value of v (n values, shaped as given) as
+ * an anomaly of op at tape index index; what says which result ("" for the
+ * op's output, or e.g. "the backward of "). Returns JAC_ERR_VALUE. */
+jac_status jac__anomaly(jac_ctx *ctx, const char *what, const char *op,
+                        int64_t index, const double *v, int64_t n, int ndim,
+                        const int64_t *shape);
 /* Drops the nodes from index nnodes on (scopes, jac_ctx_free). */
 void jac__tape_truncate(jac_ctx *ctx, size_t nnodes);
 

@@ -17,6 +17,13 @@ jac__node *jac__tape_append(jac_ctx *ctx, int op, const char *name,
     *failed = false;
     if (!jac__should_record(ctx, nin, ins))
         return NULL;
+    if ((ctx->checks & JAC_CHECK_ANOMALY) &&
+        !jac__all_finite(out->data, out->numel)) {
+        jac__anomaly(ctx, "", name, (int64_t)ctx->nnodes, out->data, out->numel,
+                     out->ndim, out->shape);
+        *failed = true;
+        return NULL;
+    }
     size_t idx = ctx->nnodes;
     size_t block = idx >> JAC__NODE_BLOCK_BITS;
     if (block >= ctx->nblocks) {
@@ -153,4 +160,27 @@ jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
         ctx->grad_bound = w; /* the survivors moved down, never up */
     jac__tape_truncate(ctx, mark.nodes);
     return JAC_OK;
+}
+
+bool jac__all_finite(const double *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return false;
+    return true;
+}
+
+jac_status jac__anomaly(jac_ctx *ctx, const char *what, const char *op,
+                        int64_t index, const double *v, int64_t n, int ndim,
+                        const int64_t *shape)
+{
+    int64_t i = 0;
+    while (i < n && isfinite(v[i]))
+        i++;
+    char s[JAC__SHAPE_STR_MAX];
+    return jac__error(ctx, JAC_ERR_VALUE,
+                      "anomaly: %s'%s' (tape index %lld) produced %g at "
+                      "element %lld of %s",
+                      what, op, (long long)index, i < n ? v[i] : 0.0,
+                      (long long)i, jac__shape_str(s, sizeof s, ndim, shape));
 }

@@ -557,11 +557,11 @@ static jac_status diagonal_jacobian(jac_ctx *ctx, const char *op,
     jac_status st =
         seed ? jac__plan_run(ctx, op, plan, &seed, JAC_RETAIN_GRAPH, &d)
              : ctx->status;
-    bool finite = st == JAC_OK && d != NULL;
-    for (int64_t i = 0; finite && i < d->numel; i++)
-        finite = isfinite(d->data[i]);
-    jac_tensor *out = finite ? jac_zeros(ctx, nd, shape) : NULL;
-    if (finite && out == NULL)
+    /* Off the diagonal the entries are zero by structure, exactly, even
+     * where the derivative is infinite or NaN. */
+    bool ok = st == JAC_OK && d != NULL;
+    jac_tensor *out = ok ? jac_zeros(ctx, nd, shape) : NULL;
+    if (ok && out == NULL)
         st = ctx->status;
     if (out) {
         for (int64_t i = 0; i < d->numel; i++)

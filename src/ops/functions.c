@@ -324,6 +324,27 @@ static jac_tensor *function(jac_ctx *ctx, jac__op op, const char *name,
     const double *xv = a->data;
     double *o = y->data;
     int64_t n = a->numel;
+    /* One element that will be recorded: its value and its partial. */
+    bool has_partial = false;
+    double partial = 0.0;
+    if (n == 1 && jac__should_record(ctx, 1, &a)) {
+        o[0] = value_and_partial((int)op, xv[0], q, &has_partial, &partial);
+    } else {
+        PARAMETERS(q);
+        switch (op) {
+#define FORWARD_CASE(e, rule, value, derivative, mask)                         \
+    case JAC__OP_##e:                                                          \
+        for (int64_t i = 0; i < n; i++) {                                      \
+            double x = xv[i];                                                  \
+            o[i] = (value);                                                    \
+        }                                                                      \
+        break;
+            FUNCTIONS(FORWARD_CASE)
+#undef FORWARD_CASE
+        default:
+            break;
+        }
+    }
     bool failed;
     jac__node *node = jac__record(ctx, op, y, 1, &a, &failed);
     if (failed)
@@ -332,26 +353,9 @@ static jac_tensor *function(jac_ctx *ctx, jac__op op, const char *name,
         node->p.affine.alpha = q.c0;
         node->p.affine.beta = q.c1;
         node->p.affine.divide = q.divide;
-    }
-    if (node && n == 1) {
-        o[0] = value_and_partial((int)op, xv[0], q, &node->has_partials,
-                                 &node->partial[0]);
+        node->has_partials = has_partial;
+        node->partial[0] = partial;
         node->partial[1] = 0.0;
-        return y;
-    }
-    PARAMETERS(q);
-    switch (op) {
-#define FORWARD_CASE(e, rule, value, derivative, mask)                         \
-    case JAC__OP_##e:                                                          \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            double x = xv[i];                                                  \
-            o[i] = (value);                                                    \
-        }                                                                      \
-        break;
-        FUNCTIONS(FORWARD_CASE)
-#undef FORWARD_CASE
-    default:
-        break;
     }
     return y;
 }
