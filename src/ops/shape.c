@@ -116,8 +116,6 @@ static void slice_copy(const int64_t *big_shape, int ndim, int axis,
     if (outer == 0 || inner == 0 || count == 0)
         return; /* empty: the other extents may be huge */
     size_t bytes = (size_t)inner * sizeof(double);
-    if (inner == 0 || count == 0)
-        return; /* nothing to copy: do not count through the outer axes */
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < count; i++) {
             double *b = big + (o * n + start + i * step) * inner;
