@@ -475,6 +475,7 @@ jac_status jac_split(jac_ctx *ctx, jac_tensor *a, int axis, size_t n,
     if (n > 0 && (sizes == NULL || out == NULL))
         return jac__error(ctx, JAC_ERR_NULL_ARG,
                           "split: sizes or out is NULL for %zu pieces", n);
+    /* cppcheck-suppress unreadVariable ; kept for a goto fail that forgets */
     jac_status st = JAC_OK;
     char s[JAC__SHAPE_STR_MAX];
     int ax = -1;
@@ -808,6 +809,7 @@ static void gather_kernel(const int64_t *big_shape, const jac_tensor *idx,
     }
     int64_t base = 0;
     for (int64_t e = 0; e < idx->numel; e++) {
+        /* cppcheck-suppress uninitvar ; set above for every d < r; ax < r */
         int64_t at = base + index_at(idx, e) * stride[ax];
         if (scatter)
             big[at] += small[e];
@@ -1084,6 +1086,7 @@ static void pad_copy(const jac_tensor *a, const int64_t *before, jac_tensor *y)
     for (int64_t o = 0; o < outer; o++) {
         memcpy(y->data + off, a->data + o * inner, bytes);
         for (int d = r - 2; d >= 0; d--) {
+            /* cppcheck-suppress uninitvar ; set above for every d < r */
             off += ys[d];
             if (++pos[d] < a->shape[d])
                 break;
