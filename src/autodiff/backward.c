@@ -276,8 +276,10 @@ typedef struct slot {
     jac__buf *buf;
 } slot;
 
+/* Only its address is used, as a buf no allocation can equal; it is never
+ * written through. */
 static const char slot_inline_tag;
-#define SLOT_INLINE ((jac__buf *)(uintptr_t)&slot_inline_tag)
+#define SLOT_INLINE ((jac__buf *)(void *)&slot_inline_tag)
 
 static bool slot_empty(const slot *s) { return s->buf == NULL && s->t == NULL; }
 
