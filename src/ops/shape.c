@@ -424,7 +424,8 @@ jac_tensor *jac_stack(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
     for (size_t i = 1; i < n; i++) {
         const jac_tensor *t = ts[i];
         if (t->ndim != t0->ndim ||
-            memcmp(t->shape, t0->shape, (size_t)t0->ndim * sizeof(int64_t))) {
+            memcmp(t->shape, t0->shape, (size_t)t0->ndim * sizeof(int64_t)) !=
+                0) {
             jac__error(ctx, JAC_ERR_SHAPE,
                        "stack: tensor %zu has shape %s, tensor 0 has %s", i,
                        jac__shape_str(s1, sizeof s1, t->ndim, t->shape),
