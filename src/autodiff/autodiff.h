@@ -21,13 +21,13 @@ typedef struct jac__plan jac__plan;
 
 jac_status jac__plan_build(jac_ctx *ctx, const char *op, size_t noutputs,
                            jac_tensor *const *outputs, size_t ninputs,
-                           jac_tensor *const *inputs, jac__plan **plan);
+                           jac_tensor *const *inputs, jac__plan **result);
 /* As jac__plan_build; without prune, the steps that reach no output stay
  * in the plan (runs skip them), which saves a sweep for a plan run once. */
 jac_status jac__plan_build_ex(jac_ctx *ctx, const char *op, size_t noutputs,
                               jac_tensor *const *outputs, size_t ninputs,
                               jac_tensor *const *inputs, bool prune,
-                              jac__plan **plan);
+                              jac__plan **result);
 /* Calls a user function with recording on or off and checks that it set
  * every output; a failure becomes JAC_ERR_CALLBACK naming op. */
 jac_status jac__call_fn(jac_ctx *ctx, const char *op, jac_fn fn, void *user,

@@ -293,8 +293,10 @@ typedef struct slot {
     jac__buf *buf;
 } slot;
 
+/* Only its address is used, as a buf no allocation can equal; it is never
+ * written through. */
 static const char slot_inline_tag;
-#define SLOT_INLINE ((jac__buf *)(uintptr_t)&slot_inline_tag)
+#define SLOT_INLINE ((jac__buf *)(void *)&slot_inline_tag)
 
 static bool slot_empty(const slot *s) { return s->buf == NULL && s->t == NULL; }
 
@@ -307,7 +309,6 @@ static bool slot_owns(const slot *s)
 typedef struct run {
     jac_ctx *ctx;
     const char *op;
-    const jac__plan *plan;
     bool create;
     int nbatch; /* batch axes in front of every cotangent */
     const int64_t *batch_shape;
@@ -316,7 +317,6 @@ typedef struct run {
     bool made_buffers; /* whether any slot may own storage */
     /* The slot whose cotangent has the seeds' one-hot form, or -1, and
      * that form. */
-    const jac__onehot *hint;
     int32_t onehot_slot;
     jac__onehot_rows onehot;
 } run;
@@ -618,10 +618,8 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
 {
     run r = {.ctx = ctx,
              .op = op,
-             .plan = plan,
              .create = (flags & JAC_CREATE_GRAPH) != 0,
              .batch = 1,
-             .hint = hint,
              .onehot_slot = -1};
     bool retain = r.create || (flags & JAC_RETAIN_GRAPH) != 0;
     for (size_t k = 0; k < plan->noutputs; k++) {

@@ -213,7 +213,6 @@ void jac__buf_release(jac_ctx *ctx, jac__buf *b)
 
 static void header_release(jac_ctx *ctx, jac_tensor *t);
 static jac_tensor *header_carve(jac_ctx *ctx);
-static void header_release(jac_ctx *ctx, jac_tensor *t);
 
 /* The checks JAC_CHECKS names: "stale", "anomaly" or "all", separated by
  * commas; anything else is ignored. */
@@ -431,8 +430,11 @@ static jac_tensor *header_carve(jac_ctx *ctx)
             return NULL;
         *(void **)c = ctx->header_chunks;
         ctx->header_chunks = c;
-        uintptr_t first = ((uintptr_t)c + sizeof(void *) + 63) & ~(uintptr_t)63;
-        ctx->header_next = (jac_tensor *)first;
+        /* The first 64-byte boundary past the link, reached from c (not
+         * made from an integer, which hides where the pointer points). */
+        char *first = c + sizeof(void *);
+        first += -(uintptr_t)first & 63;
+        ctx->header_next = (jac_tensor *)(void *)first;
         ctx->header_left = JAC__HEADER_CHUNK;
     }
     ctx->header_left--;

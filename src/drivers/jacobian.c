@@ -915,6 +915,8 @@ jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     if (st == JAC_OK)
         st = transposed_product(ctx, noutputs, ys, ninputs, xs, u, g);
     if (st == JAC_OK)
+        /* g holds one tensor per input and u one per output: not swapped.
+         * NOLINTNEXTLINE(readability-suspicious-call-argument) */
         st = jac_grad(ctx, ninputs, g, v, noutputs, u,
                       JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u), res);
     memcpy(res + noutputs, ys, noutputs * sizeof(jac_tensor *));

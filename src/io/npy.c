@@ -16,6 +16,9 @@
  *
  * SPDX-License-Identifier: MIT
  */
+/* For strerror_r (POSIX.1-2001; the XSI form, which returns an int). */
+#define _POSIX_C_SOURCE 200112L
+
 #include "core/core.h"
 
 #include <errno.h>
@@ -86,6 +89,15 @@ npy_error(const npy_where *w, jac_status code, const char *fmt, ...)
     if (w->path)
         return jac__error(w->ctx, code, "%s: '%s': %s", w->op, w->path, what);
     return jac__error(w->ctx, code, "%s: stream: %s", w->op, what);
+}
+
+/* strerror(e), written into buf: strerror itself may return one buffer
+ * that every thread shares, and contexts may live on several threads. */
+static const char *errno_text(int e, char *buf, size_t size)
+{
+    if (strerror_r(e, buf, size) != 0)
+        snprintf(buf, size, "Unknown error %d", e);
+    return buf;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -465,11 +477,13 @@ jac_tensor *jac_load_npy(jac_ctx *ctx, const char *path)
     npy_where w = {ctx, "load_npy", path};
     FILE *in = fopen(path, "rb");
     if (in == NULL) {
-        npy_error(&w, JAC_ERR_VALUE, "cannot open: %s", strerror(errno));
+        char why[128];
+        npy_error(&w, JAC_ERR_VALUE, "cannot open: %s",
+                  errno_text(errno, why, sizeof why));
         return NULL;
     }
     jac_tensor *t = read_npy(&w, in);
-    fclose(in);
+    (void)fclose(in); /* read only: nothing to lose */
     return t;
 }
 
@@ -520,8 +534,11 @@ static jac_status write_npy(const npy_where *w, const jac_tensor *t, FILE *out)
             ok = fwrite(chunk, sizeof(double), m, out) == m;
         }
     }
-    if (!ok || fflush(out) != 0)
-        return npy_error(w, JAC_ERR_VALUE, "write failed: %s", strerror(errno));
+    if (!ok || fflush(out) != 0) {
+        char why[128];
+        return npy_error(w, JAC_ERR_VALUE, "write failed: %s",
+                         errno_text(errno, why, sizeof why));
+    }
     return JAC_OK;
 }
 
@@ -550,12 +567,14 @@ jac_status jac_save_npy(const jac_tensor *t, const char *path)
     if (path == NULL)
         return jac__error(ctx, JAC_ERR_NULL_ARG, "save_npy: path is NULL");
     npy_where w = {ctx, "save_npy", path};
+    char why[128];
     FILE *out = fopen(path, "wb");
     if (out == NULL)
         return npy_error(&w, JAC_ERR_VALUE, "cannot open for writing: %s",
-                         strerror(errno));
+                         errno_text(errno, why, sizeof why));
     jac_status st = write_npy(&w, t, out);
     if (fclose(out) != 0 && st == JAC_OK)
-        st = npy_error(&w, JAC_ERR_VALUE, "write failed: %s", strerror(errno));
+        st = npy_error(&w, JAC_ERR_VALUE, "write failed: %s",
+                       errno_text(errno, why, sizeof why));
     return st;
 }

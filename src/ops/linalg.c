@@ -93,7 +93,9 @@ static void matmul_batched(const jac_tensor *a, const jac_tensor *b,
         gemm(m, n, k, a->data + oa * mat_a, b->data + ob * mat_b,
              y->data + c * mat_y);
         for (int d = nbatch - 1; d >= 0; d--) {
+            /* cppcheck-suppress uninitvar ; set above for every d < nbatch */
             oa += sa[d];
+            /* cppcheck-suppress uninitvar ; set above, as sa */
             ob += sb[d];
             if (++idx[d] < y->shape[d])
                 break;
@@ -384,6 +386,7 @@ static void transpose_kernel(const jac_tensor *a, int i, int j, jac_tensor *y)
         s *= a->shape[d];
     }
     for (int d = 0; d < n; d++)
+        /* cppcheck-suppress uninitvar ; set above for every d < n */
         rs[d] = as[d];
     rs[i] = as[j];
     rs[j] = as[i];

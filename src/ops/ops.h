@@ -162,6 +162,12 @@ typedef struct jac__op_info {
 
 extern const jac__op_info jac__ops[JAC__OP_COUNT];
 
+/* Rescans x. A row's raw column, RAW(k) or NORAW, is pasted onto a prefix
+ * naming a macro, JAC__DECLARE_RAW(k) for instance; a compiler rescans that
+ * with the (k) that follows it, but cppcheck's preprocessor does not unless
+ * the paste sits inside another macro's argument, as here. */
+#define JAC__EXPAND(x) x
+
 /* Whether output element i of op reads element i of each input only. */
 static inline bool jac__op_elementwise(int op)
 {
@@ -174,7 +180,8 @@ static inline bool jac__op_elementwise(int op)
 JAC__OP_TABLE(JAC__DECLARE_RULE)
 #undef JAC__DECLARE_RULE
 /* Raw kernels, declared once each (several ops may share one). */
-#define JAC__RAW_ROW(e, name, arity, cls, rule, raw, onehot) JAC__DECLARE_##raw
+#define JAC__RAW_ROW(e, name, arity, cls, rule, raw, onehot)                   \
+    JAC__EXPAND(JAC__DECLARE_##raw)
 #define JAC__DECLARE_RAW(k) jac__raw_fn jac__raw_##k;
 #define JAC__DECLARE_NORAW
 JAC__OP_TABLE(JAC__RAW_ROW)

@@ -8,9 +8,12 @@
 #define JAC__RAW_PTR_RAW(k) jac__raw_##k
 #define JAC__RAW_PTR_NORAW NULL
 #define JAC__OP_ROW(e, name, arity, cls, rule, raw, onehot)                    \
-    [JAC__OP_##e] = {                                                          \
-        name,  arity, JAC__CLASS_##cls, jac__vjp_##rule, JAC__RAW_PTR_##raw,   \
-        onehot},
+    [JAC__OP_##e] = {name,                                                     \
+                     arity,                                                    \
+                     JAC__CLASS_##cls,                                         \
+                     jac__vjp_##rule,                                          \
+                     JAC__EXPAND(JAC__RAW_PTR_##raw),                          \
+                     onehot},
 
 const jac__op_info jac__ops[JAC__OP_COUNT] = {JAC__OP_TABLE(JAC__OP_ROW)};
 

@@ -39,6 +39,7 @@ static void reduce_kernel(const jac_tensor *a, uint32_t mask, double *out,
     }
     int64_t inner = a->shape[n - 1];
     int64_t outer = a->numel / inner;
+    /* cppcheck-suppress uninitvar ; n >= 1: rank 0 returned above */
     int64_t s_in = os[n - 1];
     const double *src = a->data;
     int64_t off = 0;

@@ -116,8 +116,6 @@ static void slice_copy(const int64_t *big_shape, int ndim, int axis,
     if (outer == 0 || inner == 0 || count == 0)
         return; /* empty: the other extents may be huge */
     size_t bytes = (size_t)inner * sizeof(double);
-    if (inner == 0 || count == 0)
-        return; /* nothing to copy: do not count through the outer axes */
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < count; i++) {
             double *b = big + (o * n + start + i * step) * inner;
@@ -426,7 +424,8 @@ jac_tensor *jac_stack(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
     for (size_t i = 1; i < n; i++) {
         const jac_tensor *t = ts[i];
         if (t->ndim != t0->ndim ||
-            memcmp(t->shape, t0->shape, (size_t)t0->ndim * sizeof(int64_t))) {
+            memcmp(t->shape, t0->shape, (size_t)t0->ndim * sizeof(int64_t)) !=
+                0) {
             jac__error(ctx, JAC_ERR_SHAPE,
                        "stack: tensor %zu has shape %s, tensor 0 has %s", i,
                        jac__shape_str(s1, sizeof s1, t->ndim, t->shape),
@@ -477,6 +476,7 @@ jac_status jac_split(jac_ctx *ctx, jac_tensor *a, int axis, size_t n,
     if (n > 0 && (sizes == NULL || out == NULL))
         return jac__error(ctx, JAC_ERR_NULL_ARG,
                           "split: sizes or out is NULL for %zu pieces", n);
+    /* cppcheck-suppress unreadVariable ; kept for a goto fail that forgets */
     jac_status st = JAC_OK;
     char s[JAC__SHAPE_STR_MAX];
     int ax = -1;
@@ -833,6 +833,7 @@ static void gather_kernel(const int64_t *big_shape, const jac_tensor *idx,
     }
     int64_t base = 0;
     for (int64_t e = 0; e < idx->numel; e++) {
+        /* cppcheck-suppress uninitvar ; set above for every d < r; ax < r */
         int64_t at = base + index_at(idx, e) * stride[ax];
         if (scatter)
             big[at] += small[e];
@@ -1109,6 +1110,7 @@ static void pad_copy(const jac_tensor *a, const int64_t *before, jac_tensor *y)
     for (int64_t o = 0; o < outer; o++) {
         memcpy(y->data + off, a->data + o * inner, bytes);
         for (int d = r - 2; d >= 0; d--) {
+            /* cppcheck-suppress uninitvar ; set above for every d < r */
             off += ys[d];
             if (++pos[d] < a->shape[d])
                 break;
