@@ -505,7 +505,9 @@ JAC_API jac_tensor *jac_logsumexp(jac_ctx *ctx, jac_tensor *a, int naxes,
  *  sample variance, 0 for the population variance). */
 JAC_API jac_tensor *jac_var(jac_ctx *ctx, jac_tensor *a, int naxes,
                             const int *axes, double correction, bool keepdim);
-/** sqrt(jac_var(...)). */
+/** sqrt(jac_var(...)). At zero variance the gradient is NaN (0 / 0), as
+ *  PyTorch's; jac_norm's is 0 at 0 (docs/design.md lists these
+ *  conventions). */
 JAC_API jac_tensor *jac_std(jac_ctx *ctx, jac_tensor *a, int naxes,
                             const int *axes, double correction, bool keepdim);
 /** The vector norm over the given axes: p = 1 (sum of |a|), 2 (Euclidean)
