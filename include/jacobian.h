@@ -565,7 +565,9 @@ JAC_API jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset,
  * leading axes are a batch. A singular matrix (solve, inverse, and the
  * derivative of det) or one that is not positive definite (cholesky) fails
  * with JAC_ERR_VALUE, naming the op and the batch element, never a silent
- * NaN. All are differentiable to second order.
+ * NaN; so does a matrix holding NaN or infinity (solve, inverse, the
+ * derivative of det, logdet, cholesky, lstsq, pinv, eigh; det itself
+ * returns NaN then). All are differentiable to second order.
  * @{ */
 
 /** x with a x = b, for square a (..., n, n) and b (..., n) or (..., n, k). */
@@ -580,6 +582,33 @@ JAC_API jac_tensor *jac_logdet(jac_ctx *ctx, jac_tensor *a);
 /** The lower-triangular l with l l^T = a, for symmetric positive definite
  *  a; only the lower triangle of a is read. */
 JAC_API jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a);
+/**
+ * The least-squares solution x of a x = b, minimising |a x - b|, for a
+ * matrix a (m, n) with m >= n and full column rank, and b (m) or (m, k);
+ * x has shape (n) or (n, k). Computed by Householder QR. A rank-deficient a
+ * (a diagonal entry of R below m eps max|R_ii|) fails with JAC_ERR_VALUE,
+ * since x is then not unique; a wide a (m < n) with JAC_ERR_SHAPE (see
+ * jac_pinv). Differentiable to any order.
+ */
+JAC_API jac_tensor *jac_lstsq(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** The pseudo-inverse of a matrix a (m, n) of full rank: (a^T a)^-1 a^T when
+ *  a is tall, a^T (a a^T)^-1 when it is wide, through jac_lstsq; pinv(a) b
+ *  is then the least-squares or the least-norm solution of a x = b. A
+ *  rank-deficient a fails with JAC_ERR_VALUE. */
+JAC_API jac_tensor *jac_pinv(jac_ctx *ctx, jac_tensor *a);
+/**
+ * Eigenvalues (ascending, shape (..., n)) and eigenvectors (the columns of
+ * shape (..., n, n)) of a symmetric matrix or batch of them, of which only
+ * the lower triangle is read. Each eigenvector is signed so that its
+ * largest entry (the first of equal ones) is positive. Either of values and
+ * vectors may be NULL (not both). Differentiable to any order where the
+ * eigenvalues are distinct, the gradient being the one for symmetric
+ * changes of a (symmetrised); at repeated eigenvalues the eigenvectors are
+ * not unique and their gradient is infinite or NaN, while the eigenvalues'
+ * stays finite. NaN or infinity in a fails with JAC_ERR_VALUE.
+ */
+JAC_API jac_status jac_eigh(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
+                            jac_tensor **vectors);
 /** @} */
 
 /** @defgroup ops_shape Ops: shape

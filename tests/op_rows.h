@@ -30,6 +30,19 @@
 #define OP_ROWS_SPD(ctx, a)                                                    \
     OP_ROWS_WELL((ctx), jac_matmul((ctx), (a), jac_transpose((ctx), (a), 0, 1)))
 
+/* The symmetric part of a (3, 3), and its eigenvalues or eigenvectors. */
+#define OP_ROWS_SYM(ctx, a)                                                    \
+    jac_mul_scalar((ctx),                                                      \
+                   jac_add((ctx), (a), jac_transpose((ctx), (a), 0, 1)), 0.5)
+static inline jac_tensor *op_rows_eigh(jac_ctx *ctx, jac_tensor *a,
+                                       bool vectors)
+{
+    jac_tensor *w = NULL, *v = NULL;
+    if (jac_eigh(ctx, a, &w, &v) != JAC_OK)
+        return NULL;
+    return vectors ? v : w;
+}
+
 /* A constant (4) condition of zeros and ones. */
 #define OP_ROWS_COND(ctx)                                                      \
     jac_tensor_new((ctx), 1, (const int64_t[]){4},                             \
@@ -127,6 +140,16 @@
       (jac_logdet(ctx, OP_ROWS_SPD(ctx, in[0]))))                              \
     X(cholesky, jac_cholesky, 1, "3,3", -1.0, 1.0,                             \
       (jac_cholesky(ctx, OP_ROWS_SPD(ctx, in[0]))))                            \
+    X(lstsq, jac_lstsq, 2, "4,3 4,2", -1.0, 1.0,                               \
+      (jac_lstsq(ctx, in[0], in[1])))                                          \
+    X(lstsq_vector, jac_lstsq, 2, "4,2 4", -1.0, 1.0,                          \
+      (jac_lstsq(ctx, in[0], in[1])))                                          \
+    X(pinv_wide, jac_pinv, 1, "2,3", -1.0, 1.0, (jac_pinv(ctx, in[0])))        \
+    X(pinv_tall, jac_pinv, 1, "3,2", -1.0, 1.0, (jac_pinv(ctx, in[0])))        \
+    X(eigh_values, jac_eigh, 1, "3,3", -1.0, 1.0,                              \
+      (op_rows_eigh(ctx, OP_ROWS_SYM(ctx, in[0]), false)))                     \
+    X(eigh_vectors, jac_eigh, 1, "3,3", -1.0, 1.0,                             \
+      (op_rows_eigh(ctx, OP_ROWS_SYM(ctx, in[0]), true)))                      \
     /* shape.c */                                                              \
     X(reshape, jac_reshape, 1, "2,3", -1.0, 1.0,                               \
       (jac_reshape(ctx, in[0], 2, (const int64_t[]){3, 2})))                   \

@@ -1024,9 +1024,125 @@ static void test_third_derivatives_match_finite_difference(void **state)
     tu_gradgradcheck(ctx, run_gradient, &c, 1, in, 1);
 }
 
+/* ---------------------------------------------------------------------- */
+/* lstsq, pinv, eigh                                                       */
+/* ---------------------------------------------------------------------- */
+
+static void test_lstsq_and_pinv_solve_worked_examples(void **state)
+{
+    jac_ctx *ctx = *state;
+    /* a^T a = [[2, 1], [1, 2]], a^T b = [4, 5]: x = [1, 2], residual 0. */
+    jac_tensor *a = tu_tensor(ctx, TU_SHAPE(3, 2), TU_VALUES(1, 0, 0, 1, 1, 1));
+    jac_tensor *b = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 3));
+    tu_assert_tensor(jac_lstsq(ctx, a, b), TU_SHAPE(2), TU_VALUES(1, 2), 1e-15);
+    /* An inconsistent system: the normal equations' solution. */
+    jac_tensor *b2 = tu_tensor(ctx, TU_SHAPE(3, 1), TU_VALUES(1, 1, 0));
+    tu_assert_tensor(jac_lstsq(ctx, a, b2), TU_SHAPE(2, 1),
+                     TU_VALUES(1.0 / 3.0, 1.0 / 3.0), 1e-15);
+    /* pinv of a row vector is its transpose over its squared norm. */
+    jac_tensor *row = tu_tensor(ctx, TU_SHAPE(1, 3), TU_VALUES(1, 2, 3));
+    tu_assert_tensor(jac_pinv(ctx, row), TU_SHAPE(3, 1),
+                     TU_VALUES(1.0 / 14, 2.0 / 14, 3.0 / 14), 1e-16);
+    jac_tensor *p = jac_pinv(ctx, a); /* (a^T a)^-1 a^T */
+    tu_assert_tensor(
+        p, TU_SHAPE(2, 3),
+        TU_VALUES(2.0 / 3, -1.0 / 3, 1.0 / 3, -1.0 / 3, 2.0 / 3, 1.0 / 3),
+        1e-15);
+    tu_assert_no_error(ctx);
+}
+
+static void test_lstsq_refuses_rank_deficient_wide_and_non_finite(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *b = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 3));
+    jac_tensor *rank1 =
+        tu_tensor(ctx, TU_SHAPE(3, 2), TU_VALUES(1, 2, 2, 4, 3, 6));
+    assert_null(jac_lstsq(ctx, rank1, b));
+    tu_assert_error(ctx, JAC_ERR_VALUE);
+    tu_assert_contains(jac_errmsg(ctx), "full column rank");
+    jac_clear_error(ctx);
+    assert_null(jac_pinv(ctx, rank1));
+    tu_assert_contains(jac_errmsg(ctx), "pinv");
+    jac_clear_error(ctx);
+    jac_tensor *wide =
+        tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 0, 0, 0, 1, 0));
+    assert_null(jac_lstsq(ctx, wide, jac_ones(ctx, 1, TU_SHAPE(2))));
+    tu_assert_error(ctx, JAC_ERR_SHAPE);
+    tu_assert_contains(jac_errmsg(ctx), "jac_pinv");
+    jac_clear_error(ctx);
+    jac_tensor *nan =
+        tu_tensor(ctx, TU_SHAPE(3, 2), TU_VALUES(1, 0, 0, NAN, 1, 1));
+    assert_null(jac_lstsq(ctx, nan, b));
+    tu_assert_error(ctx, JAC_ERR_VALUE);
+    tu_assert_contains(jac_errmsg(ctx), "lstsq: a (shape (3, 2)) holds nan");
+    jac_clear_error(ctx);
+}
+
+static void test_eigh_of_a_known_matrix(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *a = tu_tensor(ctx, TU_SHAPE(2, 2), TU_VALUES(2, 1, 1, 2));
+    jac_tensor *w = NULL, *v = NULL;
+    tu_assert_ok(ctx, jac_eigh(ctx, a, &w, &v));
+    tu_assert_tensor(w, TU_SHAPE(2), TU_VALUES(1, 3), 1e-15);
+    double r = sqrt(0.5);
+    /* Columns (1, -1)/sqrt 2 and (1, 1)/sqrt 2, each with its largest
+     * (first of equal) entry positive. */
+    tu_assert_tensor(v, TU_SHAPE(2, 2), TU_VALUES(r, r, -r, r), 1e-15);
+    /* Values alone; only the lower triangle is read. */
+    jac_tensor *lower = tu_tensor(ctx, TU_SHAPE(2, 2), TU_VALUES(2, 99, 1, 2));
+    jac_tensor *w2 = NULL;
+    tu_assert_ok(ctx, jac_eigh(ctx, lower, &w2, NULL));
+    tu_assert_tensor(w2, TU_SHAPE(2), TU_VALUES(1, 3), 1e-15);
+    /* d lambda / dA = v v^T (symmetric). */
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(2, 1, 1, 2));
+    jac_tensor *wx = NULL;
+    tu_assert_ok(ctx, jac_eigh(ctx, x, &wx, NULL));
+    jac_tensor *top = jac_select(ctx, wx, 0, 1), *g = NULL;
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &top, NULL, 1, &x, 0, &g));
+    tu_assert_tensor(g, TU_SHAPE(2, 2), TU_VALUES(0.5, 0.5, 0.5, 0.5), 1e-15);
+    assert_int_equal(jac_eigh(ctx, a, NULL, NULL), JAC_ERR_NULL_ARG);
+    jac_clear_error(ctx);
+    jac_tensor *inf =
+        tu_tensor(ctx, TU_SHAPE(2, 2), TU_VALUES(1, 0, INFINITY, 1));
+    assert_int_equal(jac_eigh(ctx, inf, &w, NULL), JAC_ERR_VALUE);
+    jac_clear_error(ctx);
+}
+
+/* Every LAPACK op refuses NaN and infinity in its matrix, naming itself,
+ * where it used to return NaN with JAC_OK. */
+static void test_non_finite_matrices_are_refused_naming_the_op(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *m = tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(2, NAN, 0, 2));
+    jac_tensor *v = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(1, 1));
+    const char *names[] = {"solve", "inverse", "logdet", "cholesky"};
+    for (int k = 0; k < 4; k++) {
+        jac_tensor *r = k == 0   ? jac_solve(ctx, m, v)
+                        : k == 1 ? jac_inverse(ctx, m)
+                        : k == 2 ? jac_logdet(ctx, m)
+                                 : jac_cholesky(ctx, m);
+        assert_null(r);
+        tu_assert_error(ctx, JAC_ERR_VALUE);
+        tu_assert_contains(jac_errmsg(ctx), names[k]);
+        tu_assert_contains(jac_errmsg(ctx), "nan");
+        jac_clear_error(ctx);
+    }
+    /* det itself is NaN; its derivative, which needs the inverse, fails. */
+    jac_tensor *d = jac_det(ctx, m), *g = NULL;
+    assert_true(isnan(jac_tensor_item(d)));
+    assert_int_equal(jac_grad(ctx, 1, &d, NULL, 1, &m, 0, &g), JAC_ERR_VALUE);
+    tu_assert_contains(jac_errmsg(ctx), "det");
+    jac_clear_error(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TU_TEST(test_lstsq_and_pinv_solve_worked_examples),
+        TU_TEST(test_lstsq_refuses_rank_deficient_wide_and_non_finite),
+        TU_TEST(test_eigh_of_a_known_matrix),
+        TU_TEST(test_non_finite_matrices_are_refused_naming_the_op),
         TU_TEST(test_permute_reorders_axes_as_torch),
         TU_TEST(test_permute_of_rank_0_and_empty_tensors),
         TU_TEST(test_permute_derivatives_match_finite_difference),

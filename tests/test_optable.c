@@ -75,10 +75,10 @@ static int make_inputs(jac_ctx *ctx, const op_row *r, jac_tensor **in)
         double values[64];
         assert_true(numel <= 64);
         for (int64_t i = 0; i < numel; i++)
-            values[i] =
-                r->lo +
-                (r->hi - r->lo) *
-                    (0.5 + 0.45 * sin(0.9 * (double)i + 1.7 * (double)k + 0.3));
+            values[i] = r->lo + (r->hi - r->lo) *
+                                    (0.5 + 0.45 * sin(0.9 * (double)i +
+                                                      0.31 * (double)(i * i) +
+                                                      1.7 * (double)k + 0.3));
         in[k] = jac_tensor_new(ctx, ndim, shape, values);
         if (in[k] == NULL || jac_set_requires_grad(in[k], true) != JAC_OK) {
             print_error("%s: inputs: %s\n", r->label, jac_errmsg(ctx));

@@ -1,8 +1,8 @@
 /*
- * Dense linear algebra through LAPACK: solve, inverse, det, logdet and
- * cholesky, plus the internal triangular_solve that cholesky's backward rule
- * needs. Matrices are the last two axes; leading axes are a batch, looped
- * over one matrix at a time.
+ * Dense linear algebra through LAPACK: solve, inverse, det, logdet,
+ * cholesky, lstsq (and pinv on it) and eigh, plus the internal
+ * triangular_solve that cholesky's backward rule needs. Matrices are the last
+ * two axes; leading axes are a batch, looped over one matrix at a time.
  *
  * Row-major data and column-major LAPACK: the buffer of a row-major matrix
  * M, read by LAPACK, is M^T. No op transposes its input matrix; each picks
@@ -32,6 +32,7 @@
  */
 #include "ops/ops.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 
@@ -47,6 +48,17 @@ extern void dgetrs_(const char *trans, const int *n, const int *nrhs,
                     const int *ldb, int *info, size_t trans_len);
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda,
                     int *info, size_t uplo_len);
+extern void dgeqrf_(const int *m, const int *n, double *a, const int *lda,
+                    double *tau, double *work, const int *lwork, int *info);
+extern void dormqr_(const char *side, const char *trans, const int *m,
+                    const int *n, const int *k, const double *a, const int *lda,
+                    const double *tau, double *c, const int *ldc, double *work,
+                    const int *lwork, int *info, size_t side_len,
+                    size_t trans_len);
+extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a,
+                    const int *lda, double *w, double *work, const int *lwork,
+                    int *iwork, const int *liwork, int *info, size_t jobz_len,
+                    size_t uplo_len);
 extern void dtrtrs_(const char *uplo, const char *trans, const char *diag,
                     const int *n, const int *nrhs, const double *a,
                     const int *lda, double *b, const int *ldb, int *info,
@@ -84,6 +96,24 @@ static bool square_arg(jac_ctx *ctx, const char *op, const char *what,
         return false;
     }
     *n = (int)rows;
+    return true;
+}
+
+/* Whether every value of t is finite; otherwise reports JAC_ERR_VALUE
+ * naming op and what. */
+static bool finite_arg(jac_ctx *ctx, const char *op, const char *what,
+                       const jac_tensor *t)
+{
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (!isfinite(t->data[i])) {
+            char s[JAC__SHAPE_STR_MAX];
+            jac__error(ctx, JAC_ERR_VALUE,
+                       "%s: %s (shape %s) holds %g at element %lld", op, what,
+                       jac__shape_str(s, sizeof s, t->ndim, t->shape),
+                       t->data[i], (long long)i);
+            return false;
+        }
+    }
     return true;
 }
 
@@ -208,7 +238,8 @@ static jac_tensor *inverse_impl(jac_ctx *ctx, jac_tensor *a, const char *op,
                                 const char *why)
 {
     int n;
-    if (!square_arg(ctx, op, "the matrix", a, &n))
+    if (!square_arg(ctx, op, "the matrix", a, &n) ||
+        !finite_arg(ctx, op, "the matrix", a))
         return NULL;
     jac_tensor *y = jac__tensor_alloc(ctx, "inverse", a->ndim, a->shape);
     if (y == NULL)
@@ -279,7 +310,8 @@ static jac_tensor *det_impl(jac_ctx *ctx, jac_tensor *a, bool log_of)
     const char *op = log_of ? "logdet" : "det";
     int n;
     if (ctx == NULL || !jac__check_arg(ctx, op, a) ||
-        !square_arg(ctx, op, "the matrix", a, &n))
+        !square_arg(ctx, op, "the matrix", a, &n) ||
+        (log_of && !finite_arg(ctx, op, "the matrix", a)))
         return NULL;
     jac_tensor *y = jac__tensor_alloc(ctx, op, a->ndim - 2, a->shape);
     if (y == NULL)
@@ -409,7 +441,8 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
 {
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     int n;
-    if (!square_arg(ctx, "solve", "a", a, &n))
+    if (!square_arg(ctx, "solve", "a", a, &n) ||
+        !finite_arg(ctx, "solve", "a", a))
         return NULL;
     int ta = a->ndim - 2, tb = b->ndim - (vector ? 1 : 2);
     int64_t k = vector ? 1 : (tb >= 0 ? b->shape[b->ndim - 1] : 0);
@@ -686,7 +719,8 @@ jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a)
 {
     int n;
     if (ctx == NULL || !jac__check_arg(ctx, "cholesky", a) ||
-        !square_arg(ctx, "cholesky", "the matrix", a, &n))
+        !square_arg(ctx, "cholesky", "the matrix", a, &n) ||
+        !finite_arg(ctx, "cholesky", "the matrix", a))
         return NULL;
     jac_tensor *y = jac__tensor_alloc(ctx, "cholesky", a->ndim, a->shape);
     if (y == NULL)
@@ -744,5 +778,307 @@ jac_status jac__vjp_cholesky(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     jac_tensor *st =
         yt ? trisolve_impl(ctx, "cholesky", l, yt, true, true) : NULL;
     gin[0] = st ? jac_mul(ctx, jac_add(ctx, st, mT(ctx, st)), phi) : NULL;
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* lstsq and pinv                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* x minimising |a x - b| for a (m, n) of full column rank (m >= n) and b
+ * (m, k) or (m), by Householder QR: R x = (Q^T b)[:n]. A diagonal entry of
+ * R below m eps max|R_ii| means a is rank deficient: an error, since x is
+ * then not unique. op names the caller (pinv reaches here too). */
+static jac_tensor *lstsq_impl(jac_ctx *ctx, const char *op, jac_tensor *a,
+                              jac_tensor *b)
+{
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    jac__shape_str(s1, sizeof s1, a->ndim, a->shape);
+    jac__shape_str(s2, sizeof s2, b->ndim, b->shape);
+    if (a->ndim != 2 || b->ndim < 1 || b->ndim > 2 ||
+        b->shape[0] != a->shape[0]) {
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "%s: a must be a matrix (m, n) and b (m) or (m, k); got "
+                   "%s and %s",
+                   op, s1, s2);
+        return NULL;
+    }
+    int64_t m = a->shape[0], n = a->shape[1];
+    int64_t k = b->ndim == 2 ? b->shape[1] : 1;
+    if (m < n) {
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "%s: a %s has fewer rows than columns, so a x = b has many "
+                   "solutions; jac_pinv(a) b gives the one of least norm",
+                   op, s1);
+        return NULL;
+    }
+    if (m > INT_MAX || k > INT_MAX || m * (n + k) > INT_MAX) {
+        jac__error(ctx, JAC_ERR_OVERFLOW,
+                   "%s: a %s and b %s exceed LAPACK's int range", op, s1, s2);
+        return NULL;
+    }
+    if (!finite_arg(ctx, op, "a", a) || !finite_arg(ctx, op, "b", b))
+        return NULL;
+    int64_t xshape[2] = {n, k};
+    jac_tensor *x = jac__tensor_alloc(ctx, op, b->ndim, xshape);
+    if (x == NULL)
+        return NULL;
+    int im = (int)m, in = (int)n, ik = (int)k, info = 0, query = -1;
+    double opt_qr = 0.0, opt_q = 0.0;
+    if (n > 0 && k > 0) {
+        dgeqrf_(&im, &in, NULL, &im, NULL, &opt_qr, &query, &info);
+        dormqr_("L", "T", &im, &ik, &in, NULL, &im, NULL, NULL, &im, &opt_q,
+                &query, &info, 1, 1);
+    }
+    int lwork = (int)fmax(fmax(opt_qr, opt_q), fmax((double)n, (double)k));
+    scratch s;
+    double *qr = scratch_get(
+        ctx, op, &s, (size_t)(m * n + m * k + n + lwork) * sizeof(double));
+    if (qr == NULL)
+        return NULL;
+    double *rhs = qr + m * n, *tau = rhs + m * k, *work = tau + n;
+    to_column_major(m, n, a->data, qr);
+    to_column_major(m, k, b->data, rhs);
+    if (n > 0 && k > 0) {
+        dgeqrf_(&im, &in, qr, &im, tau, work, &lwork, &info);
+        if (info < 0) {
+            scratch_free(ctx, &s);
+            return lapack_bug(ctx, op, "geqrf", info);
+        }
+        double big = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            big = fmax(big, fabs(qr[i + i * m]));
+        for (int64_t i = 0; i < n; i++) {
+            if (fabs(qr[i + i * m]) <= (double)m * DBL_EPSILON * big) {
+                scratch_free(ctx, &s);
+                jac__error(ctx, JAC_ERR_VALUE,
+                           "%s: a %s does not have full column rank (R[%lld, "
+                           "%lld] = %g of at most %g), so the least-squares "
+                           "solution is not unique",
+                           op, s1, (long long)i, (long long)i, qr[i + i * m],
+                           big);
+                return NULL;
+            }
+        }
+        dormqr_("L", "T", &im, &ik, &in, qr, &im, tau, rhs, &im, work, &lwork,
+                &info, 1, 1);
+        if (info == 0)
+            dtrtrs_("U", "N", "N", &in, &ik, qr, &im, rhs, &im, &info, 1, 1, 1);
+        if (info != 0) {
+            scratch_free(ctx, &s);
+            return lapack_bug(ctx, op, "ormqr/trtrs", info);
+        }
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++)
+            x->data[i * k + j] = rhs[i + j * m];
+    scratch_free(ctx, &s);
+    jac_tensor *ins[2] = {a, b};
+    bool failed;
+    jac__node *node = jac__record(ctx, JAC__OP_LSTSQ, x, 2, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node)
+        node->p.solve.vector = b->ndim == 1;
+    return x;
+}
+
+jac_tensor *jac_lstsq(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "lstsq", a) ||
+        !jac__check_arg(ctx, "lstsq", b))
+        return NULL;
+    return lstsq_impl(ctx, "lstsq", a, b);
+}
+
+/* With z = (A^T A)^-1 g and the residual r = b - A x:
+ * gb = A z and gA = r z^T - gb x^T, written with ops so that the rule
+ * differentiates again. A vector b is a matrix of one column here. */
+jac_status jac__vjp_lstsq(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                          const bool *need, jac_tensor **gin)
+{
+    jac_tensor *a = node->in[0], *b = node->in[1], *x = node->out;
+    if (node->p.solve.vector) {
+        g = jac_unsqueeze(ctx, g, -1);
+        b = jac_unsqueeze(ctx, b, -1);
+        x = jac_unsqueeze(ctx, x, -1);
+    }
+    jac_tensor *z = jac_solve(ctx, jac_matmul(ctx, mT(ctx, a), a), g);
+    jac_tensor *gb = jac_matmul(ctx, a, z);
+    if (need[0]) {
+        jac_tensor *r = jac_sub(ctx, b, jac_matmul(ctx, a, x));
+        gin[0] = jac_sub(ctx, jac_matmul(ctx, r, mT(ctx, z)),
+                         jac_matmul(ctx, gb, mT(ctx, x)));
+        if (gin[0] == NULL)
+            return ctx->status;
+    }
+    if (need[1]) {
+        gin[1] = node->p.solve.vector ? jac_squeeze(ctx, gb, -1) : gb;
+        if (gin[1] == NULL)
+            return ctx->status;
+    }
+    return JAC_OK;
+}
+
+/* (A^T A)^-1 A^T for a tall a, A^T (A A^T)^-1 for a wide one: least squares
+ * against the identity, of a or of a^T. */
+jac_tensor *jac_pinv(jac_ctx *ctx, jac_tensor *a)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "pinv", a))
+        return NULL;
+    if (a->ndim != 2) {
+        char s[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_RANK, "pinv: a must be a matrix, got shape %s",
+                   jac__shape_str(s, sizeof s, a->ndim, a->shape));
+        return NULL;
+    }
+    int64_t m = a->shape[0], n = a->shape[1];
+    jac_tensor *eye = jac_eye(ctx, m >= n ? m : n);
+    jac_tensor *tall = m >= n ? a : mT(ctx, a);
+    if (eye == NULL || tall == NULL)
+        return NULL;
+    jac_tensor *x = lstsq_impl(ctx, "pinv", tall, eye);
+    return m >= n || x == NULL ? x : mT(ctx, x);
+}
+
+/* ------------------------------------------------------------------------ */
+/* eigh                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Eigenvalues (ascending) and eigenvectors of every symmetric matrix of a
+ * (its lower triangle read), by syevd; either result may be skipped (NULL
+ * pointer). Each eigenvector is signed so that its largest entry (the first
+ * of equal ones) is positive. Records one node per result. */
+static jac_status eigh_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
+                            jac_tensor **vectors)
+{
+    const char *op = "eigh";
+    int n;
+    if (!square_arg(ctx, op, "the matrix", a, &n) ||
+        !finite_arg(ctx, op, "the matrix", a))
+        return ctx->status;
+    jac_tensor *w = jac__tensor_alloc(ctx, op, a->ndim - 1, a->shape);
+    jac_tensor *v =
+        vectors ? jac__tensor_alloc(ctx, op, a->ndim, a->shape) : NULL;
+    if (w == NULL || (vectors && v == NULL))
+        return ctx->status;
+    int64_t mat = (int64_t)n * n, count = n > 0 ? a->numel / mat : 0;
+    const char *jobz = vectors ? "V" : "N";
+    int info = 0, query = -1, liwork = 0;
+    double opt = 0.0;
+    if (count > 0)
+        dsyevd_(jobz, "U", &n, NULL, &n, NULL, &opt, &query, &liwork, &query,
+                &info, 1, 1);
+    int lwork = opt > 1.0 && opt < (double)INT_MAX ? (int)opt : 1;
+    liwork = liwork > 1 ? liwork : 1;
+    scratch s;
+    double *buf = scratch_get(ctx, op, &s,
+                              (size_t)(mat + lwork) * sizeof(double) +
+                                  (size_t)liwork * sizeof(int));
+    if (buf == NULL)
+        return ctx->status;
+    double *work = buf + mat;
+    int *iwork = (int *)(void *)(work + lwork);
+    for (int64_t c = 0; c < count; c++) {
+        /* The row-major lower triangle is LAPACK's upper one. */
+        memcpy(buf, a->data + c * mat, (size_t)mat * sizeof(double));
+        dsyevd_(jobz, "U", &n, buf, &n, w->data + c * n, work, &lwork, iwork,
+                &liwork, &info, 1, 1);
+        if (info != 0) {
+            scratch_free(ctx, &s);
+            if (info < 0) {
+                lapack_bug(ctx, op, "syevd", info);
+                return ctx->status;
+            }
+            return jac__error(ctx, JAC_ERR_VALUE,
+                              "eigh: matrix %lld of the batch did not converge",
+                              (long long)c);
+        }
+        if (v == NULL)
+            continue;
+        double *out = v->data + c * mat;
+        from_column_major(n, n, buf, out);
+        for (int j = 0; j < n; j++) {
+            int top = 0;
+            for (int i = 1; i < n; i++)
+                if (fabs(out[i * n + j]) > fabs(out[top * n + j]))
+                    top = i;
+            if (out[top * n + j] < 0.0)
+                for (int i = 0; i < n; i++)
+                    out[i * n + j] = -out[i * n + j];
+        }
+    }
+    scratch_free(ctx, &s);
+    bool failed;
+    jac__record(ctx, JAC__OP_EIGH_VALUES, w, 1, &a, &failed);
+    if (!failed && v)
+        jac__record(ctx, JAC__OP_EIGH_VECTORS, v, 1, &a, &failed);
+    if (failed)
+        return ctx->status;
+    if (values)
+        *values = w;
+    if (vectors)
+        *vectors = v;
+    return JAC_OK;
+}
+
+jac_status jac_eigh(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
+                    jac_tensor **vectors)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    if (!jac__check_arg(ctx, "eigh", a))
+        return ctx->status;
+    if (values == NULL && vectors == NULL)
+        return jac__error(ctx, JAC_ERR_NULL_ARG,
+                          "eigh: values and vectors are both NULL");
+    jac_tensor *w = NULL, *v = NULL;
+    jac_status st = eigh_impl(ctx, a, &w, vectors ? &v : NULL);
+    if (st == JAC_OK) {
+        if (values)
+            *values = w;
+        if (vectors)
+            *vectors = v;
+    }
+    return st;
+}
+
+/* d lambda_i = v_i^T dA v_i: gA = V diag(g) V^T, with V recomputed from the
+ * node's input (and recorded, so that the rule differentiates again). */
+jac_status jac__vjp_eigh_values(jac_ctx *ctx, const jac__node *node,
+                                jac_tensor *g, const bool *need,
+                                jac_tensor **gin)
+{
+    (void)need;
+    jac_tensor *v = NULL;
+    if (eigh_impl(ctx, node->in[0], NULL, &v) != JAC_OK)
+        return ctx->status;
+    jac_tensor *scaled = jac_mul(ctx, v, jac_unsqueeze(ctx, g, -2));
+    gin[0] = jac_matmul(ctx, scaled, mT(ctx, v));
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* dV = V (F o (V^T dA V)) with F_ij = 1 / (lambda_j - lambda_i) off the
+ * diagonal and 0 on it, so gA = V (F o (V^T g)) V^T, symmetrised: the
+ * gradient for symmetric changes of A. Repeated eigenvalues make F
+ * infinite: the vectors are not differentiable there. */
+jac_status jac__vjp_eigh_vectors(jac_ctx *ctx, const jac__node *node,
+                                 jac_tensor *g, const bool *need,
+                                 jac_tensor **gin)
+{
+    (void)need;
+    jac_tensor *v = node->out, *w = NULL;
+    if (eigh_impl(ctx, node->in[0], &w, NULL) != JAC_OK)
+        return ctx->status;
+    int64_t n = v->shape[v->ndim - 1];
+    jac_tensor *eye = jac_eye(ctx, n);
+    jac_tensor *off = jac_rsub_scalar(ctx, 1.0, eye);
+    jac_tensor *gap =
+        jac_sub(ctx, jac_unsqueeze(ctx, w, -2), jac_unsqueeze(ctx, w, -1));
+    jac_tensor *f =
+        jac_mul(ctx, off, jac_reciprocal(ctx, jac_add(ctx, gap, eye)));
+    jac_tensor *inner = jac_mul(ctx, f, jac_matmul(ctx, mT(ctx, v), g));
+    jac_tensor *ga = jac_matmul(ctx, jac_matmul(ctx, v, inner), mT(ctx, v));
+    gin[0] = jac_mul_scalar(ctx, jac_add(ctx, ga, mT(ctx, ga)), 0.5);
     return gin[0] ? JAC_OK : ctx->status;
 }

@@ -94,6 +94,9 @@
     X(CHOLESKY, "cholesky", 1, LAPACK, cholesky, NORAW, 0)                     \
     X(TRIANGULAR_SOLVE, "triangular_solve", 2, LAPACK, triangular_solve,       \
       NORAW, 0)                                                                \
+    X(LSTSQ, "lstsq", 2, LAPACK, lstsq, NORAW, 0)                              \
+    X(EIGH_VALUES, "eigh_values", 1, LAPACK, eigh_values, NORAW, 0)            \
+    X(EIGH_VECTORS, "eigh_vectors", 1, LAPACK, eigh_vectors, NORAW, 0)         \
     /* shape.c */                                                              \
     X(RESHAPE, "reshape", 1, SHAPE, reshape, RAW(reshape), 1)                  \
     X(SLICE, "slice", 1, SHAPE, slice, RAW(slice), 0)                          \
