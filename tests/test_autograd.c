@@ -656,6 +656,50 @@ static void test_recording_appends_to_the_tape(void **state)
     assert_false(jac_is_leaf(y));
 }
 
+/* The two ways an output silently loses its inputs get messages that say
+ * what happened, and do not suggest JAC_ALLOW_UNUSED. */
+static void test_unused_input_messages_name_the_cause(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2)), *g = NULL;
+    /* Recording left off by mistake. */
+    bool was = jac_set_grad_enabled(ctx, false);
+    jac_tensor *y = jac_sum(ctx, jac_exp(ctx, x));
+    jac_set_grad_enabled(ctx, was);
+    assert_int_equal(jac_grad(ctx, 1, &y, NULL, 1, &x, 0, &g),
+                     JAC_ERR_UNUSED_INPUT);
+    tu_assert_contains(jac_errmsg(ctx), "has no history");
+    tu_assert_contains(jac_errmsg(ctx), "recording off");
+    assert_null(strstr(jac_errmsg(ctx), "JAC_ALLOW_UNUSED"));
+    jac_clear_error(ctx);
+    /* The input marked after the output was computed. */
+    jac_tensor *w = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(3, 4));
+    jac_tensor *z = jac_sum(ctx, jac_exp(ctx, w));
+    tu_assert_ok(ctx, jac_set_requires_grad(w, true));
+    assert_int_equal(jac_grad(ctx, 1, &z, NULL, 1, &w, 0, &g),
+                     JAC_ERR_UNUSED_INPUT);
+    tu_assert_contains(jac_errmsg(ctx), "input 0 (shape (2)) was marked");
+    tu_assert_contains(jac_errmsg(ctx), "mark the input first");
+    assert_null(strstr(jac_errmsg(ctx), "JAC_ALLOW_UNUSED"));
+    jac_clear_error(ctx);
+    /* ... and when a later output mixes it with others, the message names
+     * both possible causes. */
+    jac_tensor *ins[2] = {x, w}, *gs[2] = {NULL, NULL};
+    jac_tensor *zs = jac_add(ctx, z, jac_sum(ctx, x));
+    assert_int_equal(jac_grad(ctx, 1, &zs, NULL, 2, ins, 0, gs),
+                     JAC_ERR_UNUSED_INPUT);
+    tu_assert_contains(jac_errmsg(ctx), "mark it first");
+    jac_clear_error(ctx);
+    /* Truly unused: the message offers JAC_ALLOW_UNUSED. */
+    jac_tensor *v = tu_leaf(ctx, TU_SHAPE(1), TU_VALUES(5));
+    jac_tensor *ins2[2] = {x, v};
+    jac_tensor *y2 = jac_sum(ctx, jac_exp(ctx, x));
+    assert_int_equal(jac_grad(ctx, 1, &y2, NULL, 2, ins2, 0, gs),
+                     JAC_ERR_UNUSED_INPUT);
+    tu_assert_contains(jac_errmsg(ctx), "JAC_ALLOW_UNUSED");
+    jac_clear_error(ctx);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Leaves updated in place                                                 */
 /* ---------------------------------------------------------------------- */
@@ -706,6 +750,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TU_TEST(test_grad_sums_the_seeded_contributions_of_every_output),
         TU_TEST(test_grad_with_several_inputs_gives_one_gradient_each),
+        TU_TEST(test_unused_input_messages_name_the_cause),
         TU_TEST(test_a_graph_recorded_before_fill_is_refused),
         TU_TEST(test_training_loop_updates_leaves_in_place),
         TU_TEST(test_seed_may_be_omitted_for_one_element_outputs),

@@ -66,4 +66,13 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
                                 unsigned flags, const jac__onehot *hint,
                                 jac_tensor **grads);
 
+/* Reports, as JAC_ERR_UNUSED_INPUT of op, why input i (x) reaches none of
+ * the outputs (k == SIZE_MAX) or not output k: marked with
+ * jac_set_requires_grad after the output was computed; an output with no
+ * history (recording off); or simply unused, which JAC_ALLOW_UNUSED
+ * allows. */
+jac_status jac__unreached(jac_ctx *ctx, const char *op, size_t noutputs,
+                          jac_tensor *const *outputs, size_t k, size_t i,
+                          const jac_tensor *x);
+
 #endif /* JAC_AUTODIFF_H */

@@ -276,6 +276,61 @@ jac_status jac__plan_build_ex(jac_ctx *ctx, const char *op, size_t noutputs,
     return JAC_OK;
 }
 
+jac_status jac__unreached(jac_ctx *ctx, const char *op, size_t noutputs,
+                          jac_tensor *const *outputs, size_t k, size_t i,
+                          const jac_tensor *x)
+{
+    char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+    jac__shape_str(s2, sizeof s2, x->ndim, x->shape);
+    /* The outputs to explain: output k, or all of them. */
+    size_t lo = k == SIZE_MAX ? 0 : k, hi = k == SIZE_MAX ? noutputs : k + 1;
+    uint64_t marked = jac__marked_at(ctx, x);
+    for (size_t o = lo; o < hi; o++) {
+        const jac_tensor *y = outputs[o];
+        jac__shape_str(s1, sizeof s1, y->ndim, y->shape);
+        if (marked > y->seq)
+            return jac__error(
+                ctx, JAC_ERR_UNUSED_INPUT,
+                "%s: input %zu (shape %s) was marked with "
+                "jac_set_requires_grad after output %zu (shape %s) was "
+                "computed, so nothing recorded connects them: mark the input "
+                "first, then compute the output",
+                op, i, s2, o, s1);
+    }
+    for (size_t o = lo; o < hi; o++) {
+        const jac_tensor *y = outputs[o];
+        jac__shape_str(s1, sizeof s1, y->ndim, y->shape);
+        if (y->node < 0 && y != x)
+            return jac__error(
+                ctx, JAC_ERR_UNUSED_INPUT,
+                "%s: output %zu (shape %s) has no history: it was computed "
+                "with recording off (jac_set_grad_enabled(ctx, false) or "
+                "jac_detach) or from tensors none of which required "
+                "gradients, so input %zu (shape %s) does not reach it",
+                op, o, s1, i, s2);
+    }
+    /* Marked only after other tensors were made: perhaps from it. */
+    if (marked > x->seq + 1)
+        return jac__error(
+            ctx, JAC_ERR_UNUSED_INPUT,
+            "%s: input %zu (shape %s) reaches no output. It was marked with "
+            "jac_set_requires_grad after other tensors were computed: if the "
+            "outputs were computed from it before, mark it first and compute "
+            "them again; if they do not use it, pass JAC_ALLOW_UNUSED for "
+            "zeros",
+            op, i, s2);
+    if (k == SIZE_MAX)
+        return jac__error(ctx, JAC_ERR_UNUSED_INPUT,
+                          "%s: input %zu of shape %s is not used by the "
+                          "outputs (pass JAC_ALLOW_UNUSED for a zero gradient)",
+                          op, i, s2);
+    jac__shape_str(s1, sizeof s1, outputs[k]->ndim, outputs[k]->shape);
+    return jac__error(ctx, JAC_ERR_UNUSED_INPUT,
+                      "%s: output %zu (shape %s) does not depend on input %zu "
+                      "(shape %s) (pass JAC_ALLOW_UNUSED for a zero block)",
+                      op, k, s1, i, s2);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Running a plan                                                           */
 /* ------------------------------------------------------------------------ */
@@ -868,12 +923,8 @@ static jac_status grad_impl(jac_ctx *ctx, const char *op, size_t noutputs,
         if (res[i])
             continue;
         if (!(flags & JAC_ALLOW_UNUSED)) {
-            st = jac__error(
-                ctx, JAC_ERR_UNUSED_INPUT,
-                "%s: input %zu of shape %s is not used by the outputs (pass "
-                "JAC_ALLOW_UNUSED for a zero gradient)",
-                op, i,
-                jac__shape_str(s, sizeof s, inputs[i]->ndim, inputs[i]->shape));
+            st = jac__unreached(ctx, op, noutputs, outputs, SIZE_MAX, i,
+                                inputs[i]);
             break;
         }
         res[i] = zeros_like_batched(ctx, inputs[i], batch);

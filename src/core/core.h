@@ -24,6 +24,7 @@
 #define JAC__QUARANTINE 256
 #define JAC__HEADER_CHUNK 256
 #define JAC__TENSOR_DEAD 0xdeadbeefu
+#define JAC__MARKS 64 /* leaves whose marking the context remembers */
 
 /* Reference-counted storage: reshape shares it instead of copying. */
 typedef struct jac__buf {
@@ -189,6 +190,14 @@ struct jac_ctx {
     /* The largest assigned_seq of any tensor: 0 while no value was ever
      * replaced in place, which spares backward passes the check. */
     uint64_t assigned_seq_max;
+    /* The latest leaves marked with jac_set_requires_grad, in a ring: when
+     * an input reaches no output, whether it was marked after the output
+     * was computed tells the user why. */
+    struct {
+        const jac_tensor *t;
+        uint64_t seq, at; /* its seq (it may be released), next_seq then */
+    } marks[JAC__MARKS];
+    unsigned nmarks;
     uint64_t next_seq;
     uint64_t next_plan_id;
 
@@ -314,6 +323,9 @@ bool jac__all_finite(const double *v, int64_t n);
 jac_status jac__anomaly(jac_ctx *ctx, const char *what, const char *op,
                         int64_t index, const double *v, int64_t n, int ndim,
                         const int64_t *shape);
+/* The context's next_seq when t was last marked with
+ * jac_set_requires_grad, as far as the context remembers; 0 if unknown. */
+uint64_t jac__marked_at(const jac_ctx *ctx, const jac_tensor *t);
 /* Drops the nodes from index nnodes on (scopes, jac_ctx_free). */
 void jac__tape_truncate(jac_ctx *ctx, size_t nnodes);
 

@@ -259,8 +259,23 @@ jac_status jac_set_requires_grad(jac_tensor *t, bool requires_grad)
         return jac__error(t->ctx, JAC_ERR_STATE,
                           "set_requires_grad: the tensor is the result of an "
                           "op, not a leaf");
+    if (requires_grad && !t->requires_grad) {
+        jac_ctx *ctx = t->ctx;
+        unsigned k = ctx->nmarks++ % JAC__MARKS;
+        ctx->marks[k].t = t;
+        ctx->marks[k].seq = t->seq;
+        ctx->marks[k].at = ctx->next_seq;
+    }
     t->requires_grad = requires_grad;
     return JAC_OK;
+}
+
+uint64_t jac__marked_at(const jac_ctx *ctx, const jac_tensor *t)
+{
+    for (unsigned k = 0; k < JAC__MARKS; k++)
+        if (ctx->marks[k].t == t && ctx->marks[k].seq == t->seq)
+            return ctx->marks[k].at;
+    return 0;
 }
 
 bool jac_requires_grad(const jac_tensor *t)
