@@ -775,7 +775,12 @@ typedef int (*jac_progress_fn)(int64_t done, int64_t total, void *user);
 
 /** Options of the Jacobian drivers; a NULL pointer means all defaults. */
 typedef struct jac_jacobian_opts {
-    /** JAC_CREATE_GRAPH makes the result differentiable; other flags are
+    /** JAC_CREATE_GRAPH makes the result differentiable. Without
+     *  JAC_ALLOW_UNUSED, an output that depends on none of the inputs, or an
+     *  input that no output depends on, fails with JAC_ERR_UNUSED_INPUT (as
+     *  in jac_grad), with a message that says why (recording off, an input
+     *  marked after the output was computed, a constant); with it, such
+     *  blocks are zeros computed without any pass. Other flags are
      *  ignored. */
     unsigned flags;
     /** Rows (reverse) or columns (forward) per pass: 1 is the row-by-row
@@ -798,8 +803,9 @@ typedef struct jac_jacobian_opts {
  * The Jacobian dy/dx, of shape y.shape ++ x.shape, with default options
  * (blocks of rows within the memory budget, mode chosen by shape) and the
  * given flags (JAC_CREATE_GRAPH makes the result differentiable: the
- * Jacobian of a gradient built with JAC_CREATE_GRAPH is a Hessian). x must
- * require gradients; an x that y does not use gives zeros without any pass.
+ * Jacobian of a gradient built with JAC_CREATE_GRAPH is a Hessian, and
+ * JAC_ALLOW_UNUSED allows a y that does not depend on x, such as the
+ * gradient of a linear function: zeros then). x must require gradients.
  * y's graph is kept for further passes.
  */
 JAC_API jac_tensor *jac_jacobian(jac_ctx *ctx, jac_tensor *y, jac_tensor *x,

@@ -428,6 +428,8 @@ test_an_output_that_ignores_an_input_gives_a_zero_block(void **state)
     jac_tensor *xs[2] = {x, z};
     jac_tensor *J[4] = {0};
     progress_log p = {0, 0, 0, true, 0};
+    /* Each output ignores one input; every input reaches some output, and
+     * every output depends on some input: no flag needed. */
     jac_jacobian_opts o = {0, 1, JAC_MODE_REVERSE, record_progress, &p};
     tu_assert_ok(ctx, jac_jacobian_ex(ctx, 2, ys, 2, xs, &o, J));
     tu_assert_shape(J[0], TU_SHAPE(3, 3));
@@ -440,10 +442,16 @@ test_an_output_that_ignores_an_input_gives_a_zero_block(void **state)
     }
     assert_near(jac_tensor_get(J[3], TU_SHAPE(1, 0, 1, 0)), 2.0, 0.0);
     assert_near(jac_tensor_get(J[3], TU_SHAPE(1, 0, 0, 1)), 0.0, 0.0);
-    /* A constant output adds no rows to the work. */
+    /* A constant output adds no rows to the work; it must be allowed. */
     jac_tensor *c = jac_ones(ctx, 1, TU_SHAPE(5));
     jac_tensor *ys2[2] = {jac_sin(ctx, x), c};
     jac_tensor *J2[2] = {0};
+    p = (progress_log){0, 0, 0, true, 0};
+    assert_int_equal(jac_jacobian_ex(ctx, 2, ys2, 1, &x, &o, J2),
+                     JAC_ERR_UNUSED_INPUT);
+    tu_assert_contains(jac_errmsg(ctx), "output 1 (shape (5)) is a constant");
+    jac_clear_error(ctx);
+    o.flags = JAC_ALLOW_UNUSED;
     p = (progress_log){0, 0, 0, true, 0};
     tu_assert_ok(ctx, jac_jacobian_ex(ctx, 2, ys2, 1, &x, &o, J2));
     assert_int_equal(p.total, 3);

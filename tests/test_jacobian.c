@@ -196,23 +196,41 @@ static void test_jacobian_shape_is_y_shape_then_x_shape(void **state)
                      TU_VALUES(1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0), 0.0);
 }
 
+/* An output that does not depend on x is an error, as in jac_grad, unless
+ * JAC_ALLOW_UNUSED asks for the zeros. */
 static void test_jacobian_with_respect_to_an_unused_x_is_zeros(void **state)
 {
     jac_ctx *ctx = *state;
     jac_tensor *x = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(1, 2));
     jac_tensor *z = tu_leaf(ctx, TU_SHAPE(3), TU_VALUES(1, 2, 3));
     jac_tensor *y = jac_exp(ctx, z);
-    jac_tensor *jac = jac_jacobian(ctx, y, x, 0);
+    assert_null(jac_jacobian(ctx, y, x, 0));
+    tu_assert_error(ctx, JAC_ERR_UNUSED_INPUT);
+    tu_assert_contains(jac_errmsg(ctx), "JAC_ALLOW_UNUSED");
+    jac_clear_error(ctx);
+    jac_tensor *jac = jac_jacobian(ctx, y, x, JAC_ALLOW_UNUSED);
     tu_assert_tensor(jac, TU_SHAPE(3, 2), TU_VALUES(0, 0, 0, 0, 0, 0), 0.0);
-    /* Partly used: rows of the unused outputs are zero. */
+    /* Partly used: rows of the unused outputs are zero, and that needs no
+     * flag (the output depends on x). */
     jac_tensor *parts[2] = {jac_mul(ctx, x, x), y};
     jac_tensor *both = jac_concat(ctx, 2, parts, 0);
     tu_assert_tensor(jac_jacobian(ctx, both, x, 0), TU_SHAPE(5, 2),
                      TU_VALUES(2, 0, 0, 4, 0, 0, 0, 0, 0, 0), 0.0);
     /* A constant y. */
     jac_tensor *c = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(5, 6));
-    tu_assert_tensor(jac_jacobian(ctx, c, x, 0), TU_SHAPE(2, 2),
+    assert_null(jac_jacobian(ctx, c, x, 0));
+    tu_assert_contains(jac_errmsg(ctx), "is a constant");
+    jac_clear_error(ctx);
+    tu_assert_tensor(jac_jacobian(ctx, c, x, JAC_ALLOW_UNUSED), TU_SHAPE(2, 2),
                      TU_VALUES(0, 0, 0, 0), 0.0);
+    /* Computed with recording off: said so, without suggesting the flag. */
+    bool was = jac_set_grad_enabled(ctx, false);
+    jac_tensor *off = jac_exp(ctx, x);
+    jac_set_grad_enabled(ctx, was);
+    assert_null(jac_jacobian(ctx, off, x, 0));
+    tu_assert_contains(jac_errmsg(ctx), "recording off");
+    assert_null(strstr(jac_errmsg(ctx), "JAC_ALLOW_UNUSED"));
+    jac_clear_error(ctx);
     tu_assert_no_error(ctx);
 }
 

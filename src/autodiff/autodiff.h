@@ -38,6 +38,8 @@ size_t jac__plan_bytes_per_seed(const jac__plan *plan);
 void jac__plan_free(jac_ctx *ctx, jac__plan *plan);
 /* Whether output k depends on any input. */
 bool jac__plan_output_used(const jac__plan *plan, size_t k);
+/* Whether any output depends on input i (a pruned plan's steps tell). */
+bool jac__plan_input_used(const jac__plan *plan, size_t i);
 /* Whether every step is an elementwise op whose used inputs have the size of
  * its output, so that output element i depends on input element i only (a
  * Jacobian between equal-sized tensors is then diagonal). */

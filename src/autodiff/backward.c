@@ -77,6 +77,21 @@ bool jac__plan_output_used(const jac__plan *plan, size_t k)
     return plan->output_slot[k] >= 0;
 }
 
+bool jac__plan_input_used(const jac__plan *plan, size_t i)
+{
+    int32_t slot = plan->input_slot[i];
+    for (size_t k = 0; k < plan->noutputs; k++)
+        if (plan->output_slot[k] == slot)
+            return true;
+    for (size_t r = plan->first_step; r < plan->nsteps; r++) {
+        const plan_step *s = &plan->steps[r];
+        for (int j = 0; j < s->node->nin; j++)
+            if (plan->in_slots[s->first_in + j] == slot)
+                return true;
+    }
+    return false;
+}
+
 /* Each step holds about its output's cotangent and one per needed input,
  * and a rule makes a few temporaries of those sizes. */
 size_t jac__plan_bytes_per_seed(const jac__plan *plan)
@@ -276,6 +291,21 @@ jac_status jac__plan_build_ex(jac_ctx *ctx, const char *op, size_t noutputs,
     return JAC_OK;
 }
 
+/* The first of outputs lo..hi-1 with no history that is not x itself: a
+ * constant as far as the inputs go (NULL when none). */
+static const jac_tensor *constant_output(jac_tensor *const *outputs, size_t lo,
+                                         size_t hi, const jac_tensor *x,
+                                         size_t *which)
+{
+    for (size_t o = lo; o < hi; o++) {
+        if (outputs[o]->node < 0 && outputs[o] != x) {
+            *which = o;
+            return outputs[o];
+        }
+    }
+    return NULL;
+}
+
 jac_status jac__unreached(jac_ctx *ctx, const char *op, size_t noutputs,
                           jac_tensor *const *outputs, size_t k, size_t i,
                           const jac_tensor *x)
@@ -286,31 +316,30 @@ jac_status jac__unreached(jac_ctx *ctx, const char *op, size_t noutputs,
     size_t lo = k == SIZE_MAX ? 0 : k, hi = k == SIZE_MAX ? noutputs : k + 1;
     uint64_t marked = jac__marked_at(ctx, x);
     for (size_t o = lo; o < hi; o++) {
-        const jac_tensor *y = outputs[o];
-        jac__shape_str(s1, sizeof s1, y->ndim, y->shape);
-        if (marked > y->seq)
+        if (marked > outputs[o]->seq)
             return jac__error(
                 ctx, JAC_ERR_UNUSED_INPUT,
                 "%s: input %zu (shape %s) was marked with "
                 "jac_set_requires_grad after output %zu (shape %s) was "
                 "computed, so nothing recorded connects them: mark the input "
                 "first, then compute the output",
-                op, i, s2, o, s1);
+                op, i, s2, o,
+                jac__shape_str(s1, sizeof s1, outputs[o]->ndim,
+                               outputs[o]->shape));
     }
-    for (size_t o = lo; o < hi; o++) {
-        const jac_tensor *y = outputs[o];
-        jac__shape_str(s1, sizeof s1, y->ndim, y->shape);
-        if (y->node < 0 && y != x)
-            return jac__error(
-                ctx, JAC_ERR_UNUSED_INPUT,
-                "%s: output %zu (shape %s) has no history: it was computed "
-                "with recording off (jac_set_grad_enabled(ctx, false) or "
-                "jac_detach) or from tensors none of which required "
-                "gradients, so input %zu (shape %s) does not reach it",
-                op, o, s1, i, s2);
-    }
-    /* Marked only after other tensors were made: perhaps from it. */
-    if (marked > x->seq + 1)
+    size_t o = 0;
+    const jac_tensor *c = constant_output(outputs, lo, hi, x, &o);
+    if (c != NULL && c->untracked)
+        return jac__error(
+            ctx, JAC_ERR_UNUSED_INPUT,
+            "%s: output %zu (shape %s) has no history: it was computed with "
+            "recording off (jac_set_grad_enabled(ctx, false), a pass without "
+            "JAC_CREATE_GRAPH, or jac_detach), so input %zu (shape %s) does "
+            "not reach it; compute it with recording on",
+            op, o, jac__shape_str(s1, sizeof s1, c->ndim, c->shape), i, s2);
+    /* Marked only after other tensors were made, perhaps from it; unless
+     * the output in question is plainly a constant. */
+    if (marked > x->seq + 1 && (k == SIZE_MAX || c == NULL))
         return jac__error(
             ctx, JAC_ERR_UNUSED_INPUT,
             "%s: input %zu (shape %s) reaches no output. It was marked with "
@@ -319,16 +348,25 @@ jac_status jac__unreached(jac_ctx *ctx, const char *op, size_t noutputs,
             "them again; if they do not use it, pass JAC_ALLOW_UNUSED for "
             "zeros",
             op, i, s2);
+    if (c != NULL)
+        return jac__error(
+            ctx, JAC_ERR_UNUSED_INPUT,
+            "%s: output %zu (shape %s) is a constant: no input requiring "
+            "gradients went into it (as with the gradient of a function "
+            "linear in input %zu, shape %s); pass JAC_ALLOW_UNUSED for zeros",
+            op, o, jac__shape_str(s1, sizeof s1, c->ndim, c->shape), i, s2);
     if (k == SIZE_MAX)
         return jac__error(ctx, JAC_ERR_UNUSED_INPUT,
                           "%s: input %zu of shape %s is not used by the "
                           "outputs (pass JAC_ALLOW_UNUSED for a zero gradient)",
                           op, i, s2);
-    jac__shape_str(s1, sizeof s1, outputs[k]->ndim, outputs[k]->shape);
-    return jac__error(ctx, JAC_ERR_UNUSED_INPUT,
-                      "%s: output %zu (shape %s) does not depend on input %zu "
-                      "(shape %s) (pass JAC_ALLOW_UNUSED for a zero block)",
-                      op, k, s1, i, s2);
+    return jac__error(
+        ctx, JAC_ERR_UNUSED_INPUT,
+        "%s: output %zu (shape %s) does not depend on input %zu "
+        "(shape %s) (pass JAC_ALLOW_UNUSED for a zero block)",
+        op, k,
+        jac__shape_str(s1, sizeof s1, outputs[k]->ndim, outputs[k]->shape), i,
+        s2);
 }
 
 /* ------------------------------------------------------------------------ */

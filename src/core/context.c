@@ -489,6 +489,7 @@ static jac_tensor *tensor_register(jac_ctx *ctx, const char *op, int ndim,
     t->grad = NULL;
     t->requires_grad = false;
     t->keep = false;
+    t->untracked = false;
     t->stamp = 0;
     t->plan_slot = -1;
     ctx->tensors[ctx->ntensors++] = t;

@@ -70,6 +70,10 @@ struct jac_tensor {
     int32_t plan_slot;
     bool requires_grad;
     bool keep; /* scratch for jac_scope_end */
+    /* Made by an op that ran with recording off although an input required
+     * gradients (or from such a tensor), or detached: it lost its history,
+     * which messages about unused inputs then say. */
+    bool untracked;
     double small[JAC__INLINE_NUMEL];
     jac_ctx *ctx;
     size_t slot;  /* position in the context's tensor registry */

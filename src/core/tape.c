@@ -15,8 +15,11 @@ jac__node *jac__tape_append(jac_ctx *ctx, int op, const char *name,
                             bool *failed)
 {
     *failed = false;
-    if (!jac__should_record(ctx, nin, ins))
+    if (!jac__should_record(ctx, nin, ins)) {
+        for (int i = 0; i < nin && !out->untracked; i++)
+            out->untracked = ins[i]->requires_grad || ins[i]->untracked;
         return NULL;
+    }
     if ((ctx->checks & JAC_CHECK_ANOMALY) &&
         !jac__all_finite(out->data, out->numel)) {
         jac__anomaly(ctx, "", name, (int64_t)ctx->nnodes, out->data, out->numel,

@@ -110,7 +110,10 @@ jac_tensor *jac_detach(jac_ctx *ctx, const jac_tensor *t)
 {
     if (ctx == NULL || !jac__check_arg(ctx, "detach", t))
         return NULL;
-    return jac_tensor_new(ctx, t->ndim, t->shape, t->data);
+    jac_tensor *d = jac_tensor_new(ctx, t->ndim, t->shape, t->data);
+    if (d)
+        d->untracked = t->requires_grad || t->untracked;
+    return d;
 }
 
 /* ------------------------------------------------------------------------ */

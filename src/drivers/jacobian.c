@@ -577,6 +577,24 @@ static jac_status diagonal_jacobian(jac_ctx *ctx, const char *op,
     return st;
 }
 
+/* A block of zeros that no pass computes is an error unless
+ * JAC_ALLOW_UNUSED: an output that depends on no input, or an input no
+ * output depends on, is more often a mistake (recording off, an input
+ * marked too late) than intended; the message says which. */
+static jac_status check_used(jac_ctx *ctx, const char *op,
+                             const jac__plan *plan, size_t ny,
+                             jac_tensor *const *ys, size_t nx,
+                             jac_tensor *const *xs)
+{
+    for (size_t k = 0; k < ny; k++)
+        if (!jac__plan_output_used(plan, k) && nx > 0)
+            return jac__unreached(ctx, op, ny, ys, k, 0, xs[0]);
+    for (size_t i = 0; i < nx; i++)
+        if (!jac__plan_input_used(plan, i))
+            return jac__unreached(ctx, op, ny, ys, SIZE_MAX, i, xs[i]);
+    return JAC_OK;
+}
+
 static jac_status jacobian_impl(jac_ctx *ctx, const char *op, size_t ny,
                                 jac_tensor *const *ys, size_t nx,
                                 jac_tensor *const *xs,
@@ -605,6 +623,11 @@ static jac_status jacobian_impl(jac_ctx *ctx, const char *op, size_t ny,
     jac__plan *plan = NULL;
     if ((st = jac__plan_build(ctx, op, ny, ys, nx, xs, &plan)) != JAC_OK)
         return st;
+    if (!(o.flags & JAC_ALLOW_UNUSED) &&
+        (st = check_used(ctx, op, plan, ny, ys, nx, xs)) != JAC_OK) {
+        jac__plan_free(ctx, plan);
+        return st;
+    }
     if (ny == 1 && nx == 1) {
         jac_tensor *D = NULL;
         st = diagonal_jacobian(ctx, op, plan, ys[0], xs[0], &o, &D);
@@ -675,8 +698,8 @@ jac_tensor *jac_jacobian(jac_ctx *ctx, jac_tensor *y, jac_tensor *x,
     if (!jac__check_arg(ctx, "jacobian", y) ||
         !jac__check_arg(ctx, "jacobian", x))
         return NULL;
-    jac_jacobian_opts o = {flags & JAC_CREATE_GRAPH, 0, JAC_MODE_AUTO, NULL,
-                           NULL};
+    jac_jacobian_opts o = {flags & (JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED), 0,
+                           JAC_MODE_AUTO, NULL, NULL};
     jac_tensor *J = NULL;
     if (jacobian_impl(ctx, "jacobian", 1, &y, 1, &x, &o, &J) != JAC_OK)
         return NULL;
@@ -819,13 +842,16 @@ jac_tensor *jac_hessian(jac_ctx *ctx, jac_fn fn, void *user, jac_tensor *x,
     if (st == JAC_OK && 2 * xs->ndim > JAC_MAX_DIMS)
         st = jac__error(ctx, JAC_ERR_RANK, "%s: rank 2 * %d exceeds %d", op,
                         xs->ndim, JAC_MAX_DIMS);
+    /* The output must depend on x (unless allowed); its gradient need not
+     * (a linear function has a zero Hessian). */
     if (st == JAC_OK)
         st = jac_grad(ctx, 1, &y, NULL, 1, &xs,
-                      JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, &g);
+                      JAC_CREATE_GRAPH | (o.flags & JAC_ALLOW_UNUSED), &g);
     if (st == JAC_OK) {
         /* Rows are Hessian-vector products; reverse mode over the gradient,
          * then symmetrised so that H == H^T exactly. */
         o.mode = JAC_MODE_REVERSE;
+        o.flags |= JAC_ALLOW_UNUSED;
         st = jacobian_impl(ctx, op, 1, &g, 1, &xs, &o, &H);
     }
     if (st == JAC_OK) {
