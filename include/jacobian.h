@@ -130,7 +130,13 @@ JAC_API const char *jac_status_name(jac_status status);
 /* ------------------------------------------------------------------------ */
 /** @defgroup context Context
  * A context owns tensors, the tape and the error state; use one context per
- * thread.
+ * thread, or hand a context from thread to thread between calls. The calls
+ * that run backward passes (jac_grad, jac_backward, the Jacobian and
+ * functional drivers, the checks, jac_export_dot) and jac_scope_end hold the
+ * context while they run: another thread calling one of them meanwhile gets
+ * JAC_ERR_STATE, and an op NULL, without anything of the context being
+ * touched (so no message is recorded). Two threads making ops on one
+ * context at the same moment, outside such calls, are not detected.
  * @{ */
 /* ------------------------------------------------------------------------ */
 

@@ -445,6 +445,93 @@ static void test_an_error_in_a_worker_reaches_the_caller(void **state)
     jac_ctx_free(ctx);
 }
 
+/* ------------------------------------------------------------------------ */
+/* One context, two threads                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct intruder {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool inside, done;
+    jac_ctx *ctx;
+    jac_tensor *x, *y;
+    /* What the second thread saw. */
+    jac_status grad_status, enter_status;
+    bool op_refused;
+} intruder;
+
+/* The second thread: waits until the first is inside a Jacobian of the
+ * context, then tries a gradient and an op on the same context. */
+static void *intrude(void *arg)
+{
+    intruder *in = arg;
+    pthread_mutex_lock(&in->lock);
+    while (!in->inside)
+        pthread_cond_wait(&in->cond, &in->lock);
+    pthread_mutex_unlock(&in->lock);
+    jac_tensor *g = NULL;
+    in->grad_status = jac_grad(in->ctx, 1, &in->y, NULL, 1, &in->x, 0, &g);
+    in->op_refused = jac_add(in->ctx, in->x, in->x) == NULL;
+    in->enter_status =
+        jac_scope_end(in->ctx, jac_scope_begin(in->ctx), NULL, 0);
+    pthread_mutex_lock(&in->lock);
+    in->done = true;
+    pthread_cond_signal(&in->cond);
+    pthread_mutex_unlock(&in->lock);
+    return NULL;
+}
+
+/* The first thread's progress callback: lets the second in, and waits. */
+static int hold_the_context(int64_t done, int64_t total, void *user)
+{
+    (void)done;
+    (void)total;
+    intruder *in = user;
+    pthread_mutex_lock(&in->lock);
+    in->inside = true;
+    pthread_cond_signal(&in->cond);
+    while (!in->done)
+        pthread_cond_wait(&in->cond, &in->lock);
+    pthread_mutex_unlock(&in->lock);
+    return 0;
+}
+
+/* A second thread entering a context another thread is using is refused
+ * with JAC_ERR_STATE (ops with NULL), touching nothing; the first thread's
+ * call finishes as if alone. */
+static void test_a_second_thread_in_a_busy_context_is_refused(void **state)
+{
+    (void)state;
+    intruder in = {.inside = false, .done = false};
+    pthread_mutex_init(&in.lock, NULL);
+    pthread_cond_init(&in.cond, NULL);
+    in.ctx = jac_ctx_new();
+    assert_non_null(in.ctx);
+    in.x = jac_tensor_new(in.ctx, 1, TU_SHAPE(NX),
+                          TU_VALUES(0.1, 0.2, 0.3, 0.4, 0.5));
+    jac_set_requires_grad(in.x, true);
+    in.y = jac_sum(in.ctx, model(in.ctx, in.x));
+    jac_tensor *f = model(in.ctx, in.x), *J = NULL;
+    assert_non_null(in.y);
+    assert_non_null(f);
+    pthread_t id;
+    assert_int_equal(pthread_create(&id, NULL, intrude, &in), 0);
+    jac_jacobian_opts o = {0, 1, JAC_MODE_REVERSE, hold_the_context, &in};
+    jac_status st = jac_jacobian_ex(in.ctx, 1, &f, 1, &in.x, &o, &J);
+    assert_int_equal(pthread_join(id, NULL), 0);
+    assert_int_equal(st, JAC_OK);
+    assert_int_equal(in.grad_status, JAC_ERR_STATE);
+    assert_true(in.op_refused);
+    assert_int_equal(in.enter_status, JAC_ERR_STATE);
+    tu_assert_no_error(in.ctx);
+    /* Free again, the context serves the second thread's calls. */
+    jac_tensor *g = NULL;
+    tu_assert_ok(in.ctx, jac_grad(in.ctx, 1, &in.y, NULL, 1, &in.x, 0, &g));
+    jac_ctx_free(in.ctx);
+    pthread_cond_destroy(&in.cond);
+    pthread_mutex_destroy(&in.lock);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_progress_is_never_called_concurrently),
         cmocka_unit_test(test_cancelling_from_a_worker_stops_every_thread),
         cmocka_unit_test(test_an_error_in_a_worker_reaches_the_caller),
+        cmocka_unit_test(test_a_second_thread_in_a_busy_context_is_refused),
     };
     return cmocka_run_group_tests_name("threads", tests, setup_reference, NULL);
 }

@@ -983,15 +983,31 @@ static jac_status grad_impl(jac_ctx *ctx, const char *op, size_t noutputs,
     return st;
 }
 
-jac_status jac_grad(jac_ctx *ctx, size_t noutputs, jac_tensor *const *outputs,
-                    jac_tensor *const *grad_outputs, size_t ninputs,
-                    jac_tensor *const *inputs, unsigned flags,
-                    jac_tensor **grads)
+static jac_status grad_unguarded(jac_ctx *ctx, size_t noutputs,
+                                 jac_tensor *const *outputs,
+                                 jac_tensor *const *grad_outputs,
+                                 size_t ninputs, jac_tensor *const *inputs,
+                                 unsigned flags, jac_tensor **grads)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
     return grad_impl(ctx, "grad", noutputs, outputs, grad_outputs, ninputs,
                      inputs, flags, grads);
+}
+
+/* One thread at a time: see jac__enter. */
+jac_status jac_grad(jac_ctx *ctx, size_t noutputs, jac_tensor *const *outputs,
+                    jac_tensor *const *grad_outputs, size_t ninputs,
+                    jac_tensor *const *inputs, unsigned flags,
+                    jac_tensor **grads)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = grad_unguarded(ctx, noutputs, outputs, grad_outputs, ninputs, inputs,
+                        flags, grads);
+    jac__leave(ctx);
+    return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1044,8 +1060,8 @@ static bool grad_in_place(const jac_tensor *acc, const jac_tensor *g,
            acc->ndim == g->ndim;
 }
 
-jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
-                        unsigned flags)
+static jac_status backward_unguarded(jac_ctx *ctx, jac_tensor *output,
+                                     jac_tensor *seed, unsigned flags)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -1110,5 +1126,17 @@ jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
         jac_scope_end(ctx, mark, NULL, 0);
     jac__free(ctx, g, gbytes);
     jac__free(ctx, leaves, cap * sizeof(jac_tensor *));
+    return st;
+}
+
+/* One thread at a time: see jac__enter. */
+jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
+                        unsigned flags)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = backward_unguarded(ctx, output, seed, flags);
+    jac__leave(ctx);
     return st;
 }

@@ -604,8 +604,45 @@ void jac__tensor_release(jac_ctx *ctx, jac_tensor *t)
     header_release(ctx, t);
 }
 
+/* This thread's token: the address of a thread-local byte. */
+#if defined(__GNUC__)
+__attribute__((tls_model("initial-exec")))
+#endif
+static _Thread_local char thread_token;
+
+jac_status jac__enter(jac_ctx *ctx)
+{
+    if (ctx == NULL)
+        return JAC_OK;
+    const void *me = &thread_token, *none = NULL;
+    if (atomic_compare_exchange_strong(&ctx->holder, &none, me)) {
+        ctx->depth = 1;
+        return JAC_OK;
+    }
+    if (none == me) {
+        ctx->depth++;
+        return JAC_OK;
+    }
+    return JAC_ERR_STATE;
+}
+
+void jac__leave(jac_ctx *ctx)
+{
+    if (ctx != NULL && --ctx->depth == 0)
+        atomic_store(&ctx->holder, NULL);
+}
+
+/* Whether another thread is inside a call that holds ctx. */
+static bool held_elsewhere(const jac_ctx *ctx)
+{
+    const void *h = atomic_load_explicit(&ctx->holder, memory_order_relaxed);
+    return h != NULL && h != &thread_token;
+}
+
 bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t)
 {
+    if (held_elsewhere(ctx))
+        return false; /* the other thread owns ctx's error state */
     if (t == NULL) {
         jac__error(ctx, JAC_ERR_NULL_ARG, "%s: tensor argument is NULL", op);
         return false;

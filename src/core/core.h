@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -191,6 +192,10 @@ struct jac_ctx {
 
     bool grad_enabled;
     unsigned checks; /* jac_check_flags */
+    /* The thread inside a call that runs passes over the context (a token
+     * of it), or NULL; depth counts that thread's nested calls. */
+    _Atomic(const void *) holder;
+    int depth;
     /* The largest assigned_seq of any tensor: 0 while no value was ever
      * replaced in place, which spares backward passes the check. */
     uint64_t assigned_seq_max;
@@ -281,6 +286,15 @@ static inline jac__node *jac__node_at(const jac_ctx *ctx, int64_t i)
     size_t u = (size_t)i;
     return &ctx->blocks[u >> JAC__NODE_BLOCK_BITS][u & (JAC__NODE_BLOCK - 1)];
 }
+
+/* One context, one thread at a time. The calls that run passes over the
+ * context (jac_grad, the drivers, the checks, scope ends) take it for their
+ * duration: jac__enter returns JAC_ERR_STATE, touching nothing else of ctx,
+ * when another thread is inside such a call (nested calls of the same
+ * thread are fine; NULL ctx passes through), and jac__leave ends the call.
+ * Ops refuse (jac__check_arg) while another thread holds the context. */
+jac_status jac__enter(jac_ctx *ctx);
+void jac__leave(jac_ctx *ctx);
 
 /* Validates a tensor argument of op: non-NULL (without a new error when one
  * is already kept), alive, and owned by ctx. */

@@ -108,8 +108,8 @@ static bool keep_grad(const jac_tensor *t, size_t mark)
     return false;
 }
 
-jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
-                         size_t nkeep)
+static jac_status scope_end_unguarded(jac_ctx *ctx, jac_scope mark,
+                                      jac_tensor *const *keep, size_t nkeep)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -163,6 +163,18 @@ jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
         ctx->grad_bound = w; /* the survivors moved down, never up */
     jac__tape_truncate(ctx, mark.nodes);
     return JAC_OK;
+}
+
+/* One thread at a time: see jac__enter. */
+jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
+                         size_t nkeep)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = scope_end_unguarded(ctx, mark, keep, nkeep);
+    jac__leave(ctx);
+    return st;
 }
 
 bool jac__all_finite(const double *v, int64_t n)

@@ -106,9 +106,10 @@ static jac_status gradcheck_impl(jac_ctx *ctx, const char *op, jac_fn fn,
     return st;
 }
 
-jac_status jac_gradcheck(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
-                         jac_tensor *const *inputs, size_t noutputs,
-                         const jac_check_opts *opts)
+static jac_status gradcheck_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
+                                      size_t ninputs, jac_tensor *const *inputs,
+                                      size_t noutputs,
+                                      const jac_check_opts *opts)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -120,6 +121,19 @@ jac_status jac_gradcheck(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     st = gradcheck_impl(ctx, "gradcheck", fn, user, ninputs, inputs, noutputs,
                         &o);
     jac_scope_end(ctx, mark, NULL, 0);
+    return st;
+}
+
+/* One thread at a time: see jac__enter. */
+jac_status jac_gradcheck(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                         jac_tensor *const *inputs, size_t noutputs,
+                         const jac_check_opts *opts)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = gradcheck_unguarded(ctx, fn, user, ninputs, inputs, noutputs, opts);
+    jac__leave(ctx);
     return st;
 }
 
@@ -160,9 +174,11 @@ static uint64_t next_random(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
-                             size_t ninputs, jac_tensor *const *inputs,
-                             size_t noutputs, const jac_check_opts *opts)
+static jac_status gradgradcheck_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
+                                          size_t ninputs,
+                                          jac_tensor *const *inputs,
+                                          size_t noutputs,
+                                          const jac_check_opts *opts)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -196,5 +212,19 @@ jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
                             ninputs, &o);
     jac_scope_end(ctx, mark, NULL, 0);
     jac__free(ctx, work, bytes);
+    return st;
+}
+
+/* One thread at a time: see jac__enter. */
+jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
+                             size_t ninputs, jac_tensor *const *inputs,
+                             size_t noutputs, const jac_check_opts *opts)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st =
+        gradgradcheck_unguarded(ctx, fn, user, ninputs, inputs, noutputs, opts);
+    jac__leave(ctx);
     return st;
 }

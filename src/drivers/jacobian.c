@@ -681,17 +681,32 @@ static jac_status jacobian_impl(jac_ctx *ctx, const char *op, size_t ny,
     return st;
 }
 
-jac_status jac_jacobian_ex(jac_ctx *ctx, size_t ny, jac_tensor *const *ys,
-                           size_t nx, jac_tensor *const *xs,
-                           const jac_jacobian_opts *opts, jac_tensor **J)
+static jac_status jacobian_ex_unguarded(jac_ctx *ctx, size_t ny,
+                                        jac_tensor *const *ys, size_t nx,
+                                        jac_tensor *const *xs,
+                                        const jac_jacobian_opts *opts,
+                                        jac_tensor **J)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
     return jacobian_impl(ctx, "jacobian", ny, ys, nx, xs, opts, J);
 }
 
-jac_tensor *jac_jacobian(jac_ctx *ctx, jac_tensor *y, jac_tensor *x,
-                         unsigned flags)
+/* One thread at a time: see jac__enter. */
+jac_status jac_jacobian_ex(jac_ctx *ctx, size_t ny, jac_tensor *const *ys,
+                           size_t nx, jac_tensor *const *xs,
+                           const jac_jacobian_opts *opts, jac_tensor **J)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = jacobian_ex_unguarded(ctx, ny, ys, nx, xs, opts, J);
+    jac__leave(ctx);
+    return st;
+}
+
+static jac_tensor *jacobian_unguarded(jac_ctx *ctx, jac_tensor *y,
+                                      jac_tensor *x, unsigned flags)
 {
     if (ctx == NULL)
         return NULL;
@@ -704,6 +719,17 @@ jac_tensor *jac_jacobian(jac_ctx *ctx, jac_tensor *y, jac_tensor *x,
     if (jacobian_impl(ctx, "jacobian", 1, &y, 1, &x, &o, &J) != JAC_OK)
         return NULL;
     return J;
+}
+
+/* One thread at a time: see jac__enter. */
+jac_tensor *jac_jacobian(jac_ctx *ctx, jac_tensor *y, jac_tensor *x,
+                         unsigned flags)
+{
+    if (jac__enter(ctx) != JAC_OK)
+        return NULL;
+    jac_tensor *result = jacobian_unguarded(ctx, y, x, flags);
+    jac__leave(ctx);
+    return result;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -791,9 +817,10 @@ static void finish(jac_ctx *ctx, jac_scope mark, jac_status st, bool create,
         jac_scope_end(ctx, mark, keep, nkeep);
 }
 
-jac_status jac_jacobian_fn(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
-                           jac_tensor *const *inputs, size_t noutputs,
-                           const jac_jacobian_opts *opts, jac_tensor **J)
+static jac_status
+jacobian_fn_unguarded(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                      jac_tensor *const *inputs, size_t noutputs,
+                      const jac_jacobian_opts *opts, jac_tensor **J)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -820,8 +847,23 @@ jac_status jac_jacobian_fn(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     return st;
 }
 
-jac_tensor *jac_hessian(jac_ctx *ctx, jac_fn fn, void *user, jac_tensor *x,
-                        const jac_jacobian_opts *opts)
+/* One thread at a time: see jac__enter. */
+jac_status jac_jacobian_fn(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                           jac_tensor *const *inputs, size_t noutputs,
+                           const jac_jacobian_opts *opts, jac_tensor **J)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = jacobian_fn_unguarded(ctx, fn, user, ninputs, inputs, noutputs, opts,
+                               J);
+    jac__leave(ctx);
+    return st;
+}
+
+static jac_tensor *hessian_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
+                                     jac_tensor *x,
+                                     const jac_jacobian_opts *opts)
 {
     if (ctx == NULL)
         return NULL;
@@ -869,10 +911,22 @@ jac_tensor *jac_hessian(jac_ctx *ctx, jac_fn fn, void *user, jac_tensor *x,
     return st == JAC_OK ? H : NULL;
 }
 
-jac_status jac_vjp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
-                   jac_tensor *const *inputs, size_t noutputs,
-                   jac_tensor *const *v, unsigned flags, jac_tensor **outputs,
-                   jac_tensor **vjps)
+/* One thread at a time: see jac__enter. */
+jac_tensor *jac_hessian(jac_ctx *ctx, jac_fn fn, void *user, jac_tensor *x,
+                        const jac_jacobian_opts *opts)
+{
+    if (jac__enter(ctx) != JAC_OK)
+        return NULL;
+    jac_tensor *result = hessian_unguarded(ctx, fn, user, x, opts);
+    jac__leave(ctx);
+    return result;
+}
+
+static jac_status vjp_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
+                                size_t ninputs, jac_tensor *const *inputs,
+                                size_t noutputs, jac_tensor *const *v,
+                                unsigned flags, jac_tensor **outputs,
+                                jac_tensor **vjps)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -907,10 +961,26 @@ jac_status jac_vjp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     return st;
 }
 
-jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+/* One thread at a time: see jac__enter. */
+jac_status jac_vjp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                    jac_tensor *const *inputs, size_t noutputs,
                    jac_tensor *const *v, unsigned flags, jac_tensor **outputs,
-                   jac_tensor **jvps)
+                   jac_tensor **vjps)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = vjp_unguarded(ctx, fn, user, ninputs, inputs, noutputs, v, flags,
+                       outputs, vjps);
+    jac__leave(ctx);
+    return st;
+}
+
+static jac_status jvp_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
+                                size_t ninputs, jac_tensor *const *inputs,
+                                size_t noutputs, jac_tensor *const *v,
+                                unsigned flags, jac_tensor **outputs,
+                                jac_tensor **jvps)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -956,6 +1026,21 @@ jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     return st;
 }
 
+/* One thread at a time: see jac__enter. */
+jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                   jac_tensor *const *inputs, size_t noutputs,
+                   jac_tensor *const *v, unsigned flags, jac_tensor **outputs,
+                   jac_tensor **jvps)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = jvp_unguarded(ctx, fn, user, ninputs, inputs, noutputs, v, flags,
+                       outputs, jvps);
+    jac__leave(ctx);
+    return st;
+}
+
 /* v shaped like x, or (k, x.shape...) with first's k when batched. */
 static jac_status check_vector(jac_ctx *ctx, const char *op,
                                const jac_tensor *v, size_t i,
@@ -979,9 +1064,10 @@ static jac_status check_vector(jac_ctx *ctx, const char *op,
                               : "");
 }
 
-jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
-                   jac_tensor *const *inputs, jac_tensor *const *v,
-                   unsigned flags, jac_tensor **output, jac_tensor **hvps)
+static jac_status hvp_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
+                                size_t ninputs, jac_tensor *const *inputs,
+                                jac_tensor *const *v, unsigned flags,
+                                jac_tensor **output, jac_tensor **hvps)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -1031,8 +1117,22 @@ jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     return st;
 }
 
-jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
-                               jac_tensor *x, const jac_jacobian_opts *opts)
+/* One thread at a time: see jac__enter. */
+jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
+                   jac_tensor *const *inputs, jac_tensor *const *v,
+                   unsigned flags, jac_tensor **output, jac_tensor **hvps)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = hvp_unguarded(ctx, fn, user, ninputs, inputs, v, flags, output, hvps);
+    jac__leave(ctx);
+    return st;
+}
+
+static jac_tensor *batch_jacobian_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
+                                            jac_tensor *x,
+                                            const jac_jacobian_opts *opts)
 {
     if (ctx == NULL)
         return NULL;
@@ -1085,4 +1185,15 @@ jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
     jac__plan_free(ctx, plan);
     finish(ctx, mark, st, create, &J, 1);
     return st == JAC_OK ? J : NULL;
+}
+
+/* One thread at a time: see jac__enter. */
+jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
+                               jac_tensor *x, const jac_jacobian_opts *opts)
+{
+    if (jac__enter(ctx) != JAC_OK)
+        return NULL;
+    jac_tensor *result = batch_jacobian_unguarded(ctx, fn, user, x, opts);
+    jac__leave(ctx);
+    return result;
 }

@@ -209,9 +209,10 @@ static jac_status check_list(jac_ctx *ctx, size_t n, jac_tensor *const *ts,
     return JAC_OK;
 }
 
-jac_status jac_export_dot(jac_ctx *ctx, size_t noutputs,
-                          jac_tensor *const *outputs, size_t ninputs,
-                          jac_tensor *const *inputs, FILE *out)
+static jac_status export_dot_unguarded(jac_ctx *ctx, size_t noutputs,
+                                       jac_tensor *const *outputs,
+                                       size_t ninputs,
+                                       jac_tensor *const *inputs, FILE *out)
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
@@ -264,4 +265,17 @@ jac_status jac_export_dot(jac_ctx *ctx, size_t noutputs,
     if (fflush(out) != 0 || ferror(out))
         return jac__error(ctx, JAC_ERR_VALUE, "export_dot: write failed");
     return JAC_OK;
+}
+
+/* One thread at a time: see jac__enter. */
+jac_status jac_export_dot(jac_ctx *ctx, size_t noutputs,
+                          jac_tensor *const *outputs, size_t ninputs,
+                          jac_tensor *const *inputs, FILE *out)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = export_dot_unguarded(ctx, noutputs, outputs, ninputs, inputs, out);
+    jac__leave(ctx);
+    return st;
 }
