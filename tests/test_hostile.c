@@ -1413,6 +1413,22 @@ static jac_ctx *capped_ctx(void)
     return ctx;
 }
 
+/* A Jacobian too large for the allocator (64 GB here) fails naming the
+ * Jacobian, its shape and its size, not the internal op that allocated. */
+static void test_a_jacobian_too_large_names_itself_and_its_size(void **state)
+{
+    (void)state;
+    jac_ctx *ctx = capped_ctx();
+    jac_tensor *x = jac_ones(ctx, 1, TU_SHAPE(90000));
+    jac_set_requires_grad(x, true);
+    jac_tensor *y = jac_exp(ctx, x);
+    assert_null(jac_jacobian(ctx, y, x, 0));
+    tu_assert_error(ctx, JAC_ERR_NO_MEMORY);
+    tu_assert_contains(jac_errmsg(ctx), "jacobian: out of memory for shape "
+                                        "(90000, 90000) (64800000000 bytes)");
+    jac_ctx_free(ctx);
+}
+
 /* Fails unless the call refused with code (any error when code is JAC_OK)
  * and a message; then clears the error. */
 static void assert_refused_at(jac_ctx *ctx, bool refused, jac_status code,
@@ -2345,6 +2361,7 @@ static void test_gradients_through_an_empty_intermediate_are_zero(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_jacobian_too_large_names_itself_and_its_size),
         cmocka_unit_test(test_null_table_covers_every_public_function),
         cmocka_unit_test_setup_teardown(
             test_null_in_every_pointer_argument_is_refused_cleanly,

@@ -543,8 +543,10 @@ jac_tensor *jac__tensor_alloc(jac_ctx *ctx, const char *op, int ndim,
     jac__buf *buf = NULL;
     if (numel > JAC__INLINE_NUMEL &&
         (buf = jac__buf_alloc(ctx, (size_t)numel * sizeof(double))) == NULL) {
-        jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory for shape %s", op,
-                   jac__shape_str(s, sizeof s, ndim, shape));
+        jac__error(ctx, JAC_ERR_NO_MEMORY,
+                   "%s: out of memory for shape %s (%llu bytes)", op,
+                   jac__shape_str(s, sizeof s, ndim, shape),
+                   (unsigned long long)numel * sizeof(double));
         return NULL;
     }
     jac_tensor *t = tensor_register(ctx, op, ndim, shape, numel, buf);

@@ -55,6 +55,17 @@ typedef struct engine {
     int64_t total_units;
 } engine;
 
+/* Zeros for a Jacobian result: a failure names the driver, the shape and
+ * the bytes it needed, not an internal op. */
+static jac_tensor *result_zeros(jac_ctx *ctx, const char *op, int nd,
+                                const int64_t *shape)
+{
+    jac_tensor *z = jac__tensor_alloc(ctx, op, nd, shape);
+    if (z != NULL && z->numel > 0)
+        memset(z->data, 0, (size_t)z->numel * sizeof(double));
+    return z;
+}
+
 static size_t dest_index(const engine *e, size_t s, size_t r)
 {
     return e->place == PLACE_COLUMNS ? r * e->nseeded + s : s * e->nres + r;
@@ -380,7 +391,7 @@ static jac_status assemble(engine *e)
             while (nparts < e->nparts_per_pair && parts[nparts])
                 nparts++;
             if (nparts == 0) {
-                e->dest[i] = jac_zeros(ctx, nd, shape);
+                e->dest[i] = result_zeros(ctx, e->op, nd, shape);
             } else {
                 jac_tensor *t = jac_concat(ctx, nparts, parts, 0);
                 if (e->place != PLACE_ROWS)
@@ -420,7 +431,7 @@ static jac_status engine_run(engine *e, int64_t chunk)
                                 e->op, JAC_MAX_DIMS);
                 break;
             }
-            jac_tensor *z = jac_zeros(ctx, nd, shape);
+            jac_tensor *z = result_zeros(ctx, e->op, nd, shape);
             e->dest[dest_index(e, s, r)] = z;
             if (z == NULL)
                 st = ctx->status;
@@ -560,7 +571,7 @@ static jac_status diagonal_jacobian(jac_ctx *ctx, const char *op,
     /* Off the diagonal the entries are zero by structure, exactly, even
      * where the derivative is infinite or NaN. */
     bool ok = st == JAC_OK && d != NULL;
-    jac_tensor *out = ok ? jac_zeros(ctx, nd, shape) : NULL;
+    jac_tensor *out = ok ? result_zeros(ctx, op, nd, shape) : NULL;
     if (ok && out == NULL)
         st = ctx->status;
     if (out) {
@@ -1176,7 +1187,7 @@ static jac_tensor *batch_jacobian_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
                     .progress_user = o.progress_user};
         if (e.reps == 0) {
             int64_t shape[JAC_MAX_DIMS];
-            J = jac_zeros(ctx, dest_shape(&e, 0, 0, shape), shape);
+            J = result_zeros(ctx, op, dest_shape(&e, 0, 0, shape), shape);
             st = J ? JAC_OK : ctx->status;
         } else {
             st = engine_run(&e, o.chunk);
