@@ -521,9 +521,13 @@ JAC_API jac_tensor *jac_std(jac_ctx *ctx, jac_tensor *a, int naxes,
  *  the 2-norm at 0 is taken as 0. */
 JAC_API jac_tensor *jac_norm(jac_ctx *ctx, jac_tensor *a, double p, int naxes,
                              const int *axes, bool keepdim);
-/** exp(a) / sum(exp(a)) along axis, computed stably. */
+/** exp(a) / sum(exp(a)) along axis, computed stably. One op with its own
+ *  rule (y (g - sum(g y))), so derivatives of every order are exact where
+ *  they vanish. */
 JAC_API jac_tensor *jac_softmax(jac_ctx *ctx, jac_tensor *a, int axis);
-/** a - logsumexp(a) along axis, computed stably. */
+/** a - logsumexp(a) along axis, computed stably. One op with its own rule
+ *  (g - softmax(a) sum(g)), so that, for example, log_softmax over one
+ *  element is identically 0 with every derivative exactly 0. */
 JAC_API jac_tensor *jac_log_softmax(jac_ctx *ctx, jac_tensor *a, int axis);
 /** Sums a over the broadcast axes so that the result has the given shape,
  *  which a's shape must broadcast to (the adjoint of jac_expand). */

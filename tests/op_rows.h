@@ -116,6 +116,9 @@ static inline jac_tensor *op_rows_eigh(jac_ctx *ctx, jac_tensor *a,
     X(min, jac_min, 1, "2,3", -1.0, 1.0, (jac_min(ctx, in[0])))                \
     X(norm, jac_norm, 1, "2,3", -1.0, 1.0,                                     \
       (jac_norm(ctx, in[0], 2.0, 1, (const int[]){0}, false)))                 \
+    X(softmax, jac_softmax, 1, "2,3", -2.0, 2.0, (jac_softmax(ctx, in[0], 1))) \
+    X(log_softmax, jac_log_softmax, 1, "2,3", -2.0, 2.0,                       \
+      (jac_log_softmax(ctx, in[0], 0)))                                        \
     /* linalg.c */                                                             \
     X(matmul, jac_matmul, 2, "2,3 3,4", -1.0, 1.0,                             \
       (jac_matmul(ctx, in[0], in[1])))                                         \

@@ -987,6 +987,32 @@ static void test_cumsum_gradient_is_the_running_sum_from_the_end(void **state)
         assert_true(jac_tensor_data(h)[i] == 0.0);
 }
 
+/* log_softmax over an axis of extent 1 is identically 0: its own rule
+ * keeps every derivative exactly 0 (the composite a - logsumexp(a) gave a
+ * third derivative of 2e22 here). */
+static void
+test_log_softmax_over_one_element_is_flat_to_third_order(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(3, 1), TU_VALUES(-1.7, 0.4, 37.5));
+    jac_tensor *y =
+        jac_sum(ctx, jac_mul_scalar(ctx, jac_log_softmax(ctx, x, 1), 0.9));
+    tu_assert_scalar(y, 0.0, TU_EXACT);
+    jac_tensor *d = y;
+    for (int order = 1; order <= 3; order++) {
+        jac_tensor *g = NULL;
+        tu_assert_ok(ctx, jac_grad(ctx, 1, &d, NULL, 1, &x,
+                                   JAC_CREATE_GRAPH | JAC_ALLOW_UNUSED, &g));
+        tu_assert_tensor(g, TU_SHAPE(3, 1), TU_VALUES(0, 0, 0), TU_EXACT);
+        d = jac_sum(ctx, jac_mul(ctx, g, jac_sin(ctx, x)));
+    }
+    /* softmax there is identically 1, with zero derivatives too. */
+    jac_tensor *s = jac_sum(ctx, jac_softmax(ctx, x, -1)), *gs = NULL;
+    tu_assert_scalar(s, 3.0, TU_EXACT);
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &s, NULL, 1, &x, 0, &gs));
+    tu_assert_tensor(gs, TU_SHAPE(3, 1), TU_VALUES(0, 0, 0), TU_EXACT);
+}
+
 static void test_null_input_returns_null_and_keeps_the_first_error(void **state)
 {
     jac_ctx *ctx = *state;
@@ -1030,6 +1056,7 @@ int main(void)
         TU_TEST(test_logsumexp_handles_infinities_and_empty_as_torch),
         TU_TEST(test_logsumexp_derivatives_match_finite_difference),
         TU_TEST(test_softmax_and_log_softmax_values_match_torch),
+        TU_TEST(test_log_softmax_over_one_element_is_flat_to_third_order),
         TU_TEST(test_softmax_is_finite_for_large_inputs),
         TU_TEST(test_softmax_gives_nan_for_inf_as_torch),
         TU_TEST(test_softmax_second_derivative_matches_finite_difference),

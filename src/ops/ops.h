@@ -78,6 +78,8 @@
     X(MAX_AXES, "max", 1, REDUCE, max_axes, NORAW, 0)                          \
     X(MIN_AXES, "min", 1, REDUCE, min_axes, NORAW, 0)                          \
     X(NORM2, "norm", 1, REDUCE, norm2, NORAW, 0)                               \
+    X(SOFTMAX, "softmax", 1, REDUCE, softmax, NORAW, 0)                        \
+    X(LOG_SOFTMAX, "log_softmax", 1, REDUCE, log_softmax, NORAW, 0)            \
     X(GROUP_SHIFT, "group_shift", 1, REDUCE, group_shift, NORAW, 0)            \
     X(GROUP_SCAN, "group_scan", 2, REDUCE, group_scan, NORAW, 0)               \
     /* linalg.c */                                                             \

@@ -665,34 +665,76 @@ static bool softmax_axis(jac_ctx *ctx, const char *op, const jac_tensor *a,
     return true;
 }
 
-/* exp(a - m) / sum(exp(a - m)) with m the constant maximum along axis. As
- * PyTorch, a +inf or an all -inf slice gives NaN. */
-jac_tensor *jac_softmax(jac_ctx *ctx, jac_tensor *a, int axis)
+/* softmax (exp(a - m) / sum(exp(a - m)), m the constant maximum along the
+ * axis) or log_softmax ((a - m) - log(sum(exp(a - m)))), computed without
+ * recording and recorded as one op with a rule of its own: a composite
+ * rule would differentiate a - logsumexp(a) term by term and lose the
+ * exact cancellation that makes, say, log_softmax over one element
+ * identically 0 to every order. As PyTorch, a +inf or an all -inf slice
+ * gives NaN. */
+static jac_tensor *softmax_op(jac_ctx *ctx, jac__op op, jac_tensor *a, int axis)
 {
+    const char *name = jac__ops[op].name;
     uint32_t mask;
-    if (ctx == NULL || !jac__check_arg(ctx, "softmax", a) ||
-        !softmax_axis(ctx, "softmax", a, axis, &mask))
+    if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
+        !softmax_axis(ctx, name, a, axis, &mask))
         return NULL;
-    jac_tensor *m = max_shift(ctx, "softmax", a, mask, false);
-    if (m == NULL)
+    bool was = jac_set_grad_enabled(ctx, false);
+    jac_tensor *y = NULL, *m = max_shift(ctx, name, a, mask, false);
+    jac_tensor *shifted = m ? jac_sub(ctx, a, m) : NULL;
+    jac_tensor *e = jac_exp(ctx, shifted);
+    jac_tensor *s = sum_mask(ctx, e, mask, true);
+    if (op == JAC__OP_SOFTMAX)
+        y = jac_div(ctx, e, s);
+    else
+        y = jac_sub(ctx, shifted, jac_log(ctx, s));
+    jac_set_grad_enabled(ctx, was);
+    if (y == NULL)
         return NULL;
-    jac_tensor *e = jac_exp(ctx, jac_sub(ctx, a, m));
-    return jac_div(ctx, e, sum_mask(ctx, e, mask, true));
+    y->untracked = false; /* its history is the node recorded next */
+    bool failed;
+    jac__node *node = jac__record(ctx, op, y, 1, &a, &failed);
+    if (failed)
+        return NULL;
+    if (node)
+        node->p.reduce.axes_mask = mask;
+    return y;
 }
 
-/* (a - m) - log(sum(exp(a - m))), m as in jac_softmax. */
+jac_tensor *jac_softmax(jac_ctx *ctx, jac_tensor *a, int axis)
+{
+    return softmax_op(ctx, JAC__OP_SOFTMAX, a, axis);
+}
+
 jac_tensor *jac_log_softmax(jac_ctx *ctx, jac_tensor *a, int axis)
 {
-    uint32_t mask;
-    if (ctx == NULL || !jac__check_arg(ctx, "log_softmax", a) ||
-        !softmax_axis(ctx, "log_softmax", a, axis, &mask))
-        return NULL;
-    jac_tensor *m = max_shift(ctx, "log_softmax", a, mask, false);
-    if (m == NULL)
-        return NULL;
-    jac_tensor *shifted = jac_sub(ctx, a, m);
-    jac_tensor *s = sum_mask(ctx, jac_exp(ctx, shifted), mask, true);
-    return jac_sub(ctx, shifted, jac_log(ctx, s));
+    return softmax_op(ctx, JAC__OP_LOG_SOFTMAX, a, axis);
+}
+
+/* With y = softmax(a): g_a = y (g - sum(g y)) along the axis; sums keep the
+ * batch axes of g in front. Written with ops, as every rule. */
+jac_status jac__vjp_softmax(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
+                            const bool *need, jac_tensor **gin)
+{
+    (void)need;
+    jac_tensor *y = node->out;
+    uint32_t mask = node->p.reduce.axes_mask << jac__batch_ndim(g, node->out);
+    jac_tensor *gy = sum_mask(ctx, jac_mul(ctx, g, y), mask, true);
+    gin[0] = jac_mul(ctx, y, jac_sub(ctx, g, gy));
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* With y = log_softmax(a): g_a = g - softmax(a) sum(g), softmax(a) being
+ * exp(y). */
+jac_status jac__vjp_log_softmax(jac_ctx *ctx, const jac__node *node,
+                                jac_tensor *g, const bool *need,
+                                jac_tensor **gin)
+{
+    (void)need;
+    uint32_t mask = node->p.reduce.axes_mask << jac__batch_ndim(g, node->out);
+    jac_tensor *sg = sum_mask(ctx, g, mask, true);
+    gin[0] = jac_sub(ctx, g, jac_mul(ctx, jac_exp(ctx, node->out), sg));
+    return gin[0] ? JAC_OK : ctx->status;
 }
 
 /* ------------------------------------------------------------------------ */
