@@ -1,11 +1,12 @@
 /*
  * The op table, row by row: every recorded op of src/ops/ops.h is reached
  * by some row of tests/op_rows.h, and for every row the first and second
- * derivatives match finite differences, the raw kernels of an unrecorded
- * pass match the differentiable rules (bitwise where the description of
- * an elementwise op promises it), a NULL context or input gives NULL with
- * the first error kept, and every allocation of the row and its gradient
- * may fail cleanly.
+ * derivatives match finite differences, every Jacobian mode (blocks,
+ * forward, threads, create-graph) matches the row loop, the raw kernels of
+ * an unrecorded pass match the differentiable rules (bitwise where the
+ * description of an elementwise op promises it), a NULL context or input gives
+ * NULL with the first error kept, and every allocation of the row and its
+ * gradient may fail cleanly.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -153,6 +154,8 @@ test_every_row_matches_finite_differences_and_its_rules(void **state)
         tu_check_derivatives(ctx, run_row, (void *)r, (size_t)r->nin, in, 1);
         tu_assert_fused_matches_rules_at(
             ctx, run_row, (void *)r, (size_t)r->nin, in, 1, __FILE__, __LINE__);
+        tu_assert_modes_agree_at(ctx, run_row, (void *)r, (size_t)r->nin, in, 1,
+                                 __FILE__, __LINE__);
         jac_scope inner = jac_scope_begin(ctx);
         jac_tensor *y = r->call(ctx, in);
         tu_assert_no_error(ctx);
