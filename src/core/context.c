@@ -1,5 +1,7 @@
 /*
- * The context: allocator and pools, error state and the tensor registry.
+ * The context: allocator and pools, error state, the tensor registry and
+ * scopes (which release the tensors and nodes made after a mark; beside the
+ * registry so that releasing a tensor inlines).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -643,7 +645,7 @@ static bool held_elsewhere(const jac_ctx *ctx)
 
 bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t)
 {
-    if (held_elsewhere(ctx))
+    if (__builtin_expect(held_elsewhere(ctx), 0))
         return false; /* the other thread owns ctx's error state */
     if (t == NULL) {
         jac__error(ctx, JAC_ERR_NULL_ARG, "%s: tensor argument is NULL", op);
@@ -669,4 +671,98 @@ jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
         return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: %s %zu is NULL", op, what,
                           index);
     return jac__check_arg(ctx, op, t) ? JAC_OK : JAC_ERR_CONTEXT;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scopes                                                                   */
+/* ------------------------------------------------------------------------ */
+
+jac_scope jac_scope_begin(jac_ctx *ctx)
+{
+    jac_scope s = {0, 0};
+    if (ctx) {
+        s.tensors = ctx->ntensors;
+        s.nodes = ctx->nnodes;
+    }
+    return s;
+}
+
+/* Keeps the .grad of a surviving tensor when it was made inside the scope. */
+static bool keep_grad(const jac_tensor *t, size_t mark)
+{
+    jac_tensor *g = t->grad;
+    if (g && g->slot >= mark && !g->keep) {
+        g->keep = true;
+        return true;
+    }
+    return false;
+}
+
+static jac_status scope_end_unguarded(jac_ctx *ctx, jac_scope mark,
+                                      jac_tensor *const *keep, size_t nkeep)
+{
+    if (ctx == NULL)
+        return JAC_ERR_NULL_ARG;
+    if (mark.tensors > ctx->ntensors || mark.nodes > ctx->nnodes)
+        return jac__error(ctx, JAC_ERR_VALUE,
+                          "scope_end: the mark is newer than the context "
+                          "(ended twice, or out of order?)");
+    if (nkeep > 0 && keep == NULL)
+        return jac__error(ctx, JAC_ERR_NULL_ARG, "scope_end: keep is NULL");
+    for (size_t i = 0; i < nkeep; i++) {
+        if (keep[i] == NULL)
+            continue;
+        if (!jac__check_arg(ctx, "scope_end", keep[i]))
+            return ctx->status;
+    }
+    for (size_t i = 0; i < nkeep; i++)
+        if (keep[i])
+            keep[i]->keep = true;
+    /* No .grad inside the scope: none to keep, and no walk over the
+     * tensors older than the scope. */
+    bool changed = ctx->grad_bound > mark.tensors;
+    for (size_t i = 0; changed && i < mark.tensors; i++)
+        keep_grad(ctx->tensors[i], mark.tensors);
+    while (changed) {
+        changed = false;
+        for (size_t i = mark.tensors; i < ctx->ntensors; i++)
+            if (ctx->tensors[i]->keep)
+                changed |= keep_grad(ctx->tensors[i], mark.tensors);
+    }
+
+    size_t w = mark.tensors;
+    for (size_t i = mark.tensors; i < ctx->ntensors; i++) {
+        jac_tensor *t = ctx->tensors[i];
+        if (t->keep) {
+            t->keep = false;
+            if (t->node >= 0) {
+                t->node = -1;
+                t->requires_grad = false;
+            }
+            t->slot = w;
+            ctx->tensors[w++] = t;
+        } else {
+            jac__tensor_release(ctx, t);
+        }
+    }
+    for (size_t i = 0; i < nkeep; i++)
+        if (keep[i])
+            keep[i]->keep = false;
+    ctx->ntensors = w;
+    if (ctx->grad_bound > w)
+        ctx->grad_bound = w; /* the survivors moved down, never up */
+    jac__tape_truncate(ctx, mark.nodes);
+    return JAC_OK;
+}
+
+/* One thread at a time: see jac__enter. */
+jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
+                         size_t nkeep)
+{
+    jac_status st = jac__enter(ctx);
+    if (st != JAC_OK)
+        return st;
+    st = scope_end_unguarded(ctx, mark, keep, nkeep);
+    jac__leave(ctx);
+    return st;
 }

@@ -50,6 +50,14 @@ typedef struct jac__buf {
 #define JAC__VECTORIZED
 #endif
 
+/* For a helper that takes the op as an argument: inlined into each caller,
+ * where the op is a constant, so its switch folds to the one case. */
+#if defined(__GNUC__)
+#define JAC__FOLD inline __attribute__((always_inline))
+#else
+#define JAC__FOLD inline
+#endif
+
 /* Tensors of up to this many elements keep their values in the header: no
  * storage block to allocate, release or miss in the cache. */
 #define JAC__INLINE_NUMEL 4

@@ -159,7 +159,7 @@ static params params_of(const jac__node *n)
     (void)divide
 
 /* The mask column at one element. */
-static double mask_value(int op, double x, params q)
+static JAC__FOLD double mask_value(int op, double x, params q)
 {
     PARAMETERS(q);
     switch (op) {
@@ -214,8 +214,8 @@ static double mask_value(int op, double x, params q)
 
 /* y at one element and, in the same place (so that sin and cos of one x
  * become a single sincos), its partial. */
-static double value_and_partial(int op, double x, params q, bool *has,
-                                double *partial)
+static JAC__FOLD double value_and_partial(int op, double x, params q, bool *has,
+                                          double *partial)
 {
     PARAMETERS(q);
     double y = 0.0;
@@ -308,8 +308,8 @@ JAC__VECTORIZED bool jac__raw_unary(const jac__node *n, int64_t batch,
 /* The forward op                                                           */
 /* ------------------------------------------------------------------------ */
 
-static jac_tensor *function(jac_ctx *ctx, jac__op op, const char *name,
-                            jac_tensor *a, params q)
+static JAC__FOLD jac_tensor *function(jac_ctx *ctx, jac__op op,
+                                      const char *name, jac_tensor *a, params q)
 {
     if (ctx == NULL || !jac__check_arg(ctx, name, a))
         return NULL;
@@ -363,14 +363,15 @@ static jac_tensor *function(jac_ctx *ctx, jac__op op, const char *name,
     return y;
 }
 
-static jac_tensor *plain(jac_ctx *ctx, jac__op op, jac_tensor *a)
+static JAC__FOLD jac_tensor *plain(jac_ctx *ctx, jac__op op, jac_tensor *a)
 {
     params q = {0.0, 0.0, false};
     return function(ctx, op, jac__ops[op].name, a, q);
 }
 
-static jac_tensor *affine(jac_ctx *ctx, const char *name, jac_tensor *a,
-                          double alpha, double beta, bool divide)
+static JAC__FOLD jac_tensor *affine(jac_ctx *ctx, const char *name,
+                                    jac_tensor *a, double alpha, double beta,
+                                    bool divide)
 {
     params q = {alpha, beta, divide};
     return function(ctx, JAC__OP_AFFINE, name, a, q);
