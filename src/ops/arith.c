@@ -59,35 +59,49 @@ JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
 #define TIMES(d) ((g) * (d))
 #define SCALE(c) ((g) * (c))
 #define VJP(e) (e)
+#define ROW_BODY(form)                                                         \
+    for (int64_t i = 0; i < count; i++) {                                      \
+        double a = av[i * sa], b = bv[i * sb], y = yv[i], g = gv[i];           \
+        (void)a;                                                               \
+        (void)b;                                                               \
+        (void)y;                                                               \
+        d[i * sd] = add ? d[i * sd] + (form) : (form);                         \
+    }
+/* Without broadcasting, batch stacked cotangents of m elements each, with
+ * every operand dense: one loop nest, which vectorises. */
+#define DENSE_BODY(form)                                                       \
+    for (int64_t s = 0; s < batch; s++, gv += m, d += m) {                     \
+        for (int64_t i = 0; i < m; i++) {                                      \
+            double a = av[i], b = bv[i], y = yv[i], g = gv[i];                 \
+            (void)a;                                                           \
+            (void)b;                                                           \
+            (void)y;                                                           \
+            d[i] = (form);                                                     \
+        }                                                                      \
+    }
 #define ROW_KERNEL(e, rule, value, da, db)                                     \
     JAC__VECTORIZED static void row_##rule##_a(                                \
         int64_t count, const double *av, int64_t sa, const double *bv,         \
         int64_t sb, const double *yv, const double *gv, double *d, int64_t sd, \
-        bool add)                                                              \
+        bool add){ROW_BODY(da)} JAC__VECTORIZED static void                    \
+        row_##rule##_b(int64_t count, const double *av, int64_t sa,            \
+                       const double *bv, int64_t sb, const double *yv,         \
+                       const double *gv, double *d, int64_t sd,                \
+                       bool add){ROW_BODY(db)} JAC__VECTORIZED static void     \
+            dense_##rule##_a(int64_t batch, int64_t m, const double *av,       \
+                             const double *bv, const double *yv,               \
+                             const double *gv, double *d){                     \
+                DENSE_BODY(da)} JAC__VECTORIZED static void                    \
+                dense_##rule##_b(int64_t batch, int64_t m, const double *av,   \
+                                 const double *bv, const double *yv,           \
+                                 const double *gv, double *d)                  \
     {                                                                          \
-        for (int64_t i = 0; i < count; i++) {                                  \
-            double a = av[i * sa], b = bv[i * sb], y = yv[i], g = gv[i];       \
-            (void)a;                                                           \
-            (void)b;                                                           \
-            (void)y;                                                           \
-            d[i * sd] = add ? d[i * sd] + (da) : (da);                         \
-        }                                                                      \
-    }                                                                          \
-    JAC__VECTORIZED static void row_##rule##_b(                                \
-        int64_t count, const double *av, int64_t sa, const double *bv,         \
-        int64_t sb, const double *yv, const double *gv, double *d, int64_t sd, \
-        bool add)                                                              \
-    {                                                                          \
-        for (int64_t i = 0; i < count; i++) {                                  \
-            double a = av[i * sa], b = bv[i * sb], y = yv[i], g = gv[i];       \
-            (void)a;                                                           \
-            (void)b;                                                           \
-            (void)y;                                                           \
-            d[i * sd] = add ? d[i * sd] + (db) : (db);                         \
-        }                                                                      \
+        DENSE_BODY(db)                                                         \
     }
 ARITH(ROW_KERNEL)
 #undef ROW_KERNEL
+#undef ROW_BODY
+#undef DENSE_BODY
 #undef TIMES
 #undef SCALE
 #undef VJP
@@ -95,6 +109,9 @@ ARITH(ROW_KERNEL)
 typedef void row_fn(int64_t count, const double *av, int64_t sa,
                     const double *bv, int64_t sb, const double *yv,
                     const double *gv, double *d, int64_t sd, bool add);
+typedef void dense_fn(int64_t batch, int64_t m, const double *av,
+                      const double *bv, const double *yv, const double *gv,
+                      double *d);
 
 /* Broadcasting undone without index arithmetic per element: both inputs
  * are suffixes of the output, so the output splits into rows of the
@@ -109,11 +126,14 @@ bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
     if (!jac__is_suffix(a, y) || !jac__is_suffix(b, y))
         return false;
     row_fn *rows[2] = {NULL, NULL};
+    dense_fn *dense[2] = {NULL, NULL};
     switch (n->op) {
 #define ROW_CHOICE(e, rule, value, da, db)                                     \
     case JAC__OP_##e:                                                          \
         rows[0] = row_##rule##_a;                                              \
         rows[1] = row_##rule##_b;                                              \
+        dense[0] = dense_##rule##_a;                                           \
+        dense[1] = dense_##rule##_b;                                           \
         break;
         ARITH(ROW_CHOICE)
 #undef ROW_CHOICE
@@ -121,6 +141,12 @@ bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
         return false;
     }
     int64_t m = y->numel, ka = a->numel, kb = b->numel;
+    if (ka == m && kb == m) {
+        for (int j = 0; j < 2; j++)
+            if (need[j])
+                dense[j](batch, m, a->data, b->data, y->data, g, gin[j]);
+        return true;
+    }
     int64_t row = m;
     if (ka > 1 && ka < row)
         row = ka;
