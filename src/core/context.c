@@ -619,7 +619,9 @@ jac_status jac__enter(jac_ctx *ctx)
     if (ctx == NULL)
         return JAC_OK;
     const void *me = &thread_token, *none = NULL;
-    if (atomic_compare_exchange_strong(&ctx->holder, &none, me)) {
+    if (atomic_compare_exchange_strong_explicit(&ctx->holder, &none, me,
+                                                memory_order_acquire,
+                                                memory_order_relaxed)) {
         ctx->depth = 1;
         return JAC_OK;
     }
@@ -633,7 +635,7 @@ jac_status jac__enter(jac_ctx *ctx)
 void jac__leave(jac_ctx *ctx)
 {
     if (ctx != NULL && --ctx->depth == 0)
-        atomic_store(&ctx->holder, NULL);
+        atomic_store_explicit(&ctx->holder, NULL, memory_order_release);
 }
 
 /* Whether another thread is inside a call that holds ctx. */
