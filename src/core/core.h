@@ -331,6 +331,70 @@ void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y);
  * then reads t at i % t->numel. */
 bool jac__is_suffix(const jac_tensor *t, const jac_tensor *out);
 
+/* ------------------------------------------------------------------------ */
+/* N-d iteration (iter.c)                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define JAC__ITER_MAX_OPS 4
+
+/* Walks the rows of a shape: every index of its outer axes (all but the
+ * innermost) in row-major order, keeping for each of up to
+ * JAC__ITER_MAX_OPS operands the element offset of the row's first element
+ * (off[k]) from that operand's strides. The caller runs the innermost axis
+ * (inner elements, operand k step[k] apart) as a plain strided loop, so
+ * that nothing is computed per element and the iterator moves once a row:
+ *
+ *     jac__iter it;
+ *     const int64_t *strides[2] = {sa, sy};
+ *     int64_t rows = jac__iter_init(&it, ndim, shape, 2, strides);
+ *     for (int64_t r = 0; r < rows; r++, jac__iter_next(&it))
+ *         for (int64_t i = 0; i < it.inner; i++)
+ *             y[it.off[1] + i * it.step[1]] = f(a[it.off[0] + i * it.step[0]]);
+ *
+ * A rank-0 shape is one row of one element. */
+typedef struct jac__iter {
+    int nouter, nops;
+    int64_t rows;  /* rows of the shape: 0 when it is empty */
+    int64_t inner; /* extent of the innermost axis (1 at rank 0) */
+    int64_t off[JAC__ITER_MAX_OPS];
+    int64_t step[JAC__ITER_MAX_OPS];
+    int64_t extent[JAC_MAX_DIMS], pos[JAC_MAX_DIMS];
+    /* What off[k] gains when outer axis d moves on and the axes after it
+     * wrap to 0. */
+    int64_t carry[JAC_MAX_DIMS][JAC__ITER_MAX_OPS];
+} jac__iter;
+
+/* Starts it at the first row of shape (rank ndim) for nops operands, operand
+ * k with element strides strides[k] (rank ndim; 0 repeats an axis). Returns
+ * the number of rows. */
+int64_t jac__iter_init(jac__iter *it, int ndim, const int64_t *shape, int nops,
+                       const int64_t *const *strides);
+
+/* Moves it to the next row (past the last one it stops moving). */
+static inline void jac__iter_next(jac__iter *it)
+{
+    int d = it->nouter - 1;
+    while (d >= 0 && ++it->pos[d] == it->extent[d])
+        it->pos[d--] = 0;
+    if (d < 0)
+        return;
+    for (int k = 0; k < it->nops; k++)
+        it->off[k] += it->carry[d][k];
+}
+
+/* Row-major element strides of shape (rank ndim) whose elements are unit
+ * apart. */
+void jac__contiguous_strides(int ndim, const int64_t *shape, int64_t unit,
+                             int64_t *strides);
+/* Strides of a row-major block of shape (rank ndim, elements unit apart)
+ * read as if broadcast to rank n: the axes align on the right, and missing
+ * axes and axes of extent 1 get stride 0. */
+void jac__stretch_strides(int ndim, const int64_t *shape, int64_t unit, int n,
+                          int64_t *strides);
+/* For every index i of shape (rank ndim): dst[i . ds] = src[i . ss]. */
+void jac__strided_copy(int ndim, const int64_t *shape, const double *src,
+                       const int64_t *ss, double *dst, const int64_t *ds);
+
 /* A context for a worker thread that reads parent's tensors and tape;
  * recording is off in it. Free with jac_ctx_free. */
 jac_ctx *jac__ctx_worker_new(const jac_ctx *parent);
