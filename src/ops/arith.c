@@ -193,7 +193,7 @@ static void record_partials(jac__node *n)
 /* ------------------------------------------------------------------------ */
 
 /* y = op(a, b) over the broadcast shape of y: the innermost axis runs as
- * one strided loop, the outer axes as an odometer. */
+ * one strided loop, a row at a time. */
 static void arith_kernel(int op, const jac_tensor *a, const jac_tensor *b,
                          jac_tensor *y)
 {
@@ -212,27 +212,16 @@ static void arith_kernel(int op, const jac_tensor *a, const jac_tensor *b,
         return;
     }
     int n = y->ndim;
-    int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
+    int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], sy[JAC_MAX_DIMS];
     jac__broadcast_strides(a, n, y->shape, sa);
     jac__broadcast_strides(b, n, y->shape, sb);
-    int64_t inner = y->shape[n - 1];
-    int64_t outer = y->numel / inner;
-    int64_t oa = 0, ob = 0;
-    double *out = y->data;
-    for (int64_t o = 0; o < outer; o++) {
-        arith_run(op, inner, a->data + oa, sa[n - 1], b->data + ob, sb[n - 1],
-                  out);
-        out += inner;
-        for (int d = n - 2; d >= 0; d--) {
-            oa += sa[d];
-            ob += sb[d];
-            if (++idx[d] < y->shape[d])
-                break;
-            oa -= sa[d] * y->shape[d];
-            ob -= sb[d] * y->shape[d];
-            idx[d] = 0;
-        }
-    }
+    jac__contiguous_strides(n, y->shape, 1, sy);
+    const int64_t *strides[3] = {sa, sb, sy};
+    jac__iter it;
+    int64_t rows = jac__iter_init(&it, n, y->shape, 3, strides);
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it))
+        arith_run(op, it.inner, a->data + it.off[0], it.step[0],
+                  b->data + it.off[1], it.step[1], y->data + it.off[2]);
 }
 
 /* Checks a and b and makes y of their broadcast shape (NULL on error). */

@@ -27,7 +27,8 @@ static void reduce_kernel(const jac_tensor *a, uint32_t mask, double *out,
         out[0] = s;
         return;
     }
-    int64_t os[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
+    /* out read as a's shape: stride 0 on the reduced axes. */
+    int64_t os[JAC_MAX_DIMS], as[JAC_MAX_DIMS];
     int64_t stride = 1;
     for (int i = n - 1; i >= 0; i--) {
         if (mask & (1u << i)) {
@@ -37,29 +38,22 @@ static void reduce_kernel(const jac_tensor *a, uint32_t mask, double *out,
             stride *= a->shape[i];
         }
     }
-    int64_t inner = a->shape[n - 1];
-    int64_t outer = a->numel / inner;
-    int64_t s_in = os[n - 1];
-    const double *src = a->data;
-    int64_t off = 0;
-    for (int64_t o = 0; o < outer; o++) {
-        double *dst = out + off;
-        if (s_in == 0) {
+    jac__contiguous_strides(n, a->shape, 1, as);
+    const int64_t *strides[2] = {as, os};
+    jac__iter it;
+    int64_t rows = jac__iter_init(&it, n, a->shape, 2, strides);
+    int64_t inner = it.inner;
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+        const double *src = a->data + it.off[0];
+        double *dst = out + it.off[1];
+        if (it.step[1] == 0) {
             double s = 0.0;
             for (int64_t i = 0; i < inner; i++)
                 s += src[i];
             dst[0] += s;
-        } else {
+        } else { /* a kept innermost axis: stride 1 in out */
             for (int64_t i = 0; i < inner; i++)
                 dst[i] += src[i];
-        }
-        src += inner;
-        for (int d = n - 2; d >= 0; d--) {
-            off += os[d];
-            if (++idx[d] < a->shape[d])
-                break;
-            off -= os[d] * a->shape[d];
-            idx[d] = 0;
         }
     }
 }
