@@ -121,24 +121,20 @@ static jac_tensor *lapack_bug(jac_ctx *ctx, const char *op, const char *routine,
     return NULL;
 }
 
-/* The matrix of t (with tb batch axes) that element c of a broadcast batch
- * of shape bshape (nbatch axes) reads: t's batch axes align on the right
- * and its extents of 1 stretch. */
-static int64_t batch_source(int64_t c, int nbatch, const int64_t *bshape,
-                            const jac_tensor *t, int tb)
+/* Starts it over a broadcast batch of shape bshape (nbatch axes) of pairs
+ * of a matrix of t (mat elements each, tt batch axes) and a block of u (blk
+ * elements each, tu batch axes): operand 0 is the element offset of the
+ * matrix in t, operand 1 of the block in u. Batch axes align on the right
+ * and extents of 1 stretch. Returns the number of rows. */
+static int64_t batch_pairs(jac__iter *it, int nbatch, const int64_t *bshape,
+                           const jac_tensor *t, int tt, int64_t mat,
+                           const jac_tensor *u, int tu, int64_t blk)
 {
-    int64_t idx = 0, stride = 1;
-    for (int d = nbatch - 1; d >= 0; d--) {
-        int64_t i = c % bshape[d];
-        c /= bshape[d];
-        int k = d - (nbatch - tb);
-        if (k < 0)
-            continue;
-        if (t->shape[k] != 1)
-            idx += i * stride;
-        stride *= t->shape[k];
-    }
-    return idx;
+    int64_t st[JAC_MAX_DIMS], su[JAC_MAX_DIMS];
+    jac__stretch_strides(tt, t->shape, mat, nbatch, st);
+    jac__stretch_strides(tu, u->shape, blk, nbatch, su);
+    const int64_t *strides[2] = {st, su};
+    return jac__iter_init(it, nbatch, bshape, 2, strides);
 }
 
 /* Copies an n x k row-major block into column-major order, or back. */
@@ -449,7 +445,6 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
     /* An empty result needs no factorization (nor reports a singular a). */
     if (x->numel > 0) {
         int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
-        int64_t count = x->numel / rhs;
         int nrhs = (int)k;
         scratch s;
         double *lu = scratch_get(ctx, "solve", &s,
@@ -460,34 +455,39 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
         double *w = lu + mat;
         int *ipiv = (int *)(void *)(w + rhs);
         int64_t factored = -1;
-        for (int64_t c = 0; c < count; c++) {
-            int info = 0;
-            int64_t ia = batch_source(c, nbatch, shape, a, ta);
-            int64_t ib = batch_source(c, nbatch, shape, b, tb);
-            if (ia != factored) {
-                memcpy(lu, a->data + ia * mat, (size_t)mat * sizeof(double));
-                dgetrf_(&n, &n, lu, &n, ipiv, &info);
+        double *xc = x->data;
+        jac__iter it;
+        int64_t rows = batch_pairs(&it, nbatch, shape, a, ta, mat, b, tb, rhs);
+        for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+            for (int64_t i = 0; i < it.inner; i++, xc += rhs) {
+                int info = 0;
+                int64_t oa = it.off[0] + i * it.step[0];
+                const double *bc = b->data + it.off[1] + i * it.step[1];
+                if (oa != factored) {
+                    memcpy(lu, a->data + oa, (size_t)mat * sizeof(double));
+                    dgetrf_(&n, &n, lu, &n, ipiv, &info);
+                    if (info != 0) {
+                        scratch_free(ctx, &s);
+                        if (info < 0)
+                            return lapack_bug(ctx, "solve", "getrf", info);
+                        jac__error(
+                            ctx, JAC_ERR_VALUE,
+                            "solve: matrix %lld of the batch of a (shape "
+                            "%s) is singular",
+                            (long long)(oa / mat),
+                            jac__shape_str(s1, sizeof s1, a->ndim, a->shape));
+                        return NULL;
+                    }
+                    factored = oa;
+                }
+                to_column_major(n, k, bc, w);
+                dgetrs_("T", &n, &nrhs, lu, &n, ipiv, w, &n, &info, 1);
                 if (info != 0) {
                     scratch_free(ctx, &s);
-                    if (info < 0)
-                        return lapack_bug(ctx, "solve", "getrf", info);
-                    jac__error(
-                        ctx, JAC_ERR_VALUE,
-                        "solve: matrix %lld of the batch of a (shape "
-                        "%s) is singular",
-                        (long long)ia,
-                        jac__shape_str(s1, sizeof s1, a->ndim, a->shape));
-                    return NULL;
+                    return lapack_bug(ctx, "solve", "getrs", info);
                 }
-                factored = ia;
+                from_column_major(n, k, w, xc);
             }
-            to_column_major(n, k, b->data + ib * rhs, w);
-            dgetrs_("T", &n, &nrhs, lu, &n, ipiv, w, &n, &info, 1);
-            if (info != 0) {
-                scratch_free(ctx, &s);
-                return lapack_bug(ctx, "solve", "getrs", info);
-            }
-            from_column_major(n, k, w, x->data + c * rhs);
         }
         scratch_free(ctx, &s);
     }
@@ -596,7 +596,6 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
         return NULL;
     if (x->numel > 0) {
         int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
-        int64_t count = x->numel / rhs;
         int nrhs = (int)k;
         /* Row-major t is t^T to LAPACK: the triangle flips, and so does
          * TRANS. */
@@ -606,24 +605,28 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
         double *w = scratch_get(ctx, op, &s, (size_t)rhs * sizeof(double));
         if (w == NULL)
             return NULL;
-        for (int64_t c = 0; c < count; c++) {
-            int info = 0;
-            int64_t it = batch_source(c, nbatch, shape, t, tt);
-            int64_t ib = batch_source(c, nbatch, shape, b, tb);
-            to_column_major(n, k, b->data + ib * rhs, w);
-            dtrtrs_(uplo, tr, "N", &n, &nrhs, t->data + it * mat, &n, w, &n,
-                    &info, 1, 1, 1);
-            if (info != 0) {
-                scratch_free(ctx, &s);
-                if (info < 0)
-                    return lapack_bug(ctx, op, "trtrs", info);
-                jac__error(ctx, JAC_ERR_VALUE,
-                           "%s: triangular matrix %lld of the batch is "
-                           "singular",
-                           op, (long long)it);
-                return NULL;
+        double *xc = x->data;
+        jac__iter it;
+        int64_t rows = batch_pairs(&it, nbatch, shape, t, tt, mat, b, tb, rhs);
+        for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+            for (int64_t i = 0; i < it.inner; i++, xc += rhs) {
+                int info = 0;
+                int64_t ot = it.off[0] + i * it.step[0];
+                to_column_major(n, k, b->data + it.off[1] + i * it.step[1], w);
+                dtrtrs_(uplo, tr, "N", &n, &nrhs, t->data + ot, &n, w, &n,
+                        &info, 1, 1, 1);
+                if (info != 0) {
+                    scratch_free(ctx, &s);
+                    if (info < 0)
+                        return lapack_bug(ctx, op, "trtrs", info);
+                    jac__error(ctx, JAC_ERR_VALUE,
+                               "%s: triangular matrix %lld of the batch is "
+                               "singular",
+                               op, (long long)(ot / mat));
+                    return NULL;
+                }
+                from_column_major(n, k, w, xc);
             }
-            from_column_major(n, k, w, x->data + c * rhs);
         }
         scratch_free(ctx, &s);
     }

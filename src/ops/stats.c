@@ -45,24 +45,23 @@ typedef struct groups {
 /* Writes the offsets of every index over the axes selected by sel, in
  * row-major order of those axes. */
 static void fill_offsets(int ndim, const int64_t *shape, const int64_t *stride,
-                         uint32_t sel, int64_t count, int64_t *dst)
+                         uint32_t sel, int64_t *dst)
 {
-    int ax[JAC_MAX_DIMS], k = 0;
-    for (int i = 0; i < ndim; i++)
-        if (sel & (1u << i))
-            ax[k++] = i;
-    int64_t idx[JAC_MAX_DIMS] = {0};
-    int64_t off = 0;
-    for (int64_t c = 0; c < count; c++) {
-        dst[c] = off;
-        for (int d = k - 1; d >= 0; d--) {
-            int a = ax[d];
-            off += stride[a];
-            if (++idx[d] < shape[a])
-                break;
-            off -= stride[a] * shape[a];
-            idx[d] = 0;
+    int64_t sshape[JAC_MAX_DIMS], sstride[JAC_MAX_DIMS];
+    int k = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (sel & (1u << i)) {
+            sshape[k] = shape[i];
+            sstride[k++] = stride[i];
         }
+    }
+    const int64_t *strides[1] = {sstride};
+    jac__iter it;
+    int64_t rows = jac__iter_init(&it, k, sshape, 1, strides);
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+        for (int64_t i = 0; i < it.inner; i++)
+            dst[i] = it.off[0] + i * it.step[0];
+        dst += it.inner;
     }
 }
 
@@ -70,12 +69,10 @@ static jac_status groups_make(jac_ctx *ctx, const char *op, int ndim,
                               const int64_t *shape, uint32_t mask, groups *gr)
 {
     int64_t stride[JAC_MAX_DIMS];
-    int64_t s = 1;
+    jac__contiguous_strides(ndim, shape, 1, stride);
     gr->n = 1;
     gr->m = 1;
     for (int i = ndim - 1; i >= 0; i--) {
-        stride[i] = s;
-        s *= shape[i];
         if (mask & (1u << i))
             gr->n *= shape[i];
         else
@@ -93,8 +90,8 @@ static jac_status groups_make(jac_ctx *ctx, const char *op, int ndim,
     }
     gr->inner = buf;
     gr->outer = buf + gr->n;
-    fill_offsets(ndim, shape, stride, mask, gr->n, gr->inner);
-    fill_offsets(ndim, shape, stride, ~mask, gr->m, gr->outer);
+    fill_offsets(ndim, shape, stride, mask, gr->inner);
+    fill_offsets(ndim, shape, stride, ~mask, gr->outer);
     return JAC_OK;
 }
 
