@@ -99,8 +99,9 @@ typedef struct jac__node {
     jac_tensor *in_inline[JAC__NODE_INLINE_INPUTS];
     jac_tensor **in; /* points at in_inline, or at a pooled array for more */
     jac_tensor *out;
-    /* Op parameters that the backward rule needs besides the tensors. */
-    union {
+    /* Op parameters that the backward rule needs besides the tensors (the
+     * tag, like any in C, has file scope: jac__params below). */
+    union jac__params {
         double scalar; /* pow_scalar */
         struct {
             double alpha, beta; /* y = alpha * x + beta */
@@ -150,6 +151,8 @@ typedef struct jac__node {
         } triangular;   /* triangular_solve */
     } p;
 } jac__node;
+
+typedef union jac__params jac__params;
 
 /* Nodes live in fixed blocks so that pointers stay valid while a backward
  * rule records new nodes (create-graph). */
@@ -264,6 +267,20 @@ static inline jac__node *jac__node_at(const jac_ctx *ctx, int64_t i)
 /* Validates a tensor argument of op: non-NULL (without a new error when one
  * is already kept), alive, and owned by ctx. */
 bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t);
+
+/* The prologue of an op on n tensors: false when ctx is NULL or when
+ * jac__check_arg fails for one of ts[0], ..., ts[n - 1] (checked in that
+ * order; the first failure is the error reported). */
+static inline bool jac__check_args(jac_ctx *ctx, const char *op, size_t n,
+                                   jac_tensor *const *ts)
+{
+    if (ctx == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!jac__check_arg(ctx, op, ts[i]))
+            return false;
+    return true;
+}
 
 /* Like jac__check_arg for a numbered argument of a driver ("input 2"):
  * returns JAC_OK, or the error recorded (JAC_ERR_NULL_ARG naming the

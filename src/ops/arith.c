@@ -224,19 +224,11 @@ static void arith_kernel(int op, const jac_tensor *a, const jac_tensor *b,
                   b->data + it.off[1], it.step[1], y->data + it.off[2]);
 }
 
-/* Checks a and b and makes y of their broadcast shape (NULL on error). */
-static jac_tensor *broadcast_result(jac_ctx *ctx, const char *name,
-                                    jac_tensor *a, jac_tensor *b)
+/* The broadcast shape of a and b into shape: its rank, or -1 with the
+ * error reported. */
+static int broadcast_pair(jac_ctx *ctx, const char *name, const jac_tensor *a,
+                          const jac_tensor *b, int64_t *shape)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
-        !jac__check_arg(ctx, name, b))
-        return NULL;
-    bool same = a->ndim == b->ndim && a->numel <= JAC__INLINE_NUMEL;
-    for (int i = 0; same && i < a->ndim; i++)
-        same = a->shape[i] == b->shape[i];
-    if (same) /* the same small shape: no broadcasting, no checks */
-        return jac__tensor_like(ctx, name, a);
-    int64_t shape[JAC_MAX_DIMS];
     int n = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
     if (n < 0) {
         char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
@@ -244,18 +236,34 @@ static jac_tensor *broadcast_result(jac_ctx *ctx, const char *name,
                    "%s: shapes %s and %s cannot be broadcast together", name,
                    jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
                    jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
-        return NULL;
     }
-    return jac__tensor_alloc(ctx, name, n, shape);
+    return n;
+}
+
+/* Checks a and b and makes y of their broadcast shape (NULL on error). */
+static jac_tensor *broadcast_result(jac_ctx *ctx, const char *name,
+                                    jac_tensor *const *ab)
+{
+    if (!jac__check_args(ctx, name, 2, ab))
+        return NULL;
+    const jac_tensor *a = ab[0], *b = ab[1];
+    bool same = a->ndim == b->ndim && a->numel <= JAC__INLINE_NUMEL;
+    for (int i = 0; same && i < a->ndim; i++)
+        same = a->shape[i] == b->shape[i];
+    if (same) /* the same small shape: no broadcasting, no checks */
+        return jac__tensor_like(ctx, name, a);
+    int64_t shape[JAC_MAX_DIMS];
+    int n = broadcast_pair(ctx, name, a, b, shape);
+    return n < 0 ? NULL : jac__tensor_alloc(ctx, name, n, shape);
 }
 
 static jac_tensor *arith(jac_ctx *ctx, jac__op op, jac_tensor *a, jac_tensor *b)
 {
-    jac_tensor *y = broadcast_result(ctx, jac__ops[op].name, a, b);
+    jac_tensor *ins[2] = {a, b};
+    jac_tensor *y = broadcast_result(ctx, jac__ops[op].name, ins);
     if (y == NULL)
         return NULL;
     arith_kernel((int)op, a, b, y);
-    jac_tensor *ins[2] = {a, b};
     bool failed;
     jac__node *node = jac__record(ctx, op, y, 2, ins, &failed);
     if (node && y->numel == 1)
@@ -369,23 +377,19 @@ static jac_tensor *binary(jac_ctx *ctx, jac__op op, jac_tensor *a,
                           jac_tensor *b)
 {
     const char *name = jac__ops[op].name;
-    if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
-        !jac__check_arg(ctx, name, b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, name, 2, ins))
         return NULL;
     int64_t shape[JAC_MAX_DIMS];
-    int nd = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
-    if (nd < 0) {
-        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
-        jac__error(ctx, JAC_ERR_SHAPE,
-                   "%s: shapes %s and %s cannot be broadcast together", name,
-                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
-                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
+    int nd = broadcast_pair(ctx, name, a, b, shape);
+    if (nd < 0)
         return NULL;
-    }
-    if (!has_shape(a, nd, shape) && (a = jac_expand(ctx, a, nd, shape)) == NULL)
-        return NULL;
-    if (!has_shape(b, nd, shape) && (b = jac_expand(ctx, b, nd, shape)) == NULL)
-        return NULL;
+    for (int j = 0; j < 2; j++)
+        if (!has_shape(ins[j], nd, shape) &&
+            (ins[j] = jac_expand(ctx, ins[j], nd, shape)) == NULL)
+            return NULL;
+    a = ins[0];
+    b = ins[1];
     jac_tensor *y = jac__tensor_alloc(ctx, name, nd, shape);
     if (y == NULL)
         return NULL;
@@ -412,10 +416,7 @@ static jac_tensor *binary(jac_ctx *ctx, jac__op op, jac_tensor *a,
     default:
         break;
     }
-    jac_tensor *ins[2] = {a, b};
-    bool failed;
-    jac__record(ctx, op, y, 2, ins, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, op, y, 2, ins, NULL);
 }
 
 jac_tensor *jac_pow(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)

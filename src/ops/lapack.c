@@ -154,21 +154,6 @@ static void from_column_major(int64_t n, int64_t k, const double *src,
             dst[i * k + j] = src[i + j * n];
 }
 
-/* Reshape helper for rules: batch axes of g, then the given shape. */
-static jac_tensor *reshape_batched(jac_ctx *ctx, const char *op, jac_tensor *t,
-                                   const jac_tensor *g, int nb, int ndim,
-                                   const int64_t *shape)
-{
-    int64_t s[JAC_MAX_DIMS];
-    int n = jac__batched_shape(g, nb, ndim, shape, s);
-    if (n < 0) {
-        jac__error(ctx, JAC_ERR_RANK, "%s: batched gradient exceeds rank %d",
-                   op, JAC_MAX_DIMS);
-        return NULL;
-    }
-    return jac_reshape(ctx, t, n, s);
-}
-
 /* A constant n x n mask, not requiring gradients: 1 strictly inside the
  * lower (or upper) triangle, diag on the diagonal, 0 elsewhere. Multiplying
  * by it is a differentiable projection onto the triangle. */
@@ -240,9 +225,7 @@ static jac_tensor *inverse_impl(jac_ctx *ctx, jac_tensor *a, const char *op,
         }
         scratch_free(ctx, &s);
     }
-    bool failed;
-    jac__record(ctx, JAC__OP_INVERSE, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_INVERSE, y, 1, &a, NULL);
 }
 
 jac_tensor *jac_inverse(jac_ctx *ctx, jac_tensor *a)
@@ -335,9 +318,8 @@ static jac_tensor *det_impl(jac_ctx *ctx, jac_tensor *a, bool log_of)
         }
         scratch_free(ctx, &s);
     }
-    bool failed;
-    jac__record(ctx, log_of ? JAC__OP_LOGDET : JAC__OP_DET, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, log_of ? JAC__OP_LOGDET : JAC__OP_DET, y, 1,
+                              &a, NULL);
 }
 
 jac_tensor *jac_det(jac_ctx *ctx, jac_tensor *a)
@@ -361,7 +343,7 @@ static jac_tensor *scaled_inverse_t(jac_ctx *ctx, const char *op,
     int nd = a->ndim - 2;
     memcpy(ones, a->shape, (size_t)nd * sizeof(int64_t));
     ones[nd] = ones[nd + 1] = 1;
-    jac_tensor *s = reshape_batched(ctx, op, scale, scale, nb, nd + 2, ones);
+    jac_tensor *s = jac__reshape_batched(ctx, op, scale, nb, nd + 2, ones);
     jac_tensor *inv =
         inverse_impl(ctx, a, op,
                      ", so the derivative (which needs its inverse) is "
@@ -492,13 +474,8 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
         scratch_free(ctx, &s);
     }
     jac_tensor *ins[2] = {a, b};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SOLVE, x, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        node->p.solve.vector = vector;
-    return x;
+    jac__params p = {.solve = {.vector = vector}};
+    return jac__record_result(ctx, JAC__OP_SOLVE, x, 2, ins, &p);
 }
 
 /* b is a vector (or a batch of vectors) when it has rank 1, or when its
@@ -506,8 +483,8 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
  * right-hand sides. This is PyTorch's rule for torch.linalg.solve. */
 jac_tensor *jac_solve(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "solve", a) ||
-        !jac__check_arg(ctx, "solve", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "solve", 2, ins))
         return NULL;
     bool vector =
         b->ndim == 1 ||
@@ -538,7 +515,7 @@ jac_status jac__vjp_solve(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         bs[bn++] = 1;
     }
     jac_tensor *gm =
-        vector ? reshape_batched(ctx, "solve", g, g, nb, xn, xs) : g;
+        vector ? jac__reshape_batched(ctx, "solve", g, nb, xn, xs) : g;
     jac_tensor *at = mT(ctx, a);
     jac_tensor *gb = gm && at ? solve_impl(ctx, at, gm, false) : NULL;
     if (gb == NULL)
@@ -546,7 +523,7 @@ jac_status jac__vjp_solve(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     if (need[1]) {
         jac_tensor *d = jac__sum_to_batched(ctx, gb, nb, bn, bs);
         if (d && vector)
-            d = reshape_batched(ctx, "solve", d, g, nb, b->ndim, b->shape);
+            d = jac__reshape_batched(ctx, "solve", d, nb, b->ndim, b->shape);
         if (!(gin[1] = d))
             return ctx->status;
     }
@@ -631,23 +608,15 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
         scratch_free(ctx, &s);
     }
     jac_tensor *ins[2] = {t, b};
-    bool failed;
-    jac__node *node =
-        jac__record(ctx, JAC__OP_TRIANGULAR_SOLVE, x, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.triangular.lower = lower;
-        node->p.triangular.trans = trans;
-    }
-    return x;
+    jac__params p = {.triangular = {.lower = lower, .trans = trans}};
+    return jac__record_result(ctx, JAC__OP_TRIANGULAR_SOLVE, x, 2, ins, &p);
 }
 
 jac_tensor *jac__triangular_solve(jac_ctx *ctx, jac_tensor *t, jac_tensor *b,
                                   bool lower, bool trans)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "triangular_solve", t) ||
-        !jac__check_arg(ctx, "triangular_solve", b))
+    jac_tensor *ins[2] = {t, b};
+    if (!jac__check_args(ctx, "triangular_solve", 2, ins))
         return NULL;
     return trisolve_impl(ctx, "triangular_solve", t, b, lower, trans);
 }
@@ -714,9 +683,7 @@ jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a)
             for (int64_t j = i + 1; j < n; j++)
                 m[i * n + j] = 0.0;
     }
-    bool failed;
-    jac__record(ctx, JAC__OP_CHOLESKY, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_CHOLESKY, y, 1, &a, NULL);
 }
 
 /*

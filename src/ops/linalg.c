@@ -92,8 +92,8 @@ static void matmul_batched(const jac_tensor *a, const jac_tensor *b,
 
 jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "matmul", a) ||
-        !jac__check_arg(ctx, "matmul", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "matmul", 2, ins))
         return NULL;
     if (a->ndim == 0 || b->ndim == 0)
         return matmul_error(ctx, a, b, "are invalid: operands need rank >= 1");
@@ -136,24 +136,7 @@ jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
     } else {
         matmul_batched(a, b, y, nbatch);
     }
-    jac_tensor *ins[2] = {a, b};
-    bool failed;
-    jac__record(ctx, JAC__OP_MATMUL, y, 2, ins, &failed);
-    return failed ? NULL : y;
-}
-
-/* Reshape helper for rules: g's batch axes followed by shape. */
-static jac_tensor *reshape_batched(jac_ctx *ctx, jac_tensor *g, int nb,
-                                   int ndim, const int64_t *shape)
-{
-    int64_t s[JAC_MAX_DIMS];
-    int n = jac__batched_shape(g, nb, ndim, shape, s);
-    if (n < 0) {
-        jac__error(ctx, JAC_ERR_RANK,
-                   "matmul: batched gradient exceeds rank %d", JAC_MAX_DIMS);
-        return NULL;
-    }
-    return jac_reshape(ctx, g, n, s);
+    return jac__record_result(ctx, JAC__OP_MATMUL, y, 2, ins, NULL);
 }
 
 /* The matrix-vector and vector-matrix cases keep their own rules so that a
@@ -172,7 +155,7 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
             return ctx->status;
         if (need[0]) {
             int64_t s[2] = {a->shape[0], 1};
-            jac_tensor *gc = reshape_batched(ctx, g, nb, 2, s);
+            jac_tensor *gc = jac__reshape_batched(ctx, "matmul", g, nb, 2, s);
             if (!(gin[0] = jac_mul(ctx, gc, b)))
                 return ctx->status;
         }
@@ -185,7 +168,7 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         if (need[1]) {
             int64_t sa[2] = {k, 1}, sg[2] = {1, b->shape[1]};
             jac_tensor *ac = jac_reshape(ctx, a, 2, sa);
-            jac_tensor *gr = reshape_batched(ctx, g, nb, 2, sg);
+            jac_tensor *gr = jac__reshape_batched(ctx, "matmul", g, nb, 2, sg);
             if (!(gin[1] = jac_mul(ctx, ac, gr)))
                 return ctx->status;
         }
@@ -193,7 +176,7 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     }
     if (a->ndim == 1 && b->ndim == 1) {
         int64_t one = 1;
-        jac_tensor *gc = reshape_batched(ctx, g, nb, 1, &one);
+        jac_tensor *gc = jac__reshape_batched(ctx, "matmul", g, nb, 1, &one);
         if (need[0] && !(gin[0] = jac_mul(ctx, gc, b)))
             return ctx->status;
         if (need[1] && !(gin[1] = jac_mul(ctx, gc, a)))
@@ -221,14 +204,14 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     cs[nbatch + 1] = bs[bn - 1];
     jac_tensor *ap = an == a->ndim ? a : jac_reshape(ctx, a, an, as);
     jac_tensor *bp = bn == b->ndim ? b : jac_reshape(ctx, b, bn, bs);
-    jac_tensor *gp = reshape_batched(ctx, g, nb, nbatch + 2, cs);
+    jac_tensor *gp = jac__reshape_batched(ctx, "matmul", g, nb, nbatch + 2, cs);
     if (ap == NULL || bp == NULL || gp == NULL)
         return ctx->status;
     if (need[0]) {
         jac_tensor *d = jac_matmul(ctx, gp, jac_transpose(ctx, bp, -1, -2));
         d = d ? jac__sum_to_batched(ctx, d, nb, an, as) : NULL;
         if (d && an != a->ndim)
-            d = reshape_batched(ctx, d, nb, a->ndim, a->shape);
+            d = jac__reshape_batched(ctx, "matmul", d, nb, a->ndim, a->shape);
         if (!(gin[0] = d))
             return ctx->status;
     }
@@ -236,7 +219,7 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         jac_tensor *d = jac_matmul(ctx, jac_transpose(ctx, ap, -1, -2), gp);
         d = d ? jac__sum_to_batched(ctx, d, nb, bn, bs) : NULL;
         if (d && bn != b->ndim)
-            d = reshape_batched(ctx, d, nb, b->ndim, b->shape);
+            d = jac__reshape_batched(ctx, "matmul", d, nb, b->ndim, b->shape);
         if (!(gin[1] = d))
             return ctx->status;
     }
@@ -393,15 +376,8 @@ jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0, int axis1)
         memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
     else
         transpose_kernel(a, i, j, y);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_TRANSPOSE, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.transpose.axis0 = i;
-        node->p.transpose.axis1 = j;
-    }
-    return y;
+    jac__params p = {.transpose = {.axis0 = i, .axis1 = j}};
+    return jac__record_result(ctx, JAC__OP_TRANSPOSE, y, 1, &a, &p);
 }
 
 jac_status jac__vjp_transpose(jac_ctx *ctx, const jac__node *node,
@@ -463,14 +439,10 @@ static jac_tensor *permute_impl(jac_ctx *ctx, jac_tensor *a, const int *perm)
         return NULL;
     jac__contiguous_strides(n, shape, 1, ds);
     jac__strided_copy(n, shape, a->data, ss, y->data, ds);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_PERMUTE, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        for (int i = 0; i < n; i++)
-            node->p.permute.perm[i] = (int8_t)perm[i];
-    return y;
+    jac__params p = {.permute = {{0}}};
+    for (int i = 0; i < n; i++)
+        p.permute.perm[i] = (int8_t)perm[i];
+    return jac__record_result(ctx, JAC__OP_PERMUTE, y, 1, &a, &p);
 }
 
 jac_tensor *jac_permute(jac_ctx *ctx, jac_tensor *a, const int *perm)
@@ -520,8 +492,8 @@ jac_status jac__vjp_permute(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 
 jac_tensor *jac_dot(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "dot", a) ||
-        !jac__check_arg(ctx, "dot", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "dot", 2, ins))
         return NULL;
     if (a->ndim != 1 || b->ndim != 1 || a->shape[0] != b->shape[0]) {
         char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
@@ -540,8 +512,8 @@ jac_tensor *jac_dot(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
  * product is the outer product. */
 jac_tensor *jac_outer(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "outer", a) ||
-        !jac__check_arg(ctx, "outer", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "outer", 2, ins))
         return NULL;
     if (a->ndim != 1 || b->ndim != 1) {
         char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
@@ -628,16 +600,9 @@ static jac_tensor *diagonal_impl(jac_ctx *ctx, jac_tensor *a, int64_t offset,
         return NULL;
     jac__contiguous_strides(n, shape, 1, ds);
     jac__strided_copy(n, shape, a->data + base, ss, y->data, ds);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_DIAGONAL, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.diagonal.offset = offset;
-        node->p.diagonal.axis1 = axis1;
-        node->p.diagonal.axis2 = axis2;
-    }
-    return y;
+    jac__params p = {
+        .diagonal = {.offset = offset, .axis1 = axis1, .axis2 = axis2}};
+    return jac__record_result(ctx, JAC__OP_DIAGONAL, y, 1, &a, &p);
 }
 
 /* The tensor of rank g->ndim + 1, zero except on the diagonal over axes
@@ -662,16 +627,9 @@ static jac_tensor *diag_embed(jac_ctx *ctx, jac_tensor *g, int64_t offset,
     diag_view(n, shape, axis1, axis2, offset, small, ds, &base);
     jac__contiguous_strides(n - 1, small, 1, ss);
     jac__strided_copy(n - 1, small, g->data, ss, y->data + base, ds);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_DIAG_EMBED, y, 1, &g, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.diagonal.offset = offset;
-        node->p.diagonal.axis1 = axis1;
-        node->p.diagonal.axis2 = axis2;
-    }
-    return y;
+    jac__params p = {
+        .diagonal = {.offset = offset, .axis1 = axis1, .axis2 = axis2}};
+    return jac__record_result(ctx, JAC__OP_DIAG_EMBED, y, 1, &g, &p);
 }
 
 jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset, int axis1,

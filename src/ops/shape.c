@@ -66,9 +66,22 @@ jac_tensor *jac_reshape(jac_ctx *ctx, jac_tensor *a, int ndim,
     jac_tensor *y = jac__tensor_view(ctx, a, ndim, s);
     if (y == NULL)
         return NULL;
-    bool failed;
-    jac__record(ctx, JAC__OP_RESHAPE, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_RESHAPE, y, 1, &a, NULL);
+}
+
+jac_tensor *jac__reshape_batched(jac_ctx *ctx, const char *op, jac_tensor *t,
+                                 int nbatch, int ndim, const int64_t *shape)
+{
+    if (t == NULL)
+        return NULL;
+    int64_t s[JAC_MAX_DIMS];
+    int n = jac__batched_shape(t, nbatch, ndim, shape, s);
+    if (n < 0) {
+        jac__error(ctx, JAC_ERR_RANK, "%s: batched gradient exceeds rank %d",
+                   op, JAC_MAX_DIMS);
+        return NULL;
+    }
+    return jac_reshape(ctx, t, n, s);
 }
 
 jac_status jac__vjp_reshape(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -76,14 +89,8 @@ jac_status jac__vjp_reshape(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 {
     (void)need;
     const jac_tensor *a = node->in[0];
-    int64_t s[JAC_MAX_DIMS];
-    int n = jac__batched_shape(g, jac__batch_ndim(g, node->out), a->ndim,
-                               a->shape, s);
-    if (n < 0)
-        return jac__error(ctx, JAC_ERR_RANK,
-                          "reshape: batched gradient exceeds rank %d",
-                          JAC_MAX_DIMS);
-    gin[0] = jac_reshape(ctx, g, n, s);
+    gin[0] = jac__reshape_batched(
+        ctx, "reshape", g, jac__batch_ndim(g, node->out), a->ndim, a->shape);
     return gin[0] ? JAC_OK : ctx->status;
 }
 
@@ -174,17 +181,9 @@ jac_tensor *jac_slice(jac_ctx *ctx, jac_tensor *a, int axis, int64_t start,
     outer_inner(a->ndim, a->shape, ax, &outer, &inner);
     slice_move(1, outer, a->shape[ax], inner, start, step, count, a->data,
                y->data, true);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SLICE, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.slice.axis = ax;
-        node->p.slice.start = start;
-        node->p.slice.stop = stop;
-        node->p.slice.step = step;
-    }
-    return y;
+    jac__params p = {
+        .slice = {.axis = ax, .start = start, .stop = stop, .step = step}};
+    return jac__record_result(ctx, JAC__OP_SLICE, y, 1, &a, &p);
 }
 
 jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
@@ -211,18 +210,9 @@ jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
     outer_inner(ndim, shape, axis, &outer, &inner);
     slice_move(1, outer, shape[axis], inner, start, step, count, y->data,
                g->data, false);
-    bool failed;
-    jac__node *node =
-        jac__record(ctx, JAC__OP_SLICE_SCATTER, y, 1, &g, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.slice.axis = axis;
-        node->p.slice.start = start;
-        node->p.slice.stop = stop;
-        node->p.slice.step = step;
-    }
-    return y;
+    jac__params p = {
+        .slice = {.axis = axis, .start = start, .stop = stop, .step = step}};
+    return jac__record_result(ctx, JAC__OP_SLICE_SCATTER, y, 1, &g, &p);
 }
 
 /* The cotangent of a slice lands back at the sliced positions, zeros
@@ -284,21 +274,28 @@ bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
 /* concat                                                                   */
 /* ------------------------------------------------------------------------ */
 
-jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
+/* The prologue of concat and stack: one tensor or more (but not more than
+ * an int counts), each a valid argument of op. */
+static bool tensor_list_args(jac_ctx *ctx, const char *op, size_t n,
+                             jac_tensor *const *ts)
 {
     if (ctx == NULL)
-        return NULL;
+        return false;
     if (n == 0 || ts == NULL) {
-        jac__error(ctx, JAC_ERR_NULL_ARG, "concat: no tensors given");
-        return NULL;
+        jac__error(ctx, JAC_ERR_NULL_ARG, "%s: no tensors given", op);
+        return false;
     }
     if (n > INT32_MAX) {
-        jac__error(ctx, JAC_ERR_VALUE, "concat: too many tensors");
-        return NULL;
+        jac__error(ctx, JAC_ERR_VALUE, "%s: too many tensors", op);
+        return false;
     }
-    for (size_t i = 0; i < n; i++)
-        if (!jac__check_arg(ctx, "concat", ts[i]))
-            return NULL;
+    return jac__check_args(ctx, op, n, ts);
+}
+
+jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
+{
+    if (!tensor_list_args(ctx, "concat", n, ts))
+        return NULL;
     const jac_tensor *t0 = ts[0];
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     int ax = jac__axis(axis, t0->ndim);
@@ -346,13 +343,8 @@ jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
                    (size_t)len * sizeof(double));
         off += len;
     }
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_CONCAT, y, (int)n, ts, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        node->p.concat.axis = ax;
-    return y;
+    jac__params p = {.concat = {.axis = ax}};
+    return jac__record_result(ctx, JAC__OP_CONCAT, y, (int)n, ts, &p);
 }
 
 jac_status jac__vjp_concat(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -379,19 +371,8 @@ jac_status jac__vjp_concat(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
  * so it needs no backward rule of its own. */
 jac_tensor *jac_stack(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
 {
-    if (ctx == NULL)
+    if (!tensor_list_args(ctx, "stack", n, ts))
         return NULL;
-    if (n == 0 || ts == NULL) {
-        jac__error(ctx, JAC_ERR_NULL_ARG, "stack: no tensors given");
-        return NULL;
-    }
-    if (n > INT32_MAX) {
-        jac__error(ctx, JAC_ERR_VALUE, "stack: too many tensors");
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!jac__check_arg(ctx, "stack", ts[i]))
-            return NULL;
     const jac_tensor *t0 = ts[0];
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     for (size_t i = 1; i < n; i++) {
@@ -657,14 +638,8 @@ static jac_tensor *index_select_t(jac_ctx *ctx, jac_tensor *a, int ax,
             memcpy(y->data + (o * n + k) * inner,
                    a->data + (o * extent + index_at(idx, k)) * inner, bytes);
     jac_tensor *ins[2] = {a, idx};
-    bool failed;
-    jac__node *node =
-        jac__record(ctx, JAC__OP_INDEX_SELECT, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        node->p.index.axis = ax;
-    return y;
+    jac__params p = {.index = {.axis = ax}};
+    return jac__record_result(ctx, JAC__OP_INDEX_SELECT, y, 2, ins, &p);
 }
 
 /* y = zeros with extent `extent` on axis ax, and y[.., idx[k], ..] +=
@@ -690,13 +665,8 @@ static jac_tensor *index_add_t(jac_ctx *ctx, jac_tensor *g, int ax,
         }
     }
     jac_tensor *ins[2] = {g, idx};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_INDEX_ADD, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        node->p.index.axis = ax;
-    return y;
+    jac__params p = {.index = {.axis = ax}};
+    return jac__record_result(ctx, JAC__OP_INDEX_ADD, y, 2, ins, &p);
 }
 
 /* A scalar has no axis to index: rank 0 fails with JAC_ERR_AXIS. */
@@ -799,15 +769,8 @@ static jac_tensor *gather_t(jac_ctx *ctx, jac_tensor *a, int ax, int nlead,
         gather_kernel(a->shape + nlead, idx, ax, a->data + b * big,
                       y->data + b * idx->numel, false);
     jac_tensor *ins[2] = {a, idx};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_GATHER, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.index.axis = ax;
-        node->p.index.nlead = nlead;
-    }
-    return y;
+    jac__params p = {.index = {.axis = ax, .nlead = nlead}};
+    return jac__record_result(ctx, JAC__OP_GATHER, y, 2, ins, &p);
 }
 
 /* y of shape lead ++ big_shape, zeros, with g's entries added at the
@@ -829,15 +792,8 @@ static jac_tensor *scatter_add_t(jac_ctx *ctx, jac_tensor *g, int ax, int nlead,
         gather_kernel(big_shape, idx, ax, y->data + b * big,
                       g->data + b * idx->numel, true);
     jac_tensor *ins[2] = {g, idx};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SCATTER_ADD, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.index.axis = ax;
-        node->p.index.nlead = nlead;
-    }
-    return y;
+    jac__params p = {.index = {.axis = ax, .nlead = nlead}};
+    return jac__record_result(ctx, JAC__OP_SCATTER_ADD, y, 2, ins, &p);
 }
 
 /* As index_select, a scalar fails with JAC_ERR_AXIS; a negative index
@@ -917,8 +873,8 @@ jac_status jac__vjp_scatter_add(jac_ctx *ctx, const jac__node *node,
 jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
                       jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "where", cond) ||
-        !jac__check_arg(ctx, "where", a) || !jac__check_arg(ctx, "where", b))
+    jac_tensor *ins[3] = {cond, a, b};
+    if (!jac__check_args(ctx, "where", 3, ins))
         return NULL;
     int64_t ab[JAC_MAX_DIMS], shape[JAC_MAX_DIMS];
     int nab = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, ab);
@@ -956,14 +912,9 @@ jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
             py[i] = pc[i * it.step[0]] != 0.0 ? pa[i * it.step[1]]
                                               : pb[i * it.step[2]];
     }
-    if (ctx->grad_enabled && (a->requires_grad || b->requires_grad)) {
-        jac_tensor *ins[3] = {cond, a, b};
-        bool failed;
-        jac__record(ctx, JAC__OP_WHERE, y, 3, ins, &failed);
-        if (failed)
-            return NULL;
-    }
-    return y;
+    if (!ctx->grad_enabled || !(a->requires_grad || b->requires_grad))
+        return y;
+    return jac__record_result(ctx, JAC__OP_WHERE, y, 3, ins, NULL);
 }
 
 /* The cotangent goes to a where cond holds and to b elsewhere: where(cond,
@@ -1066,9 +1017,7 @@ jac_tensor *jac_pad(jac_ctx *ctx, jac_tensor *a, const int64_t *before,
     for (int i = 0; i < a->ndim; i++)
         offsets->data[i] = (double)before[i];
     jac_tensor *ins[2] = {a, offsets};
-    bool failed;
-    jac__record(ctx, JAC__OP_PAD, y, 2, ins, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_PAD, y, 2, ins, NULL);
 }
 
 /* The cotangent of a pad is its interior: one slice per padded axis (a
