@@ -59,35 +59,25 @@ JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
 #define TIMES(d) ((g) * (d))
 #define SCALE(c) ((g) * (c))
 #define VJP(e) (e)
-#define ROW_KERNEL(e, rule, value, da, db)                                     \
-    JAC__VECTORIZED static void row_##rule##_a(                                \
-        int64_t count, const double *av, int64_t sa, const double *bv,         \
-        int64_t sb, const double *yv, const double *gv, double *d, int64_t sd, \
-        bool add)                                                              \
+#define ROW_FN(name, deriv)                                                    \
+    JAC__VECTORIZED static void name(int64_t count, const double *av,          \
+                                     int64_t sa, const double *bv, int64_t sb, \
+                                     const double *yv, const double *gv,       \
+                                     double *d, int64_t sd, bool add)          \
     {                                                                          \
         for (int64_t i = 0; i < count; i++) {                                  \
             double a = av[i * sa], b = bv[i * sb], y = yv[i], g = gv[i];       \
             (void)a;                                                           \
             (void)b;                                                           \
             (void)y;                                                           \
-            d[i * sd] = add ? d[i * sd] + (da) : (da);                         \
-        }                                                                      \
-    }                                                                          \
-    JAC__VECTORIZED static void row_##rule##_b(                                \
-        int64_t count, const double *av, int64_t sa, const double *bv,         \
-        int64_t sb, const double *yv, const double *gv, double *d, int64_t sd, \
-        bool add)                                                              \
-    {                                                                          \
-        for (int64_t i = 0; i < count; i++) {                                  \
-            double a = av[i * sa], b = bv[i * sb], y = yv[i], g = gv[i];       \
-            (void)a;                                                           \
-            (void)b;                                                           \
-            (void)y;                                                           \
-            d[i * sd] = add ? d[i * sd] + (db) : (db);                         \
+            d[i * sd] = add ? d[i * sd] + (deriv) : (deriv);                   \
         }                                                                      \
     }
+#define ROW_KERNEL(e, rule, value, da, db)                                     \
+    ROW_FN(row_##rule##_a, da) ROW_FN(row_##rule##_b, db)
 ARITH(ROW_KERNEL)
 #undef ROW_KERNEL
+#undef ROW_FN
 #undef TIMES
 #undef SCALE
 #undef VJP
