@@ -154,6 +154,92 @@ static void from_column_major(int64_t n, int64_t k, const double *src,
             dst[i * k + j] = src[i + j * n];
 }
 
+/* How solve_pairs solves: a NULL tri_kind means with LU factors (getrf +
+ * getrs, the factors reused while consecutive pairs share a matrix); else
+ * by trtrs with a triangular matrix, only its lower (or upper) triangle
+ * read, transposed when trans. */
+typedef struct tri_kind {
+    bool lower, trans;
+} tri_kind;
+
+/* Solves every pair of a broadcast batch (nbatch axes of shape ++ n ++ k)
+ * into x, which has that shape and is not empty: the matrix of a (n x n,
+ * ta batch axes) with the right-hand sides of b (n x k, tb batch axes),
+ * handed to LAPACK through column-major scratch. Returns false with the
+ * error reported (op names the caller). */
+static bool solve_pairs(jac_ctx *ctx, const char *op, const jac_tensor *a,
+                        int ta, const jac_tensor *b, int tb, int nbatch,
+                        const int64_t *shape, int64_t k, const tri_kind *tri,
+                        jac_tensor *x)
+{
+    int n = (int)shape[nbatch], nrhs = (int)k;
+    int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
+    /* LU: the factors, the right-hand sides, the pivots. */
+    int64_t nlu = tri ? 0 : mat;
+    size_t bytes = (size_t)(nlu + rhs) * sizeof(double) +
+                   (tri ? 0 : (size_t)n * sizeof(int));
+    scratch s;
+    double *lu = scratch_get(ctx, op, &s, bytes);
+    if (lu == NULL)
+        return false;
+    double *w = lu + nlu;
+    int *ipiv = (int *)(void *)(w + rhs);
+    /* Row-major a is a^T to LAPACK: getrs solves with TRANS = 'T'; for
+     * trtrs the triangle flips, and so does TRANS. */
+    const char *uplo = tri && tri->lower ? "U" : "L";
+    const char *tr = tri && tri->trans ? "N" : "T";
+    int64_t factored = -1;
+    double *xc = x->data;
+    jac__iter it;
+    int64_t rows = batch_pairs(&it, nbatch, shape, a, ta, mat, b, tb, rhs);
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+        for (int64_t i = 0; i < it.inner; i++, xc += rhs) {
+            int info = 0;
+            int64_t oa = it.off[0] + i * it.step[0];
+            if (tri == NULL && oa != factored) {
+                memcpy(lu, a->data + oa, (size_t)mat * sizeof(double));
+                dgetrf_(&n, &n, lu, &n, ipiv, &info);
+                if (info != 0) {
+                    scratch_free(ctx, &s);
+                    if (info < 0) {
+                        lapack_bug(ctx, op, "getrf", info);
+                        return false;
+                    }
+                    char sa[JAC__SHAPE_STR_MAX];
+                    jac__error(
+                        ctx, JAC_ERR_VALUE,
+                        "%s: matrix %lld of the batch of a (shape %s) "
+                        "is singular",
+                        op, (long long)(oa / mat),
+                        jac__shape_str(sa, sizeof sa, a->ndim, a->shape));
+                    return false;
+                }
+                factored = oa;
+            }
+            to_column_major(n, k, b->data + it.off[1] + i * it.step[1], w);
+            if (tri == NULL)
+                dgetrs_("T", &n, &nrhs, lu, &n, ipiv, w, &n, &info, 1);
+            else
+                dtrtrs_(uplo, tr, "N", &n, &nrhs, a->data + oa, &n, w, &n,
+                        &info, 1, 1, 1);
+            if (info != 0) {
+                scratch_free(ctx, &s);
+                if (info < 0 || tri == NULL) /* getrs fails on arguments only */
+                    lapack_bug(ctx, op, tri ? "trtrs" : "getrs", info);
+                else
+                    jac__error(ctx, JAC_ERR_VALUE,
+                               "%s: triangular matrix %lld of the batch is "
+                               "singular",
+                               op, (long long)(oa / mat));
+                return false;
+            }
+            from_column_major(n, k, w, xc);
+        }
+    }
+    scratch_free(ctx, &s);
+    return true;
+}
+
 /* A constant n x n mask, not requiring gradients: 1 strictly inside the
  * lower (or upper) triangle, diag on the diagonal, 0 elsewhere. Multiplying
  * by it is a differentiable projection onto the triangle. */
@@ -425,54 +511,9 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
     if (x == NULL)
         return NULL;
     /* An empty result needs no factorization (nor reports a singular a). */
-    if (x->numel > 0) {
-        int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
-        int nrhs = (int)k;
-        scratch s;
-        double *lu = scratch_get(ctx, "solve", &s,
-                                 (size_t)(mat + rhs) * sizeof(double) +
-                                     (size_t)n * sizeof(int));
-        if (lu == NULL)
-            return NULL;
-        double *w = lu + mat;
-        int *ipiv = (int *)(void *)(w + rhs);
-        int64_t factored = -1;
-        double *xc = x->data;
-        jac__iter it;
-        int64_t rows = batch_pairs(&it, nbatch, shape, a, ta, mat, b, tb, rhs);
-        for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
-            for (int64_t i = 0; i < it.inner; i++, xc += rhs) {
-                int info = 0;
-                int64_t oa = it.off[0] + i * it.step[0];
-                const double *bc = b->data + it.off[1] + i * it.step[1];
-                if (oa != factored) {
-                    memcpy(lu, a->data + oa, (size_t)mat * sizeof(double));
-                    dgetrf_(&n, &n, lu, &n, ipiv, &info);
-                    if (info != 0) {
-                        scratch_free(ctx, &s);
-                        if (info < 0)
-                            return lapack_bug(ctx, "solve", "getrf", info);
-                        jac__error(
-                            ctx, JAC_ERR_VALUE,
-                            "solve: matrix %lld of the batch of a (shape "
-                            "%s) is singular",
-                            (long long)(oa / mat),
-                            jac__shape_str(s1, sizeof s1, a->ndim, a->shape));
-                        return NULL;
-                    }
-                    factored = oa;
-                }
-                to_column_major(n, k, bc, w);
-                dgetrs_("T", &n, &nrhs, lu, &n, ipiv, w, &n, &info, 1);
-                if (info != 0) {
-                    scratch_free(ctx, &s);
-                    return lapack_bug(ctx, "solve", "getrs", info);
-                }
-                from_column_major(n, k, w, xc);
-            }
-        }
-        scratch_free(ctx, &s);
-    }
+    if (x->numel > 0 &&
+        !solve_pairs(ctx, "solve", a, ta, b, tb, nbatch, shape, k, NULL, x))
+        return NULL;
     jac_tensor *ins[2] = {a, b};
     jac__params p = {.solve = {.vector = vector}};
     return jac__record_result(ctx, JAC__OP_SOLVE, x, 2, ins, &p);
@@ -571,42 +612,10 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
         jac__tensor_alloc(ctx, "triangular_solve", nbatch + 2, shape);
     if (x == NULL)
         return NULL;
-    if (x->numel > 0) {
-        int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
-        int nrhs = (int)k;
-        /* Row-major t is t^T to LAPACK: the triangle flips, and so does
-         * TRANS. */
-        const char *uplo = lower ? "U" : "L";
-        const char *tr = trans ? "N" : "T";
-        scratch s;
-        double *w = scratch_get(ctx, op, &s, (size_t)rhs * sizeof(double));
-        if (w == NULL)
-            return NULL;
-        double *xc = x->data;
-        jac__iter it;
-        int64_t rows = batch_pairs(&it, nbatch, shape, t, tt, mat, b, tb, rhs);
-        for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
-            for (int64_t i = 0; i < it.inner; i++, xc += rhs) {
-                int info = 0;
-                int64_t ot = it.off[0] + i * it.step[0];
-                to_column_major(n, k, b->data + it.off[1] + i * it.step[1], w);
-                dtrtrs_(uplo, tr, "N", &n, &nrhs, t->data + ot, &n, w, &n,
-                        &info, 1, 1, 1);
-                if (info != 0) {
-                    scratch_free(ctx, &s);
-                    if (info < 0)
-                        return lapack_bug(ctx, op, "trtrs", info);
-                    jac__error(ctx, JAC_ERR_VALUE,
-                               "%s: triangular matrix %lld of the batch is "
-                               "singular",
-                               op, (long long)(ot / mat));
-                    return NULL;
-                }
-                from_column_major(n, k, w, xc);
-            }
-        }
-        scratch_free(ctx, &s);
-    }
+    tri_kind tri = {lower, trans};
+    if (x->numel > 0 &&
+        !solve_pairs(ctx, op, t, tt, b, tb, nbatch, shape, k, &tri, x))
+        return NULL;
     jac_tensor *ins[2] = {t, b};
     jac__params p = {.triangular = {.lower = lower, .trans = trans}};
     return jac__record_result(ctx, JAC__OP_TRIANGULAR_SOLVE, x, 2, ins, &p);
