@@ -588,3 +588,19 @@ jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
                           index);
     return jac__check_arg(ctx, op, t) ? JAC_OK : JAC_ERR_CONTEXT;
 }
+
+jac_status jac__check_inputs(jac_ctx *ctx, const char *op, size_t n,
+                             jac_tensor *const *inputs, size_t *no_grad)
+{
+    for (size_t i = 0; i < n; i++) {
+        jac_status st = jac__check_named(ctx, op, inputs[i], "input", i);
+        if (st != JAC_OK)
+            return st;
+        if (!inputs[i]->requires_grad) {
+            *no_grad = i;
+            return JAC_OK;
+        }
+    }
+    *no_grad = n;
+    return JAC_OK;
+}

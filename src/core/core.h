@@ -288,6 +288,13 @@ static inline bool jac__check_args(jac_ctx *ctx, const char *op, size_t n,
 jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
                             const char *what, size_t index);
 
+/* The inputs of a differentiation, inputs[0 .. n - 1], checked in order with
+ * jac__check_named ("input i"): returns its error, or JAC_OK with *no_grad
+ * the first input that does not require gradients (n when all do), which
+ * the caller reports in its own words. */
+jac_status jac__check_inputs(jac_ctx *ctx, const char *op, size_t n,
+                             jac_tensor *const *inputs, size_t *no_grad);
+
 /* Sets t's .grad to g (a tensor of g->ctx's registry). */
 static inline void jac__set_grad(jac_tensor *t, jac_tensor *g)
 {
