@@ -391,8 +391,41 @@ typedef struct jac__iter {
 /* Starts it at the first row of shape (rank ndim) for nops operands, operand
  * k with element strides strides[k] (rank ndim; 0 repeats an axis). Returns
  * the number of rows. */
-int64_t jac__iter_init(jac__iter *it, int ndim, const int64_t *shape, int nops,
-                       const int64_t *const *strides);
+static inline int64_t jac__iter_init(jac__iter *it, int ndim,
+                                     const int64_t *shape, int nops,
+                                     const int64_t *const *strides)
+{
+    int nouter = ndim > 0 ? ndim - 1 : 0;
+    it->nouter = nouter;
+    it->nops = nops;
+    it->inner = ndim > 0 ? shape[ndim - 1] : 1;
+    /* An empty shape has no rows; its other extents may multiply to more
+     * than an int64_t holds, so they are not multiplied. */
+    it->rows = it->inner > 0;
+    for (int d = 0; d < nouter && it->rows; d++)
+        if (shape[d] == 0)
+            it->rows = 0;
+    for (int d = 0; d < nouter && it->rows; d++)
+        it->rows *= shape[d];
+    for (int k = 0; k < nops; k++) {
+        it->off[k] = 0;
+        it->step[k] = ndim > 0 ? strides[k][ndim - 1] : 0;
+    }
+    if (it->rows == 0)
+        return 0; /* nothing to walk (and strides may be meaningless) */
+    /* Moving axis d on by one while the axes after it wrap to 0: its
+     * stride, less the distance those axes have walked. */
+    int64_t walked[JAC__ITER_MAX_OPS] = {0};
+    for (int d = nouter - 1; d >= 0; d--) {
+        it->extent[d] = shape[d];
+        it->pos[d] = 0;
+        for (int k = 0; k < nops; k++) {
+            it->carry[d][k] = strides[k][d] - walked[k];
+            walked[k] += strides[k][d] * (shape[d] - 1);
+        }
+    }
+    return it->rows;
+}
 
 /* Moves it to the next row (past the last one it stops moving). */
 static inline void jac__iter_next(jac__iter *it)
