@@ -382,6 +382,10 @@ typedef struct jac__iter {
     int64_t inner; /* extent of the innermost axis (1 at rank 0) */
     int64_t off[JAC__ITER_MAX_OPS];
     int64_t step[JAC__ITER_MAX_OPS];
+    /* The innermost outer axis moves on every row: the rows left before it
+     * wraps, and what off[k] gains when it moves. */
+    int64_t left;
+    int64_t carry_last[JAC__ITER_MAX_OPS];
     int64_t extent[JAC_MAX_DIMS], pos[JAC_MAX_DIMS];
     /* What off[k] gains when outer axis d moves on and the axes after it
      * wrap to 0. */
@@ -424,19 +428,37 @@ static inline int64_t jac__iter_init(jac__iter *it, int ndim,
             walked[k] += strides[k][d] * (shape[d] - 1);
         }
     }
+    it->left = nouter > 0 ? shape[nouter - 1] : 1;
+    for (int k = 0; k < nops; k++)
+        it->carry_last[k] = nouter > 0 ? it->carry[nouter - 1][k] : 0;
     return it->rows;
 }
 
-/* Moves it to the next row (past the last one it stops moving). */
-static inline void jac__iter_next(jac__iter *it)
+/* jac__iter_next when the innermost outer axis wraps. */
+static inline void jac__iter_wrap(jac__iter *it)
 {
     int d = it->nouter - 1;
+    if (d < 0)
+        return;
+    it->left = it->extent[d];
+    d--;
     while (d >= 0 && ++it->pos[d] == it->extent[d])
         it->pos[d--] = 0;
     if (d < 0)
         return;
     for (int k = 0; k < it->nops; k++)
         it->off[k] += it->carry[d][k];
+}
+
+/* Moves it to the next row (past the last one it stops moving). */
+static inline void jac__iter_next(jac__iter *it)
+{
+    if (--it->left > 0) {
+        for (int k = 0; k < it->nops; k++)
+            it->off[k] += it->carry_last[k];
+        return;
+    }
+    jac__iter_wrap(it);
 }
 
 /* Row-major element strides of shape (rank ndim) whose elements are unit
