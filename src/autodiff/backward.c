@@ -926,18 +926,17 @@ static jac_status grad_impl(jac_ctx *ctx, const char *op, size_t noutputs,
     if (ninputs == 0 || inputs == NULL || grads == NULL)
         return jac__error(ctx, JAC_ERR_NULL_ARG,
                           "%s: no inputs or no place for the gradients", op);
-    for (size_t i = 0; i < ninputs; i++) {
-        jac_status st = jac__check_named(ctx, op, inputs[i], "input", i);
-        if (st != JAC_OK)
-            return st;
-        if (!inputs[i]->requires_grad)
-            return jac__error(
-                ctx, JAC_ERR_NO_GRAD,
-                "%s: input %zu of shape %s does not require gradients (call "
-                "jac_set_requires_grad on it before using it)",
-                op, i,
-                jac__shape_str(s, sizeof s, inputs[i]->ndim, inputs[i]->shape));
-    }
+    size_t bad;
+    jac_status checked = jac__check_inputs(ctx, op, ninputs, inputs, &bad);
+    if (checked != JAC_OK)
+        return checked;
+    if (bad < ninputs)
+        return jac__error(
+            ctx, JAC_ERR_NO_GRAD,
+            "%s: input %zu of shape %s does not require gradients (call "
+            "jac_set_requires_grad on it before using it)",
+            op, bad,
+            jac__shape_str(s, sizeof s, inputs[bad]->ndim, inputs[bad]->shape));
 
     jac_scope mark = jac_scope_begin(ctx);
     jac_tensor *stack_buf[16];

@@ -21,21 +21,13 @@ int jac__broadcast_shape(int na, const int64_t *sa, int nb, const int64_t *sb,
 }
 
 /* Element strides of t when broadcast to a shape of rank n (0 on stretched
- * axes). */
+ * axes). t broadcasts to shape, so t's extent is 1 wherever shape's is: the
+ * rank of shape is all that is read. */
 void jac__broadcast_strides(const jac_tensor *t, int n, const int64_t *shape,
                             int64_t *strides)
 {
-    int64_t s = 1;
-    for (int i = n - 1; i >= 0; i--) {
-        int k = i - (n - t->ndim);
-        if (k < 0 || t->shape[k] == 1 || shape[i] == 1) {
-            strides[i] = 0;
-        } else {
-            strides[i] = s;
-        }
-        if (k >= 0)
-            s *= t->shape[k];
-    }
+    (void)shape;
+    jac__stretch_strides(t->ndim, t->shape, 1, n, strides);
 }
 
 /* Copies a into y, stretching a's broadcast axes (the expand kernel). */
@@ -48,28 +40,10 @@ void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y)
         memcpy(y->data, a->data, (size_t)y->numel * sizeof(double));
         return;
     }
-    int64_t sa[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
+    int64_t sa[JAC_MAX_DIMS], sy[JAC_MAX_DIMS];
     jac__broadcast_strides(a, n, y->shape, sa);
-    int64_t inner = y->shape[n - 1];
-    int64_t outer = y->numel / inner;
-    int64_t oa = 0, s = sa[n - 1];
-    double *out = y->data;
-    for (int64_t o = 0; o < outer; o++) {
-        const double *src = a->data + oa;
-        if (s == 1)
-            memcpy(out, src, (size_t)inner * sizeof(double));
-        else
-            for (int64_t i = 0; i < inner; i++)
-                out[i] = src[0];
-        out += inner;
-        for (int d = n - 2; d >= 0; d--) {
-            oa += sa[d];
-            if (++idx[d] < y->shape[d])
-                break;
-            oa -= sa[d] * y->shape[d];
-            idx[d] = 0;
-        }
-    }
+    jac__contiguous_strides(n, y->shape, 1, sy);
+    jac__strided_copy(n, y->shape, a->data, sa, y->data, sy);
 }
 
 /* Whether t, broadcast to out, repeats along leading axes only: its shape,

@@ -768,3 +768,19 @@ jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
     jac__leave(ctx);
     return st;
 }
+
+jac_status jac__check_inputs(jac_ctx *ctx, const char *op, size_t n,
+                             jac_tensor *const *inputs, size_t *no_grad)
+{
+    for (size_t i = 0; i < n; i++) {
+        jac_status st = jac__check_named(ctx, op, inputs[i], "input", i);
+        if (st != JAC_OK)
+            return st;
+        if (!inputs[i]->requires_grad) {
+            *no_grad = i;
+            return JAC_OK;
+        }
+    }
+    *no_grad = n;
+    return JAC_OK;
+}

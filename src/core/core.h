@@ -117,8 +117,9 @@ typedef struct jac__node {
     jac_tensor *in_inline[JAC__NODE_INLINE_INPUTS];
     jac_tensor **in; /* points at in_inline, or at a pooled array for more */
     jac_tensor *out;
-    /* Op parameters that the backward rule needs besides the tensors. */
-    union {
+    /* Op parameters that the backward rule needs besides the tensors (the
+     * tag, like any in C, has file scope: jac__params below). */
+    union jac__params {
         double scalar; /* pow_scalar */
         struct {
             double alpha, beta; /* y = alpha * x + beta */
@@ -168,6 +169,8 @@ typedef struct jac__node {
         } triangular;   /* triangular_solve */
     } p;
 } jac__node;
+
+typedef union jac__params jac__params;
 
 /* Nodes live in fixed blocks so that pointers stay valid while a backward
  * rule records new nodes (create-graph). */
@@ -308,11 +311,32 @@ void jac__leave(jac_ctx *ctx);
  * is already kept), alive, and owned by ctx. */
 bool jac__check_arg(jac_ctx *ctx, const char *op, const jac_tensor *t);
 
+/* The prologue of an op on n tensors: false when ctx is NULL or when
+ * jac__check_arg fails for one of ts[0], ..., ts[n - 1] (checked in that
+ * order; the first failure is the error reported). */
+static inline bool jac__check_args(jac_ctx *ctx, const char *op, size_t n,
+                                   jac_tensor *const *ts)
+{
+    if (ctx == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!jac__check_arg(ctx, op, ts[i]))
+            return false;
+    return true;
+}
+
 /* Like jac__check_arg for a numbered argument of a driver ("input 2"):
  * returns JAC_OK, or the error recorded (JAC_ERR_NULL_ARG naming the
  * argument, or JAC_ERR_CONTEXT). */
 jac_status jac__check_named(jac_ctx *ctx, const char *op, const jac_tensor *t,
                             const char *what, size_t index);
+
+/* The inputs of a differentiation, inputs[0 .. n - 1], checked in order with
+ * jac__check_named ("input i"): returns its error, or JAC_OK with *no_grad
+ * the first input that does not require gradients (n when all do), which
+ * the caller reports in its own words. */
+jac_status jac__check_inputs(jac_ctx *ctx, const char *op, size_t n,
+                             jac_tensor *const *inputs, size_t *no_grad);
 
 /* Sets t's .grad to g (a tensor of g->ctx's registry). */
 static inline void jac__set_grad(jac_tensor *t, jac_tensor *g)
@@ -384,6 +408,125 @@ void jac__broadcast_copy(const jac_tensor *a, jac_tensor *y);
  * without leading ones, equals out's trailing extents. Element i of out
  * then reads t at i % t->numel. */
 bool jac__is_suffix(const jac_tensor *t, const jac_tensor *out);
+
+/* ------------------------------------------------------------------------ */
+/* N-d iteration (iter.c)                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define JAC__ITER_MAX_OPS 4
+
+/* Walks the rows of a shape: every index of its outer axes (all but the
+ * innermost) in row-major order, keeping for each of up to
+ * JAC__ITER_MAX_OPS operands the element offset of the row's first element
+ * (off[k]) from that operand's strides. The caller runs the innermost axis
+ * (inner elements, operand k step[k] apart) as a plain strided loop, so
+ * that nothing is computed per element and the iterator moves once a row:
+ *
+ *     jac__iter it;
+ *     const int64_t *strides[2] = {sa, sy};
+ *     int64_t rows = jac__iter_init(&it, ndim, shape, 2, strides);
+ *     for (int64_t r = 0; r < rows; r++, jac__iter_next(&it))
+ *         for (int64_t i = 0; i < it.inner; i++)
+ *             y[it.off[1] + i * it.step[1]] = f(a[it.off[0] + i * it.step[0]]);
+ *
+ * A rank-0 shape is one row of one element. */
+typedef struct jac__iter {
+    int nouter, nops;
+    int64_t rows;  /* rows of the shape: 0 when it is empty */
+    int64_t inner; /* extent of the innermost axis (1 at rank 0) */
+    int64_t off[JAC__ITER_MAX_OPS];
+    int64_t step[JAC__ITER_MAX_OPS];
+    /* The innermost outer axis moves on every row: the rows left before it
+     * wraps, and what off[k] gains when it moves. */
+    int64_t left;
+    int64_t carry_last[JAC__ITER_MAX_OPS];
+    int64_t extent[JAC_MAX_DIMS], pos[JAC_MAX_DIMS];
+    /* What off[k] gains when outer axis d moves on and the axes after it
+     * wrap to 0. */
+    int64_t carry[JAC_MAX_DIMS][JAC__ITER_MAX_OPS];
+} jac__iter;
+
+/* Starts it at the first row of shape (rank ndim) for nops operands, operand
+ * k with element strides strides[k] (rank ndim; 0 repeats an axis). Returns
+ * the number of rows. */
+static inline int64_t jac__iter_init(jac__iter *it, int ndim,
+                                     const int64_t *shape, int nops,
+                                     const int64_t *const *strides)
+{
+    int nouter = ndim > 0 ? ndim - 1 : 0;
+    it->nouter = nouter;
+    it->nops = nops;
+    it->inner = ndim > 0 ? shape[ndim - 1] : 1;
+    /* An empty shape has no rows; its other extents may multiply to more
+     * than an int64_t holds, so they are not multiplied. */
+    it->rows = it->inner > 0;
+    for (int d = 0; d < nouter && it->rows; d++)
+        if (shape[d] == 0)
+            it->rows = 0;
+    for (int d = 0; d < nouter && it->rows; d++)
+        it->rows *= shape[d];
+    for (int k = 0; k < nops; k++) {
+        it->off[k] = 0;
+        it->step[k] = ndim > 0 ? strides[k][ndim - 1] : 0;
+    }
+    if (it->rows == 0)
+        return 0; /* nothing to walk (and strides may be meaningless) */
+    /* Moving axis d on by one while the axes after it wrap to 0: its
+     * stride, less the distance those axes have walked. */
+    int64_t walked[JAC__ITER_MAX_OPS] = {0};
+    for (int d = nouter - 1; d >= 0; d--) {
+        it->extent[d] = shape[d];
+        it->pos[d] = 0;
+        for (int k = 0; k < nops; k++) {
+            it->carry[d][k] = strides[k][d] - walked[k];
+            walked[k] += strides[k][d] * (shape[d] - 1);
+        }
+    }
+    it->left = nouter > 0 ? shape[nouter - 1] : 1;
+    for (int k = 0; k < nops; k++)
+        it->carry_last[k] = nouter > 0 ? it->carry[nouter - 1][k] : 0;
+    return it->rows;
+}
+
+/* jac__iter_next when the innermost outer axis wraps. */
+static inline void jac__iter_wrap(jac__iter *it)
+{
+    int d = it->nouter - 1;
+    if (d < 0)
+        return;
+    it->left = it->extent[d];
+    d--;
+    while (d >= 0 && ++it->pos[d] == it->extent[d])
+        it->pos[d--] = 0;
+    if (d < 0)
+        return;
+    for (int k = 0; k < it->nops; k++)
+        it->off[k] += it->carry[d][k];
+}
+
+/* Moves it to the next row (past the last one it stops moving). */
+static inline void jac__iter_next(jac__iter *it)
+{
+    if (--it->left > 0) {
+        for (int k = 0; k < it->nops; k++)
+            it->off[k] += it->carry_last[k];
+        return;
+    }
+    jac__iter_wrap(it);
+}
+
+/* Row-major element strides of shape (rank ndim) whose elements are unit
+ * apart. */
+void jac__contiguous_strides(int ndim, const int64_t *shape, int64_t unit,
+                             int64_t *strides);
+/* Strides of a row-major block of shape (rank ndim, elements unit apart)
+ * read as if broadcast to rank n: the axes align on the right, and missing
+ * axes and axes of extent 1 get stride 0. */
+void jac__stretch_strides(int ndim, const int64_t *shape, int64_t unit, int n,
+                          int64_t *strides);
+/* For every index i of shape (rank ndim): dst[i . ds] = src[i . ss]. */
+void jac__strided_copy(int ndim, const int64_t *shape, const double *src,
+                       const int64_t *ss, double *dst, const int64_t *ds);
 
 /* A context for a worker thread that reads parent's tensors and tape;
  * recording is off in it. Free with jac_ctx_free. */

@@ -29,16 +29,12 @@ static jac_status check_args(jac_ctx *ctx, const char *op, jac_fn fn,
     if (fn == NULL || inputs == NULL || ninputs == 0 || noutputs == 0)
         return jac__error(ctx, JAC_ERR_NULL_ARG,
                           "%s: needs a function, inputs and outputs", op);
-    for (size_t i = 0; i < ninputs; i++) {
-        jac_status named = jac__check_named(ctx, op, inputs[i], "input", i);
-        if (named != JAC_OK)
-            return named;
-        if (!inputs[i]->requires_grad)
-            return jac__error(ctx, JAC_ERR_NO_GRAD,
-                              "%s: input %zu does not require gradients", op,
-                              i);
-    }
-    return JAC_OK;
+    size_t bad;
+    jac_status checked = jac__check_inputs(ctx, op, ninputs, inputs, &bad);
+    if (checked != JAC_OK || bad == ninputs)
+        return checked;
+    return jac__error(ctx, JAC_ERR_NO_GRAD,
+                      "%s: input %zu does not require gradients", op, bad);
 }
 
 /* Compares the analytic Jacobian blocks with central differences, one input

@@ -828,6 +828,19 @@ static void finish(jac_ctx *ctx, jac_scope mark, jac_status st, bool create,
         jac_scope_end(ctx, mark, keep, nkeep);
 }
 
+/* After finish: on success the n results res go to dst and, unless outputs
+ * is NULL, the function's nys outputs ys go to outputs. */
+static void deliver(jac_status st, jac_tensor **dst, jac_tensor *const *res,
+                    size_t n, jac_tensor **outputs, jac_tensor *const *ys,
+                    size_t nys)
+{
+    if (st != JAC_OK)
+        return;
+    memcpy(dst, res, n * sizeof(jac_tensor *));
+    if (outputs)
+        memcpy(outputs, ys, nys * sizeof(jac_tensor *));
+}
+
 static jac_status
 jacobian_fn_unguarded(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                       jac_tensor *const *inputs, size_t noutputs,
@@ -852,8 +865,7 @@ jacobian_fn_unguarded(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
     if (st == JAC_OK)
         st = jacobian_impl(ctx, op, noutputs, ys, ninputs, xs, opts, out);
     finish(ctx, mark, st, create, out, noutputs * ninputs);
-    if (st == JAC_OK)
-        memcpy(J, out, noutputs * ninputs * sizeof(jac_tensor *));
+    deliver(st, J, out, noutputs * ninputs, NULL, NULL, 0);
     scratch_put(&sc);
     return st;
 }
@@ -963,11 +975,7 @@ static jac_status vjp_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
                       res);
     memcpy(keep, ys, noutputs * sizeof(jac_tensor *));
     finish(ctx, mark, st, create, res, ninputs + noutputs);
-    if (st == JAC_OK) {
-        memcpy(vjps, res, ninputs * sizeof(jac_tensor *));
-        if (outputs)
-            memcpy(outputs, ys, noutputs * sizeof(jac_tensor *));
-    }
+    deliver(st, vjps, res, ninputs, outputs, ys, noutputs);
     scratch_put(&sc);
     return st;
 }
@@ -1028,11 +1036,7 @@ static jac_status jvp_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
                       JAC_ALLOW_UNUSED | (create ? JAC_CREATE_GRAPH : 0u), res);
     memcpy(res + noutputs, ys, noutputs * sizeof(jac_tensor *));
     finish(ctx, mark, st, create, res, 2 * noutputs);
-    if (st == JAC_OK) {
-        memcpy(jvps, res, noutputs * sizeof(jac_tensor *));
-        if (outputs)
-            memcpy(outputs, ys, noutputs * sizeof(jac_tensor *));
-    }
+    deliver(st, jvps, res, noutputs, outputs, ys, noutputs);
     scratch_put(&sc);
     return st;
 }
@@ -1119,11 +1123,7 @@ static jac_status hvp_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
                       res);
     res[ninputs] = y;
     finish(ctx, mark, st, create, res, ninputs + 1);
-    if (st == JAC_OK) {
-        memcpy(hvps, res, ninputs * sizeof(jac_tensor *));
-        if (output)
-            *output = y;
-    }
+    deliver(st, hvps, res, ninputs, output, &y, 1);
     scratch_put(&sc);
     return st;
 }

@@ -373,27 +373,16 @@ static jac_status read_header(const npy_where *w, FILE *in, npy_header *h)
 
 /* Row-major dst from column-major src of the given shape. */
 static void from_fortran_order(double *dst, const double *src, int ndim,
-                               const int64_t *shape, int64_t numel)
+                               const int64_t *shape)
 {
-    int64_t stride[JAC_MAX_DIMS], index[JAC_MAX_DIMS] = {0};
+    int64_t ss[JAC_MAX_DIMS], ds[JAC_MAX_DIMS];
     int64_t s = 1;
     for (int k = 0; k < ndim; k++) {
-        stride[k] = s;
+        ss[k] = s;
         s *= shape[k];
     }
-    int64_t offset = 0;
-    for (int64_t i = 0; i < numel; i++) {
-        dst[i] = src[offset];
-        /* Next row-major index: the last axis moves fastest. */
-        for (int k = ndim - 1; k >= 0; k--) {
-            if (++index[k] < shape[k]) {
-                offset += stride[k];
-                break;
-            }
-            offset -= (index[k] - 1) * stride[k];
-            index[k] = 0;
-        }
-    }
+    jac__contiguous_strides(ndim, shape, 1, ds);
+    jac__strided_copy(ndim, shape, src, ss, dst, ds);
 }
 
 static jac_tensor *read_npy(const npy_where *w, FILE *in)
@@ -439,7 +428,7 @@ static jac_tensor *read_npy(const npy_where *w, FILE *in)
         if (h.big_endian == host_is_little_endian())
             swap_bytes(values, n);
         if (values != t->data)
-            from_fortran_order(t->data, values, h.ndim, h.shape, numel);
+            from_fortran_order(t->data, values, h.ndim, h.shape);
     } else {
         npy_error(w, JAC_ERR_VALUE,
                   "data too short: %zu of the %zu values of shape %s", got, n,

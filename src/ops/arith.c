@@ -59,49 +59,46 @@ JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
 #define TIMES(d) ((g) * (d))
 #define SCALE(c) ((g) * (c))
 #define VJP(e) (e)
-#define ROW_BODY(form)                                                         \
-    for (int64_t i = 0; i < count; i++) {                                      \
-        double a = av[i * sa], b = bv[i * sb], y = yv[i], g = gv[i];           \
-        (void)a;                                                               \
-        (void)b;                                                               \
-        (void)y;                                                               \
-        d[i * sd] = add ? d[i * sd] + (form) : (form);                         \
-    }
-/* Without broadcasting, batch stacked cotangents of m elements each, with
- * every operand dense: one loop nest, which vectorises. */
-#define DENSE_BODY(form)                                                       \
-    for (int64_t s = 0; s < batch; s++, gv += m, d += m) {                     \
-        for (int64_t i = 0; i < m; i++) {                                      \
-            double a = av[i], b = bv[i], y = yv[i], g = gv[i];                 \
+#define ROW_FN(name, deriv)                                                    \
+    JAC__VECTORIZED static void name(int64_t count, const double *av,          \
+                                     int64_t sa, const double *bv, int64_t sb, \
+                                     const double *yv, const double *gv,       \
+                                     double *d, int64_t sd, bool add)          \
+    {                                                                          \
+        for (int64_t i = 0; i < count; i++) {                                  \
+            double a = av[i * sa], b = bv[i * sb], y = yv[i], g = gv[i];       \
             (void)a;                                                           \
             (void)b;                                                           \
             (void)y;                                                           \
-            d[i] = (form);                                                     \
+            d[i * sd] = add ? d[i * sd] + (deriv) : (deriv);                   \
+        }                                                                      \
+    }
+/* Without broadcasting: batch stacked cotangents of m elements each, every
+ * operand dense, in one loop nest, which vectorises. */
+#define DENSE_FN(name, deriv)                                                  \
+    JAC__VECTORIZED static void name(                                          \
+        int64_t batch, int64_t m, const double *av, const double *bv,          \
+        const double *yv, const double *gv, double *d)                         \
+    {                                                                          \
+        for (int64_t s = 0; s < batch; s++, gv += m, d += m) {                 \
+            for (int64_t i = 0; i < m; i++) {                                  \
+                double a = av[i], b = bv[i], y = yv[i], g = gv[i];             \
+                (void)a;                                                       \
+                (void)b;                                                       \
+                (void)y;                                                       \
+                d[i] = (deriv);                                                \
+            }                                                                  \
         }                                                                      \
     }
 #define ROW_KERNEL(e, rule, value, da, db)                                     \
-    JAC__VECTORIZED static void row_##rule##_a(                                \
-        int64_t count, const double *av, int64_t sa, const double *bv,         \
-        int64_t sb, const double *yv, const double *gv, double *d, int64_t sd, \
-        bool add){ROW_BODY(da)} JAC__VECTORIZED static void                    \
-        row_##rule##_b(int64_t count, const double *av, int64_t sa,            \
-                       const double *bv, int64_t sb, const double *yv,         \
-                       const double *gv, double *d, int64_t sd,                \
-                       bool add){ROW_BODY(db)} JAC__VECTORIZED static void     \
-            dense_##rule##_a(int64_t batch, int64_t m, const double *av,       \
-                             const double *bv, const double *yv,               \
-                             const double *gv, double *d){                     \
-                DENSE_BODY(da)} JAC__VECTORIZED static void                    \
-                dense_##rule##_b(int64_t batch, int64_t m, const double *av,   \
-                                 const double *bv, const double *yv,           \
-                                 const double *gv, double *d)                  \
-    {                                                                          \
-        DENSE_BODY(db)                                                         \
-    }
+    ROW_FN(row_##rule##_a, da)                                                 \
+    ROW_FN(row_##rule##_b, db)                                                 \
+    DENSE_FN(dense_##rule##_a, da)                                             \
+    DENSE_FN(dense_##rule##_b, db)
 ARITH(ROW_KERNEL)
 #undef ROW_KERNEL
-#undef ROW_BODY
-#undef DENSE_BODY
+#undef ROW_FN
+#undef DENSE_FN
 #undef TIMES
 #undef SCALE
 #undef VJP
@@ -219,7 +216,7 @@ static void record_partials(jac__node *n)
 /* ------------------------------------------------------------------------ */
 
 /* y = op(a, b) over the broadcast shape of y: the innermost axis runs as
- * one strided loop, the outer axes as an odometer. */
+ * one strided loop, a row at a time. */
 static void arith_kernel(int op, const jac_tensor *a, const jac_tensor *b,
                          jac_tensor *y)
 {
@@ -238,42 +235,23 @@ static void arith_kernel(int op, const jac_tensor *a, const jac_tensor *b,
         return;
     }
     int n = y->ndim;
-    int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
+    int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], sy[JAC_MAX_DIMS];
     jac__broadcast_strides(a, n, y->shape, sa);
     jac__broadcast_strides(b, n, y->shape, sb);
-    int64_t inner = y->shape[n - 1];
-    int64_t outer = y->numel / inner;
-    int64_t oa = 0, ob = 0;
-    double *out = y->data;
-    for (int64_t o = 0; o < outer; o++) {
-        arith_run(op, inner, a->data + oa, sa[n - 1], b->data + ob, sb[n - 1],
-                  out);
-        out += inner;
-        for (int d = n - 2; d >= 0; d--) {
-            oa += sa[d];
-            ob += sb[d];
-            if (++idx[d] < y->shape[d])
-                break;
-            oa -= sa[d] * y->shape[d];
-            ob -= sb[d] * y->shape[d];
-            idx[d] = 0;
-        }
-    }
+    jac__contiguous_strides(n, y->shape, 1, sy);
+    const int64_t *strides[3] = {sa, sb, sy};
+    jac__iter it;
+    int64_t rows = jac__iter_init(&it, n, y->shape, 3, strides);
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it))
+        arith_run(op, it.inner, a->data + it.off[0], it.step[0],
+                  b->data + it.off[1], it.step[1], y->data + it.off[2]);
 }
 
-/* Checks a and b and makes y of their broadcast shape (NULL on error). */
-static jac_tensor *broadcast_result(jac_ctx *ctx, const char *name,
-                                    jac_tensor *a, jac_tensor *b)
+/* The broadcast shape of a and b into shape: its rank, or -1 with the
+ * error reported. */
+static int broadcast_pair(jac_ctx *ctx, const char *name, const jac_tensor *a,
+                          const jac_tensor *b, int64_t *shape)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
-        !jac__check_arg(ctx, name, b))
-        return NULL;
-    bool same = a->ndim == b->ndim && a->numel <= JAC__INLINE_NUMEL;
-    for (int i = 0; same && i < a->ndim; i++)
-        same = a->shape[i] == b->shape[i];
-    if (same) /* the same small shape: no broadcasting, no checks */
-        return jac__tensor_like(ctx, name, a);
-    int64_t shape[JAC_MAX_DIMS];
     int n = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
     if (n < 0) {
         char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
@@ -281,18 +259,34 @@ static jac_tensor *broadcast_result(jac_ctx *ctx, const char *name,
                    "%s: shapes %s and %s cannot be broadcast together", name,
                    jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
                    jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
-        return NULL;
     }
-    return jac__tensor_alloc(ctx, name, n, shape);
+    return n;
+}
+
+/* Checks a and b and makes y of their broadcast shape (NULL on error). */
+static jac_tensor *broadcast_result(jac_ctx *ctx, const char *name,
+                                    jac_tensor *const *ab)
+{
+    if (!jac__check_args(ctx, name, 2, ab))
+        return NULL;
+    const jac_tensor *a = ab[0], *b = ab[1];
+    bool same = a->ndim == b->ndim && a->numel <= JAC__INLINE_NUMEL;
+    for (int i = 0; same && i < a->ndim; i++)
+        same = a->shape[i] == b->shape[i];
+    if (same) /* the same small shape: no broadcasting, no checks */
+        return jac__tensor_like(ctx, name, a);
+    int64_t shape[JAC_MAX_DIMS];
+    int n = broadcast_pair(ctx, name, a, b, shape);
+    return n < 0 ? NULL : jac__tensor_alloc(ctx, name, n, shape);
 }
 
 static jac_tensor *arith(jac_ctx *ctx, jac__op op, jac_tensor *a, jac_tensor *b)
 {
-    jac_tensor *y = broadcast_result(ctx, jac__ops[op].name, a, b);
+    jac_tensor *ins[2] = {a, b};
+    jac_tensor *y = broadcast_result(ctx, jac__ops[op].name, ins);
     if (y == NULL)
         return NULL;
     arith_kernel((int)op, a, b, y);
-    jac_tensor *ins[2] = {a, b};
     bool failed;
     jac__node *node = jac__record(ctx, op, y, 2, ins, &failed);
     if (node && y->numel == 1)
@@ -406,23 +400,19 @@ static jac_tensor *binary(jac_ctx *ctx, jac__op op, jac_tensor *a,
                           jac_tensor *b)
 {
     const char *name = jac__ops[op].name;
-    if (ctx == NULL || !jac__check_arg(ctx, name, a) ||
-        !jac__check_arg(ctx, name, b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, name, 2, ins))
         return NULL;
     int64_t shape[JAC_MAX_DIMS];
-    int nd = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
-    if (nd < 0) {
-        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
-        jac__error(ctx, JAC_ERR_SHAPE,
-                   "%s: shapes %s and %s cannot be broadcast together", name,
-                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
-                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
+    int nd = broadcast_pair(ctx, name, a, b, shape);
+    if (nd < 0)
         return NULL;
-    }
-    if (!has_shape(a, nd, shape) && (a = jac_expand(ctx, a, nd, shape)) == NULL)
-        return NULL;
-    if (!has_shape(b, nd, shape) && (b = jac_expand(ctx, b, nd, shape)) == NULL)
-        return NULL;
+    for (int j = 0; j < 2; j++)
+        if (!has_shape(ins[j], nd, shape) &&
+            (ins[j] = jac_expand(ctx, ins[j], nd, shape)) == NULL)
+            return NULL;
+    a = ins[0];
+    b = ins[1];
     jac_tensor *y = jac__tensor_alloc(ctx, name, nd, shape);
     if (y == NULL)
         return NULL;
@@ -449,10 +439,7 @@ static jac_tensor *binary(jac_ctx *ctx, jac__op op, jac_tensor *a,
     default:
         break;
     }
-    jac_tensor *ins[2] = {a, b};
-    bool failed;
-    jac__record(ctx, op, y, 2, ins, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, op, y, 2, ins, NULL);
 }
 
 jac_tensor *jac_pow(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)

@@ -151,24 +151,20 @@ static jac_tensor *lapack_bug(jac_ctx *ctx, const char *op, const char *routine,
     return NULL;
 }
 
-/* The matrix of t (with tb batch axes) that element c of a broadcast batch
- * of shape bshape (nbatch axes) reads: t's batch axes align on the right
- * and its extents of 1 stretch. */
-static int64_t batch_source(int64_t c, int nbatch, const int64_t *bshape,
-                            const jac_tensor *t, int tb)
+/* Starts it over a broadcast batch of shape bshape (nbatch axes) of pairs
+ * of a matrix of t (mat elements each, tt batch axes) and a block of u (blk
+ * elements each, tu batch axes): operand 0 is the element offset of the
+ * matrix in t, operand 1 of the block in u. Batch axes align on the right
+ * and extents of 1 stretch. Returns the number of rows. */
+static int64_t batch_pairs(jac__iter *it, int nbatch, const int64_t *bshape,
+                           const jac_tensor *t, int tt, int64_t mat,
+                           const jac_tensor *u, int tu, int64_t blk)
 {
-    int64_t idx = 0, stride = 1;
-    for (int d = nbatch - 1; d >= 0; d--) {
-        int64_t i = c % bshape[d];
-        c /= bshape[d];
-        int k = d - (nbatch - tb);
-        if (k < 0)
-            continue;
-        if (t->shape[k] != 1)
-            idx += i * stride;
-        stride *= t->shape[k];
-    }
-    return idx;
+    int64_t st[JAC_MAX_DIMS], su[JAC_MAX_DIMS];
+    jac__stretch_strides(tt, t->shape, mat, nbatch, st);
+    jac__stretch_strides(tu, u->shape, blk, nbatch, su);
+    const int64_t *strides[2] = {st, su};
+    return jac__iter_init(it, nbatch, bshape, 2, strides);
 }
 
 /* Copies an n x k row-major block into column-major order, or back. */
@@ -188,19 +184,90 @@ static void from_column_major(int64_t n, int64_t k, const double *src,
             dst[i * k + j] = src[i + j * n];
 }
 
-/* Reshape helper for rules: batch axes of g, then the given shape. */
-static jac_tensor *reshape_batched(jac_ctx *ctx, const char *op, jac_tensor *t,
-                                   const jac_tensor *g, int nb, int ndim,
-                                   const int64_t *shape)
+/* How solve_pairs solves: a NULL tri_kind means with LU factors (getrf +
+ * getrs, the factors reused while consecutive pairs share a matrix); else
+ * by trtrs with a triangular matrix, only its lower (or upper) triangle
+ * read, transposed when trans. */
+typedef struct tri_kind {
+    bool lower, trans;
+} tri_kind;
+
+/* Solves every pair of a broadcast batch (nbatch axes of shape ++ n ++ k)
+ * into x, which has that shape and is not empty: the matrix of a (n x n,
+ * ta batch axes) with the right-hand sides of b (n x k, tb batch axes),
+ * handed to LAPACK through column-major scratch. Returns false with the
+ * error reported (op names the caller). */
+static bool solve_pairs(jac_ctx *ctx, const char *op, const jac_tensor *a,
+                        int ta, const jac_tensor *b, int tb, int nbatch,
+                        const int64_t *shape, int64_t k, const tri_kind *tri,
+                        jac_tensor *x)
 {
-    int64_t s[JAC_MAX_DIMS];
-    int n = jac__batched_shape(g, nb, ndim, shape, s);
-    if (n < 0) {
-        jac__error(ctx, JAC_ERR_RANK, "%s: batched gradient exceeds rank %d",
-                   op, JAC_MAX_DIMS);
-        return NULL;
+    int n = (int)shape[nbatch], nrhs = (int)k;
+    int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
+    /* LU: the factors, the right-hand sides, the pivots. */
+    int64_t nlu = tri ? 0 : mat;
+    size_t bytes = (size_t)(nlu + rhs) * sizeof(double) +
+                   (tri ? 0 : (size_t)n * sizeof(int));
+    scratch s;
+    double *lu = scratch_get(ctx, op, &s, bytes);
+    if (lu == NULL)
+        return false;
+    double *w = lu + nlu;
+    int *ipiv = (int *)(void *)(w + rhs);
+    /* Row-major a is a^T to LAPACK: getrs solves with TRANS = 'T'; for
+     * trtrs the triangle flips, and so does TRANS. */
+    const char *uplo = tri && tri->lower ? "U" : "L";
+    const char *tr = tri && tri->trans ? "N" : "T";
+    int64_t factored = -1;
+    double *xc = x->data;
+    jac__iter it;
+    int64_t rows = batch_pairs(&it, nbatch, shape, a, ta, mat, b, tb, rhs);
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+        for (int64_t i = 0; i < it.inner; i++, xc += rhs) {
+            int info = 0;
+            int64_t oa = it.off[0] + i * it.step[0];
+            if (tri == NULL && oa != factored) {
+                memcpy(lu, a->data + oa, (size_t)mat * sizeof(double));
+                dgetrf_(&n, &n, lu, &n, ipiv, &info);
+                if (info != 0) {
+                    scratch_free(ctx, &s);
+                    if (info < 0) {
+                        lapack_bug(ctx, op, "getrf", info);
+                        return false;
+                    }
+                    char sa[JAC__SHAPE_STR_MAX];
+                    jac__error(
+                        ctx, JAC_ERR_VALUE,
+                        "%s: matrix %lld of the batch of a (shape %s) "
+                        "is singular",
+                        op, (long long)(oa / mat),
+                        jac__shape_str(sa, sizeof sa, a->ndim, a->shape));
+                    return false;
+                }
+                factored = oa;
+            }
+            to_column_major(n, k, b->data + it.off[1] + i * it.step[1], w);
+            if (tri == NULL)
+                dgetrs_("T", &n, &nrhs, lu, &n, ipiv, w, &n, &info, 1);
+            else
+                dtrtrs_(uplo, tr, "N", &n, &nrhs, a->data + oa, &n, w, &n,
+                        &info, 1, 1, 1);
+            if (info != 0) {
+                scratch_free(ctx, &s);
+                if (info < 0 || tri == NULL) /* getrs fails on arguments only */
+                    lapack_bug(ctx, op, tri ? "trtrs" : "getrs", info);
+                else
+                    jac__error(ctx, JAC_ERR_VALUE,
+                               "%s: triangular matrix %lld of the batch is "
+                               "singular",
+                               op, (long long)(oa / mat));
+                return false;
+            }
+            from_column_major(n, k, w, xc);
+        }
     }
-    return jac_reshape(ctx, t, n, s);
+    scratch_free(ctx, &s);
+    return true;
 }
 
 /* A constant n x n mask, not requiring gradients: 1 strictly inside the
@@ -275,9 +342,7 @@ static jac_tensor *inverse_impl(jac_ctx *ctx, jac_tensor *a, const char *op,
         }
         scratch_free(ctx, &s);
     }
-    bool failed;
-    jac__record(ctx, JAC__OP_INVERSE, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_INVERSE, y, 1, &a, NULL);
 }
 
 jac_tensor *jac_inverse(jac_ctx *ctx, jac_tensor *a)
@@ -371,9 +436,8 @@ static jac_tensor *det_impl(jac_ctx *ctx, jac_tensor *a, bool log_of)
         }
         scratch_free(ctx, &s);
     }
-    bool failed;
-    jac__record(ctx, log_of ? JAC__OP_LOGDET : JAC__OP_DET, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, log_of ? JAC__OP_LOGDET : JAC__OP_DET, y, 1,
+                              &a, NULL);
 }
 
 jac_tensor *jac_det(jac_ctx *ctx, jac_tensor *a)
@@ -397,7 +461,7 @@ static jac_tensor *scaled_inverse_t(jac_ctx *ctx, const char *op,
     int nd = a->ndim - 2;
     memcpy(ones, a->shape, (size_t)nd * sizeof(int64_t));
     ones[nd] = ones[nd + 1] = 1;
-    jac_tensor *s = reshape_batched(ctx, op, scale, scale, nb, nd + 2, ones);
+    jac_tensor *s = jac__reshape_batched(ctx, op, scale, nb, nd + 2, ones);
     jac_tensor *inv =
         inverse_impl(ctx, a, op,
                      ", so the derivative (which needs its inverse) is "
@@ -480,58 +544,12 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
     if (x == NULL)
         return NULL;
     /* An empty result needs no factorization (nor reports a singular a). */
-    if (x->numel > 0) {
-        int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
-        int64_t count = x->numel / rhs;
-        int nrhs = (int)k;
-        scratch s;
-        double *lu = scratch_get(ctx, "solve", &s,
-                                 (size_t)(mat + rhs) * sizeof(double) +
-                                     (size_t)n * sizeof(int));
-        if (lu == NULL)
-            return NULL;
-        double *w = lu + mat;
-        int *ipiv = (int *)(void *)(w + rhs);
-        int64_t factored = -1;
-        for (int64_t c = 0; c < count; c++) {
-            int info = 0;
-            int64_t ia = batch_source(c, nbatch, shape, a, ta);
-            int64_t ib = batch_source(c, nbatch, shape, b, tb);
-            if (ia != factored) {
-                memcpy(lu, a->data + ia * mat, (size_t)mat * sizeof(double));
-                dgetrf_(&n, &n, lu, &n, ipiv, &info);
-                if (info != 0) {
-                    scratch_free(ctx, &s);
-                    if (info < 0)
-                        return lapack_bug(ctx, "solve", "getrf", info);
-                    jac__error(
-                        ctx, JAC_ERR_VALUE,
-                        "solve: matrix %lld of the batch of a (shape "
-                        "%s) is singular",
-                        (long long)ia,
-                        jac__shape_str(s1, sizeof s1, a->ndim, a->shape));
-                    return NULL;
-                }
-                factored = ia;
-            }
-            to_column_major(n, k, b->data + ib * rhs, w);
-            dgetrs_("T", &n, &nrhs, lu, &n, ipiv, w, &n, &info, 1);
-            if (info != 0) {
-                scratch_free(ctx, &s);
-                return lapack_bug(ctx, "solve", "getrs", info);
-            }
-            from_column_major(n, k, w, x->data + c * rhs);
-        }
-        scratch_free(ctx, &s);
-    }
-    jac_tensor *ins[2] = {a, b};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SOLVE, x, 2, ins, &failed);
-    if (failed)
+    if (x->numel > 0 &&
+        !solve_pairs(ctx, "solve", a, ta, b, tb, nbatch, shape, k, NULL, x))
         return NULL;
-    if (node)
-        node->p.solve.vector = vector;
-    return x;
+    jac_tensor *ins[2] = {a, b};
+    jac__params p = {.solve = {.vector = vector}};
+    return jac__record_result(ctx, JAC__OP_SOLVE, x, 2, ins, &p);
 }
 
 /* b is a vector (or a batch of vectors) when it has rank 1, or when its
@@ -539,8 +557,8 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
  * right-hand sides. This is PyTorch's rule for torch.linalg.solve. */
 jac_tensor *jac_solve(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "solve", a) ||
-        !jac__check_arg(ctx, "solve", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "solve", 2, ins))
         return NULL;
     bool vector =
         b->ndim == 1 ||
@@ -571,7 +589,7 @@ jac_status jac__vjp_solve(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         bs[bn++] = 1;
     }
     jac_tensor *gm =
-        vector ? reshape_batched(ctx, "solve", g, g, nb, xn, xs) : g;
+        vector ? jac__reshape_batched(ctx, "solve", g, nb, xn, xs) : g;
     jac_tensor *at = mT(ctx, a);
     jac_tensor *gb = gm && at ? solve_impl(ctx, at, gm, false) : NULL;
     if (gb == NULL)
@@ -579,7 +597,7 @@ jac_status jac__vjp_solve(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     if (need[1]) {
         jac_tensor *d = jac__sum_to_batched(ctx, gb, nb, bn, bs);
         if (d && vector)
-            d = reshape_batched(ctx, "solve", d, g, nb, b->ndim, b->shape);
+            d = jac__reshape_batched(ctx, "solve", d, nb, b->ndim, b->shape);
         if (!(gin[1] = d))
             return ctx->status;
     }
@@ -627,57 +645,20 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
         jac__tensor_alloc(ctx, "triangular_solve", nbatch + 2, shape);
     if (x == NULL)
         return NULL;
-    if (x->numel > 0) {
-        int64_t mat = (int64_t)n * n, rhs = (int64_t)n * k;
-        int64_t count = x->numel / rhs;
-        int nrhs = (int)k;
-        /* Row-major t is t^T to LAPACK: the triangle flips, and so does
-         * TRANS. */
-        const char *uplo = lower ? "U" : "L";
-        const char *tr = trans ? "N" : "T";
-        scratch s;
-        double *w = scratch_get(ctx, op, &s, (size_t)rhs * sizeof(double));
-        if (w == NULL)
-            return NULL;
-        for (int64_t c = 0; c < count; c++) {
-            int info = 0;
-            int64_t it = batch_source(c, nbatch, shape, t, tt);
-            int64_t ib = batch_source(c, nbatch, shape, b, tb);
-            to_column_major(n, k, b->data + ib * rhs, w);
-            dtrtrs_(uplo, tr, "N", &n, &nrhs, t->data + it * mat, &n, w, &n,
-                    &info, 1, 1, 1);
-            if (info != 0) {
-                scratch_free(ctx, &s);
-                if (info < 0)
-                    return lapack_bug(ctx, op, "trtrs", info);
-                jac__error(ctx, JAC_ERR_VALUE,
-                           "%s: triangular matrix %lld of the batch is "
-                           "singular",
-                           op, (long long)it);
-                return NULL;
-            }
-            from_column_major(n, k, w, x->data + c * rhs);
-        }
-        scratch_free(ctx, &s);
-    }
-    jac_tensor *ins[2] = {t, b};
-    bool failed;
-    jac__node *node =
-        jac__record(ctx, JAC__OP_TRIANGULAR_SOLVE, x, 2, ins, &failed);
-    if (failed)
+    tri_kind tri = {lower, trans};
+    if (x->numel > 0 &&
+        !solve_pairs(ctx, op, t, tt, b, tb, nbatch, shape, k, &tri, x))
         return NULL;
-    if (node) {
-        node->p.triangular.lower = lower;
-        node->p.triangular.trans = trans;
-    }
-    return x;
+    jac_tensor *ins[2] = {t, b};
+    jac__params p = {.triangular = {.lower = lower, .trans = trans}};
+    return jac__record_result(ctx, JAC__OP_TRIANGULAR_SOLVE, x, 2, ins, &p);
 }
 
 jac_tensor *jac__triangular_solve(jac_ctx *ctx, jac_tensor *t, jac_tensor *b,
                                   bool lower, bool trans)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "triangular_solve", t) ||
-        !jac__check_arg(ctx, "triangular_solve", b))
+    jac_tensor *ins[2] = {t, b};
+    if (!jac__check_args(ctx, "triangular_solve", 2, ins))
         return NULL;
     return trisolve_impl(ctx, "triangular_solve", t, b, lower, trans);
 }
@@ -745,9 +726,7 @@ jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a)
             for (int64_t j = i + 1; j < n; j++)
                 m[i * n + j] = 0.0;
     }
-    bool failed;
-    jac__record(ctx, JAC__OP_CHOLESKY, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_CHOLESKY, y, 1, &a, NULL);
 }
 
 /*

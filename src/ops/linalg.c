@@ -73,43 +73,27 @@ static void matmul_batched(const jac_tensor *a, const jac_tensor *b,
         gemm(n ? y->numel / n : 0, n, k, a->data, b->data, y->data);
         return;
     }
-    int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
-    int64_t mat_a = m * k, mat_b = k * n, mat_y = m * n;
-    /* Broadcast strides, in matrices, of a's and b's batch axes. */
-    int64_t stride_a = 1, stride_b = 1;
-    for (int i = nbatch - 1; i >= 0; i--) {
-        int ka = i - (nbatch - (a->ndim - 2));
-        int kb = i - (nbatch - (b->ndim - 2));
-        int64_t ea = ka >= 0 ? a->shape[ka] : 1;
-        int64_t eb = kb >= 0 ? b->shape[kb] : 1;
-        sa[i] = ea == 1 ? 0 : stride_a;
-        sb[i] = eb == 1 ? 0 : stride_b;
-        stride_a *= ea;
-        stride_b *= eb;
-    }
-    int64_t count = mat_y ? y->numel / mat_y : 0;
-    int64_t oa = 0, ob = 0;
-    for (int64_t c = 0; c < count; c++) {
-        gemm(m, n, k, a->data + oa * mat_a, b->data + ob * mat_b,
-             y->data + c * mat_y);
-        for (int d = nbatch - 1; d >= 0; d--) {
-            /* cppcheck-suppress uninitvar ; set above for every d < nbatch */
-            oa += sa[d];
-            /* cppcheck-suppress uninitvar ; set above, as sa */
-            ob += sb[d];
-            if (++idx[d] < y->shape[d])
-                break;
-            oa -= sa[d] * y->shape[d];
-            ob -= sb[d] * y->shape[d];
-            idx[d] = 0;
-        }
-    }
+    /* Element strides of a's, b's and y's matrices along the batch axes:
+     * one GEMM per batch index, the innermost batch axis as a loop. */
+    int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], sy[JAC_MAX_DIMS];
+    jac__stretch_strides(a->ndim - 2, a->shape, m * k, nbatch, sa);
+    jac__stretch_strides(b->ndim - 2, b->shape, k * n, nbatch, sb);
+    jac__contiguous_strides(nbatch, y->shape, m * n, sy);
+    const int64_t *strides[3] = {sa, sb, sy};
+    jac__iter it;
+    int64_t rows =
+        m > 0 && n > 0 ? jac__iter_init(&it, nbatch, y->shape, 3, strides) : 0;
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it))
+        for (int64_t i = 0; i < it.inner; i++)
+            gemm(m, n, k, a->data + it.off[0] + i * it.step[0],
+                 b->data + it.off[1] + i * it.step[1],
+                 y->data + it.off[2] + i * it.step[2]);
 }
 
 jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "matmul", a) ||
-        !jac__check_arg(ctx, "matmul", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "matmul", 2, ins))
         return NULL;
     if (a->ndim == 0 || b->ndim == 0)
         return matmul_error(ctx, a, b, "are invalid: operands need rank >= 1");
@@ -152,24 +136,7 @@ jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
     } else {
         matmul_batched(a, b, y, nbatch);
     }
-    jac_tensor *ins[2] = {a, b};
-    bool failed;
-    jac__record(ctx, JAC__OP_MATMUL, y, 2, ins, &failed);
-    return failed ? NULL : y;
-}
-
-/* Reshape helper for rules: g's batch axes followed by shape. */
-static jac_tensor *reshape_batched(jac_ctx *ctx, jac_tensor *g, int nb,
-                                   int ndim, const int64_t *shape)
-{
-    int64_t s[JAC_MAX_DIMS];
-    int n = jac__batched_shape(g, nb, ndim, shape, s);
-    if (n < 0) {
-        jac__error(ctx, JAC_ERR_RANK,
-                   "matmul: batched gradient exceeds rank %d", JAC_MAX_DIMS);
-        return NULL;
-    }
-    return jac_reshape(ctx, g, n, s);
+    return jac__record_result(ctx, JAC__OP_MATMUL, y, 2, ins, NULL);
 }
 
 /* The matrix-vector and vector-matrix cases keep their own rules so that a
@@ -188,7 +155,7 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
             return ctx->status;
         if (need[0]) {
             int64_t s[2] = {a->shape[0], 1};
-            jac_tensor *gc = reshape_batched(ctx, g, nb, 2, s);
+            jac_tensor *gc = jac__reshape_batched(ctx, "matmul", g, nb, 2, s);
             if (!(gin[0] = jac_mul(ctx, gc, b)))
                 return ctx->status;
         }
@@ -201,7 +168,7 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         if (need[1]) {
             int64_t sa[2] = {k, 1}, sg[2] = {1, b->shape[1]};
             jac_tensor *ac = jac_reshape(ctx, a, 2, sa);
-            jac_tensor *gr = reshape_batched(ctx, g, nb, 2, sg);
+            jac_tensor *gr = jac__reshape_batched(ctx, "matmul", g, nb, 2, sg);
             if (!(gin[1] = jac_mul(ctx, ac, gr)))
                 return ctx->status;
         }
@@ -209,7 +176,7 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     }
     if (a->ndim == 1 && b->ndim == 1) {
         int64_t one = 1;
-        jac_tensor *gc = reshape_batched(ctx, g, nb, 1, &one);
+        jac_tensor *gc = jac__reshape_batched(ctx, "matmul", g, nb, 1, &one);
         if (need[0] && !(gin[0] = jac_mul(ctx, gc, b)))
             return ctx->status;
         if (need[1] && !(gin[1] = jac_mul(ctx, gc, a)))
@@ -237,14 +204,14 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     cs[nbatch + 1] = bs[bn - 1];
     jac_tensor *ap = an == a->ndim ? a : jac_reshape(ctx, a, an, as);
     jac_tensor *bp = bn == b->ndim ? b : jac_reshape(ctx, b, bn, bs);
-    jac_tensor *gp = reshape_batched(ctx, g, nb, nbatch + 2, cs);
+    jac_tensor *gp = jac__reshape_batched(ctx, "matmul", g, nb, nbatch + 2, cs);
     if (ap == NULL || bp == NULL || gp == NULL)
         return ctx->status;
     if (need[0]) {
         jac_tensor *d = jac_matmul(ctx, gp, jac_transpose(ctx, bp, -1, -2));
         d = d ? jac__sum_to_batched(ctx, d, nb, an, as) : NULL;
         if (d && an != a->ndim)
-            d = reshape_batched(ctx, d, nb, a->ndim, a->shape);
+            d = jac__reshape_batched(ctx, "matmul", d, nb, a->ndim, a->shape);
         if (!(gin[0] = d))
             return ctx->status;
     }
@@ -252,7 +219,7 @@ jac_status jac__vjp_matmul(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         jac_tensor *d = jac_matmul(ctx, jac_transpose(ctx, ap, -1, -2), gp);
         d = d ? jac__sum_to_batched(ctx, d, nb, bn, bs) : NULL;
         if (d && bn != b->ndim)
-            d = reshape_batched(ctx, d, nb, b->ndim, b->shape);
+            d = jac__reshape_batched(ctx, "matmul", d, nb, b->ndim, b->shape);
         if (!(gin[1] = d))
             return ctx->status;
     }
@@ -376,36 +343,13 @@ bool jac__raw_matmul(const jac__node *n, int64_t batch, const double *g,
  * strides. */
 static void transpose_kernel(const jac_tensor *a, int i, int j, jac_tensor *y)
 {
-    if (y->numel == 0)
-        return;
-    int n = a->ndim;
-    int64_t as[JAC_MAX_DIMS], rs[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
-    int64_t s = 1;
-    for (int d = n - 1; d >= 0; d--) {
-        as[d] = s;
-        s *= a->shape[d];
-    }
-    for (int d = 0; d < n; d++)
-        /* cppcheck-suppress uninitvar ; set above for every d < n */
-        rs[d] = as[d];
-    rs[i] = as[j];
-    rs[j] = as[i];
-    int64_t inner = y->shape[n - 1], outer = y->numel / inner;
-    int64_t si = rs[n - 1], off = 0;
-    double *out = y->data;
-    for (int64_t o = 0; o < outer; o++) {
-        const double *src = a->data + off;
-        for (int64_t t = 0; t < inner; t++)
-            out[t] = src[t * si];
-        out += inner;
-        for (int d = n - 2; d >= 0; d--) {
-            off += rs[d];
-            if (++idx[d] < y->shape[d])
-                break;
-            off -= rs[d] * y->shape[d];
-            idx[d] = 0;
-        }
-    }
+    int64_t as[JAC_MAX_DIMS], ys[JAC_MAX_DIMS];
+    jac__contiguous_strides(a->ndim, a->shape, 1, as);
+    jac__contiguous_strides(y->ndim, y->shape, 1, ys);
+    int64_t t = as[i];
+    as[i] = as[j];
+    as[j] = t;
+    jac__strided_copy(y->ndim, y->shape, a->data, as, y->data, ys);
 }
 
 jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0, int axis1)
@@ -432,15 +376,8 @@ jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0, int axis1)
         memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
     else
         transpose_kernel(a, i, j, y);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_TRANSPOSE, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.transpose.axis0 = i;
-        node->p.transpose.axis1 = j;
-    }
-    return y;
+    jac__params p = {.transpose = {.axis0 = i, .axis1 = j}};
+    return jac__record_result(ctx, JAC__OP_TRANSPOSE, y, 1, &a, &p);
 }
 
 jac_status jac__vjp_transpose(jac_ctx *ctx, const jac__node *node,
@@ -472,52 +409,6 @@ JAC__VECTORIZED bool jac__raw_transpose(const jac__node *n, int64_t batch,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Strided copies (permute, diagonal, diag_embed)                           */
-/* ------------------------------------------------------------------------ */
-
-/* Row-major element strides of a shape. */
-static void contiguous_strides(int n, const int64_t *shape, int64_t *strides)
-{
-    int64_t s = 1;
-    for (int d = n - 1; d >= 0; d--) {
-        strides[d] = s;
-        s *= shape[d];
-    }
-}
-
-/* For every index i of shape (rank n): dst[i . ds] = src[i . ss]. The last
- * axis runs as the inner loop, the others as an odometer. */
-static void strided_copy(int n, const int64_t *shape, const double *src,
-                         const int64_t *ss, double *dst, const int64_t *ds)
-{
-    int64_t numel = 1;
-    for (int d = 0; d < n; d++)
-        numel *= shape[d];
-    if (numel == 0)
-        return;
-    if (n == 0) {
-        dst[0] = src[0];
-        return;
-    }
-    int64_t idx[JAC_MAX_DIMS] = {0};
-    int64_t inner = shape[n - 1], outer = numel / inner;
-    int64_t si = ss[n - 1], di = ds[n - 1], so = 0, dof = 0;
-    for (int64_t o = 0; o < outer; o++) {
-        for (int64_t t = 0; t < inner; t++)
-            dst[dof + t * di] = src[so + t * si];
-        for (int d = n - 2; d >= 0; d--) {
-            so += ss[d];
-            dof += ds[d];
-            if (++idx[d] < shape[d])
-                break;
-            so -= ss[d] * shape[d];
-            dof -= ds[d] * shape[d];
-            idx[d] = 0;
-        }
-    }
-}
-
-/* ------------------------------------------------------------------------ */
 /* permute                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -538,7 +429,7 @@ static jac_tensor *permute_impl(jac_ctx *ctx, jac_tensor *a, const int *perm)
     int n = a->ndim < JAC_MAX_DIMS ? a->ndim : JAC_MAX_DIMS;
     int64_t shape[JAC_MAX_DIMS] = {0}, as[JAC_MAX_DIMS], ss[JAC_MAX_DIMS],
             ds[JAC_MAX_DIMS];
-    contiguous_strides(n, a->shape, as);
+    jac__contiguous_strides(n, a->shape, 1, as);
     for (int i = 0; i < n; i++) {
         shape[i] = a->shape[perm[i]];
         ss[i] = as[perm[i]];
@@ -546,16 +437,12 @@ static jac_tensor *permute_impl(jac_ctx *ctx, jac_tensor *a, const int *perm)
     jac_tensor *y = jac__tensor_alloc(ctx, "permute", n, shape);
     if (y == NULL)
         return NULL;
-    contiguous_strides(n, shape, ds);
-    strided_copy(n, shape, a->data, ss, y->data, ds);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_PERMUTE, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        for (int i = 0; i < n; i++)
-            node->p.permute.perm[i] = (int8_t)perm[i];
-    return y;
+    jac__contiguous_strides(n, shape, 1, ds);
+    jac__strided_copy(n, shape, a->data, ss, y->data, ds);
+    jac__params p = {.permute = {{0}}};
+    for (int i = 0; i < n; i++)
+        p.permute.perm[i] = (int8_t)perm[i];
+    return jac__record_result(ctx, JAC__OP_PERMUTE, y, 1, &a, &p);
 }
 
 jac_tensor *jac_permute(jac_ctx *ctx, jac_tensor *a, const int *perm)
@@ -605,8 +492,8 @@ jac_status jac__vjp_permute(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 
 jac_tensor *jac_dot(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "dot", a) ||
-        !jac__check_arg(ctx, "dot", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "dot", 2, ins))
         return NULL;
     if (a->ndim != 1 || b->ndim != 1 || a->shape[0] != b->shape[0]) {
         char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
@@ -625,8 +512,8 @@ jac_tensor *jac_dot(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
  * product is the outer product. */
 jac_tensor *jac_outer(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "outer", a) ||
-        !jac__check_arg(ctx, "outer", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "outer", 2, ins))
         return NULL;
     if (a->ndim != 1 || b->ndim != 1) {
         char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
@@ -685,7 +572,7 @@ static void diag_view(int big_n, const int64_t *big_shape, int axis1, int axis2,
                       int64_t *base)
 {
     int64_t bs[JAC_MAX_DIMS];
-    contiguous_strides(big_n, big_shape, bs);
+    jac__contiguous_strides(big_n, big_shape, 1, bs);
     int k = 0;
     for (int d = 0; d < big_n; d++) {
         if (d == axis1 || d == axis2)
@@ -711,18 +598,11 @@ static jac_tensor *diagonal_impl(jac_ctx *ctx, jac_tensor *a, int64_t offset,
     jac_tensor *y = jac__tensor_alloc(ctx, "diagonal", n, shape);
     if (y == NULL)
         return NULL;
-    contiguous_strides(n, shape, ds);
-    strided_copy(n, shape, a->data + base, ss, y->data, ds);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_DIAGONAL, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.diagonal.offset = offset;
-        node->p.diagonal.axis1 = axis1;
-        node->p.diagonal.axis2 = axis2;
-    }
-    return y;
+    jac__contiguous_strides(n, shape, 1, ds);
+    jac__strided_copy(n, shape, a->data + base, ss, y->data, ds);
+    jac__params p = {
+        .diagonal = {.offset = offset, .axis1 = axis1, .axis2 = axis2}};
+    return jac__record_result(ctx, JAC__OP_DIAGONAL, y, 1, &a, &p);
 }
 
 /* The tensor of rank g->ndim + 1, zero except on the diagonal over axes
@@ -745,18 +625,11 @@ static jac_tensor *diag_embed(jac_ctx *ctx, jac_tensor *g, int64_t offset,
     memset(y->data, 0, (size_t)y->numel * sizeof(double));
     int64_t small[JAC_MAX_DIMS], ds[JAC_MAX_DIMS], ss[JAC_MAX_DIMS], base;
     diag_view(n, shape, axis1, axis2, offset, small, ds, &base);
-    contiguous_strides(n - 1, small, ss);
-    strided_copy(n - 1, small, g->data, ss, y->data + base, ds);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_DIAG_EMBED, y, 1, &g, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.diagonal.offset = offset;
-        node->p.diagonal.axis1 = axis1;
-        node->p.diagonal.axis2 = axis2;
-    }
-    return y;
+    jac__contiguous_strides(n - 1, small, 1, ss);
+    jac__strided_copy(n - 1, small, g->data, ss, y->data + base, ds);
+    jac__params p = {
+        .diagonal = {.offset = offset, .axis1 = axis1, .axis2 = axis2}};
+    return jac__record_result(ctx, JAC__OP_DIAG_EMBED, y, 1, &g, &p);
 }
 
 jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset, int axis1,

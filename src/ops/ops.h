@@ -202,11 +202,37 @@ static inline jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out,
                             failed);
 }
 
+/* jac__record at the end of an op that made out: a node made gets the
+ * parameters *params (none when params is NULL). Returns out, or NULL when
+ * recording failed. */
+static inline jac_tensor *jac__record_result(jac_ctx *ctx, jac__op op,
+                                             jac_tensor *out, int nin,
+                                             jac_tensor *const *ins,
+                                             const jac__params *params)
+{
+    bool failed;
+    jac__node *node = jac__record(ctx, op, out, nin, ins, &failed);
+    if (failed)
+        return NULL;
+    if (node != NULL && params != NULL)
+        node->p = *params;
+    return out;
+}
+
 /* Turns a reduction's axes argument (NULL for all axes) into a bit mask of
  * normalised axes; reports JAC_ERR_AXIS naming op on a bad or repeated axis.
  * Returns false on error. */
 bool jac__axes_mask(jac_ctx *ctx, const char *op, const jac_tensor *a,
                     int naxes, const int *axes, uint32_t *mask);
+
+/* The prologue of a reduction over axes: ctx and a checked
+ * (jac__check_args), then the axes turned into *mask (jac__axes_mask). */
+static inline bool jac__reduce_args(jac_ctx *ctx, const char *op, jac_tensor *a,
+                                    int naxes, const int *axes, uint32_t *mask)
+{
+    return jac__check_args(ctx, op, 1, &a) &&
+           jac__axes_mask(ctx, op, a, naxes, axes, mask);
+}
 
 /* Rule helpers (reduce.c). */
 
@@ -220,6 +246,12 @@ static inline int jac__batch_ndim(const jac_tensor *g, const jac_tensor *out)
  * or -1 when it exceeds JAC_MAX_DIMS. */
 int jac__batched_shape(const jac_tensor *g, int nbatch, int ndim,
                        const int64_t *shape, int64_t *dst);
+
+/* t reshaped to batch ++ shape, batch being its own first nbatch extents;
+ * JAC_ERR_RANK naming op when that exceeds JAC_MAX_DIMS, and NULL for a
+ * NULL t (a failed op before) (shape.c). */
+jac_tensor *jac__reshape_batched(jac_ctx *ctx, const char *op, jac_tensor *t,
+                                 int nbatch, int ndim, const int64_t *shape);
 
 /* Sums g (shape batch ++ s) down to batch ++ shape, where s broadcasts from
  * shape; returns g itself when nothing needs summing. */

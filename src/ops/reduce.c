@@ -27,7 +27,8 @@ static void reduce_kernel(const jac_tensor *a, uint32_t mask, double *out,
         out[0] = s;
         return;
     }
-    int64_t os[JAC_MAX_DIMS], idx[JAC_MAX_DIMS] = {0};
+    /* out read as a's shape: stride 0 on the reduced axes. */
+    int64_t os[JAC_MAX_DIMS], as[JAC_MAX_DIMS];
     int64_t stride = 1;
     for (int i = n - 1; i >= 0; i--) {
         if (mask & (1u << i)) {
@@ -37,30 +38,22 @@ static void reduce_kernel(const jac_tensor *a, uint32_t mask, double *out,
             stride *= a->shape[i];
         }
     }
-    int64_t inner = a->shape[n - 1];
-    int64_t outer = a->numel / inner;
-    /* cppcheck-suppress uninitvar ; n >= 1: rank 0 returned above */
-    int64_t s_in = os[n - 1];
-    const double *src = a->data;
-    int64_t off = 0;
-    for (int64_t o = 0; o < outer; o++) {
-        double *dst = out + off;
-        if (s_in == 0) {
+    jac__contiguous_strides(n, a->shape, 1, as);
+    const int64_t *strides[2] = {as, os};
+    jac__iter it;
+    int64_t rows = jac__iter_init(&it, n, a->shape, 2, strides);
+    int64_t inner = it.inner;
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+        const double *src = a->data + it.off[0];
+        double *dst = out + it.off[1];
+        if (it.step[1] == 0) {
             double s = 0.0;
             for (int64_t i = 0; i < inner; i++)
                 s += src[i];
             dst[0] += s;
-        } else {
+        } else { /* a kept innermost axis: stride 1 in out */
             for (int64_t i = 0; i < inner; i++)
                 dst[i] += src[i];
-        }
-        src += inner;
-        for (int d = n - 2; d >= 0; d--) {
-            off += os[d];
-            if (++idx[d] < a->shape[d])
-                break;
-            off -= os[d] * a->shape[d];
-            idx[d] = 0;
         }
     }
 }
@@ -86,23 +79,13 @@ static jac_tensor *sum_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
     if (y == NULL)
         return NULL;
     reduce_kernel(a, mask, y->data, y->numel);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SUM_AXES, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.reduce.axes_mask = mask;
-        node->p.reduce.keepdim = keepdim;
-    }
-    return y;
+    jac__params p = {.reduce = {mask, keepdim}};
+    return jac__record_result(ctx, JAC__OP_SUM_AXES, y, 1, &a, &p);
 }
 
 jac_tensor *jac_sum(jac_ctx *ctx, jac_tensor *a)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "sum", a))
-        return NULL;
-    uint32_t mask = a->ndim ? (1u << a->ndim) - 1u : 0u;
-    return sum_mask(ctx, a, mask, false);
+    return jac_sum_axes(ctx, a, 0, NULL, false);
 }
 
 bool jac__axes_mask(jac_ctx *ctx, const char *op, const jac_tensor *a,
@@ -136,8 +119,7 @@ jac_tensor *jac_sum_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                          const int *axes, bool keepdim)
 {
     uint32_t mask;
-    if (ctx == NULL || !jac__check_arg(ctx, "sum", a) ||
-        !jac__axes_mask(ctx, "sum", a, naxes, axes, &mask))
+    if (!jac__reduce_args(ctx, "sum", a, naxes, axes, &mask))
         return NULL;
     return sum_mask(ctx, a, mask, keepdim);
 }
@@ -147,26 +129,35 @@ jac_tensor *jac_sum_axis(jac_ctx *ctx, jac_tensor *a, int axis, bool keepdim)
     return jac_sum_axes(ctx, a, 1, &axis, keepdim);
 }
 
-/* The cotangent of a sum is spread back over the summed axes: reshape to the
- * keep-dims form, then expand. */
+/* gin[0] = g (batch ++ the output shape of a summing op on a) reshaped to
+ * batch ++ kshape (a's rank, with extents of 1 where the op summed) and
+ * expanded to batch ++ a's shape: the cotangent spread back over what was
+ * summed. op names the op in messages. */
+static jac_status spread_back(jac_ctx *ctx, const char *op,
+                              const jac__node *node, jac_tensor *g,
+                              const int64_t *kshape, jac_tensor **gin)
+{
+    const jac_tensor *a = node->in[0];
+    int nb = jac__batch_ndim(g, node->out);
+    jac_tensor *r = jac__reshape_batched(ctx, op, g, nb, a->ndim, kshape);
+    if (r == NULL)
+        return ctx->status;
+    int64_t full[JAC_MAX_DIMS]; /* of r's rank */
+    int nf = jac__batched_shape(g, nb, a->ndim, a->shape, full);
+    gin[0] = jac_expand(ctx, r, nf, full);
+    return gin[0] ? JAC_OK : ctx->status;
+}
+
+/* The cotangent of a sum is spread back over the summed axes. */
 jac_status jac__vjp_sum_axes(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
                              const bool *need, jac_tensor **gin)
 {
     (void)need;
     const jac_tensor *a = node->in[0];
-    int nb = jac__batch_ndim(g, node->out);
-    int64_t kshape[JAC_MAX_DIMS], full[JAC_MAX_DIMS];
+    int64_t kshape[JAC_MAX_DIMS];
     for (int i = 0; i < a->ndim; i++)
         kshape[i] = (node->p.reduce.axes_mask & (1u << i)) ? 1 : a->shape[i];
-    int nk = jac__batched_shape(g, nb, a->ndim, kshape, kshape);
-    int nf = jac__batched_shape(g, nb, a->ndim, a->shape, full);
-    if (nk < 0 || nf < 0)
-        return jac__error(ctx, JAC_ERR_RANK,
-                          "sum: batched gradient exceeds rank %d",
-                          JAC_MAX_DIMS);
-    jac_tensor *r = jac_reshape(ctx, g, nk, kshape);
-    gin[0] = jac_expand(ctx, r, nf, full);
-    return gin[0] ? JAC_OK : ctx->status;
+    return spread_back(ctx, "sum", node, g, kshape, gin);
 }
 
 /* sum over every axis: each element receives its batch's cotangent. */
@@ -247,13 +238,8 @@ jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
         memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
     else
         reduce_kernel(a, mask, y->data, y->numel);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SUM_TO, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        node->p.sum_to.nlead = nlead;
-    return y;
+    jac__params p = {.sum_to = {nlead}};
+    return jac__record_result(ctx, JAC__OP_SUM_TO, y, 1, &a, &p);
 }
 
 jac_tensor *jac_sum_to_shape(jac_ctx *ctx, jac_tensor *a, int ndim,
@@ -277,17 +263,16 @@ jac_tensor *jac__sum_to_batched(jac_ctx *ctx, jac_tensor *g, int nbatch,
     return jac__sum_to(ctx, g, nbatch, ndim, shape);
 }
 
-/* The cotangent of sum_to is spread back: pad the kept shape with ones to the
- * input's rank (so it aligns past the batch axes), then expand. */
+/* The cotangent of sum_to is spread back: the kept shape padded with ones
+ * to the input's rank (so that it aligns past the batch axes). */
 jac_status jac__vjp_sum_to(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
                            const bool *need, jac_tensor **gin)
 {
     (void)need;
     const jac_tensor *a = node->in[0];
     const jac_tensor *y = node->out;
-    int nb = jac__batch_ndim(g, y);
     int nlead = node->p.sum_to.nlead;
-    int64_t padded[JAC_MAX_DIMS], full[JAC_MAX_DIMS];
+    int64_t padded[JAC_MAX_DIMS];
     int rest_in = a->ndim - nlead, rest_out = y->ndim - nlead;
     for (int i = 0; i < nlead; i++)
         padded[i] = a->shape[i];
@@ -295,15 +280,7 @@ jac_status jac__vjp_sum_to(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         padded[nlead + i] = 1;
     memcpy(padded + nlead + rest_in - rest_out, y->shape + nlead,
            (size_t)rest_out * sizeof(int64_t));
-    int np = jac__batched_shape(g, nb, a->ndim, padded, padded);
-    int nf = jac__batched_shape(g, nb, a->ndim, a->shape, full);
-    if (np < 0 || nf < 0)
-        return jac__error(ctx, JAC_ERR_RANK,
-                          "sum_to_shape: batched gradient exceeds rank %d",
-                          JAC_MAX_DIMS);
-    jac_tensor *r = jac_reshape(ctx, g, np, padded);
-    gin[0] = jac_expand(ctx, r, nf, full);
-    return gin[0] ? JAC_OK : ctx->status;
+    return spread_back(ctx, "sum_to_shape", node, g, padded, gin);
 }
 
 /* sum_to a suffix: the cotangent repeated over the summed leading axes. */
@@ -353,9 +330,7 @@ jac_tensor *jac_expand(jac_ctx *ctx, jac_tensor *a, int ndim,
     if (y == NULL)
         return NULL;
     jac__broadcast_copy(a, y);
-    bool failed;
-    jac__record(ctx, JAC__OP_EXPAND, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_EXPAND, y, 1, &a, NULL);
 }
 
 jac_status jac__vjp_expand(jac_ctx *ctx, const jac__node *node, jac_tensor *g,

@@ -66,9 +66,22 @@ jac_tensor *jac_reshape(jac_ctx *ctx, jac_tensor *a, int ndim,
     jac_tensor *y = jac__tensor_view(ctx, a, ndim, s);
     if (y == NULL)
         return NULL;
-    bool failed;
-    jac__record(ctx, JAC__OP_RESHAPE, y, 1, &a, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_RESHAPE, y, 1, &a, NULL);
+}
+
+jac_tensor *jac__reshape_batched(jac_ctx *ctx, const char *op, jac_tensor *t,
+                                 int nbatch, int ndim, const int64_t *shape)
+{
+    if (t == NULL)
+        return NULL;
+    int64_t s[JAC_MAX_DIMS];
+    int n = jac__batched_shape(t, nbatch, ndim, shape, s);
+    if (n < 0) {
+        jac__error(ctx, JAC_ERR_RANK, "%s: batched gradient exceeds rank %d",
+                   op, JAC_MAX_DIMS);
+        return NULL;
+    }
+    return jac_reshape(ctx, t, n, s);
 }
 
 jac_status jac__vjp_reshape(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -76,14 +89,8 @@ jac_status jac__vjp_reshape(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 {
     (void)need;
     const jac_tensor *a = node->in[0];
-    int64_t s[JAC_MAX_DIMS];
-    int n = jac__batched_shape(g, jac__batch_ndim(g, node->out), a->ndim,
-                               a->shape, s);
-    if (n < 0)
-        return jac__error(ctx, JAC_ERR_RANK,
-                          "reshape: batched gradient exceeds rank %d",
-                          JAC_MAX_DIMS);
-    gin[0] = jac_reshape(ctx, g, n, s);
+    gin[0] = jac__reshape_batched(
+        ctx, "reshape", g, jac__batch_ndim(g, node->out), a->ndim, a->shape);
     return gin[0] ? JAC_OK : ctx->status;
 }
 
@@ -101,31 +108,37 @@ bool jac__raw_reshape(const jac__node *n, int64_t batch, const double *g,
 /* slice and slice_scatter                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Copies elements start, start + step, ... (count of them) along axis between
- * a dense tensor src and the strided positions of dst, or back (scatter). */
-static void slice_copy(const int64_t *big_shape, int ndim, int axis,
-                       int64_t start, int64_t step, int64_t count, double *big,
-                       double *small, bool to_small)
+/* Product of the extents before and after axis. */
+static void outer_inner(int ndim, const int64_t *shape, int axis,
+                        int64_t *outer, int64_t *inner)
 {
-    int64_t outer = 1, inner = 1;
+    *outer = 1;
+    *inner = 1;
     for (int i = 0; i < axis; i++)
-        outer *= big_shape[i];
+        *outer *= shape[i];
     for (int i = axis + 1; i < ndim; i++)
-        inner *= big_shape[i];
-    int64_t n = big_shape[axis];
-    if (outer == 0 || inner == 0 || count == 0)
+        *inner *= shape[i];
+}
+
+/* Copies the positions start, start + step, ... (count of them) of an axis
+ * between a tensor full of shape (batch * outer, big, inner) and a dense
+ * part of shape (batch * outer, count, inner), to the part or back. */
+static void slice_move(int64_t batch, int64_t outer, int64_t big, int64_t inner,
+                       int64_t start, int64_t step, int64_t count, double *full,
+                       double *part, bool to_part)
+{
+    if (batch == 0 || outer == 0 || inner == 0 || count == 0)
         return; /* empty: the other extents may be huge */
-    size_t bytes = (size_t)inner * sizeof(double);
-    for (int64_t o = 0; o < outer; o++) {
-        for (int64_t i = 0; i < count; i++) {
-            double *b = big + (o * n + start + i * step) * inner;
-            double *s = small + (o * count + i) * inner;
-            if (to_small)
-                memcpy(s, b, bytes);
-            else
-                memcpy(b, s, bytes);
-        }
-    }
+    int64_t shape[3] = {batch * outer, count, inner};
+    /* (A single position may come with any step.) */
+    int64_t fs[3] = {big * inner, count > 1 ? step * inner : 0, 1};
+    int64_t ps[3] = {count * inner, inner, 1};
+    /* Blocks of one element: the sliced axis is the inner loop. */
+    int nd = inner == 1 ? 2 : 3;
+    if (to_part)
+        jac__strided_copy(nd, shape, full + start * inner, fs, part, ps);
+    else
+        jac__strided_copy(nd, shape, part, ps, full + start * inner, fs);
 }
 
 static int64_t slice_count(int64_t start, int64_t stop, int64_t step)
@@ -164,19 +177,13 @@ jac_tensor *jac_slice(jac_ctx *ctx, jac_tensor *a, int axis, int64_t start,
     jac_tensor *y = jac__tensor_alloc(ctx, "slice", a->ndim, shape);
     if (y == NULL)
         return NULL;
-    slice_copy(a->shape, a->ndim, ax, start, step, count, a->data, y->data,
-               true);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SLICE, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.slice.axis = ax;
-        node->p.slice.start = start;
-        node->p.slice.stop = stop;
-        node->p.slice.step = step;
-    }
-    return y;
+    int64_t outer, inner;
+    outer_inner(a->ndim, a->shape, ax, &outer, &inner);
+    slice_move(1, outer, a->shape[ax], inner, start, step, count, a->data,
+               y->data, true);
+    jac__params p = {
+        .slice = {.axis = ax, .start = start, .stop = stop, .step = step}};
+    return jac__record_result(ctx, JAC__OP_SLICE, y, 1, &a, &p);
 }
 
 jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
@@ -199,19 +206,13 @@ jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
     if (y == NULL)
         return NULL;
     memset(y->data, 0, (size_t)y->numel * sizeof(double));
-    slice_copy(shape, ndim, axis, start, step, count, y->data, g->data, false);
-    bool failed;
-    jac__node *node =
-        jac__record(ctx, JAC__OP_SLICE_SCATTER, y, 1, &g, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.slice.axis = axis;
-        node->p.slice.start = start;
-        node->p.slice.stop = stop;
-        node->p.slice.step = step;
-    }
-    return y;
+    int64_t outer, inner;
+    outer_inner(ndim, shape, axis, &outer, &inner);
+    slice_move(1, outer, shape[axis], inner, start, step, count, y->data,
+               g->data, false);
+    jac__params p = {
+        .slice = {.axis = axis, .start = start, .stop = stop, .step = step}};
+    return jac__record_result(ctx, JAC__OP_SLICE_SCATTER, y, 1, &g, &p);
 }
 
 /* The cotangent of a slice lands back at the sliced positions, zeros
@@ -245,44 +246,6 @@ jac_status jac__vjp_slice_scatter(jac_ctx *ctx, const jac__node *node,
     return gin[0] ? JAC_OK : ctx->status;
 }
 
-/* Copies count blocks of inner elements between the sliced positions of a
- * tensor with extent big along the axis and a dense one, per batch. */
-JAC__VECTORIZED static void slice_move(int64_t batch, int64_t outer,
-                                       int64_t big, int64_t inner,
-                                       int64_t start, int64_t step,
-                                       int64_t count, double *full,
-                                       double *part, bool to_part)
-{
-    size_t bytes = (size_t)inner * sizeof(double);
-    if (inner == 0 || count == 0)
-        return; /* empty: the other extents may be huge */
-    for (int64_t o = 0; o < batch * outer; o++) {
-        double *f = full + (o * big + start) * inner;
-        double *p = part + o * count * inner;
-        if (inner == 1 && to_part)
-            for (int64_t i = 0; i < count; i++)
-                p[i] = f[i * step];
-        else if (inner == 1)
-            for (int64_t i = 0; i < count; i++)
-                f[i * step] = p[i];
-        else
-            for (int64_t i = 0; i < count; i++)
-                memcpy(to_part ? p + i * inner : f + i * step * inner,
-                       to_part ? f + i * step * inner : p + i * inner, bytes);
-    }
-}
-
-static void slice_geometry(const jac_tensor *full, int axis, int64_t *outer,
-                           int64_t *inner)
-{
-    *outer = 1;
-    *inner = 1;
-    for (int i = 0; i < axis; i++)
-        *outer *= full->shape[i];
-    for (int i = axis + 1; i < full->ndim; i++)
-        *inner *= full->shape[i];
-}
-
 bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
                     const jac__onehot_rows *onehot, const bool *need,
                     double *const *gin)
@@ -294,7 +257,7 @@ bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
     const jac_tensor *part = scatter ? n->in[0] : n->out;
     int axis = n->p.slice.axis;
     int64_t outer, inner;
-    slice_geometry(full, axis, &outer, &inner);
+    outer_inner(full->ndim, full->shape, axis, &outer, &inner);
     int64_t count = part->shape[axis];
     if (scatter) {
         slice_move(batch, outer, full->shape[axis], inner, n->p.slice.start,
@@ -311,21 +274,28 @@ bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
 /* concat                                                                   */
 /* ------------------------------------------------------------------------ */
 
-jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
+/* The prologue of concat and stack: one tensor or more (but not more than
+ * an int counts), each a valid argument of op. */
+static bool tensor_list_args(jac_ctx *ctx, const char *op, size_t n,
+                             jac_tensor *const *ts)
 {
     if (ctx == NULL)
-        return NULL;
+        return false;
     if (n == 0 || ts == NULL) {
-        jac__error(ctx, JAC_ERR_NULL_ARG, "concat: no tensors given");
-        return NULL;
+        jac__error(ctx, JAC_ERR_NULL_ARG, "%s: no tensors given", op);
+        return false;
     }
     if (n > INT32_MAX) {
-        jac__error(ctx, JAC_ERR_VALUE, "concat: too many tensors");
-        return NULL;
+        jac__error(ctx, JAC_ERR_VALUE, "%s: too many tensors", op);
+        return false;
     }
-    for (size_t i = 0; i < n; i++)
-        if (!jac__check_arg(ctx, "concat", ts[i]))
-            return NULL;
+    return jac__check_args(ctx, op, n, ts);
+}
+
+jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
+{
+    if (!tensor_list_args(ctx, "concat", n, ts))
+        return NULL;
     const jac_tensor *t0 = ts[0];
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     int ax = jac__axis(axis, t0->ndim);
@@ -373,13 +343,8 @@ jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
                    (size_t)len * sizeof(double));
         off += len;
     }
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_CONCAT, y, (int)n, ts, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        node->p.concat.axis = ax;
-    return y;
+    jac__params p = {.concat = {.axis = ax}};
+    return jac__record_result(ctx, JAC__OP_CONCAT, y, (int)n, ts, &p);
 }
 
 jac_status jac__vjp_concat(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -406,19 +371,8 @@ jac_status jac__vjp_concat(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
  * so it needs no backward rule of its own. */
 jac_tensor *jac_stack(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
 {
-    if (ctx == NULL)
+    if (!tensor_list_args(ctx, "stack", n, ts))
         return NULL;
-    if (n == 0 || ts == NULL) {
-        jac__error(ctx, JAC_ERR_NULL_ARG, "stack: no tensors given");
-        return NULL;
-    }
-    if (n > INT32_MAX) {
-        jac__error(ctx, JAC_ERR_VALUE, "stack: too many tensors");
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!jac__check_arg(ctx, "stack", ts[i]))
-            return NULL;
     const jac_tensor *t0 = ts[0];
     char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
     for (size_t i = 1; i < n; i++) {
@@ -686,18 +640,6 @@ static inline int64_t index_at(const jac_tensor *idx, int64_t i)
     return (int64_t)idx->data[i];
 }
 
-/* Product of the extents before and after axis. */
-static void outer_inner(int ndim, const int64_t *shape, int axis,
-                        int64_t *outer, int64_t *inner)
-{
-    *outer = 1;
-    *inner = 1;
-    for (int i = 0; i < axis; i++)
-        *outer *= shape[i];
-    for (int i = axis + 1; i < ndim; i++)
-        *inner *= shape[i];
-}
-
 /* ------------------------------------------------------------------------ */
 /* index_select and its adjoint index_add                                   */
 /* ------------------------------------------------------------------------ */
@@ -721,14 +663,8 @@ static jac_tensor *index_select_t(jac_ctx *ctx, jac_tensor *a, int ax,
             memcpy(y->data + (o * n + k) * inner,
                    a->data + (o * extent + index_at(idx, k)) * inner, bytes);
     jac_tensor *ins[2] = {a, idx};
-    bool failed;
-    jac__node *node =
-        jac__record(ctx, JAC__OP_INDEX_SELECT, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        node->p.index.axis = ax;
-    return y;
+    jac__params p = {.index = {.axis = ax}};
+    return jac__record_result(ctx, JAC__OP_INDEX_SELECT, y, 2, ins, &p);
 }
 
 /* y = zeros with extent `extent` on axis ax, and y[.., idx[k], ..] +=
@@ -754,13 +690,8 @@ static jac_tensor *index_add_t(jac_ctx *ctx, jac_tensor *g, int ax,
         }
     }
     jac_tensor *ins[2] = {g, idx};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_INDEX_ADD, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node)
-        node->p.index.axis = ax;
-    return y;
+    jac__params p = {.index = {.axis = ax}};
+    return jac__record_result(ctx, JAC__OP_INDEX_ADD, y, 2, ins, &p);
 }
 
 /* A scalar has no axis to index: rank 0 fails with JAC_ERR_AXIS. */
@@ -824,28 +755,26 @@ jac_status jac__vjp_index_add(jac_ctx *ctx, const jac__node *node,
 static void gather_kernel(const int64_t *big_shape, const jac_tensor *idx,
                           int ax, double *big, double *small, bool scatter)
 {
+    /* big read along idx's shape, its axis ax replaced by the index; small
+     * and idx are laid out alike. */
     int r = idx->ndim;
-    int64_t stride[JAC_MAX_DIMS], pos[JAC_MAX_DIMS] = {0};
-    int64_t s = 1;
-    for (int d = r - 1; d >= 0; d--) {
-        stride[d] = s;
-        s *= big_shape[d];
-    }
-    int64_t base = 0;
-    for (int64_t e = 0; e < idx->numel; e++) {
-        /* cppcheck-suppress uninitvar ; set above for every d < r; ax < r */
-        int64_t at = base + index_at(idx, e) * stride[ax];
-        if (scatter)
-            big[at] += small[e];
-        else
-            small[e] = big[at];
-        for (int d = r - 1; d >= 0; d--) {
-            int64_t step = d == ax ? 0 : stride[d];
-            base += step;
-            if (++pos[d] < idx->shape[d])
-                break;
-            base -= step * idx->shape[d];
-            pos[d] = 0;
+    int64_t bs[JAC_MAX_DIMS], ss[JAC_MAX_DIMS];
+    jac__contiguous_strides(r, big_shape, 1, bs);
+    jac__contiguous_strides(r, idx->shape, 1, ss);
+    int64_t jump = bs[ax];
+    bs[ax] = 0;
+    const int64_t *strides[2] = {bs, ss};
+    jac__iter it;
+    int64_t rows = jac__iter_init(&it, r, idx->shape, 2, strides);
+    for (int64_t row = 0; row < rows; row++, jac__iter_next(&it)) {
+        double *b = big + it.off[0];
+        int64_t e = it.off[1];
+        for (int64_t i = 0; i < it.inner; i++) {
+            int64_t at = i * it.step[0] + index_at(idx, e + i) * jump;
+            if (scatter)
+                b[at] += small[e + i];
+            else
+                small[e + i] = b[at];
         }
     }
 }
@@ -865,15 +794,8 @@ static jac_tensor *gather_t(jac_ctx *ctx, jac_tensor *a, int ax, int nlead,
         gather_kernel(a->shape + nlead, idx, ax, a->data + b * big,
                       y->data + b * idx->numel, false);
     jac_tensor *ins[2] = {a, idx};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_GATHER, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.index.axis = ax;
-        node->p.index.nlead = nlead;
-    }
-    return y;
+    jac__params p = {.index = {.axis = ax, .nlead = nlead}};
+    return jac__record_result(ctx, JAC__OP_GATHER, y, 2, ins, &p);
 }
 
 /* y of shape lead ++ big_shape, zeros, with g's entries added at the
@@ -895,15 +817,8 @@ static jac_tensor *scatter_add_t(jac_ctx *ctx, jac_tensor *g, int ax, int nlead,
         gather_kernel(big_shape, idx, ax, y->data + b * big,
                       g->data + b * idx->numel, true);
     jac_tensor *ins[2] = {g, idx};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_SCATTER_ADD, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.index.axis = ax;
-        node->p.index.nlead = nlead;
-    }
-    return y;
+    jac__params p = {.index = {.axis = ax, .nlead = nlead}};
+    return jac__record_result(ctx, JAC__OP_SCATTER_ADD, y, 2, ins, &p);
 }
 
 /* As index_select, a scalar fails with JAC_ERR_AXIS; a negative index
@@ -976,18 +891,6 @@ jac_status jac__vjp_scatter_add(jac_ctx *ctx, const jac__node *node,
 /* where                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Element strides of t broadcast to a shape of rank n (0 on stretched axes). */
-static void stretch_strides(const jac_tensor *t, int n, int64_t *strides)
-{
-    int64_t s = 1;
-    for (int i = n - 1; i >= 0; i--) {
-        int k = i - (n - t->ndim);
-        strides[i] = (k < 0 || t->shape[k] == 1) ? 0 : s;
-        if (k >= 0)
-            s *= t->shape[k];
-    }
-}
-
 /* The node records cond as in[0] so that the rule can reuse it, but only
  * when a or b requires gradients: cond alone never makes the result
  * differentiable. If cond does require gradients it receives zeros (the
@@ -995,8 +898,8 @@ static void stretch_strides(const jac_tensor *t, int n, int64_t *strides)
 jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
                       jac_tensor *b)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "where", cond) ||
-        !jac__check_arg(ctx, "where", a) || !jac__check_arg(ctx, "where", b))
+    jac_tensor *ins[3] = {cond, a, b};
+    if (!jac__check_args(ctx, "where", 3, ins))
         return NULL;
     int64_t ab[JAC_MAX_DIMS], shape[JAC_MAX_DIMS];
     int nab = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, ab);
@@ -1018,33 +921,25 @@ jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
     if (y == NULL)
         return NULL;
     int64_t sc[JAC_MAX_DIMS], sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS];
-    int64_t pos[JAC_MAX_DIMS] = {0};
-    stretch_strides(cond, n, sc);
-    stretch_strides(a, n, sa);
-    stretch_strides(b, n, sb);
-    int64_t oc = 0, oa = 0, ob = 0;
-    for (int64_t e = 0; e < y->numel; e++) {
-        y->data[e] = cond->data[oc] != 0.0 ? a->data[oa] : b->data[ob];
-        for (int d = n - 1; d >= 0; d--) {
-            oc += sc[d];
-            oa += sa[d];
-            ob += sb[d];
-            if (++pos[d] < shape[d])
-                break;
-            oc -= sc[d] * shape[d];
-            oa -= sa[d] * shape[d];
-            ob -= sb[d] * shape[d];
-            pos[d] = 0;
-        }
+    int64_t sy[JAC_MAX_DIMS];
+    jac__broadcast_strides(cond, n, shape, sc);
+    jac__broadcast_strides(a, n, shape, sa);
+    jac__broadcast_strides(b, n, shape, sb);
+    jac__contiguous_strides(n, shape, 1, sy);
+    const int64_t *strides[4] = {sc, sa, sb, sy};
+    jac__iter it;
+    int64_t rows = jac__iter_init(&it, n, shape, 4, strides);
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+        const double *pc = cond->data + it.off[0];
+        const double *pa = a->data + it.off[1], *pb = b->data + it.off[2];
+        double *py = y->data + it.off[3];
+        for (int64_t i = 0; i < it.inner; i++)
+            py[i] = pc[i * it.step[0]] != 0.0 ? pa[i * it.step[1]]
+                                              : pb[i * it.step[2]];
     }
-    if (ctx->grad_enabled && (a->requires_grad || b->requires_grad)) {
-        jac_tensor *ins[3] = {cond, a, b};
-        bool failed;
-        jac__record(ctx, JAC__OP_WHERE, y, 3, ins, &failed);
-        if (failed)
-            return NULL;
-    }
-    return y;
+    if (!ctx->grad_enabled || !(a->requires_grad || b->requires_grad))
+        return y;
+    return jac__record_result(ctx, JAC__OP_WHERE, y, 3, ins, NULL);
 }
 
 /* The cotangent goes to a where cond holds and to b elsewhere: where(cond,
@@ -1092,32 +987,13 @@ static void pad_copy(const jac_tensor *a, const int64_t *before, jac_tensor *y)
 {
     if (a->numel == 0)
         return;
-    int r = a->ndim;
-    if (r == 0) {
-        y->data[0] = a->data[0];
-        return;
-    }
-    int64_t ys[JAC_MAX_DIMS], pos[JAC_MAX_DIMS] = {0};
-    int64_t s = 1, off = 0;
-    for (int d = r - 1; d >= 0; d--) {
-        ys[d] = s;
-        off += before[d] * s;
-        s *= y->shape[d];
-    }
-    int64_t inner = a->shape[r - 1];
-    int64_t outer = a->numel / inner;
-    size_t bytes = (size_t)inner * sizeof(double);
-    for (int64_t o = 0; o < outer; o++) {
-        memcpy(y->data + off, a->data + o * inner, bytes);
-        for (int d = r - 2; d >= 0; d--) {
-            /* cppcheck-suppress uninitvar ; set above for every d < r */
-            off += ys[d];
-            if (++pos[d] < a->shape[d])
-                break;
-            off -= ys[d] * a->shape[d];
-            pos[d] = 0;
-        }
-    }
+    int64_t as[JAC_MAX_DIMS], ys[JAC_MAX_DIMS];
+    jac__contiguous_strides(a->ndim, a->shape, 1, as);
+    jac__contiguous_strides(y->ndim, y->shape, 1, ys);
+    int64_t off = 0;
+    for (int d = 0; d < a->ndim; d++)
+        off += before[d] * ys[d];
+    jac__strided_copy(a->ndim, a->shape, a->data, as, y->data + off, ys);
 }
 
 /* The node keeps the leading pads as a float64 tensor input in[1] (one
@@ -1166,9 +1042,7 @@ jac_tensor *jac_pad(jac_ctx *ctx, jac_tensor *a, const int64_t *before,
     for (int i = 0; i < a->ndim; i++)
         offsets->data[i] = (double)before[i];
     jac_tensor *ins[2] = {a, offsets};
-    bool failed;
-    jac__record(ctx, JAC__OP_PAD, y, 2, ins, &failed);
-    return failed ? NULL : y;
+    return jac__record_result(ctx, JAC__OP_PAD, y, 2, ins, NULL);
 }
 
 /* The cotangent of a pad is its interior: one slice per padded axis (a

@@ -45,24 +45,23 @@ typedef struct groups {
 /* Writes the offsets of every index over the axes selected by sel, in
  * row-major order of those axes. */
 static void fill_offsets(int ndim, const int64_t *shape, const int64_t *stride,
-                         uint32_t sel, int64_t count, int64_t *dst)
+                         uint32_t sel, int64_t *dst)
 {
-    int ax[JAC_MAX_DIMS], k = 0;
-    for (int i = 0; i < ndim; i++)
-        if (sel & (1u << i))
-            ax[k++] = i;
-    int64_t idx[JAC_MAX_DIMS] = {0};
-    int64_t off = 0;
-    for (int64_t c = 0; c < count; c++) {
-        dst[c] = off;
-        for (int d = k - 1; d >= 0; d--) {
-            int a = ax[d];
-            off += stride[a];
-            if (++idx[d] < shape[a])
-                break;
-            off -= stride[a] * shape[a];
-            idx[d] = 0;
+    int64_t sshape[JAC_MAX_DIMS], sstride[JAC_MAX_DIMS];
+    int k = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (sel & (1u << i)) {
+            sshape[k] = shape[i];
+            sstride[k++] = stride[i];
         }
+    }
+    const int64_t *strides[1] = {sstride};
+    jac__iter it;
+    int64_t rows = jac__iter_init(&it, k, sshape, 1, strides);
+    for (int64_t r = 0; r < rows; r++, jac__iter_next(&it)) {
+        for (int64_t i = 0; i < it.inner; i++)
+            dst[i] = it.off[0] + i * it.step[0];
+        dst += it.inner;
     }
 }
 
@@ -70,12 +69,10 @@ static jac_status groups_make(jac_ctx *ctx, const char *op, int ndim,
                               const int64_t *shape, uint32_t mask, groups *gr)
 {
     int64_t stride[JAC_MAX_DIMS];
-    int64_t s = 1;
+    jac__contiguous_strides(ndim, shape, 1, stride);
     gr->n = 1;
     gr->m = 1;
     for (int i = ndim - 1; i >= 0; i--) {
-        stride[i] = s;
-        s *= shape[i];
         if (mask & (1u << i))
             gr->n *= shape[i];
         else
@@ -93,8 +90,8 @@ static jac_status groups_make(jac_ctx *ctx, const char *op, int ndim,
     }
     gr->inner = buf;
     gr->outer = buf + gr->n;
-    fill_offsets(ndim, shape, stride, mask, gr->n, gr->inner);
-    fill_offsets(ndim, shape, stride, ~mask, gr->m, gr->outer);
+    fill_offsets(ndim, shape, stride, mask, gr->inner);
+    fill_offsets(ndim, shape, stride, ~mask, gr->outer);
     return JAC_OK;
 }
 
@@ -116,11 +113,6 @@ static int64_t group_size(const jac_tensor *a, uint32_t mask)
     return n;
 }
 
-static uint32_t all_axes(const jac_tensor *a)
-{
-    return a->ndim ? (1u << a->ndim) - 1u : 0u;
-}
-
 /* The shape of a reduced over mask: reduced axes dropped, or kept as 1. */
 static int reduced_shape(const jac_tensor *a, uint32_t mask, bool keepdim,
                          int64_t *shape)
@@ -133,6 +125,45 @@ static int reduced_shape(const jac_tensor *a, uint32_t mask, bool keepdim,
             shape[nd++] = 1;
     }
     return nd;
+}
+
+/* One value per group, written to out[o] for group o (gr->n > 0). */
+typedef void group_fn(const jac_tensor *a, const groups *gr, double *out);
+
+/* a reduced over mask (reduced axes dropped, or kept as 1 with keepdim): a
+ * new tensor of kernel's value for every group, or of empty where the
+ * groups have no elements. op names the caller in messages. */
+static jac_tensor *group_reduce(jac_ctx *ctx, const char *op,
+                                const jac_tensor *a, uint32_t mask,
+                                bool keepdim, group_fn *kernel, double empty)
+{
+    int64_t shape[JAC_MAX_DIMS];
+    int nd = reduced_shape(a, mask, keepdim, shape);
+    jac_tensor *y = jac__tensor_alloc(ctx, op, nd, shape);
+    if (y == NULL)
+        return NULL;
+    groups gr;
+    if (groups_make(ctx, op, a->ndim, a->shape, mask, &gr) != JAC_OK)
+        return NULL;
+    if (gr.bytes)
+        kernel(a, &gr, y->data);
+    else
+        for (int64_t o = 0; o < y->numel; o++)
+            y->data[o] = empty;
+    groups_free(ctx, &gr);
+    return y;
+}
+
+/* group_reduce recorded as the reduction kind over mask. */
+static jac_tensor *reduce_op(jac_ctx *ctx, const char *op, jac__op kind,
+                             jac_tensor *a, uint32_t mask, bool keepdim,
+                             group_fn *kernel, double empty)
+{
+    jac_tensor *y = group_reduce(ctx, op, a, mask, keepdim, kernel, empty);
+    if (y == NULL)
+        return NULL;
+    jac__params p = {.reduce = {mask, keepdim}};
+    return jac__record_result(ctx, kind, y, 1, &a, &p);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -158,16 +189,10 @@ static jac_tensor *keepdim_cotangent(jac_ctx *ctx, const jac__node *node,
                                      jac_tensor *g)
 {
     const jac_tensor *a = node->in[0];
-    int nb = jac__batch_ndim(g, node->out);
     int64_t kshape[JAC_MAX_DIMS];
     reduced_shape(a, node->p.reduce.axes_mask, true, kshape);
-    int nk = jac__batched_shape(g, nb, a->ndim, kshape, kshape);
-    if (nk < 0) {
-        jac__error(ctx, JAC_ERR_RANK, "%s: batched gradient exceeds rank %d",
-                   jac__ops[node->op].name, JAC_MAX_DIMS);
-        return NULL;
-    }
-    return jac_reshape(ctx, g, nk, kshape);
+    return jac__reshape_batched(ctx, jac__ops[node->op].name, g,
+                                jac__batch_ndim(g, node->out), a->ndim, kshape);
 }
 
 /* sign(a) as a constant (no history): -1, 0 or 1, NaN for NaN. */
@@ -221,22 +246,15 @@ static jac_tensor *group_shift(jac_ctx *ctx, jac_tensor *x, uint32_t mask,
         }
     }
     groups_free(ctx, &gr);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_GROUP_SHIFT, y, 1, &x, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.scan.axes_mask = mask;
-        node->p.scan.dir = dir;
-    }
-    return y;
+    jac__params p = {.scan = {mask, dir}};
+    return jac__record_result(ctx, JAC__OP_GROUP_SHIFT, y, 1, &x, &p);
 }
 
 static jac_tensor *group_scan(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
                               uint32_t mask, int dir)
 {
-    if (!jac__check_arg(ctx, "group_scan", a) ||
-        !jac__check_arg(ctx, "group_scan", b))
+    jac_tensor *ins[2] = {a, b};
+    if (!jac__check_args(ctx, "group_scan", 2, ins))
         return NULL;
     if (a->ndim != b->ndim ||
         memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof(int64_t)) != 0) {
@@ -267,16 +285,8 @@ static jac_tensor *group_scan(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
         }
     }
     groups_free(ctx, &gr);
-    jac_tensor *ins[2] = {a, b};
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_GROUP_SCAN, y, 2, ins, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.scan.axes_mask = mask;
-        node->p.scan.dir = dir;
-    }
-    return y;
+    jac__params p = {.scan = {mask, dir}};
+    return jac__record_result(ctx, JAC__OP_GROUP_SCAN, y, 2, ins, &p);
 }
 
 jac_status jac__vjp_group_shift(jac_ctx *ctx, const jac__node *node,
@@ -365,17 +375,14 @@ static jac_tensor *mean_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
 
 jac_tensor *jac_mean(jac_ctx *ctx, jac_tensor *a)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "mean", a))
-        return NULL;
-    return mean_mask(ctx, a, all_axes(a), false);
+    return jac_mean_axes(ctx, a, 0, NULL, false);
 }
 
 jac_tensor *jac_mean_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                           const int *axes, bool keepdim)
 {
     uint32_t mask;
-    if (ctx == NULL || !jac__check_arg(ctx, "mean", a) ||
-        !jac__axes_mask(ctx, "mean", a, naxes, axes, &mask))
+    if (!jac__reduce_args(ctx, "mean", a, naxes, axes, &mask))
         return NULL;
     return mean_mask(ctx, a, mask, keepdim);
 }
@@ -384,53 +391,31 @@ jac_tensor *jac_mean_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
 /* prod                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static jac_tensor *prod_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
-                             bool keepdim)
+static void prod_kernel(const jac_tensor *a, const groups *gr, double *out)
 {
-    int64_t shape[JAC_MAX_DIMS];
-    int nd = reduced_shape(a, mask, keepdim, shape);
-    jac_tensor *y = jac__tensor_alloc(ctx, "prod", nd, shape);
-    if (y == NULL)
-        return NULL;
-    groups gr;
-    if (groups_make(ctx, "prod", a->ndim, a->shape, mask, &gr) != JAC_OK)
-        return NULL;
-    for (int64_t o = 0; o < y->numel; o++) {
-        double p = 1.0; /* the empty product */
-        if (gr.bytes) {
-            const double *src = a->data + gr.outer[o];
-            for (int64_t j = 0; j < gr.n; j++)
-                p *= src[gr.inner[j]];
-        }
-        y->data[o] = p;
+    for (int64_t o = 0; o < gr->m; o++) {
+        const double *src = a->data + gr->outer[o];
+        double p = 1.0;
+        for (int64_t j = 0; j < gr->n; j++)
+            p *= src[gr->inner[j]];
+        out[o] = p;
     }
-    groups_free(ctx, &gr);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_PROD_AXES, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.reduce.axes_mask = mask;
-        node->p.reduce.keepdim = keepdim;
-    }
-    return y;
 }
 
 jac_tensor *jac_prod(jac_ctx *ctx, jac_tensor *a)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "prod", a))
-        return NULL;
-    return prod_mask(ctx, a, all_axes(a), false);
+    return jac_prod_axes(ctx, a, 0, NULL, false);
 }
 
 jac_tensor *jac_prod_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                           const int *axes, bool keepdim)
 {
     uint32_t mask;
-    if (ctx == NULL || !jac__check_arg(ctx, "prod", a) ||
-        !jac__axes_mask(ctx, "prod", a, naxes, axes, &mask))
+    if (!jac__reduce_args(ctx, "prod", a, naxes, axes, &mask))
         return NULL;
-    return prod_mask(ctx, a, mask, keepdim);
+    /* The product of no elements is 1. */
+    return reduce_op(ctx, "prod", JAC__OP_PROD_AXES, a, mask, keepdim,
+                     prod_kernel, 1.0);
 }
 
 /* d prod / d x_i = the product of the other elements (never prod / x_i). */
@@ -466,6 +451,16 @@ static void extreme_kernel(const jac_tensor *a, const groups *gr, bool want_max,
     }
 }
 
+static void max_kernel(const jac_tensor *a, const groups *gr, double *out)
+{
+    extreme_kernel(a, gr, true, out);
+}
+
+static void min_kernel(const jac_tensor *a, const groups *gr, double *out)
+{
+    extreme_kernel(a, gr, false, out);
+}
+
 static jac_tensor *extreme_mask(jac_ctx *ctx, const char *op, jac__op kind,
                                 jac_tensor *a, uint32_t mask, bool keepdim)
 {
@@ -478,60 +473,41 @@ static jac_tensor *extreme_mask(jac_ctx *ctx, const char *op, jac__op kind,
                    jac__shape_str(s, sizeof s, a->ndim, a->shape));
         return NULL;
     }
-    int64_t shape[JAC_MAX_DIMS];
-    int nd = reduced_shape(a, mask, keepdim, shape);
-    jac_tensor *y = jac__tensor_alloc(ctx, op, nd, shape);
-    if (y == NULL)
+    return reduce_op(ctx, op, kind, a, mask, keepdim,
+                     kind == JAC__OP_MAX_AXES ? max_kernel : min_kernel, 0.0);
+}
+
+/* max or min (kind) over axes. */
+static jac_tensor *extreme_axes(jac_ctx *ctx, jac__op kind, jac_tensor *a,
+                                int naxes, const int *axes, bool keepdim)
+{
+    const char *op = jac__ops[kind].name;
+    uint32_t mask;
+    if (!jac__reduce_args(ctx, op, a, naxes, axes, &mask))
         return NULL;
-    groups gr;
-    if (groups_make(ctx, op, a->ndim, a->shape, mask, &gr) != JAC_OK)
-        return NULL;
-    if (gr.bytes)
-        extreme_kernel(a, &gr, kind == JAC__OP_MAX_AXES, y->data);
-    groups_free(ctx, &gr);
-    bool failed;
-    jac__node *node = jac__record(ctx, kind, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.reduce.axes_mask = mask;
-        node->p.reduce.keepdim = keepdim;
-    }
-    return y;
+    return extreme_mask(ctx, op, kind, a, mask, keepdim);
 }
 
 jac_tensor *jac_max(jac_ctx *ctx, jac_tensor *a)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "max", a))
-        return NULL;
-    return extreme_mask(ctx, "max", JAC__OP_MAX_AXES, a, all_axes(a), false);
+    return jac_max_axes(ctx, a, 0, NULL, false);
 }
 
 jac_tensor *jac_max_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                          const int *axes, bool keepdim)
 {
-    uint32_t mask;
-    if (ctx == NULL || !jac__check_arg(ctx, "max", a) ||
-        !jac__axes_mask(ctx, "max", a, naxes, axes, &mask))
-        return NULL;
-    return extreme_mask(ctx, "max", JAC__OP_MAX_AXES, a, mask, keepdim);
+    return extreme_axes(ctx, JAC__OP_MAX_AXES, a, naxes, axes, keepdim);
 }
 
 jac_tensor *jac_min(jac_ctx *ctx, jac_tensor *a)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "min", a))
-        return NULL;
-    return extreme_mask(ctx, "min", JAC__OP_MIN_AXES, a, all_axes(a), false);
+    return jac_min_axes(ctx, a, 0, NULL, false);
 }
 
 jac_tensor *jac_min_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                          const int *axes, bool keepdim)
 {
-    uint32_t mask;
-    if (ctx == NULL || !jac__check_arg(ctx, "min", a) ||
-        !jac__axes_mask(ctx, "min", a, naxes, axes, &mask))
-        return NULL;
-    return extreme_mask(ctx, "min", JAC__OP_MIN_AXES, a, mask, keepdim);
+    return extreme_axes(ctx, JAC__OP_MIN_AXES, a, naxes, axes, keepdim);
 }
 
 /* Ties share the cotangent: each element equal to its group's result gets
@@ -596,20 +572,9 @@ jac_status jac__vjp_min_axes(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 static jac_tensor *max_shift(jac_ctx *ctx, const char *op, const jac_tensor *a,
                              uint32_t mask, bool finite_only)
 {
-    int64_t shape[JAC_MAX_DIMS];
-    int nd = reduced_shape(a, mask, true, shape);
-    jac_tensor *m = jac__tensor_alloc(ctx, op, nd, shape);
+    jac_tensor *m = group_reduce(ctx, op, a, mask, true, max_kernel, 0.0);
     if (m == NULL)
         return NULL;
-    groups gr;
-    if (groups_make(ctx, op, a->ndim, a->shape, mask, &gr) != JAC_OK)
-        return NULL;
-    if (gr.bytes)
-        extreme_kernel(a, &gr, true, m->data);
-    else
-        for (int64_t o = 0; o < m->numel; o++)
-            m->data[o] = 0.0;
-    groups_free(ctx, &gr);
     if (finite_only)
         for (int64_t o = 0; o < m->numel; o++)
             if (isinf(m->data[o]))
@@ -627,8 +592,7 @@ jac_tensor *jac_logsumexp(jac_ctx *ctx, jac_tensor *a, int naxes,
                           const int *axes, bool keepdim)
 {
     uint32_t mask;
-    if (ctx == NULL || !jac__check_arg(ctx, "logsumexp", a) ||
-        !jac__axes_mask(ctx, "logsumexp", a, naxes, axes, &mask))
+    if (!jac__reduce_args(ctx, "logsumexp", a, naxes, axes, &mask))
         return NULL;
     jac_tensor *m = max_shift(ctx, "logsumexp", a, mask, true);
     if (m == NULL)
@@ -758,8 +722,7 @@ static jac_tensor *var_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
 static bool var_args(jac_ctx *ctx, const char *op, jac_tensor *a, int naxes,
                      const int *axes, double correction, uint32_t *mask)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, op, a) ||
-        !jac__axes_mask(ctx, op, a, naxes, axes, mask))
+    if (!jac__reduce_args(ctx, op, a, naxes, axes, mask))
         return false;
     if (!isfinite(correction)) {
         jac__error(ctx, JAC_ERR_VALUE, "%s: correction %g is not finite", op,
@@ -829,34 +792,6 @@ static void norm2_kernel(const jac_tensor *a, const groups *gr, double *out)
     }
 }
 
-static jac_tensor *norm2_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
-                              bool keepdim)
-{
-    int64_t shape[JAC_MAX_DIMS];
-    int nd = reduced_shape(a, mask, keepdim, shape);
-    jac_tensor *y = jac__tensor_alloc(ctx, "norm", nd, shape);
-    if (y == NULL)
-        return NULL;
-    groups gr;
-    if (groups_make(ctx, "norm", a->ndim, a->shape, mask, &gr) != JAC_OK)
-        return NULL;
-    if (gr.bytes)
-        norm2_kernel(a, &gr, y->data);
-    else
-        for (int64_t o = 0; o < y->numel; o++)
-            y->data[o] = 0.0;
-    groups_free(ctx, &gr);
-    bool failed;
-    jac__node *node = jac__record(ctx, JAC__OP_NORM2, y, 1, &a, &failed);
-    if (failed)
-        return NULL;
-    if (node) {
-        node->p.reduce.axes_mask = mask;
-        node->p.reduce.keepdim = keepdim;
-    }
-    return y;
-}
-
 /* d|a|/da = a / |a|, with |a| the recorded output so that the rule is
  * differentiable again; where |a| = 0 (so a = 0) the divisor is replaced by
  * 1, which makes the gradient there 0. */
@@ -896,7 +831,8 @@ jac_tensor *jac_norm(jac_ctx *ctx, jac_tensor *a, double p, int naxes,
     if (!jac__axes_mask(ctx, "norm", a, naxes, axes, &mask))
         return NULL;
     if (p == 2.0)
-        return norm2_mask(ctx, a, mask, keepdim);
+        return reduce_op(ctx, "norm", JAC__OP_NORM2, a, mask, keepdim,
+                         norm2_kernel, 0.0);
     jac_tensor *abs = jac_mul(ctx, a, sign_constant(ctx, "norm", a));
     if (p == 1.0)
         return sum_mask(ctx, abs, mask, keepdim);
