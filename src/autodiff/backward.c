@@ -538,9 +538,9 @@ static bool shape_is(const jac_tensor *g, const run *r, const jac_tensor *ref)
 
 /* Tries the raw kernel of an unrecorded pass (told when g is one-hot);
  * *done tells whether it ran. */
-static jac_status step_fused(run *r, const jac__node *n, slot *g,
-                             const int32_t *slots, bool *need, bool onehot,
-                             bool *done)
+static jac_status step_raw(run *r, const jac__node *n, slot *g,
+                           const int32_t *slots, bool *need, bool onehot,
+                           bool *done)
 {
     *done = false;
     jac__raw_fn *f = jac__ops[n->op].raw;
@@ -799,7 +799,7 @@ jac_status jac__plan_run_hinted(jac_ctx *ctx, const char *op,
         if (!r.create && !done)
             step_scalar(&r, n, g, slots, need, &done);
         if (!r.create && !done)
-            st = step_fused(&r, n, g, slots, need, onehot, &done);
+            st = step_raw(&r, n, g, slots, need, onehot, &done);
         if (onehot)
             r.onehot_slot = done ? copy_to : -1;
         if (st == JAC_OK && !done)
