@@ -1000,13 +1000,9 @@ jac_status jac_grad(jac_ctx *ctx, size_t noutputs, jac_tensor *const *outputs,
                     jac_tensor *const *inputs, unsigned flags,
                     jac_tensor **grads)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = grad_unguarded(ctx, noutputs, outputs, grad_outputs, ninputs, inputs,
-                        flags, grads);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
+              grad_unguarded(ctx, noutputs, outputs, grad_outputs, ninputs,
+                             inputs, flags, grads));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1132,10 +1128,6 @@ static jac_status backward_unguarded(jac_ctx *ctx, jac_tensor *output,
 jac_status jac_backward(jac_ctx *ctx, jac_tensor *output, jac_tensor *seed,
                         unsigned flags)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = backward_unguarded(ctx, output, seed, flags);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
+              backward_unguarded(ctx, output, seed, flags));
 }

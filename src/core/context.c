@@ -761,12 +761,8 @@ static jac_status scope_end_unguarded(jac_ctx *ctx, jac_scope mark,
 jac_status jac_scope_end(jac_ctx *ctx, jac_scope mark, jac_tensor *const *keep,
                          size_t nkeep)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = scope_end_unguarded(ctx, mark, keep, nkeep);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
+              scope_end_unguarded(ctx, mark, keep, nkeep));
 }
 
 jac_status jac__check_inputs(jac_ctx *ctx, const char *op, size_t n,

@@ -306,6 +306,16 @@ static inline jac__node *jac__node_at(const jac_ctx *ctx, int64_t i)
  * Ops refuse (jac__check_arg) while another thread holds the context. */
 jac_status jac__enter(jac_ctx *ctx);
 void jac__leave(jac_ctx *ctx);
+/* The body of such a call: returns what call returns, or refused when
+ * another thread holds ctx. */
+#define JAC__HELD(ctx, type, refused, call)                                    \
+    do {                                                                       \
+        if (jac__enter(ctx) != JAC_OK)                                         \
+            return refused;                                                    \
+        type held_result_ = (call);                                            \
+        jac__leave(ctx);                                                       \
+        return held_result_;                                                   \
+    } while (0)
 
 /* Validates a tensor argument of op: non-NULL (without a new error when one
  * is already kept), alive, and owned by ctx. */

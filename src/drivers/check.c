@@ -125,12 +125,9 @@ jac_status jac_gradcheck(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                          jac_tensor *const *inputs, size_t noutputs,
                          const jac_check_opts *opts)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = gradcheck_unguarded(ctx, fn, user, ninputs, inputs, noutputs, opts);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(
+        ctx, jac_status, JAC_ERR_STATE,
+        gradcheck_unguarded(ctx, fn, user, ninputs, inputs, noutputs, opts));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -216,11 +213,7 @@ jac_status jac_gradgradcheck(jac_ctx *ctx, jac_fn fn, void *user,
                              size_t ninputs, jac_tensor *const *inputs,
                              size_t noutputs, const jac_check_opts *opts)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st =
-        gradgradcheck_unguarded(ctx, fn, user, ninputs, inputs, noutputs, opts);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
+              gradgradcheck_unguarded(ctx, fn, user, ninputs, inputs, noutputs,
+                                      opts));
 }

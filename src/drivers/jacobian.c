@@ -708,12 +708,8 @@ jac_status jac_jacobian_ex(jac_ctx *ctx, size_t ny, jac_tensor *const *ys,
                            size_t nx, jac_tensor *const *xs,
                            const jac_jacobian_opts *opts, jac_tensor **J)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = jacobian_ex_unguarded(ctx, ny, ys, nx, xs, opts, J);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
+              jacobian_ex_unguarded(ctx, ny, ys, nx, xs, opts, J));
 }
 
 static jac_tensor *jacobian_unguarded(jac_ctx *ctx, jac_tensor *y,
@@ -736,11 +732,7 @@ static jac_tensor *jacobian_unguarded(jac_ctx *ctx, jac_tensor *y,
 jac_tensor *jac_jacobian(jac_ctx *ctx, jac_tensor *y, jac_tensor *x,
                          unsigned flags)
 {
-    if (jac__enter(ctx) != JAC_OK)
-        return NULL;
-    jac_tensor *result = jacobian_unguarded(ctx, y, x, flags);
-    jac__leave(ctx);
-    return result;
+    JAC__HELD(ctx, jac_tensor *, NULL, jacobian_unguarded(ctx, y, x, flags));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -875,13 +867,9 @@ jac_status jac_jacobian_fn(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                            jac_tensor *const *inputs, size_t noutputs,
                            const jac_jacobian_opts *opts, jac_tensor **J)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = jacobian_fn_unguarded(ctx, fn, user, ninputs, inputs, noutputs, opts,
-                               J);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
+              jacobian_fn_unguarded(ctx, fn, user, ninputs, inputs, noutputs,
+                                    opts, J));
 }
 
 static jac_tensor *hessian_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
@@ -938,11 +926,8 @@ static jac_tensor *hessian_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
 jac_tensor *jac_hessian(jac_ctx *ctx, jac_fn fn, void *user, jac_tensor *x,
                         const jac_jacobian_opts *opts)
 {
-    if (jac__enter(ctx) != JAC_OK)
-        return NULL;
-    jac_tensor *result = hessian_unguarded(ctx, fn, user, x, opts);
-    jac__leave(ctx);
-    return result;
+    JAC__HELD(ctx, jac_tensor *, NULL,
+              hessian_unguarded(ctx, fn, user, x, opts));
 }
 
 static jac_status vjp_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
@@ -986,13 +971,9 @@ jac_status jac_vjp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                    jac_tensor *const *v, unsigned flags, jac_tensor **outputs,
                    jac_tensor **vjps)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = vjp_unguarded(ctx, fn, user, ninputs, inputs, noutputs, v, flags,
-                       outputs, vjps);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
+              vjp_unguarded(ctx, fn, user, ninputs, inputs, noutputs, v, flags,
+                            outputs, vjps));
 }
 
 static jac_status jvp_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
@@ -1047,13 +1028,9 @@ jac_status jac_jvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                    jac_tensor *const *v, unsigned flags, jac_tensor **outputs,
                    jac_tensor **jvps)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = jvp_unguarded(ctx, fn, user, ninputs, inputs, noutputs, v, flags,
-                       outputs, jvps);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
+              jvp_unguarded(ctx, fn, user, ninputs, inputs, noutputs, v, flags,
+                            outputs, jvps));
 }
 
 /* v shaped like x, or (k, x.shape...) with first's k when batched. */
@@ -1133,12 +1110,9 @@ jac_status jac_hvp(jac_ctx *ctx, jac_fn fn, void *user, size_t ninputs,
                    jac_tensor *const *inputs, jac_tensor *const *v,
                    unsigned flags, jac_tensor **output, jac_tensor **hvps)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = hvp_unguarded(ctx, fn, user, ninputs, inputs, v, flags, output, hvps);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(
+        ctx, jac_status, JAC_ERR_STATE,
+        hvp_unguarded(ctx, fn, user, ninputs, inputs, v, flags, output, hvps));
 }
 
 static jac_tensor *batch_jacobian_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
@@ -1202,9 +1176,6 @@ static jac_tensor *batch_jacobian_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
 jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
                                jac_tensor *x, const jac_jacobian_opts *opts)
 {
-    if (jac__enter(ctx) != JAC_OK)
-        return NULL;
-    jac_tensor *result = batch_jacobian_unguarded(ctx, fn, user, x, opts);
-    jac__leave(ctx);
-    return result;
+    JAC__HELD(ctx, jac_tensor *, NULL,
+              batch_jacobian_unguarded(ctx, fn, user, x, opts));
 }

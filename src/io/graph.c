@@ -272,10 +272,7 @@ jac_status jac_export_dot(jac_ctx *ctx, size_t noutputs,
                           jac_tensor *const *outputs, size_t ninputs,
                           jac_tensor *const *inputs, FILE *out)
 {
-    jac_status st = jac__enter(ctx);
-    if (st != JAC_OK)
-        return st;
-    st = export_dot_unguarded(ctx, noutputs, outputs, ninputs, inputs, out);
-    jac__leave(ctx);
-    return st;
+    JAC__HELD(
+        ctx, jac_status, JAC_ERR_STATE,
+        export_dot_unguarded(ctx, noutputs, outputs, ninputs, inputs, out));
 }
