@@ -11,27 +11,9 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "ops/ops.h"
+#include "ops/arith.h"
 
 #include <math.h>
-
-/* X(OP, rule, value, d/da, d/db): value an expression of a and b; the
- * derivatives are forms of functions.c (TIMES, SCALE, VJP) in g, a, b and
- * y, written with MUL, DIV and NEG. */
-#define ARITH(X)                                                               \
-    X(ADD, add, a + b, SCALE(1.0), SCALE(1.0))                                 \
-    X(SUB, sub, a - b, SCALE(1.0), SCALE(-1.0))                                \
-    X(MUL, mul, a *b, TIMES(b), TIMES(a))                                      \
-    /* the output is reused: d(a/b)/db = -(a/b)/b */                           \
-    X(DIV, div, a / b, VJP(DIV(g, b)), VJP(NEG(DIV(MUL(g, y), b))))
-
-/* ------------------------------------------------------------------------ */
-/* The rows on doubles                                                      */
-/* ------------------------------------------------------------------------ */
-
-#define MUL(u, v) ((u) * (v))
-#define DIV(u, v) ((u) / (v))
-#define NEG(u) (-(u))
 
 /* The forward loop, strided so that a broadcast operand repeats. */
 JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
@@ -41,12 +23,10 @@ JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
     switch (op) {
 #define FORWARD_CASE(e, rule, value, da, db)                                   \
     case JAC__OP_##e:                                                          \
-        for (int64_t i = 0; i < n; i++) {                                      \
-            double a = av[i * sa], b = bv[i * sb];                             \
-            yv[i] = (value);                                                   \
-        }                                                                      \
+        for (int64_t i = 0; i < n; i++)                                        \
+            yv[i] = jac__arith_value(JAC__OP_##e, av[i * sa], bv[i * sb]);     \
         break;
-        ARITH(FORWARD_CASE)
+        JAC__ARITH(FORWARD_CASE)
 #undef FORWARD_CASE
     default:
         break;
@@ -56,9 +36,6 @@ JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
 /* One input's cotangent over count elements of the output, where the
  * operands a and b are read at the same positions (or repeat with them):
  * written, or added to what d holds. */
-#define TIMES(d) ((g) * (d))
-#define SCALE(c) ((g) * (c))
-#define VJP(e) (e)
 #define ROW_FN(name, deriv)                                                    \
     JAC__VECTORIZED static void name(int64_t count, const double *av,          \
                                      int64_t sa, const double *bv, int64_t sb, \
@@ -66,11 +43,8 @@ JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
                                      double *d, int64_t sd, bool add)          \
     {                                                                          \
         for (int64_t i = 0; i < count; i++) {                                  \
-            double a = av[i * sa], b = bv[i * sb], y = yv[i], g = gv[i];       \
-            (void)a;                                                           \
-            (void)b;                                                           \
-            (void)y;                                                           \
-            d[i * sd] = add ? d[i * sd] + (deriv) : (deriv);                   \
+            double c = deriv(av[i * sa], bv[i * sb], yv[i], gv[i]);            \
+            d[i * sd] = add ? d[i * sd] + c : c;                               \
         }                                                                      \
     }
 /* Without broadcasting: batch stacked cotangents of m elements each, every
@@ -82,26 +56,33 @@ JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
     {                                                                          \
         for (int64_t s = 0; s < batch; s++, gv += m, d += m) {                 \
             for (int64_t i = 0; i < m; i++) {                                  \
-                double a = av[i], b = bv[i], y = yv[i], g = gv[i];             \
-                (void)a;                                                       \
-                (void)b;                                                       \
-                (void)y;                                                       \
-                d[i] = (deriv);                                                \
+                d[i] = deriv(av[i], bv[i], yv[i], gv[i]);                      \
             }                                                                  \
         }                                                                      \
     }
+/* The cotangent of each input of each row, by name. */
+#define COTANGENTS(e, rule, value, da, db)                                     \
+    static JAC__FOLD double cot_##rule##_a(double a, double b, double y,       \
+                                           double g)                           \
+    {                                                                          \
+        return jac__arith_cotangent(JAC__OP_##e, 0, a, b, y, g);               \
+    }                                                                          \
+    static JAC__FOLD double cot_##rule##_b(double a, double b, double y,       \
+                                           double g)                           \
+    {                                                                          \
+        return jac__arith_cotangent(JAC__OP_##e, 1, a, b, y, g);               \
+    }
+JAC__ARITH(COTANGENTS)
+#undef COTANGENTS
 #define ROW_KERNEL(e, rule, value, da, db)                                     \
-    ROW_FN(row_##rule##_a, da)                                                 \
-    ROW_FN(row_##rule##_b, db)                                                 \
-    DENSE_FN(dense_##rule##_a, da)                                             \
-    DENSE_FN(dense_##rule##_b, db)
-ARITH(ROW_KERNEL)
+    ROW_FN(row_##rule##_a, cot_##rule##_a)                                     \
+    ROW_FN(row_##rule##_b, cot_##rule##_b)                                     \
+    DENSE_FN(dense_##rule##_a, cot_##rule##_a)                                 \
+    DENSE_FN(dense_##rule##_b, cot_##rule##_b)
+JAC__ARITH(ROW_KERNEL)
 #undef ROW_KERNEL
 #undef ROW_FN
 #undef DENSE_FN
-#undef TIMES
-#undef SCALE
-#undef VJP
 
 typedef void row_fn(int64_t count, const double *av, int64_t sa,
                     const double *bv, int64_t sb, const double *yv,
@@ -132,7 +113,7 @@ bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
         dense[0] = dense_##rule##_a;                                           \
         dense[1] = dense_##rule##_b;                                           \
         break;
-        ARITH(ROW_CHOICE)
+        JAC__ARITH(ROW_CHOICE)
 #undef ROW_CHOICE
     default:
         return false;
@@ -170,46 +151,13 @@ bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
 }
 
 /* The partials of a one-element output (whose inputs have one element
- * each: broadcasting never shrinks an extent other than to 0), where both
- * cotangents are g times a number. */
-#define TIMES(d)                                                               \
-    {                                                                          \
-        *has = true;                                                           \
-        *partial = (d);                                                        \
-    }
-#define SCALE(c) TIMES(c)
-#define VJP(e)                                                                 \
-    {                                                                          \
-        *has = false;                                                          \
-        (void)partial;                                                         \
-    }
+ * each: broadcasting never shrinks an extent other than to 0). */
 static void record_partials(jac__node *n)
 {
-    double a = n->in[0]->data[0], b = n->in[1]->data[0], y = n->out->data[0];
-    bool has_a = false, has_b = false;
-    (void)y;
-    switch (n->op) {
-#define PARTIAL_CASE(e, rule, value, da, db)                                   \
-    case JAC__OP_##e: {                                                        \
-        bool *has = &has_a;                                                    \
-        double *partial = &n->partial[0];                                      \
-        da has = &has_b;                                                       \
-        partial = &n->partial[1];                                              \
-        db break;                                                              \
-    }
-        ARITH(PARTIAL_CASE)
-#undef PARTIAL_CASE
-    default:
-        break;
-    }
-    n->has_partials = has_a && has_b;
+    n->has_partials =
+        jac__arith_partials(n->op, n->in[0]->data[0], n->in[1]->data[0],
+                            n->out->data[0], &n->partial[0], &n->partial[1]);
 }
-#undef TIMES
-#undef SCALE
-#undef VJP
-#undef MUL
-#undef DIV
-#undef NEG
 
 /* ------------------------------------------------------------------------ */
 /* The forward ops                                                          */
@@ -358,7 +306,7 @@ static jac_status reduce_both(jac_ctx *ctx, const jac__node *node,
             return ctx->status;                                                \
         return reduce_both(ctx, node, g, need, ga, gb, gin);                   \
     }
-ARITH(RULE)
+JAC__ARITH(RULE)
 #undef RULE
 #undef MUL
 #undef DIV
