@@ -935,6 +935,171 @@ JAC_API jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
 /** @} */
 
 /* ------------------------------------------------------------------------ */
+/** @defgroup programs Recorded functions: record once, evaluate anywhere
+ * A recorded function (jac_program) holds the ops that computed some
+ * outputs from some inputs, in a compact form that evaluates them again at
+ * new input values, with their derivatives, written into caller buffers:
+ * no tensors, no re-recording, and no allocation once a call of a kind has
+ * run. Record it with jac_program_begin ... jac_program_end around ordinary
+ * ops, or with jac_program_record from a jac_fn. It is self-contained
+ * (valid after the tensors and the context it was recorded in are freed)
+ * and may be evaluated from several threads at once.
+ *
+ * Arguments of an evaluation are one buffer per input (row-major, the
+ * input's numel values), then one per parameter: a parameter is an input
+ * that is not differentiated (data, weights, time) and may change from
+ * call to call. The replay cannot follow a C `if` on a value: write
+ * branches with the comparison ops and jac_where, which replay both ways.
+ * A recording during which user code read a value computed from the
+ * inputs (jac_tensor_data, jac_tensor_item, jac_tensor_get) is refused
+ * unless JAC_PROGRAM_READS_OK says those reads steer no control flow.
+ *
+ * Errors of evaluations are returned as statuses, with a message for the
+ * calling thread from jac_program_errmsg; outputs are left as they were.
+ * @{ */
+/* ------------------------------------------------------------------------ */
+
+/** A recorded function. Opaque; freed by jac_program_free. */
+typedef struct jac_program jac_program;
+
+/** Flags of jac_program_end and jac_program_record. */
+enum jac_program_flags {
+    /** The recording read values computed from the inputs, and those reads
+     *  did not decide which ops ran: record anyway. */
+    JAC_PROGRAM_READS_OK = 1u << 0
+};
+
+/**
+ * Starts recording a function of the given inputs (to differentiate) and
+ * parameters (not differentiated), distinct tensors of ctx. Ops on them
+ * until jac_program_end are recorded whatever jac_set_requires_grad said
+ * (the inputs and parameters require gradients until then). Fails with
+ * JAC_ERR_STATE when a recording is already open in ctx.
+ */
+JAC_API jac_status jac_program_begin(jac_ctx *ctx, size_t ninputs,
+                                     jac_tensor *const *inputs, size_t nparams,
+                                     jac_tensor *const *params);
+/**
+ * Ends the recording of ctx and makes *program compute the outputs from
+ * the inputs and parameters given to jac_program_begin. Tensors the
+ * outputs depend on that depend on neither are constants of the program.
+ * Fails, with no program, when the recording read a value computed from
+ * the inputs (unless flags has JAC_PROGRAM_READS_OK: the message names the
+ * op and says how to write the branch with jac_where), when a value the
+ * outputs depend on was computed from the inputs with recording off or
+ * before jac_program_begin, or was replaced in place; the recording is
+ * closed either way. The tensors and the tape are left as they are.
+ */
+JAC_API jac_status jac_program_end(jac_ctx *ctx, size_t noutputs,
+                                   jac_tensor *const *outputs, unsigned flags,
+                                   jac_program **program);
+/**
+ * Records fn at example inputs and parameters (tensors of ctx, copied: fn
+ * sees copies that it receives as inputs[0 .. ninputs - 1] followed by the
+ * parameters) and makes *program of its noutputs outputs. flags as for
+ * jac_program_end. What fn made is released before the call returns.
+ */
+JAC_API jac_status jac_program_record(jac_ctx *ctx, jac_fn fn, void *user,
+                                      size_t ninputs,
+                                      jac_tensor *const *inputs,
+                                      size_t nparams,
+                                      jac_tensor *const *params,
+                                      size_t noutputs, unsigned flags,
+                                      jac_program **program);
+/** Frees a recorded function. Accepts NULL. */
+JAC_API void jac_program_free(jac_program *program);
+
+/** The message of the last failed evaluation of a recorded function on
+ *  the calling thread ("" when none failed). */
+JAC_API const char *jac_program_errmsg(void);
+
+/** The number of inputs, parameters or outputs (which: 'i', 'p', 'o'); 0
+ *  for NULL or another which. */
+JAC_API size_t jac_program_count(const jac_program *program, char which);
+/** The rank of input, parameter or output k (which: 'i', 'p', 'o'), its
+ *  extents in shape (JAC_MAX_DIMS values, may be NULL) and its numel in
+ *  *numel (may be NULL); -1 when out of range. */
+JAC_API int jac_program_shape(const jac_program *program, char which,
+                              size_t k, int64_t *shape, int64_t *numel);
+/** The number of recorded ops, and in *bytes (may be NULL) the bytes the
+ *  program holds besides the workspaces of its calls. */
+JAC_API size_t jac_program_length(const jac_program *program, size_t *bytes);
+/** Threads for jac_program_jacobian and jac_program_hessian (1 by default:
+ *  the recording context's setting is taken at recording); not to be
+ *  changed while another thread evaluates the program. */
+JAC_API jac_status jac_program_set_threads(jac_program *program, int threads);
+
+/** The outputs at args (inputs then parameters): outputs[k] receives the
+ *  numel of output k. */
+JAC_API jac_status jac_program_eval(jac_program *program,
+                                    const double *const *args,
+                                    double *const *outputs);
+/**
+ * A vector-Jacobian product at args: grads[i] = sum_k J_ki^T seeds[k],
+ * each of input i's numel. seeds[k] may be NULL for zero; seeds itself
+ * NULL means a seed of 1 for a single one-element output (the gradient).
+ * outputs may be NULL (or its entries NULL) when the values are not
+ * wanted; grads[i] may be NULL to skip input i.
+ */
+JAC_API jac_status jac_program_vjp(jac_program *program,
+                                   const double *const *args,
+                                   const double *const *seeds,
+                                   double *const *outputs,
+                                   double *const *grads);
+/**
+ * A Jacobian-vector product at args: jvps[k] = sum_i J_ki v[i] (v[i] NULL
+ * for zero). outputs as for jac_program_vjp.
+ */
+JAC_API jac_status jac_program_jvp(jac_program *program,
+                                   const double *const *args,
+                                   const double *const *v,
+                                   double *const *outputs,
+                                   double *const *jvps);
+/**
+ * Every block of the Jacobian at args: J[k * ninputs + i] receives
+ * d output_k / d input_i, row-major (output k's numel rows, input i's
+ * numel columns); entries of J may be NULL to skip a block. Passes are
+ * batched in blocks of seeds within the memory budget of the recording
+ * context, reverse or forward by shape, on the program's threads.
+ */
+JAC_API jac_status jac_program_jacobian(jac_program *program,
+                                        const double *const *args,
+                                        double *const *outputs,
+                                        double *const *J);
+/**
+ * The Hessian at args of sum_k <weights[k], output_k> (weights NULL: the
+ * single one-element output itself), H[i * ninputs + j] receiving
+ * d2 / d input_i d input_j, row-major; entries may be NULL. The weights
+ * change per call without re-recording (a Lagrangian's multipliers).
+ */
+JAC_API jac_status jac_program_hessian(jac_program *program,
+                                       const double *const *args,
+                                       const double *const *weights,
+                                       double *const *H);
+/** The Hessian of the same weighted sum times v (v[i] per input, NULL for
+ *  zero): hvps[i] per input. */
+JAC_API jac_status jac_program_hvp(jac_program *program,
+                                   const double *const *args,
+                                   const double *const *weights,
+                                   const double *const *v,
+                                   double *const *hvps);
+/**
+ * The recorded function of the gradient: *result has the inputs of
+ * program, then its parameters followed by one weight per output (shaped
+ * like the output) as parameters, and one output per input: the gradient
+ * of sum_k <weight_k, output_k>. With JAC_PROGRAM_SEEDS_AS_INPUTS the
+ * weights are inputs instead (after the inputs): a VJP that can be
+ * differentiated in the weights too. It is a program like any other:
+ * evaluate it, differentiate it again, ask for its Jacobian.
+ */
+JAC_API jac_status jac_program_gradient(jac_program *program, unsigned flags,
+                                        jac_program **result);
+/** Flag of jac_program_gradient. */
+#define JAC_PROGRAM_SEEDS_AS_INPUTS (1u << 1)
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
 /** @defgroup interop Interop: DOT and .npy
  * The tape as a Graphviz graph, and tensors as NumPy .npy files.
  * @{ */

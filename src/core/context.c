@@ -335,10 +335,27 @@ jac_ctx *jac_ctx_new(void)
     return jac_ctx_new_with_allocator(&a);
 }
 
+void jac__section_close(jac_ctx *ctx)
+{
+    size_t n = ctx->section.nargs;
+    if (ctx->section.args != NULL) {
+        /* The arguments' requires_grad as it was before the recording. */
+        const bool *was = (const bool *)(void *)(ctx->section.args + n);
+        for (size_t i = 0; i < n; i++) {
+            jac_tensor *t = ctx->section.args[i];
+            if (t->magic == JAC__TENSOR_MAGIC && t->ctx == ctx && t->node < 0)
+                t->requires_grad = was[i];
+        }
+    }
+    jac__free(ctx, ctx->section.args, n * (sizeof(jac_tensor *) + 1) + 1);
+    memset(&ctx->section, 0, sizeof ctx->section);
+}
+
 void jac_ctx_free(jac_ctx *ctx)
 {
     if (ctx == NULL)
         return;
+    jac__section_close(ctx);
     for (size_t i = 0; i < ctx->nworkers; i++)
         jac_ctx_free(ctx->workers[i]);
     jac__free(ctx, ctx->workers, ctx->cap_workers * sizeof(jac_ctx *));

@@ -113,6 +113,9 @@ typedef struct jac__node {
     /* For an elementwise op on one-element tensors: d out / d in[j], taken
      * when the op ran, so that an unrecorded pass needs nothing else. */
     bool has_partials;
+    /* User code read the output's values (jac_tensor_data, _item, _get)
+     * while a recorded function was being recorded (see jac__section). */
+    bool read;
     double partial[2];
     jac_tensor *in_inline[JAC__NODE_INLINE_INPUTS];
     jac_tensor **in; /* points at in_inline, or at a pooled array for more */
@@ -220,6 +223,19 @@ struct jac_ctx {
     unsigned nmarks;
     uint64_t next_seq;
     uint64_t next_plan_id;
+
+    /* An open recording of a recorded function (jac_program_begin): its
+     * inputs then its parameters, the tape length and next_seq when it
+     * began, and the first of them whose values user code read since. */
+    struct jac__section {
+        bool open;
+        bool arg_read;
+        size_t read_arg;
+        size_t start;
+        uint64_t start_seq;
+        size_t ninputs, nargs;
+        jac_tensor **args;
+    } section;
 
     /* Registry of live tensors in creation order. */
     jac_tensor **tensors;
@@ -386,6 +402,12 @@ jac_status jac__anomaly(jac_ctx *ctx, const char *what, const char *op,
 /* The context's next_seq when t was last marked with
  * jac_set_requires_grad, as far as the context remembers; 0 if unknown. */
 uint64_t jac__marked_at(const jac_ctx *ctx, const jac_tensor *t);
+/* Notes that user code read t's values: while a recorded function is
+ * being recorded, a value computed from its inputs steers nothing the
+ * replay can follow (jac_program_end refuses it). */
+void jac__note_read(const jac_tensor *t);
+/* Closes ctx's open recording, if any (jac_program_end, jac_ctx_free). */
+void jac__section_close(jac_ctx *ctx);
 /* Drops the nodes from index nnodes on (scopes, jac_ctx_free). */
 void jac__tape_truncate(jac_ctx *ctx, size_t nnodes);
 

@@ -145,15 +145,36 @@ int64_t jac_tensor_numel(const jac_tensor *t)
     return alive(t) ? t->numel : 0;
 }
 
+void jac__note_read(const jac_tensor *t)
+{
+    jac_ctx *ctx = t->ctx;
+    if (!ctx->section.open)
+        return;
+    if (t->node >= (int64_t)ctx->section.start &&
+        (size_t)t->node < ctx->nnodes) {
+        jac__node_at(ctx, t->node)->read = true;
+        return;
+    }
+    for (size_t i = 0; i < ctx->section.nargs && !ctx->section.arg_read; i++)
+        if (ctx->section.args[i] == t) {
+            ctx->section.arg_read = true;
+            ctx->section.read_arg = i;
+        }
+}
+
 const double *jac_tensor_data(const jac_tensor *t)
 {
-    return alive(t) ? t->data : NULL;
+    if (!alive(t))
+        return NULL;
+    jac__note_read(t);
+    return t->data;
 }
 
 double jac_tensor_item(const jac_tensor *t)
 {
     if (!alive(t))
         return NAN;
+    jac__note_read(t);
     if (t->numel != 1) {
         char s[JAC__SHAPE_STR_MAX];
         jac__error(t->ctx, JAC_ERR_SHAPE,
@@ -170,6 +191,7 @@ double jac_tensor_get(const jac_tensor *t, const int64_t *index)
 {
     if (!alive(t))
         return NAN;
+    jac__note_read(t);
     if (t->ndim > 0 && index == NULL) {
         jac__error(t->ctx, JAC_ERR_NULL_ARG, "tensor_get: index is NULL");
         return NAN;
