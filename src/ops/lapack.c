@@ -924,12 +924,14 @@ jac_tensor *jac_pinv(jac_ctx *ctx, jac_tensor *a)
 /* eigh                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Eigenvalues (ascending) and eigenvectors of every symmetric matrix of a
- * (its lower triangle read), by syevd; either result may be skipped (NULL
- * pointer). Each eigenvector is signed so that its largest entry (the first
- * of equal ones) is positive. Records one node per result. */
-static jac_status eigh_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
-                            jac_tensor **vectors)
+/* Eigenvalues (ascending) *w and, when vectors is not NULL, eigenvectors
+ * *vectors of every symmetric matrix of a (its lower triangle read), by
+ * syevd, unrecorded. Each eigenvector is signed so that its largest entry
+ * (the first of equal ones) is positive. syevd finds the eigenvalues by
+ * another algorithm when it finds the vectors too, so that they may differ
+ * in the last bits: the node of the values keeps which it was. */
+static jac_status eigh_compute(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
+                               jac_tensor **vectors)
 {
     const char *op = "eigh";
     int n;
@@ -988,11 +990,24 @@ static jac_status eigh_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
         }
     }
     scratch_free(ctx, &s);
-    bool failed;
-    jac__record(ctx, JAC__OP_EIGH_VALUES, w, 1, &a, &failed);
-    if (!failed && v)
-        jac__record(ctx, JAC__OP_EIGH_VECTORS, v, 1, &a, &failed);
-    if (failed)
+    *values = w;
+    if (vectors)
+        *vectors = v;
+    return JAC_OK;
+}
+
+/* eigh_compute with one node recorded per result, values first; either
+ * result may be skipped (NULL pointer), the values being recorded anyway. */
+static jac_status eigh_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
+                            jac_tensor **vectors)
+{
+    jac_tensor *w = NULL, *v = NULL;
+    if (eigh_compute(ctx, a, &w, vectors ? &v : NULL) != JAC_OK)
+        return ctx->status;
+    jac__params p = {.eigh = {.vectors = v != NULL}};
+    if (jac__record_result(ctx, JAC__OP_EIGH_VALUES, w, 1, &a, &p) == NULL ||
+        (v &&
+         jac__record_result(ctx, JAC__OP_EIGH_VECTORS, v, 1, &a, NULL) == NULL))
         return ctx->status;
     if (values)
         *values = w;
