@@ -42,6 +42,13 @@
     X(MAXIMUM, "maximum", 2, BINARY, maximum, NORAW, 0)                        \
     X(MINIMUM, "minimum", 2, BINARY, minimum, NORAW, 0)                        \
     X(ATAN2, "atan2", 2, BINARY, atan2, NORAW, 0)                              \
+    /* compare.c */                                                            \
+    X(GT, "gt", 2, BINARY, gt, RAW(compare), 0)                                \
+    X(GE, "ge", 2, BINARY, ge, RAW(compare), 0)                                \
+    X(LT, "lt", 2, BINARY, lt, RAW(compare), 0)                                \
+    X(LE, "le", 2, BINARY, le, RAW(compare), 0)                                \
+    X(EQ, "eq", 2, BINARY, eq, RAW(compare), 0)                                \
+    X(NE, "ne", 2, BINARY, ne, RAW(compare), 0)                                \
     /* functions.c */                                                          \
     X(POW_SCALAR, "pow_scalar", 1, UNARY, pow_scalar, RAW(unary), 0)           \
     X(EXP, "exp", 1, UNARY, exp, RAW(unary), 0)                                \
