@@ -681,6 +681,26 @@ JAC_API jac_tensor *jac_gather(jac_ctx *ctx, jac_tensor *a, int axis,
  *  No gradient flows into cond. */
 JAC_API jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
                               jac_tensor *b);
+/**
+ * 1.0 where a > b and 0.0 elsewhere, elementwise, broadcast: the cond of a
+ * branch jac_where(ctx, jac_gt(ctx, x, c), f, g). A comparison with NaN is
+ * false. The derivative is exactly zero: each input's gradient is zeros
+ * of its shape, whatever the incoming gradient holds (infinity and NaN
+ * too), constants under JAC_CREATE_GRAPH. Recorded, like any op, when an
+ * input requires gradients.
+ */
+JAC_API jac_tensor *jac_gt(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** 1.0 where a >= b, else 0.0 (false with NaN); as jac_gt. */
+JAC_API jac_tensor *jac_ge(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** 1.0 where a < b, else 0.0 (false with NaN); as jac_gt. */
+JAC_API jac_tensor *jac_lt(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** 1.0 where a <= b, else 0.0 (false with NaN); as jac_gt. */
+JAC_API jac_tensor *jac_le(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** 1.0 where a == b, else 0.0 (NaN equals nothing, not even NaN; -0.0
+ *  equals 0.0); as jac_gt. */
+JAC_API jac_tensor *jac_eq(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
+/** 1.0 where a != b, else 0.0: true wherever a or b is NaN; as jac_gt. */
+JAC_API jac_tensor *jac_ne(jac_ctx *ctx, jac_tensor *a, jac_tensor *b);
 /** a padded with zeros: before[i] and after[i] (non-negative) elements on
  *  each side of axis i. */
 JAC_API jac_tensor *jac_pad(jac_ctx *ctx, jac_tensor *a, const int64_t *before,

@@ -64,6 +64,18 @@ static inline jac_tensor *op_rows_eigh(jac_ctx *ctx, jac_tensor *a,
     X(minimum, jac_minimum, 2, "4 4", -1.0, 1.0,                               \
       (jac_minimum(ctx, in[0], in[1])))                                        \
     X(atan2, jac_atan2, 2, "4 4", 0.5, 2.0, (jac_atan2(ctx, in[0], in[1])))    \
+    /* compare.c: piecewise constant, so finite differences away from ties     \
+     * are 0; where_gt is a branch on one */                                   \
+    X(gt, jac_gt, 2, "2,3 3", -1.0, 1.0, (jac_gt(ctx, in[0], in[1])))          \
+    X(ge, jac_ge, 2, "3 2,3", -1.0, 1.0, (jac_ge(ctx, in[0], in[1])))          \
+    X(lt, jac_lt, 2, "2,1 1,3", -1.0, 1.0, (jac_lt(ctx, in[0], in[1])))        \
+    X(le, jac_le, 2, "2,3 -", -1.0, 1.0, (jac_le(ctx, in[0], in[1])))          \
+    X(eq, jac_eq, 2, "2,3 3", -1.0, 1.0, (jac_eq(ctx, in[0], in[1])))          \
+    X(eq_self, jac_eq, 1, "2,3", -1.0, 1.0, (jac_eq(ctx, in[0], in[0])))       \
+    X(ne, jac_ne, 2, "4 4", -1.0, 1.0, (jac_ne(ctx, in[0], in[1])))            \
+    X(where_gt, jac_where, 2, "2,3 3", -1.0, 1.0,                              \
+      (jac_where(ctx, jac_gt(ctx, in[0], in[1]), jac_sin(ctx, in[0]),          \
+                 jac_mul(ctx, in[0], in[1]))))                                 \
     /* functions.c */                                                          \
     X(affine, jac_add_scalar, 1, "2,3", -1.0, 1.0,                             \
       (jac_add_scalar(ctx, jac_mul_scalar(ctx, in[0], 1.5), 0.25)))            \

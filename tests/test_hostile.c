@@ -2191,6 +2191,12 @@ typedef jac_tensor *(*empty_op)(jac_ctx *ctx, jac_tensor *x);
     X(maximum, jac_maximum(ctx, x, x))                                         \
     X(minimum, jac_minimum(ctx, x, jac_zeros(ctx, 0, NULL)))                   \
     X(atan2, jac_atan2(ctx, x, x))                                             \
+    X(gt, jac_gt(ctx, x, x))                                                   \
+    X(ge_broadcast, jac_ge(ctx, x, jac_ones(ctx, 0, NULL)))                    \
+    X(lt, jac_lt(ctx, x, x))                                                   \
+    X(le, jac_le(ctx, x, x))                                                   \
+    X(eq, jac_eq(ctx, x, x))                                                   \
+    X(ne_broadcast, jac_ne(ctx, jac_zeros(ctx, 0, NULL), x))                   \
     X(add_scalar, jac_add_scalar(ctx, x, 1))                                   \
     X(sub_scalar, jac_sub_scalar(ctx, x, 1))                                   \
     X(mul_scalar, jac_mul_scalar(ctx, x, 2))                                   \

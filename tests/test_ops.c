@@ -1246,6 +1246,106 @@ static void test_gradients_agree_with_and_without_create_graph(void **state)
     check_create_graph_agrees(ctx, expand, 1, &r);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Comparisons                                                             */
+/* ---------------------------------------------------------------------- */
+
+static void test_comparisons_broadcast_and_follow_ieee(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *m = tu_tensor(ctx, TU_SHAPE(2, 3), TU_VALUES(1, 2, 3, 4, 5, 6));
+    jac_tensor *r = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(2, 5, 3));
+    tu_assert_tensor(jac_gt(ctx, m, r), TU_SHAPE(2, 3),
+                     TU_VALUES(0, 0, 0, 1, 0, 1), TU_EXACT);
+    tu_assert_tensor(jac_ge(ctx, m, r), TU_SHAPE(2, 3),
+                     TU_VALUES(0, 0, 1, 1, 1, 1), TU_EXACT);
+    tu_assert_tensor(jac_lt(ctx, m, r), TU_SHAPE(2, 3),
+                     TU_VALUES(1, 1, 0, 0, 0, 0), TU_EXACT);
+    tu_assert_tensor(jac_le(ctx, m, r), TU_SHAPE(2, 3),
+                     TU_VALUES(1, 1, 1, 0, 1, 0), TU_EXACT);
+    tu_assert_tensor(jac_eq(ctx, m, r), TU_SHAPE(2, 3),
+                     TU_VALUES(0, 0, 1, 0, 1, 0), TU_EXACT);
+    tu_assert_tensor(jac_ne(ctx, r, m), TU_SHAPE(2, 3),
+                     TU_VALUES(1, 1, 0, 1, 0, 1), TU_EXACT);
+    tu_assert_scalar(jac_lt(ctx, jac_scalar(ctx, -1), jac_scalar(ctx, 0)), 1,
+                     TU_EXACT);
+    tu_assert_shape(jac_gt(ctx, jac_zeros(ctx, 2, TU_SHAPE(0, 3)), r),
+                    TU_SHAPE(0, 3));
+    /* NaN against a number, a number against NaN, NaN against NaN: false,
+     * but for ne; -0 equals 0. */
+    jac_tensor *x = tu_tensor(ctx, TU_SHAPE(4), TU_VALUES(NAN, 1, NAN, -0.0));
+    jac_tensor *y = tu_tensor(ctx, TU_SHAPE(4), TU_VALUES(1, NAN, NAN, 0.0));
+    tu_assert_tensor(jac_gt(ctx, x, y), TU_SHAPE(4), TU_VALUES(0, 0, 0, 0),
+                     TU_EXACT);
+    tu_assert_tensor(jac_ge(ctx, x, y), TU_SHAPE(4), TU_VALUES(0, 0, 0, 1),
+                     TU_EXACT);
+    tu_assert_tensor(jac_lt(ctx, x, y), TU_SHAPE(4), TU_VALUES(0, 0, 0, 0),
+                     TU_EXACT);
+    tu_assert_tensor(jac_le(ctx, x, y), TU_SHAPE(4), TU_VALUES(0, 0, 0, 1),
+                     TU_EXACT);
+    tu_assert_tensor(jac_eq(ctx, x, y), TU_SHAPE(4), TU_VALUES(0, 0, 0, 1),
+                     TU_EXACT);
+    tu_assert_tensor(jac_ne(ctx, x, y), TU_SHAPE(4), TU_VALUES(1, 1, 1, 0),
+                     TU_EXACT);
+    tu_assert_no_error(ctx);
+    assert_null(jac_ge(ctx, m, tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(1, 2))));
+    tu_assert_error(ctx, JAC_ERR_SHAPE);
+    tu_assert_contains(jac_errmsg(ctx), "ge: shapes (2, 3) and (2)");
+}
+
+/* y = x > c ? x^2 : 3x, through jac_where on a comparison: each side's
+ * values, first and second derivatives, and none into c. */
+static void test_a_branch_on_a_comparison_differentiates_each_side(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_leaf(ctx, TU_SHAPE(4), TU_VALUES(-2, -0.5, 0.5, 2));
+    jac_tensor *c = tu_scalar_leaf(ctx, 0.0);
+    jac_tensor *cond = jac_gt(ctx, x, c);
+    assert_true(jac_requires_grad(cond)); /* recorded, as any op */
+    jac_tensor *y =
+        jac_where(ctx, cond, jac_square(ctx, x), jac_mul_scalar(ctx, x, 3.0));
+    tu_assert_tensor(y, TU_SHAPE(4), TU_VALUES(-6, -1.5, 0.25, 4), TU_EXACT);
+    jac_tensor *s = jac_sum(ctx, y);
+    jac_tensor *g[2] = {NULL, NULL};
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &s, NULL, 2, (jac_tensor *[]){x, c},
+                               JAC_CREATE_GRAPH, g));
+    tu_assert_tensor(g[0], TU_SHAPE(4), TU_VALUES(3, 3, 1, 4), TU_EXACT);
+    tu_assert_scalar(g[1], 0.0, TU_EXACT);
+    assert_false(jac_requires_grad(g[1])); /* a constant */
+    jac_tensor *gs = jac_sum(ctx, g[0]), *h = NULL;
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &gs, NULL, 1, &x, 0, &h));
+    tu_assert_tensor(h, TU_SHAPE(4), TU_VALUES(0, 0, 2, 2), TU_EXACT);
+    tu_assert_no_error(ctx);
+}
+
+/* The gradient of a comparison is zeros of each input's shape whatever the
+ * seed holds, in an unrecorded pass (raw kernel) and under create-graph
+ * (rule), also for a broadcast input. */
+static void test_comparisons_pass_exact_zeros_for_any_seed(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *a = tu_leaf(ctx, TU_SHAPE(2, 2), TU_VALUES(1, 2, 3, 4));
+    jac_tensor *b = tu_leaf(ctx, TU_SHAPE(2), TU_VALUES(2, NAN));
+    jac_tensor *seed =
+        tu_tensor(ctx, TU_SHAPE(2, 2), TU_VALUES(INFINITY, NAN, -INFINITY, 1));
+    jac_tensor *(*ops[])(jac_ctx *, jac_tensor *, jac_tensor *) = {
+        jac_gt, jac_ge, jac_lt, jac_le, jac_eq, jac_ne};
+    for (size_t i = 0; i < TU_COUNT(ops); i++) {
+        jac_tensor *y = ops[i](ctx, a, b);
+        for (int create = 0; create < 2; create++) {
+            jac_tensor *g[2] = {NULL, NULL};
+            unsigned flags = JAC_RETAIN_GRAPH | (create ? JAC_CREATE_GRAPH : 0);
+            tu_assert_ok(ctx, jac_grad(ctx, 1, &y, &seed, 2,
+                                       (jac_tensor *[]){a, b}, flags, g));
+            tu_assert_tensor(g[0], TU_SHAPE(2, 2), TU_VALUES(0, 0, 0, 0),
+                             TU_EXACT);
+            tu_assert_tensor(g[1], TU_SHAPE(2), TU_VALUES(0, 0), TU_EXACT);
+            assert_false(jac_requires_grad(g[0]));
+        }
+    }
+    tu_assert_no_error(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1302,6 +1402,9 @@ int main(void)
         TU_TEST(test_jacobian_of_pow_div_and_log_matches_finite_difference),
         TU_TEST(test_jacobian_of_shape_ops_matches_finite_difference),
         TU_TEST(test_gradients_agree_with_and_without_create_graph),
+        TU_TEST(test_comparisons_broadcast_and_follow_ieee),
+        TU_TEST(test_a_branch_on_a_comparison_differentiates_each_side),
+        TU_TEST(test_comparisons_pass_exact_zeros_for_any_seed),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

@@ -6,7 +6,9 @@
  * an unrecorded pass match the differentiable rules (bitwise where the
  * description of an elementwise op promises it), a NULL context or input gives
  * NULL with the first error kept, and every allocation of the row and its
- * gradient may fail cleanly.
+ * gradient may fail cleanly. Every node the row and its gradient record,
+ * applied anew (jac__ops[op].apply) to its inputs or to copies of other
+ * values, gives the recorded output bit for bit.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -52,8 +54,10 @@ static jac_status run_row(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
 }
 
 /* The row's inputs: leaves of its shapes with values spread over (lo, hi)
- * by a smooth, non-repeating function of the flat index. */
-static int make_inputs(jac_ctx *ctx, const op_row *r, jac_tensor **in)
+ * by a smooth, non-repeating function of the flat index, shifted by phase
+ * (other values of the same kind for another phase). */
+static int make_inputs_at(jac_ctx *ctx, const op_row *r, double phase,
+                          jac_tensor **in)
 {
     const char *p = r->shapes;
     for (int k = 0; k < r->nin; k++) {
@@ -76,10 +80,11 @@ static int make_inputs(jac_ctx *ctx, const op_row *r, jac_tensor **in)
         double values[64];
         assert_true(numel <= 64);
         for (int64_t i = 0; i < numel; i++)
-            values[i] = r->lo + (r->hi - r->lo) *
-                                    (0.5 + 0.45 * sin(0.9 * (double)i +
-                                                      0.31 * (double)(i * i) +
-                                                      1.7 * (double)k + 0.3));
+            values[i] =
+                r->lo +
+                (r->hi - r->lo) *
+                    (0.5 + 0.45 * sin(0.9 * (double)i + 0.31 * (double)(i * i) +
+                                      1.7 * (double)k + 0.3 + phase));
         in[k] = jac_tensor_new(ctx, ndim, shape, values);
         if (in[k] == NULL || jac_set_requires_grad(in[k], true) != JAC_OK) {
             print_error("%s: inputs: %s\n", r->label, jac_errmsg(ctx));
@@ -87,6 +92,11 @@ static int make_inputs(jac_ctx *ctx, const op_row *r, jac_tensor **in)
         }
     }
     return 0;
+}
+
+static int make_inputs(jac_ctx *ctx, const op_row *r, jac_tensor **in)
+{
+    return make_inputs_at(ctx, r, 0.0, in);
 }
 
 /* Marks every op on the tape of ctx as seen. */
@@ -286,6 +296,223 @@ static void test_every_allocation_of_every_row_may_fail(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Applying a node anew (jac__ops[op].apply)                                */
+/* ------------------------------------------------------------------------ */
+
+/* The flags of the gradient whose tape the apply tests walk as well: it
+ * reaches the ops that only rules record (expand, slice_scatter, ...). */
+#define APPLY_GRAD_FLAGS                                                       \
+    (JAC_CREATE_GRAPH | JAC_RETAIN_GRAPH | JAC_ALLOW_UNUSED)
+
+/* Records the row on inputs of the given phase, and the gradient of
+ * sum(sin(row)) with create-graph; *first is the index of the first node
+ * they recorded (the last is ctx->nnodes - 1). Returns the status. */
+static jac_status record_row(jac_ctx *ctx, const op_row *r, double phase,
+                             size_t *first)
+{
+    jac_tensor *in[3] = {0}, *g[3] = {0};
+    if (make_inputs_at(ctx, r, phase, in) != 0)
+        return jac_errcode(ctx);
+    *first = ctx->nnodes;
+    jac_tensor *y = jac_sum(ctx, jac_sin(ctx, r->call(ctx, in)));
+    return y ? jac_grad(ctx, 1, &y, NULL, (size_t)r->nin, in, APPLY_GRAD_FLAGS,
+                        g)
+             : jac_errcode(ctx);
+}
+
+/* Whether t has ref's shape and, bit for bit, its values. */
+static bool same_bits(const jac_tensor *t, const jac_tensor *ref)
+{
+    return t->ndim == ref->ndim &&
+           memcmp(t->shape, ref->shape, (size_t)t->ndim * sizeof(int64_t)) ==
+               0 &&
+           (t->numel == 0 ||
+            memcmp(t->data, ref->data, (size_t)t->numel * sizeof(double)) == 0);
+}
+
+/* Applies node n of the row's tape (tape index index) to ins, which must
+ * give ref bit for bit and, when an input requires gradients, record one
+ * node: n's op on ins, with parameters that apply again to the same bits. */
+static void assert_apply(jac_ctx *ctx, const op_row *r, size_t index,
+                         const jac__node *n, jac_tensor *const *ins,
+                         const jac_tensor *ref, const char *what)
+{
+    const char *name = jac__ops[n->op].name;
+    size_t before = ctx->nnodes;
+    bool records = jac__should_record(ctx, n->nin, ins);
+    jac_tensor *t = jac__ops[n->op].apply(ctx, n, ins);
+    if (t == NULL || !same_bits(t, ref)) {
+        print_error(
+            "%s: node %zu ('%s') applied to %s: %s\n", r->label, index, name,
+            what, t ? "not the recorded output, bit for bit" : jac_errmsg(ctx));
+        fail();
+    }
+    if (ctx->nnodes != before + (records ? 1u : 0u)) {
+        print_error("%s: node %zu ('%s') applied to %s recorded %zu nodes\n",
+                    r->label, index, name, what, ctx->nnodes - before);
+        fail();
+    }
+    if (!records)
+        return;
+    const jac__node *m = jac__node_at(ctx, (int64_t)before);
+    assert_int_equal(m->op, n->op);
+    assert_int_equal(m->nin, n->nin);
+    assert_ptr_equal(m->out, t);
+    for (int j = 0; j < n->nin; j++)
+        if (ins[j]->requires_grad)
+            assert_ptr_equal(m->in[j], ins[j]);
+    jac_tensor *again = jac__ops[m->op].apply(ctx, m, ins);
+    if (again == NULL || !same_bits(again, ref)) {
+        print_error("%s: node %zu ('%s'): the node its apply recorded applies "
+                    "to other values\n",
+                    r->label, index, name);
+        fail();
+    }
+}
+
+/* Fresh leaves with the values of ins (n of them), each requiring
+ * gradients where its original does. */
+static void copy_inputs(jac_ctx *ctx, int n, jac_tensor *const *ins,
+                        jac_tensor **copies)
+{
+    for (int j = 0; j < n; j++) {
+        const jac_tensor *x = ins[j];
+        copies[j] = jac_tensor_new(ctx, x->ndim, x->shape, x->data);
+        assert_non_null(copies[j]);
+        if (x->requires_grad)
+            tu_assert_ok(ctx, jac_set_requires_grad(copies[j], true));
+    }
+}
+
+/* For every row: each node that the row and its create-graph gradient
+ * record, applied to its own inputs, gives its output bitwise (recording
+ * on and off); applied to fresh copies of the inputs of the same node of a
+ * second recording on other values, it gives that node's output bitwise.
+ * And every op of the table is applied by some row. */
+static void test_every_node_applies_anew_bitwise(void **state)
+{
+    jac_ctx *ctx = *state;
+    bool seen[JAC__OP_COUNT] = {false};
+    for (size_t i = 0; i < TU_COUNT(rows); i++) {
+        const op_row *r = &rows[i];
+        jac_scope mark = jac_scope_begin(ctx);
+        size_t first = 0, first2 = 0;
+        tu_assert_ok(ctx, record_row(ctx, r, 0.0, &first));
+        size_t count = ctx->nnodes - first;
+        tu_assert_ok(ctx, record_row(ctx, r, 1.1, &first2));
+        if (ctx->nnodes - first2 != count) {
+            print_error("%s: other values record %zu nodes, not %zu\n",
+                        r->label, ctx->nnodes - first2, count);
+            fail();
+        }
+        for (size_t k = 0; k < count; k++) {
+            const jac__node *n = jac__node_at(ctx, (int64_t)(first + k));
+            const jac__node *n2 = jac__node_at(ctx, (int64_t)(first2 + k));
+            assert_int_equal(n2->op, n->op);
+            assert_int_equal(n2->nin, n->nin);
+            seen[n->op] = true;
+            jac_scope inner = jac_scope_begin(ctx);
+            assert_apply(ctx, r, k, n, n->in, n->out, "its own inputs");
+            bool was = jac_set_grad_enabled(ctx, false);
+            assert_apply(ctx, r, k, n, n->in, n->out,
+                         "its own inputs, recording off");
+            jac_set_grad_enabled(ctx, was);
+            jac_tensor *copies[8];
+            assert_true(n->nin <= 8);
+            copy_inputs(ctx, n2->nin, n2->in, copies);
+            assert_apply(ctx, r, k, n, copies, n2->out,
+                         "copies of other values");
+            tu_assert_no_error(ctx);
+            tu_assert_ok(ctx, jac_scope_end(ctx, inner, NULL, 0));
+        }
+        tu_assert_ok(ctx, jac_scope_end(ctx, mark, NULL, 0));
+    }
+    int missing = 0;
+    for (int op = 0; op < JAC__OP_COUNT; op++) {
+        if (!seen[op]) {
+            print_error("op '%s' of src/ops/ops.h is applied by no row of "
+                        "tests/op_rows.h: add one\n",
+                        jac__ops[op].name);
+            missing++;
+        }
+    }
+    assert_int_equal(missing, 0);
+}
+
+/* Takes the blocks that ctx's pools hold aside, so that what follows
+ * allocates afresh (the gradient leaves its temporaries there, which would
+ * serve every apply), and gives them back (for jac_ctx_free). */
+static void take_pools(jac_ctx *ctx, void **aside)
+{
+    for (int k = 0; k < JAC__POOL_CLASSES; k++) {
+        aside[k] = ctx->pool[k];
+        ctx->pool[k] = NULL;
+    }
+}
+
+static void give_pools(jac_ctx *ctx, void *const *aside)
+{
+    for (int k = 0; k < JAC__POOL_CLASSES; k++) {
+        void **last = aside[k];
+        if (last == NULL)
+            continue;
+        while (*last != NULL)
+            last = *last;
+        *last = ctx->pool[k];
+        ctx->pool[k] = aside[k];
+    }
+}
+
+/* Records the row and its gradient in a fresh context, then applies every
+ * node they recorded to its own inputs with the allocator refusing from
+ * the k-th request on: the first failure must be a clean out-of-memory
+ * error, and the context must hold nothing once freed. Returns the status
+ * of the applies. */
+static jac_status apply_refusing(const op_row *r, size_t k)
+{
+    refusing a = {0, 0, 0};
+    jac_allocator hooks = {refusing_alloc, refusing_free, &a};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+    assert_non_null(ctx);
+    size_t first = 0;
+    tu_assert_ok(ctx, record_row(ctx, r, 0.0, &first));
+    size_t last = ctx->nnodes;
+    void *aside[JAC__POOL_CLASSES];
+    take_pools(ctx, aside);
+    a.fail_at = k;
+    jac_status st = JAC_OK;
+    for (size_t i = first; i < last && st == JAC_OK; i++) {
+        const jac__node *n = jac__node_at(ctx, (int64_t)i);
+        if (jac__ops[n->op].apply(ctx, n, n->in) == NULL)
+            st = jac_errcode(ctx);
+    }
+    if (st != JAC_OK && st != JAC_ERR_NO_MEMORY) {
+        print_error("%s: allocation %zu of the applies refused: %s\n", r->label,
+                    k, jac_errmsg(ctx));
+        fail();
+    }
+    give_pools(ctx, aside);
+    jac_ctx_free(ctx);
+    assert_int_equal(a.live, 0);
+    return st;
+}
+
+/* (A row of tensors of up to four elements, whose values sit in their
+ * headers, may apply without allocating at all.) */
+static void test_every_allocation_of_an_apply_may_fail(void **state)
+{
+    (void)state;
+    size_t refused = 0;
+    for (size_t i = 0; i < TU_COUNT(rows); i++) {
+        size_t k = 1;
+        while (apply_refusing(&rows[i], k) == JAC_ERR_NO_MEMORY)
+            k++;
+        refused += k - 1;
+    }
+    assert_true(refused > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +520,8 @@ int main(void)
         TU_TEST(test_every_op_of_the_table_is_reached_by_a_row),
         TU_TEST(test_null_arguments_give_null_and_keep_the_first_error),
         cmocka_unit_test(test_every_allocation_of_every_row_may_fail),
+        TU_TEST(test_every_node_applies_anew_bitwise),
+        cmocka_unit_test(test_every_allocation_of_an_apply_may_fail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

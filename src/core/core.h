@@ -170,6 +170,9 @@ typedef struct jac__node {
             bool lower; /* which triangle of the matrix is read */
             bool trans; /* solve with its transpose */
         } triangular;   /* triangular_solve */
+        struct {
+            bool vectors; /* computed with the eigenvectors (eigh_values) */
+        } eigh;
     } p;
 } jac__node;
 

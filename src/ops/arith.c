@@ -542,3 +542,27 @@ jac_status jac__vjp_atan2(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
         return ctx->status;
     return gr ? JAC_OK : ctx->status;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Applying a node anew: the public call on the node's inputs               */
+/*                                                                          */
+/* pow, maximum, minimum and atan2 record their inputs already broadcast,   */
+/* so that the call sees equal shapes and expands nothing.                  */
+/* ------------------------------------------------------------------------ */
+
+#define APPLY_BINARY(rule)                                                     \
+    jac_tensor *jac__apply_##rule(jac_ctx *ctx, const jac__node *n,            \
+                                  jac_tensor *const *ins)                      \
+    {                                                                          \
+        (void)n;                                                               \
+        return jac_##rule(ctx, ins[0], ins[1]);                                \
+    }
+APPLY_BINARY(add)
+APPLY_BINARY(sub)
+APPLY_BINARY(mul)
+APPLY_BINARY(div)
+APPLY_BINARY(pow)
+APPLY_BINARY(maximum)
+APPLY_BINARY(minimum)
+APPLY_BINARY(atan2)
+#undef APPLY_BINARY

@@ -266,3 +266,36 @@ static jac_tensor *zero_cotangent(jac_ctx *ctx, const jac__node *node,
     }
 JAC__FUNCTIONS(RULE)
 #undef RULE
+
+/* ------------------------------------------------------------------------ */
+/* Applying a node anew                                                     */
+/*                                                                          */
+/* Every function is the forward op with the parameters its node keeps      */
+/* (zeros for those that take none), so the node's parameters are the       */
+/* call's. The affine maps differ only in the name their messages give,     */
+/* told here by the parameters as the public calls set them.                */
+/* ------------------------------------------------------------------------ */
+
+static const char *apply_name(const jac__node *n)
+{
+    if (n->op != JAC__OP_AFFINE)
+        return jac__ops[n->op].name;
+    params q = params_of(n);
+    if (q.divide)
+        return "div_scalar";
+    if (q.c0 == 1.0)
+        return "add_scalar";
+    if (q.c0 == -1.0)
+        return q.c1 == 0.0 ? "neg" : "rsub_scalar";
+    return q.c1 == 0.0 ? "mul_scalar" : "affine";
+}
+
+#define APPLY(e, rule, value, derivative, mask)                                \
+    jac_tensor *jac__apply_##rule(jac_ctx *ctx, const jac__node *n,            \
+                                  jac_tensor *const *ins)                      \
+    {                                                                          \
+        return function(ctx, JAC__OP_##e, apply_name(n), ins[0],               \
+                        params_of(n));                                         \
+    }
+FUNCTIONS(APPLY)
+#undef APPLY

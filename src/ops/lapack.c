@@ -352,6 +352,14 @@ jac_tensor *jac_inverse(jac_ctx *ctx, jac_tensor *a)
     return inverse_impl(ctx, a, "inverse", "");
 }
 
+/* det's rule records inverse too: the values are the same. */
+jac_tensor *jac__apply_inverse(jac_ctx *ctx, const jac__node *n,
+                               jac_tensor *const *ins)
+{
+    (void)n;
+    return jac_inverse(ctx, ins[0]);
+}
+
 /* dA = -Y^T g Y^T with Y the op's output, so that the rule is a function of
  * the recorded inverse and differentiates again. */
 jac_status jac__vjp_inverse(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -448,6 +456,20 @@ jac_tensor *jac_det(jac_ctx *ctx, jac_tensor *a)
 jac_tensor *jac_logdet(jac_ctx *ctx, jac_tensor *a)
 {
     return det_impl(ctx, a, true);
+}
+
+jac_tensor *jac__apply_det(jac_ctx *ctx, const jac__node *n,
+                           jac_tensor *const *ins)
+{
+    (void)n;
+    return jac_det(ctx, ins[0]);
+}
+
+jac_tensor *jac__apply_logdet(jac_ctx *ctx, const jac__node *n,
+                              jac_tensor *const *ins)
+{
+    (void)n;
+    return jac_logdet(ctx, ins[0]);
 }
 
 /* scale (batch ++ a's batch axes) times A^-T, with the inverse recorded so
@@ -567,6 +589,16 @@ jac_tensor *jac_solve(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
     return solve_impl(ctx, a, b, vector);
 }
 
+/* Whether b is a vector is the node's, not guessed again from the shapes:
+ * the rule solves for matrices of any shape. */
+jac_tensor *jac__apply_solve(jac_ctx *ctx, const jac__node *n,
+                             jac_tensor *const *ins)
+{
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    return solve_impl(ctx, ins[0], ins[1], n->p.solve.vector);
+}
+
 /* x = A^-1 b: gb = A^-T g = solve(A^T, g), gA = -gb x^T, with x the op's
  * output. The vector case runs as the matrix case with k = 1; broadcast
  * batch axes are summed away. */
@@ -663,6 +695,13 @@ jac_tensor *jac__triangular_solve(jac_ctx *ctx, jac_tensor *t, jac_tensor *b,
     return trisolve_impl(ctx, "triangular_solve", t, b, lower, trans);
 }
 
+jac_tensor *jac__apply_triangular_solve(jac_ctx *ctx, const jac__node *n,
+                                        jac_tensor *const *ins)
+{
+    return jac__triangular_solve(ctx, ins[0], ins[1], n->p.triangular.lower,
+                                 n->p.triangular.trans);
+}
+
 /* x = op(T)^-1 b: gb = op(T)^-T g, and gT = -gb x^T (or -x gb^T when op
  * transposes), kept to T's triangle since only that triangle is read. */
 jac_status jac__vjp_triangular_solve(jac_ctx *ctx, const jac__node *node,
@@ -727,6 +766,13 @@ jac_tensor *jac_cholesky(jac_ctx *ctx, jac_tensor *a)
                 m[i * n + j] = 0.0;
     }
     return jac__record_result(ctx, JAC__OP_CHOLESKY, y, 1, &a, NULL);
+}
+
+jac_tensor *jac__apply_cholesky(jac_ctx *ctx, const jac__node *n,
+                                jac_tensor *const *ins)
+{
+    (void)n;
+    return jac_cholesky(ctx, ins[0]);
 }
 
 /*
@@ -870,6 +916,15 @@ jac_tensor *jac_lstsq(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
     return lstsq_impl(ctx, "lstsq", a, b);
 }
 
+/* pinv records lstsq too (against the identity): the values are the
+ * same. */
+jac_tensor *jac__apply_lstsq(jac_ctx *ctx, const jac__node *n,
+                             jac_tensor *const *ins)
+{
+    (void)n;
+    return jac_lstsq(ctx, ins[0], ins[1]);
+}
+
 /* With z = (A^T A)^-1 g and the residual r = b - A x:
  * gb = A z and gA = r z^T - gb x^T, written with ops so that the rule
  * differentiates again. A vector b is a matrix of one column here. */
@@ -924,12 +979,14 @@ jac_tensor *jac_pinv(jac_ctx *ctx, jac_tensor *a)
 /* eigh                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Eigenvalues (ascending) and eigenvectors of every symmetric matrix of a
- * (its lower triangle read), by syevd; either result may be skipped (NULL
- * pointer). Each eigenvector is signed so that its largest entry (the first
- * of equal ones) is positive. Records one node per result. */
-static jac_status eigh_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
-                            jac_tensor **vectors)
+/* Eigenvalues (ascending) *w and, when vectors is not NULL, eigenvectors
+ * *vectors of every symmetric matrix of a (its lower triangle read), by
+ * syevd, unrecorded. Each eigenvector is signed so that its largest entry
+ * (the first of equal ones) is positive. syevd finds the eigenvalues by
+ * another algorithm when it finds the vectors too, so that they may differ
+ * in the last bits: the node of the values keeps which it was. */
+static jac_status eigh_compute(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
+                               jac_tensor **vectors)
 {
     const char *op = "eigh";
     int n;
@@ -988,11 +1045,24 @@ static jac_status eigh_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
         }
     }
     scratch_free(ctx, &s);
-    bool failed;
-    jac__record(ctx, JAC__OP_EIGH_VALUES, w, 1, &a, &failed);
-    if (!failed && v)
-        jac__record(ctx, JAC__OP_EIGH_VECTORS, v, 1, &a, &failed);
-    if (failed)
+    *values = w;
+    if (vectors)
+        *vectors = v;
+    return JAC_OK;
+}
+
+/* eigh_compute with one node recorded per result, values first; either
+ * result may be skipped (NULL pointer), the values being recorded anyway. */
+static jac_status eigh_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
+                            jac_tensor **vectors)
+{
+    jac_tensor *w = NULL, *v = NULL;
+    if (eigh_compute(ctx, a, &w, vectors ? &v : NULL) != JAC_OK)
+        return ctx->status;
+    jac__params p = {.eigh = {.vectors = v != NULL}};
+    if (jac__record_result(ctx, JAC__OP_EIGH_VALUES, w, 1, &a, &p) == NULL ||
+        (v &&
+         jac__record_result(ctx, JAC__OP_EIGH_VECTORS, v, 1, &a, NULL) == NULL))
         return ctx->status;
     if (values)
         *values = w;
@@ -1020,6 +1090,33 @@ jac_status jac_eigh(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
             *vectors = v;
     }
     return st;
+}
+
+/* The eigenvalues computed as the call that recorded n computed them (with
+ * the vectors or without), and only their node recorded: a replay of that
+ * call's two nodes makes two nodes again. */
+jac_tensor *jac__apply_eigh_values(jac_ctx *ctx, const jac__node *n,
+                                   jac_tensor *const *ins)
+{
+    jac_tensor *w = NULL, *v = NULL;
+    bool vectors = n->p.eigh.vectors;
+    if (!jac__apply_args(ctx, n, ins) ||
+        eigh_compute(ctx, ins[0], &w, vectors ? &v : NULL) != JAC_OK)
+        return NULL;
+    jac__params p = {.eigh = {.vectors = vectors}};
+    return jac__record_result(ctx, JAC__OP_EIGH_VALUES, w, 1, ins, &p);
+}
+
+/* The eigenvectors, with only their node recorded (the call that made n
+ * recorded the values first). */
+jac_tensor *jac__apply_eigh_vectors(jac_ctx *ctx, const jac__node *n,
+                                    jac_tensor *const *ins)
+{
+    jac_tensor *w = NULL, *v = NULL;
+    if (!jac__apply_args(ctx, n, ins) ||
+        eigh_compute(ctx, ins[0], &w, &v) != JAC_OK)
+        return NULL;
+    return jac__record_result(ctx, JAC__OP_EIGH_VECTORS, v, 1, ins, NULL);
 }
 
 /* d lambda_i = v_i^T dA v_i: gA = V diag(g) V^T, with V recomputed from the

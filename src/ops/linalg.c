@@ -139,6 +139,13 @@ jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
     return jac__record_result(ctx, JAC__OP_MATMUL, y, 2, ins, NULL);
 }
 
+jac_tensor *jac__apply_matmul(jac_ctx *ctx, const jac__node *n,
+                              jac_tensor *const *ins)
+{
+    (void)n;
+    return jac_matmul(ctx, ins[0], ins[1]);
+}
+
 /* The matrix-vector and vector-matrix cases keep their own rules so that a
  * block of seeds becomes one GEMM instead of a batch of thin products; every
  * other case promotes 1-D operands to matrices and uses
@@ -380,6 +387,13 @@ jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0, int axis1)
     return jac__record_result(ctx, JAC__OP_TRANSPOSE, y, 1, &a, &p);
 }
 
+jac_tensor *jac__apply_transpose(jac_ctx *ctx, const jac__node *n,
+                                 jac_tensor *const *ins)
+{
+    return jac_transpose(ctx, ins[0], n->p.transpose.axis0,
+                         n->p.transpose.axis1);
+}
+
 jac_status jac__vjp_transpose(jac_ctx *ctx, const jac__node *node,
                               jac_tensor *g, const bool *need, jac_tensor **gin)
 {
@@ -468,6 +482,16 @@ jac_tensor *jac_permute(jac_ctx *ctx, jac_tensor *a, const int *perm)
         seen |= 1u << perm[i];
     }
     return permute_impl(ctx, a, perm);
+}
+
+/* The permutation is checked against ins[0] as a user's would be. */
+jac_tensor *jac__apply_permute(jac_ctx *ctx, const jac__node *n,
+                               jac_tensor *const *ins)
+{
+    int perm[JAC_MAX_DIMS];
+    for (int i = 0; i < JAC_MAX_DIMS; i++)
+        perm[i] = (int)n->p.permute.perm[i];
+    return jac_permute(ctx, ins[0], perm);
 }
 
 /* The cotangent goes back through the inverse permutation; batch axes in
@@ -653,6 +677,37 @@ jac_tensor *jac_diagonal(jac_ctx *ctx, jac_tensor *a, int64_t offset, int axis1,
         return NULL;
     }
     return diagonal_impl(ctx, a, offset, i, j);
+}
+
+jac_tensor *jac__apply_diagonal(jac_ctx *ctx, const jac__node *n,
+                                jac_tensor *const *ins)
+{
+    return jac_diagonal(ctx, ins[0], n->p.diagonal.offset, n->p.diagonal.axis1,
+                        n->p.diagonal.axis2);
+}
+
+/* diag_embed is internal and checks nothing: ins[0] must be the diagonal
+ * the output's shape (which gives the extents n1 and n2) implies. */
+jac_tensor *jac__apply_diag_embed(jac_ctx *ctx, const jac__node *n,
+                                  jac_tensor *const *ins)
+{
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    const jac_tensor *y = n->out, *g = ins[0];
+    int i = n->p.diagonal.axis1, j = n->p.diagonal.axis2;
+    int64_t offset = n->p.diagonal.offset;
+    int64_t small[JAC_MAX_DIMS], strides[JAC_MAX_DIMS], base;
+    diag_view(y->ndim, y->shape, i, j, offset, small, strides, &base);
+    if (g->ndim != y->ndim - 1 ||
+        memcmp(g->shape, small, (size_t)g->ndim * sizeof(int64_t)) != 0) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "diag_embed: %s is not the diagonal of a tensor of %s",
+                   jac__shape_str(s1, sizeof s1, g->ndim, g->shape),
+                   jac__shape_str(s2, sizeof s2, y->ndim, y->shape));
+        return NULL;
+    }
+    return diag_embed(ctx, ins[0], offset, i, j, y->shape[i], y->shape[j]);
 }
 
 jac_status jac__vjp_diagonal(jac_ctx *ctx, const jac__node *node, jac_tensor *g,

@@ -21,7 +21,8 @@
 /*   element i of each input, BINARY after broadcasting); REDUCE, LINALG,   */
 /*   LAPACK and SHAPE are not;                                              */
 /* - rule: the backward rule jac__vjp_<rule>, written with differentiable   */
-/*   ops, so that it records itself under create-graph;                     */
+/*   ops, so that it records itself under create-graph; it also names       */
+/*   jac__apply_<rule>, which computes the op anew from a node;             */
 /* - raw: RAW(k) when jac__raw_<k> computes the input cotangents of an      */
 /*   unrecorded pass straight into buffers, NORAW when the rule always runs;*/
 /* - onehot: bit j set when a cotangent made of one-hot rows passes         */
@@ -41,6 +42,13 @@
     X(MAXIMUM, "maximum", 2, BINARY, maximum, NORAW, 0)                        \
     X(MINIMUM, "minimum", 2, BINARY, minimum, NORAW, 0)                        \
     X(ATAN2, "atan2", 2, BINARY, atan2, NORAW, 0)                              \
+    /* compare.c */                                                            \
+    X(GT, "gt", 2, BINARY, gt, RAW(compare), 0)                                \
+    X(GE, "ge", 2, BINARY, ge, RAW(compare), 0)                                \
+    X(LT, "lt", 2, BINARY, lt, RAW(compare), 0)                                \
+    X(LE, "le", 2, BINARY, le, RAW(compare), 0)                                \
+    X(EQ, "eq", 2, BINARY, eq, RAW(compare), 0)                                \
+    X(NE, "ne", 2, BINARY, ne, RAW(compare), 0)                                \
     /* functions.c */                                                          \
     X(POW_SCALAR, "pow_scalar", 1, UNARY, pow_scalar, RAW(unary), 0)           \
     X(EXP, "exp", 1, UNARY, exp, RAW(unary), 0)                                \
@@ -155,6 +163,14 @@ typedef bool jac__raw_fn(const jac__node *n, int64_t batch, const double *g,
                          const jac__onehot_rows *onehot, const bool *need,
                          double *const *gin);
 
+/* Computes node n's op anew on the tensors ins (n->nin of them, shaped as
+ * n->in[] were, values possibly different) with n's parameters (n->p, n->nin,
+ * and n->out's shape where the op keeps a parameter there), by the same
+ * call the user made, so that it records on ctx as that call would and its
+ * value is bitwise what that call computes on ins. NULL on error (ctx's). */
+typedef jac_tensor *jac__apply_fn(jac_ctx *ctx, const jac__node *n,
+                                  jac_tensor *const *ins);
+
 /* What the engine and the drivers know of an op: its row of the table. */
 typedef struct jac__op_info {
     const char *name;
@@ -163,6 +179,7 @@ typedef struct jac__op_info {
     jac__vjp_fn *rule;
     jac__raw_fn *raw; /* NULL when the rule always runs */
     unsigned onehot_inputs;
+    jac__apply_fn *apply; /* jac__apply_<rule> */
 } jac__op_info;
 
 extern const jac__op_info jac__ops[JAC__OP_COUNT];
@@ -181,7 +198,8 @@ static inline bool jac__op_elementwise(int op)
 }
 
 #define JAC__DECLARE_RULE(e, name, arity, cls, rule, raw, onehot)              \
-    jac__vjp_fn jac__vjp_##rule;
+    jac__vjp_fn jac__vjp_##rule;                                               \
+    jac__apply_fn jac__apply_##rule;
 JAC__OP_TABLE(JAC__DECLARE_RULE)
 #undef JAC__DECLARE_RULE
 /* Raw kernels, declared once each (several ops may share one). */
@@ -191,6 +209,26 @@ JAC__OP_TABLE(JAC__DECLARE_RULE)
 #define JAC__DECLARE_NORAW
 JAC__OP_TABLE(JAC__RAW_ROW)
 #undef JAC__RAW_ROW
+
+/* The prologue of an apply that calls an internal constructor (one that
+ * does not check its arguments): ctx and the n->nin tensors of ins checked
+ * (jac__check_args, naming n's op). */
+static inline bool jac__apply_args(jac_ctx *ctx, const jac__node *n,
+                                   jac_tensor *const *ins)
+{
+    return jac__check_args(ctx, jac__ops[n->op].name, (size_t)n->nin, ins);
+}
+
+/* The axes of a bit mask, ascending, into axes (JAC_MAX_DIMS entries);
+ * returns their count. */
+static inline int jac__mask_axes(uint32_t mask, int *axes)
+{
+    int n = 0;
+    for (int i = 0; i < JAC_MAX_DIMS; i++)
+        if (mask & (1u << i))
+            axes[n++] = i;
+    return n;
+}
 
 /* Records out = op(ins) on the tape when recording is on and an input
  * requires gradients (see jac__tape_append). */

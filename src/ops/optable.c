@@ -13,7 +13,8 @@
                      JAC__CLASS_##cls,                                         \
                      jac__vjp_##rule,                                          \
                      JAC__EXPAND(JAC__RAW_PTR_##raw),                          \
-                     onehot},
+                     onehot,                                                   \
+                     jac__apply_##rule},
 
 const jac__op_info jac__ops[JAC__OP_COUNT] = {JAC__OP_TABLE(JAC__OP_ROW)};
 

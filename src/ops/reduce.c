@@ -129,6 +129,14 @@ jac_tensor *jac_sum_axis(jac_ctx *ctx, jac_tensor *a, int axis, bool keepdim)
     return jac_sum_axes(ctx, a, 1, &axis, keepdim);
 }
 
+jac_tensor *jac__apply_sum_axes(jac_ctx *ctx, const jac__node *n,
+                                jac_tensor *const *ins)
+{
+    int axes[JAC_MAX_DIMS];
+    int naxes = jac__mask_axes(n->p.reduce.axes_mask, axes);
+    return jac_sum_axes(ctx, ins[0], naxes, axes, n->p.reduce.keepdim);
+}
+
 /* gin[0] = g (batch ++ the output shape of a summing op on a) reshaped to
  * batch ++ kshape (a's rank, with extents of 1 where the op summed) and
  * expanded to batch ++ a's shape: the cotangent spread back over what was
@@ -254,6 +262,17 @@ jac_tensor *jac_sum_to_shape(jac_ctx *ctx, jac_tensor *a, int ndim,
     return jac__sum_to(ctx, a, 0, ndim, shape);
 }
 
+/* The kept shape is the output's past its nlead leading axes. */
+jac_tensor *jac__apply_sum_to(jac_ctx *ctx, const jac__node *n,
+                              jac_tensor *const *ins)
+{
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    int nlead = n->p.sum_to.nlead;
+    return jac__sum_to(ctx, ins[0], nlead, n->out->ndim - nlead,
+                       n->out->shape + nlead);
+}
+
 jac_tensor *jac__sum_to_batched(jac_ctx *ctx, jac_tensor *g, int nbatch,
                                 int ndim, const int64_t *shape)
 {
@@ -331,6 +350,13 @@ jac_tensor *jac_expand(jac_ctx *ctx, jac_tensor *a, int ndim,
         return NULL;
     jac__broadcast_copy(a, y);
     return jac__record_result(ctx, JAC__OP_EXPAND, y, 1, &a, NULL);
+}
+
+/* The target shape is the output's. */
+jac_tensor *jac__apply_expand(jac_ctx *ctx, const jac__node *n,
+                              jac_tensor *const *ins)
+{
+    return jac_expand(ctx, ins[0], n->out->ndim, n->out->shape);
 }
 
 jac_status jac__vjp_expand(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -459,6 +485,14 @@ static int cumsum_axis(const jac__node *node)
     while ((node->p.scan.axes_mask >> axis) > 1u)
         axis++;
     return axis;
+}
+
+/* The direction too: a rule's running sum from the end is replayed as
+ * one. */
+jac_tensor *jac__apply_cumsum(jac_ctx *ctx, const jac__node *n,
+                              jac_tensor *const *ins)
+{
+    return cumsum_dir(ctx, ins[0], cumsum_axis(n), n->p.scan.dir);
 }
 
 /* The adjoint of a running sum is the running sum from the other end,

@@ -69,6 +69,12 @@ jac_tensor *jac_reshape(jac_ctx *ctx, jac_tensor *a, int ndim,
     return jac__record_result(ctx, JAC__OP_RESHAPE, y, 1, &a, NULL);
 }
 
+jac_tensor *jac__apply_reshape(jac_ctx *ctx, const jac__node *n,
+                               jac_tensor *const *ins)
+{
+    return jac_reshape(ctx, ins[0], n->out->ndim, n->out->shape);
+}
+
 jac_tensor *jac__reshape_batched(jac_ctx *ctx, const char *op, jac_tensor *t,
                                  int nbatch, int ndim, const int64_t *shape)
 {
@@ -186,6 +192,14 @@ jac_tensor *jac_slice(jac_ctx *ctx, jac_tensor *a, int axis, int64_t start,
     return jac__record_result(ctx, JAC__OP_SLICE, y, 1, &a, &p);
 }
 
+/* The node keeps the bounds normalised, which normalise to themselves. */
+jac_tensor *jac__apply_slice(jac_ctx *ctx, const jac__node *n,
+                             jac_tensor *const *ins)
+{
+    return jac_slice(ctx, ins[0], n->p.slice.axis, n->p.slice.start,
+                     n->p.slice.stop, n->p.slice.step);
+}
+
 jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
                                const int64_t *shape, int axis, int64_t start,
                                int64_t stop, int64_t step)
@@ -213,6 +227,17 @@ jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
     jac__params p = {
         .slice = {.axis = axis, .start = start, .stop = stop, .step = step}};
     return jac__record_result(ctx, JAC__OP_SLICE_SCATTER, y, 1, &g, &p);
+}
+
+/* The full shape is the output's. */
+jac_tensor *jac__apply_slice_scatter(jac_ctx *ctx, const jac__node *n,
+                                     jac_tensor *const *ins)
+{
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    return jac__slice_scatter(ctx, ins[0], n->out->ndim, n->out->shape,
+                              n->p.slice.axis, n->p.slice.start,
+                              n->p.slice.stop, n->p.slice.step);
 }
 
 /* The cotangent of a slice lands back at the sliced positions, zeros
@@ -345,6 +370,12 @@ jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
     }
     jac__params p = {.concat = {.axis = ax}};
     return jac__record_result(ctx, JAC__OP_CONCAT, y, (int)n, ts, &p);
+}
+
+jac_tensor *jac__apply_concat(jac_ctx *ctx, const jac__node *n,
+                              jac_tensor *const *ins)
+{
+    return jac_concat(ctx, (size_t)n->nin, ins, n->p.concat.axis);
 }
 
 jac_status jac__vjp_concat(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -640,6 +671,35 @@ static inline int64_t index_at(const jac_tensor *idx, int64_t i)
     return (int64_t)idx->data[i];
 }
 
+/* For an apply, which hands the index tensor of a node to the internal
+ * constructors (they check nothing): whether idx has rank ndim, extents no
+ * larger than big's (rank ndim) off axis ax, and integers in 0 .. big[ax] -
+ * 1 only; else the error naming op. */
+static bool index_fits(jac_ctx *ctx, const char *op, const jac_tensor *idx,
+                       int ndim, const int64_t *big, int ax)
+{
+    char s[JAC__SHAPE_STR_MAX];
+    bool ok = idx->ndim == ndim && ax >= 0 && ax < ndim;
+    for (int d = 0; ok && d < ndim; d++)
+        ok = d == ax || idx->shape[d] <= big[d];
+    if (!ok) {
+        jac__error(ctx, JAC_ERR_SHAPE, "%s: index of shape %s does not fit", op,
+                   jac__shape_str(s, sizeof s, idx->ndim, idx->shape));
+        return false;
+    }
+    for (int64_t i = 0; i < idx->numel; i++) {
+        double v = idx->data[i];
+        if (!(v >= 0.0 && v < (double)big[ax] && v == (double)(int64_t)v)) {
+            jac__error(ctx, JAC_ERR_VALUE,
+                       "%s: index %g at position %lld is not an index of "
+                       "extent %lld",
+                       op, v, (long long)i, (long long)big[ax]);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------ */
 /* index_select and its adjoint index_add                                   */
 /* ------------------------------------------------------------------------ */
@@ -720,6 +780,39 @@ jac_tensor *jac_index_select(jac_ctx *ctx, jac_tensor *a, int axis, size_t n,
     jac_tensor *idx =
         index_tensor(ctx, "index_select", a, ax, 1, &count, index);
     return idx ? index_select_t(ctx, a, ax, idx) : NULL;
+}
+
+/* The index is the node's second input. */
+jac_tensor *jac__apply_index_select(jac_ctx *ctx, const jac__node *n,
+                                    jac_tensor *const *ins)
+{
+    int ax = n->p.index.axis;
+    if (!jac__apply_args(ctx, n, ins) || ax >= ins[0]->ndim ||
+        !index_fits(ctx, "index_select", ins[1], 1, ins[0]->shape + ax, 0))
+        return NULL;
+    return index_select_t(ctx, ins[0], ax, ins[1]);
+}
+
+/* The extent the entries are added into is the output's. */
+jac_tensor *jac__apply_index_add(jac_ctx *ctx, const jac__node *n,
+                                 jac_tensor *const *ins)
+{
+    int ax = n->p.index.axis;
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    const jac_tensor *g = ins[0], *idx = ins[1];
+    if (ax >= g->ndim || ax >= n->out->ndim || idx->ndim != 1 ||
+        idx->shape[0] != g->shape[ax]) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "index_add: index of shape %s does not fit %s on axis %d",
+                   jac__shape_str(s1, sizeof s1, idx->ndim, idx->shape),
+                   jac__shape_str(s2, sizeof s2, g->ndim, g->shape), ax);
+        return NULL;
+    }
+    if (!index_fits(ctx, "index_add", idx, 1, n->out->shape + ax, 0))
+        return NULL;
+    return index_add_t(ctx, ins[0], ax, ins[1], n->out->shape[ax]);
 }
 
 jac_status jac__vjp_index_select(jac_ctx *ctx, const jac__node *node,
@@ -865,6 +958,47 @@ jac_tensor *jac_gather(jac_ctx *ctx, jac_tensor *a, int axis,
     return idx ? gather_t(ctx, a, ax, 0, idx) : NULL;
 }
 
+/* The index is the node's second input; a rule's gather keeps nlead
+ * leading axes. */
+jac_tensor *jac__apply_gather(jac_ctx *ctx, const jac__node *n,
+                              jac_tensor *const *ins)
+{
+    int nlead = n->p.index.nlead;
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    const jac_tensor *a = ins[0];
+    if (nlead > a->ndim || !index_fits(ctx, "gather", ins[1], a->ndim - nlead,
+                                       a->shape + nlead, n->p.index.axis))
+        return NULL;
+    return gather_t(ctx, ins[0], n->p.index.axis, nlead, ins[1]);
+}
+
+/* The shape scattered into is the output's past the nlead leading axes,
+ * which the cotangent ins[0] shares. */
+jac_tensor *jac__apply_scatter_add(jac_ctx *ctx, const jac__node *n,
+                                   jac_tensor *const *ins)
+{
+    int nlead = n->p.index.nlead;
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    const jac_tensor *g = ins[0], *idx = ins[1], *y = n->out;
+    if (g->ndim != nlead + idx->ndim ||
+        memcmp(g->shape + nlead, idx->shape,
+               (size_t)idx->ndim * sizeof(int64_t)) != 0) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "scatter_add: %s does not end in the index's shape %s",
+                   jac__shape_str(s1, sizeof s1, g->ndim, g->shape),
+                   jac__shape_str(s2, sizeof s2, idx->ndim, idx->shape));
+        return NULL;
+    }
+    if (nlead > y->ndim || !index_fits(ctx, "scatter_add", idx, y->ndim - nlead,
+                                       y->shape + nlead, n->p.index.axis))
+        return NULL;
+    return scatter_add_t(ctx, ins[0], n->p.index.axis, nlead, ins[1],
+                         y->shape + nlead);
+}
+
 jac_status jac__vjp_gather(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
                            const bool *need, jac_tensor **gin)
 {
@@ -940,6 +1074,13 @@ jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
     if (!ctx->grad_enabled || !(a->requires_grad || b->requires_grad))
         return y;
     return jac__record_result(ctx, JAC__OP_WHERE, y, 3, ins, NULL);
+}
+
+jac_tensor *jac__apply_where(jac_ctx *ctx, const jac__node *n,
+                             jac_tensor *const *ins)
+{
+    (void)n;
+    return jac_where(ctx, ins[0], ins[1], ins[2]);
 }
 
 /* The cotangent goes to a where cond holds and to b elsewhere: where(cond,
@@ -1043,6 +1184,37 @@ jac_tensor *jac_pad(jac_ctx *ctx, jac_tensor *a, const int64_t *before,
         offsets->data[i] = (double)before[i];
     jac_tensor *ins[2] = {a, offsets};
     return jac__record_result(ctx, JAC__OP_PAD, y, 2, ins, NULL);
+}
+
+/* The leading pads are the node's second input, the trailing ones what the
+ * output's shape leaves; jac_pad records pads of its own as the user's
+ * call did. */
+jac_tensor *jac__apply_pad(jac_ctx *ctx, const jac__node *n,
+                           jac_tensor *const *ins)
+{
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    const jac_tensor *a = ins[0], *offsets = ins[1], *y = n->out;
+    int64_t before[JAC_MAX_DIMS], after[JAC_MAX_DIMS];
+    bool ok =
+        y->ndim == a->ndim && offsets->ndim == 1 && offsets->numel == a->ndim;
+    for (int i = 0; ok && i < a->ndim; i++) {
+        double v = offsets->data[i];
+        ok = v >= 0.0 && v <= (double)y->shape[i] && v == (double)(int64_t)v;
+        before[i] = ok ? (int64_t)v : 0;
+        after[i] = y->shape[i] - a->shape[i] - before[i];
+    }
+    if (!ok) {
+        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX],
+            s3[JAC__SHAPE_STR_MAX];
+        jac__error(ctx, JAC_ERR_SHAPE,
+                   "pad: %s with leading pads of shape %s does not pad to %s",
+                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
+                   jac__shape_str(s2, sizeof s2, offsets->ndim, offsets->shape),
+                   jac__shape_str(s3, sizeof s3, y->ndim, y->shape));
+        return NULL;
+    }
+    return jac_pad(ctx, ins[0], before, after);
 }
 
 /* The cotangent of a pad is its interior: one slice per padded axis (a

@@ -289,6 +289,22 @@ static jac_tensor *group_scan(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
     return jac__record_result(ctx, JAC__OP_GROUP_SCAN, y, 2, ins, &p);
 }
 
+jac_tensor *jac__apply_group_shift(jac_ctx *ctx, const jac__node *n,
+                                   jac_tensor *const *ins)
+{
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    return group_shift(ctx, ins[0], n->p.scan.axes_mask, n->p.scan.dir);
+}
+
+jac_tensor *jac__apply_group_scan(jac_ctx *ctx, const jac__node *n,
+                                  jac_tensor *const *ins)
+{
+    if (!jac__apply_args(ctx, n, ins))
+        return NULL;
+    return group_scan(ctx, ins[0], ins[1], n->p.scan.axes_mask, n->p.scan.dir);
+}
+
 jac_status jac__vjp_group_shift(jac_ctx *ctx, const jac__node *node,
                                 jac_tensor *g, const bool *need,
                                 jac_tensor **gin)
@@ -418,6 +434,14 @@ jac_tensor *jac_prod_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                      prod_kernel, 1.0);
 }
 
+jac_tensor *jac__apply_prod_axes(jac_ctx *ctx, const jac__node *n,
+                                 jac_tensor *const *ins)
+{
+    int axes[JAC_MAX_DIMS];
+    int naxes = jac__mask_axes(n->p.reduce.axes_mask, axes);
+    return jac_prod_axes(ctx, ins[0], naxes, axes, n->p.reduce.keepdim);
+}
+
 /* d prod / d x_i = the product of the other elements (never prod / x_i). */
 jac_status jac__vjp_prod_axes(jac_ctx *ctx, const jac__node *node,
                               jac_tensor *g, const bool *need, jac_tensor **gin)
@@ -508,6 +532,23 @@ jac_tensor *jac_min_axes(jac_ctx *ctx, jac_tensor *a, int naxes,
                          const int *axes, bool keepdim)
 {
     return extreme_axes(ctx, JAC__OP_MIN_AXES, a, naxes, axes, keepdim);
+}
+
+/* jac_norm's infinity norm records max too; the values are the same. */
+jac_tensor *jac__apply_max_axes(jac_ctx *ctx, const jac__node *n,
+                                jac_tensor *const *ins)
+{
+    int axes[JAC_MAX_DIMS];
+    int naxes = jac__mask_axes(n->p.reduce.axes_mask, axes);
+    return jac_max_axes(ctx, ins[0], naxes, axes, n->p.reduce.keepdim);
+}
+
+jac_tensor *jac__apply_min_axes(jac_ctx *ctx, const jac__node *n,
+                                jac_tensor *const *ins)
+{
+    int axes[JAC_MAX_DIMS];
+    int naxes = jac__mask_axes(n->p.reduce.axes_mask, axes);
+    return jac_min_axes(ctx, ins[0], naxes, axes, n->p.reduce.keepdim);
 }
 
 /* Ties share the cotangent: each element equal to its group's result gets
@@ -675,6 +716,26 @@ jac_tensor *jac_log_softmax(jac_ctx *ctx, jac_tensor *a, int axis)
     return softmax_op(ctx, JAC__OP_LOG_SOFTMAX, a, axis);
 }
 
+/* The axis of a softmax node: its mask's one bit (none for rank 0, where
+ * axis 0 names the single element). */
+static int softmax_node_axis(const jac__node *n)
+{
+    int axes[JAC_MAX_DIMS];
+    return jac__mask_axes(n->p.reduce.axes_mask, axes) > 0 ? axes[0] : 0;
+}
+
+jac_tensor *jac__apply_softmax(jac_ctx *ctx, const jac__node *n,
+                               jac_tensor *const *ins)
+{
+    return jac_softmax(ctx, ins[0], softmax_node_axis(n));
+}
+
+jac_tensor *jac__apply_log_softmax(jac_ctx *ctx, const jac__node *n,
+                                   jac_tensor *const *ins)
+{
+    return jac_log_softmax(ctx, ins[0], softmax_node_axis(n));
+}
+
 /* With y = softmax(a): g_a = y (g - sum(g y)) along the axis; sums keep the
  * batch axes of g in front. Written with ops, as every rule. */
 jac_status jac__vjp_softmax(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
@@ -837,4 +898,12 @@ jac_tensor *jac_norm(jac_ctx *ctx, jac_tensor *a, double p, int naxes,
     if (p == 1.0)
         return sum_mask(ctx, abs, mask, keepdim);
     return extreme_mask(ctx, "norm", JAC__OP_MAX_AXES, abs, mask, keepdim);
+}
+
+jac_tensor *jac__apply_norm2(jac_ctx *ctx, const jac__node *n,
+                             jac_tensor *const *ins)
+{
+    int axes[JAC_MAX_DIMS];
+    int naxes = jac__mask_axes(n->p.reduce.axes_mask, axes);
+    return jac_norm(ctx, ins[0], 2.0, naxes, axes, n->p.reduce.keepdim);
 }
