@@ -1050,7 +1050,7 @@ JAC_API size_t jac_program_length(const jac_program *program, size_t *bytes);
 JAC_API jac_status jac_program_set_threads(jac_program *program, int threads);
 
 /** The outputs at args (inputs then parameters): outputs[k] receives the
- *  numel of output k. */
+ *  numel values of output k (NULL entries are skipped). */
 JAC_API jac_status jac_program_eval(jac_program *program,
                                     const double *const *args,
                                     double *const *outputs);

@@ -32,15 +32,16 @@ static size_t inputs_tried;
 
 typedef struct fixture {
     jac_ctx *ctx;
-    jac_tensor *v3;   /* (3) leaf requiring gradients */
-    jac_tensor *m2;   /* (2, 2) symmetric positive definite leaf */
-    jac_tensor *b2;   /* (2) constant */
-    jac_tensor *y;    /* sum(sin(v3)), a recorded scalar */
-    jac_tensor *ym;   /* m2 * m2, a recorded (2, 2) */
-    jac_tensor *cond; /* (3) of zeros and ones */
-    FILE *sink;       /* scratch stream for printing and writing */
-    FILE *npy;        /* a stream holding one .npy array */
-    char path[64];    /* a file holding one .npy array */
+    jac_tensor *v3;    /* (3) leaf requiring gradients */
+    jac_tensor *m2;    /* (2, 2) symmetric positive definite leaf */
+    jac_tensor *b2;    /* (2) constant */
+    jac_tensor *y;     /* sum(sin(v3)), a recorded scalar */
+    jac_tensor *ym;    /* m2 * m2, a recorded (2, 2) */
+    jac_tensor *cond;  /* (3) of zeros and ones */
+    jac_program *prog; /* sum(v3^2), recorded */
+    FILE *sink;        /* scratch stream for printing and writing */
+    FILE *npy;         /* a stream holding one .npy array */
+    char path[64];     /* a file holding one .npy array */
 } fixture;
 
 static fixture fx;
@@ -81,6 +82,9 @@ static int setup_fixture(void **state)
     jac_set_requires_grad(fx.m2, true);
     fx.y = jac_sum(fx.ctx, jac_sin(fx.ctx, fx.v3));
     fx.ym = jac_mul(fx.ctx, fx.m2, fx.m2);
+    if (jac_program_record(fx.ctx, sum_of_squares_fn, NULL, 1, &fx.v3, 0, NULL,
+                           1, 0, &fx.prog) != JAC_OK)
+        return -1;
     fx.sink = tmpfile();
     fx.npy = tmpfile();
     snprintf(fx.path, sizeof fx.path, "/tmp/jac_hostile_XXXXXX");
@@ -100,6 +104,7 @@ static int setup_fixture(void **state)
 static int teardown_fixture(void **state)
 {
     (void)state;
+    jac_program_free(fx.prog);
     if (fx.sink) {
         fclose(fx.sink);
     }
@@ -897,6 +902,185 @@ static outcome row_read_npy(int null_at)
     return pointer_result(jac_read_npy(P(0, fx.ctx), P(1, fx.npy)));
 }
 
+/* Recorded functions. */
+static outcome row_program_begin(int null_at)
+{
+    /* 1 inputs, 2 params (optional: none); 3 inputs[0]. */
+    jac_tensor *ins[1] = {IS_NULL(3) ? NULL : fx.v3};
+    jac_tensor *const *none = NULL;
+    jac_status st =
+        jac_program_begin(P(0, fx.ctx), 1, P(1, ins), 0, P(2, none));
+    if (st == JAC_OK) {
+        jac_program *p = NULL;
+        jac_tensor *y = jac_exp(fx.ctx, fx.v3);
+        st = jac_program_end(fx.ctx, 1, &y, 0, &p);
+        jac_program_free(p);
+    }
+    return status_result(st);
+}
+
+static outcome row_program_end(int null_at)
+{
+    /* 1 outputs, 2 program; 3 outputs[0]. */
+    jac_status st = jac_program_begin(fx.ctx, 1, &fx.v3, 0, NULL);
+    if (st != JAC_OK)
+        return status_result(st);
+    jac_program *p = NULL;
+    jac_tensor *outs[1] = {IS_NULL(3) ? NULL : jac_sin(fx.ctx, fx.v3)};
+    st = jac_program_end(P(0, fx.ctx), 1, P(1, outs), 0, P(2, &p));
+    jac_program_free(p);
+    if (IS_NULL(0)) {
+        jac_program *q = NULL;
+        if (jac_program_end(fx.ctx, 1, &fx.v3, 0, &q) == JAC_OK)
+            jac_program_free(q);
+    }
+    return status_result(st);
+}
+
+static outcome row_program_record(int null_at)
+{
+    /* 1 fn, 2 user (optional), 3 inputs, 4 params (optional: none), 5
+     * program; 6 inputs[0]. */
+    jac_tensor *ins[1] = {IS_NULL(6) ? NULL : fx.v3};
+    jac_tensor *const *none = NULL;
+    jac_program *p = NULL;
+    jac_status st = jac_program_record(P(0, fx.ctx), P(1, sum_of_squares_fn),
+                                       P(2, (void *)&fx), 1, P(3, ins), 0,
+                                       P(4, none), 1, 0, P(5, &p));
+    jac_program_free(p);
+    return status_result(st);
+}
+
+static outcome row_program_free(int null_at)
+{
+    jac_program *p = NULL;
+    if (jac_program_gradient(fx.prog, 0, &p) != JAC_OK)
+        return status_result(JAC_ERR_STATE);
+    jac_program_free(P(0, p));
+    if (IS_NULL(0))
+        jac_program_free(p);
+    return void_result();
+}
+
+static outcome row_program_errmsg(int null_at)
+{
+    (void)null_at;
+    return pointer_result(jac_program_errmsg());
+}
+
+static outcome row_program_count(int null_at)
+{
+    size_t n = jac_program_count(P(0, fx.prog), 'i');
+    return (outcome){RES_CHECKED, n == (IS_NULL(0) ? 0u : 1u)};
+}
+
+static outcome row_program_shape(int null_at)
+{
+    /* 0 program, 1 shape (optional), 2 numel (optional). */
+    int64_t shape[JAC_MAX_DIMS], numel = 0;
+    int nd =
+        jac_program_shape(P(0, fx.prog), 'i', 0, P(1, shape), P(2, &numel));
+    return (outcome){RES_CHECKED, nd == (IS_NULL(0) ? -1 : 1)};
+}
+
+static outcome row_program_length(int null_at)
+{
+    /* 0 program, 1 bytes (optional). */
+    size_t bytes = 0;
+    size_t n = jac_program_length(P(0, fx.prog), P(1, &bytes));
+    return (outcome){RES_CHECKED, IS_NULL(0) ? n == 0 : n > 0};
+}
+
+static outcome row_program_set_threads(int null_at)
+{
+    return status_result(jac_program_set_threads(P(0, fx.prog), 1));
+}
+
+static const double prog_x[3] = {0.1, -0.2, 0.3};
+
+static outcome row_program_eval(int null_at)
+{
+    /* 0 program, 1 args, 2 outputs; 3 args[0], 4 outputs[0]. */
+    double y;
+    const double *args[1] = {IS_NULL(3) ? NULL : prog_x};
+    double *outs[1] = {IS_NULL(4) ? NULL : &y};
+    return status_result(
+        jac_program_eval(P(0, fx.prog), P(1, args), P(2, outs)));
+}
+
+static outcome row_program_vjp(int null_at)
+{
+    /* 0 program, 1 args, 2 seeds (optional), 3 outputs (optional), 4
+     * grads; 5 args[0], 6 seeds[0] (optional), 7 outputs[0] (optional), 8
+     * grads[0] (optional). */
+    double y, g[3], one = 1.0;
+    const double *args[1] = {IS_NULL(5) ? NULL : prog_x};
+    const double *seeds[1] = {IS_NULL(6) ? NULL : &one};
+    double *outs[1] = {IS_NULL(7) ? NULL : &y};
+    double *grads[1] = {IS_NULL(8) ? NULL : g};
+    return status_result(jac_program_vjp(P(0, fx.prog), P(1, args), P(2, seeds),
+                                         P(3, outs), P(4, grads)));
+}
+
+static outcome row_program_jvp(int null_at)
+{
+    /* 0 program, 1 args, 2 v, 3 outputs (optional), 4 jvps; 5 args[0], 6
+     * v[0] (optional), 7 outputs[0] (optional), 8 jvps[0] (optional). */
+    double y, j;
+    const double *args[1] = {IS_NULL(5) ? NULL : prog_x};
+    const double *v[1] = {IS_NULL(6) ? NULL : prog_x};
+    double *outs[1] = {IS_NULL(7) ? NULL : &y};
+    double *jvps[1] = {IS_NULL(8) ? NULL : &j};
+    return status_result(jac_program_jvp(P(0, fx.prog), P(1, args), P(2, v),
+                                         P(3, outs), P(4, jvps)));
+}
+
+static outcome row_program_jacobian(int null_at)
+{
+    /* 0 program, 1 args, 2 outputs (optional), 3 J; 4 args[0], 5
+     * outputs[0] (optional), 6 J[0] (optional). */
+    double y, J[3];
+    const double *args[1] = {IS_NULL(4) ? NULL : prog_x};
+    double *outs[1] = {IS_NULL(5) ? NULL : &y};
+    double *Js[1] = {IS_NULL(6) ? NULL : J};
+    return status_result(
+        jac_program_jacobian(P(0, fx.prog), P(1, args), P(2, outs), P(3, Js)));
+}
+
+static outcome row_program_hessian(int null_at)
+{
+    /* 0 program, 1 args, 2 weights (optional), 3 H; 4 args[0], 5
+     * weights[0] (optional), 6 H[0] (optional). */
+    double H[9], w = 2.0;
+    const double *args[1] = {IS_NULL(4) ? NULL : prog_x};
+    const double *ws[1] = {IS_NULL(5) ? NULL : &w};
+    double *Hs[1] = {IS_NULL(6) ? NULL : H};
+    return status_result(
+        jac_program_hessian(P(0, fx.prog), P(1, args), P(2, ws), P(3, Hs)));
+}
+
+static outcome row_program_hvp(int null_at)
+{
+    /* 0 program, 1 args, 2 weights (optional), 3 v, 4 hvps; 5 args[0], 6
+     * weights[0] (optional), 7 v[0] (optional), 8 hvps[0] (optional). */
+    double hv[3], w = 2.0;
+    const double *args[1] = {IS_NULL(5) ? NULL : prog_x};
+    const double *ws[1] = {IS_NULL(6) ? NULL : &w};
+    const double *v[1] = {IS_NULL(7) ? NULL : prog_x};
+    double *hs[1] = {IS_NULL(8) ? NULL : hv};
+    return status_result(jac_program_hvp(P(0, fx.prog), P(1, args), P(2, ws),
+                                         P(3, v), P(4, hs)));
+}
+
+static outcome row_program_gradient(int null_at)
+{
+    /* 0 program, 1 result. */
+    jac_program *p = NULL;
+    jac_status st = jac_program_gradient(P(0, fx.prog), 0, P(1, &p));
+    jac_program_free(p);
+    return status_result(st);
+}
+
 #define BIT(i) (1u << (i))
 #define CTX_ROW(name, nptr, nextra, optional)                                  \
     {                                                                          \
@@ -1004,6 +1188,22 @@ static const row rows[] = {
     CTX_ROW(gradcheck, 5, 1, BIT(2) | BIT(4)),
     CTX_ROW(gradgradcheck, 5, 1, BIT(2) | BIT(4)),
     CTX_ROW(export_dot, 4, 2, 0),
+    CTX_ROW(program_begin, 3, 1, BIT(2)),
+    CTX_ROW(program_end, 3, 1, 0),
+    CTX_ROW(program_record, 6, 1, BIT(2) | BIT(4)),
+    FREE_ROW(program_free, 1, 0, BIT(0)),
+    FREE_ROW(program_errmsg, 0, 0, 0),
+    FREE_ROW(program_count, 1, 0, 0),
+    FREE_ROW(program_shape, 3, 0, 0),
+    FREE_ROW(program_length, 2, 0, 0),
+    FREE_ROW(program_set_threads, 1, 0, 0),
+    FREE_ROW(program_eval, 3, 2, BIT(4)),
+    FREE_ROW(program_vjp, 5, 4, BIT(2) | BIT(3) | BIT(6) | BIT(7) | BIT(8)),
+    FREE_ROW(program_jvp, 5, 4, BIT(3) | BIT(6) | BIT(7) | BIT(8)),
+    FREE_ROW(program_jacobian, 4, 3, BIT(2) | BIT(5) | BIT(6)),
+    FREE_ROW(program_hessian, 4, 3, BIT(2) | BIT(5) | BIT(6)),
+    FREE_ROW(program_hvp, 5, 4, BIT(2) | BIT(6) | BIT(7) | BIT(8)),
+    FREE_ROW(program_gradient, 2, 0, 0),
     FREE_ROW(save_npy, 2, 0, 0),
     FREE_ROW(write_npy, 2, 0, 0),
     CTX_ROW(load_npy, 2, 0, 0),
@@ -1242,7 +1442,20 @@ static void test_null_table_covers_every_public_function(void **state)
 /* ------------------------------------------------------------------------ */
 
 /* Rows that read none of the fixture's tensors. */
-static const char *const tensorless[] = {"jac_version_number",
+static const char *const tensorless[] = {"jac_program_free",
+                                         "jac_program_errmsg",
+                                         "jac_program_count",
+                                         "jac_program_shape",
+                                         "jac_program_length",
+                                         "jac_program_set_threads",
+                                         "jac_program_eval",
+                                         "jac_program_vjp",
+                                         "jac_program_jvp",
+                                         "jac_program_jacobian",
+                                         "jac_program_hessian",
+                                         "jac_program_hvp",
+                                         "jac_program_gradient",
+                                         "jac_version_number",
                                          "jac_version_string",
                                          "jac_status_string",
                                          "jac_status_name",

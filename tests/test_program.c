@@ -12,6 +12,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* ------------------------------------------------------------------------ */
@@ -185,8 +186,8 @@ static void test_rows_replay(void **state)
                 fail();
             }
             for (int k = 0; k < r->nin; k++)
-                tu_assert_close(Jv[k], jac_tensor_data(J[k]), m * s[k].numel,
-                                1e-12, 1e-12);
+                tu_assert_close(Jv[k], jac_tensor_data(J[k]),
+                                (size_t)(m * s[k].numel), 1e-12, 1e-12);
             for (int k = 0; k < r->nin; k++) {
                 free(gv[k]);
                 free(Jv[k]);

@@ -51,6 +51,7 @@ jac__node *jac__tape_append(jac_ctx *ctx, int op, const char *name,
     n->nin = nin;
     n->released = false;
     n->has_partials = false;
+    n->read = false;
     for (int i = 0; i < nin; i++)
         n->in[i] = ins[i];
     n->out = out;

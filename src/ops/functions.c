@@ -280,7 +280,7 @@ static const char *apply_name(const jac__node *n)
 {
     if (n->op != JAC__OP_AFFINE)
         return jac__ops[n->op].name;
-    params q = params_of(n);
+    jac__fn_params q = jac__fn_params_of(n);
     if (q.divide)
         return "div_scalar";
     if (q.c0 == 1.0)
@@ -295,7 +295,7 @@ static const char *apply_name(const jac__node *n)
                                   jac_tensor *const *ins)                      \
     {                                                                          \
         return function(ctx, JAC__OP_##e, apply_name(n), ins[0],               \
-                        params_of(n));                                         \
+                        jac__fn_params_of(n));                                 \
     }
-FUNCTIONS(APPLY)
+JAC__FUNCTIONS(APPLY)
 #undef APPLY

@@ -127,10 +127,6 @@ jac_status jac_program_eval(jac_program *prog, const double *const *args,
         return jac__program_fail(JAC_ERR_NULL_ARG,
                                  "program_eval: program or outputs is "
                                  "NULL");
-    for (size_t k = 0; k < prog->noutputs; k++)
-        if (outputs[k] == NULL && prog->outs[k].numel > 0)
-            return jac__program_fail(JAC_ERR_NULL_ARG,
-                                     "program_eval: output %zu is NULL", k);
     jac_status st;
     jac__ws *ws = take(prog, "program_eval", &st);
     if (ws == NULL)

@@ -108,8 +108,10 @@ static jac_status end_unguarded(jac_ctx *ctx, size_t noutputs,
                                 jac_program **program)
 {
     const char *op = "program_end";
-    if (program == NULL)
+    if (program == NULL) {
+        jac__section_close(ctx);
         return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: program is NULL", op);
+    }
     *program = NULL;
     if (!ctx->section.open)
         return jac__error(ctx, JAC_ERR_STATE,
