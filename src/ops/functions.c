@@ -523,34 +523,75 @@ FUNCTIONS(RULE)
 #undef RULE
 
 /* ------------------------------------------------------------------------ */
-/* Applying a node anew                                                     */
+/* Applying a node anew: the public call with the node's parameters         */
 /*                                                                          */
-/* Every function is the forward op with the parameters its node keeps      */
-/* (zeros for those that take none), so the node's parameters are the       */
-/* call's. The affine maps differ only in the name their messages give,     */
-/* told here by the parameters as the public calls set them.                */
+/* Written with public calls and the node's fields only, not with this      */
+/* file's rows and helpers. pow_scalar's exponent and clamp's bounds are    */
+/* kept where the affine map keeps alpha and beta.                          */
 /* ------------------------------------------------------------------------ */
 
-static const char *apply_name(const jac__node *n)
+#define APPLY_PLAIN(fn)                                                        \
+    jac_tensor *jac__apply_##fn(jac_ctx *ctx, const jac__node *n,              \
+                                jac_tensor *const *ins)                        \
+    {                                                                          \
+        (void)n;                                                               \
+        return jac_##fn(ctx, ins[0]);                                          \
+    }
+APPLY_PLAIN(exp)
+APPLY_PLAIN(log)
+APPLY_PLAIN(sin)
+APPLY_PLAIN(cos)
+APPLY_PLAIN(tanh)
+APPLY_PLAIN(abs)
+APPLY_PLAIN(sign)
+APPLY_PLAIN(sqrt)
+APPLY_PLAIN(rsqrt)
+APPLY_PLAIN(square)
+APPLY_PLAIN(reciprocal)
+APPLY_PLAIN(expm1)
+APPLY_PLAIN(log1p)
+APPLY_PLAIN(tan)
+APPLY_PLAIN(asin)
+APPLY_PLAIN(acos)
+APPLY_PLAIN(atan)
+APPLY_PLAIN(sinh)
+APPLY_PLAIN(cosh)
+APPLY_PLAIN(asinh)
+APPLY_PLAIN(sigmoid)
+APPLY_PLAIN(relu)
+APPLY_PLAIN(softplus)
+APPLY_PLAIN(erf)
+#undef APPLY_PLAIN
+
+jac_tensor *jac__apply_pow_scalar(jac_ctx *ctx, const jac__node *n,
+                                  jac_tensor *const *ins)
 {
-    if (n->op != JAC__OP_AFFINE)
-        return jac__ops[n->op].name;
-    params q = params_of(n);
-    if (q.divide)
-        return "div_scalar";
-    if (q.c0 == 1.0)
-        return "add_scalar";
-    if (q.c0 == -1.0)
-        return q.c1 == 0.0 ? "neg" : "rsub_scalar";
-    return q.c1 == 0.0 ? "mul_scalar" : "affine";
+    return jac_pow_scalar(ctx, ins[0], n->p.affine.alpha);
 }
 
-#define APPLY(e, rule, value, derivative, mask)                                \
-    jac_tensor *jac__apply_##rule(jac_ctx *ctx, const jac__node *n,            \
-                                  jac_tensor *const *ins)                      \
-    {                                                                          \
-        return function(ctx, JAC__OP_##e, apply_name(n), ins[0],               \
-                        params_of(n));                                         \
-    }
-FUNCTIONS(APPLY)
-#undef APPLY
+jac_tensor *jac__apply_clamp(jac_ctx *ctx, const jac__node *n,
+                             jac_tensor *const *ins)
+{
+    return jac_clamp(ctx, ins[0], n->p.affine.alpha, n->p.affine.beta);
+}
+
+/* The public call that stores the node's alpha, beta and divide flag (sub
+ * stores add's, neg mul's; a zero beta's sign does not change a value). */
+jac_tensor *jac__apply_affine(jac_ctx *ctx, const jac__node *n,
+                              jac_tensor *const *ins)
+{
+    double alpha = n->p.affine.alpha, beta = n->p.affine.beta;
+    if (n->p.affine.divide)
+        return jac_div_scalar(ctx, ins[0], beta);
+    if (alpha == 1.0)
+        return jac_add_scalar(ctx, ins[0], beta);
+    if (beta == 0.0)
+        return jac_mul_scalar(ctx, ins[0], alpha);
+    if (alpha == -1.0)
+        return jac_rsub_scalar(ctx, beta, ins[0]);
+    if (ctx != NULL)
+        jac__error(ctx, JAC_ERR_STATE,
+                   "affine: no call makes alpha = %g with beta = %g", alpha,
+                   beta);
+    return NULL;
+}
