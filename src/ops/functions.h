@@ -282,6 +282,32 @@ static JAC__FOLD double jac__fn_cotangent(int op, double x, double y, double g,
     }
 }
 
+/* Whether a row's derivative is the cotangent times a partial (TIMES): a
+ * replay keeps that partial from the forward sweep, taken with the value
+ * (sin and cos of one x as one sincos), rather than computing it again. */
+#undef TIMES
+#undef SCALE
+#undef VJP
+#undef ZERO
+#undef IF
+#define TIMES(d) true
+#define SCALE(c) false
+#define VJP(e) false
+#define ZERO false
+#define IF(c, f, h) false
+static JAC__FOLD bool jac__fn_keeps_partial(int op)
+{
+    switch (op) {
+#define KEEPS_CASE(e, rule, value, derivative, mask)                           \
+    case JAC__OP_##e:                                                          \
+        return (derivative);
+        JAC__FUNCTIONS(KEEPS_CASE)
+#undef KEEPS_CASE
+    default:
+        return false;
+    }
+}
+
 #undef TIMES
 #undef SCALE
 #undef VJP

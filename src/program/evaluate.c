@@ -131,7 +131,7 @@ jac_status jac_program_eval(jac_program *prog, const double *const *args,
     jac__ws *ws = take(prog, "program_eval", &st);
     if (ws == NULL)
         return st;
-    st = jac__replay_forward(ws, args);
+    st = jac__replay_forward(ws, args, false);
     if (st == JAC_OK)
         copy_outputs(ws, outputs);
     return finish(prog, ws, st);
@@ -202,7 +202,7 @@ static jac_status vjp_into(jac_program *prog, const char *op,
     jac__ws *ws = take(prog, op, &st);
     if (ws == NULL)
         return st;
-    st = jac__replay_forward(ws, args);
+    st = jac__replay_forward(ws, args, true);
     if (st == JAC_OK)
         st = jac__replay_backward(ws, 1, seed_given, (void *)seeds);
     if (st == JAC_OK) {
@@ -406,7 +406,7 @@ static void place_rows(const blocks *bl, const jac__ws *ws, int64_t r0,
 /* Takes blocks until none are left or one failed. */
 static jac_status run_some(blocks *bl, jac__ws *ws)
 {
-    jac_status st = jac__replay_forward(ws, bl->args);
+    jac_status st = jac__replay_forward(ws, bl->args, true);
     if (st == JAC_OK)
         st = jac__replay_reserve(ws, bl->chunk);
     while (st == JAC_OK && !atomic_load(&bl->failed)) {

@@ -110,6 +110,9 @@ struct jac_program {
     size_t ntins;
     jac__fn_params *fparams;
     size_t nfparams, cap_fparams;
+    /* Scalar instructions whose partial the forward sweep keeps for the
+     * backward one (jac__fn_keeps_partial). */
+    size_t npartials;
     int64_t scratch; /* the largest top's scratch */
     /* Every adjoint starts with a write (a seed, or the first contribution
      * in reverse order): none needs zeroing but those of the inputs that
@@ -160,6 +163,7 @@ struct jac__ws {
     int64_t adj_batch;
     double *scratch;
     int64_t scratch_batch;
+    double *partials; /* prog->npartials, in instruction order */
     jac_tensor *shadow; /* ntins inputs, then ntops outputs (aligned) */
     void *shadow_mem;
     jac__node *nodes; /* one per top */
@@ -188,8 +192,9 @@ jac_status jac__ws_error(jac__ws *ws, jac_status code, const char *fmt, ...)
     ;
 
 /* Copies args (inputs then parameters) into ws's values and runs every
- * instruction. */
-jac_status jac__replay_forward(jac__ws *ws, const double *const *args);
+ * instruction; with partials, keeps what a backward sweep will need. */
+jac_status jac__replay_forward(jac__ws *ws, const double *const *args,
+                               bool partials);
 /* Makes room for batch seeds (adjoints and scratch). */
 jac_status jac__replay_reserve(jac__ws *ws, int64_t batch);
 /* The backward sweep for batch stacked seeds after a forward: seeds of

@@ -527,6 +527,7 @@ static jac_status emit(compiler *c, jac_program *prog)
                 in->flags |= b->diff ? JAC__I_DIFF_B : 0;
             } else {
                 st = fparams_index(c, prog, n, last, &in->b);
+                prog->npartials += jac__fn_keeps_partial(n->op);
             }
             continue;
         }

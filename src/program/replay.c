@@ -102,9 +102,10 @@ static jac__ws *ws_new(jac_program *prog)
     ws->need = ws_alloc(prog, (size_t)ws->nmax * sizeof(bool));
     ws->gin = ws_alloc(prog, (size_t)ws->nmax * sizeof(double *));
     ws->tgin = ws_alloc(prog, (size_t)ws->nmax * sizeof(jac_tensor *));
+    ws->partials = ws_alloc(prog, prog->npartials * sizeof(double));
     if (ws->ctx == NULL || ws->v == NULL || ws->shadow_mem == NULL ||
         ws->nodes == NULL || ws->ins == NULL || ws->need == NULL ||
-        ws->gin == NULL || ws->tgin == NULL) {
+        ws->gin == NULL || ws->tgin == NULL || ws->partials == NULL) {
         jac__ws_free(ws);
         return NULL;
     }
@@ -147,6 +148,7 @@ void jac__ws_free(jac__ws *ws)
     ws_release(prog, ws->need);
     ws_release(prog, ws->gin);
     ws_release(prog, ws->tgin);
+    ws_release(prog, ws->partials);
     ws_release(prog, ws);
 }
 
@@ -234,23 +236,11 @@ static jac_status forward_top(jac__ws *ws, size_t k)
     return st;
 }
 
-jac_status jac__replay_forward(jac__ws *ws, const double *const *args)
+/* The instructions, inlined with and without keeping partials. */
+static JAC__FOLD jac_status run_forward(jac__ws *ws, bool keep)
 {
     const jac_program *prog = ws->prog;
-    double *v = ws->v;
-    size_t nargs = prog->ninputs + prog->nparams;
-    if (nargs > 0 && args == NULL)
-        return jac__ws_error(ws, JAC_ERR_NULL_ARG, "program: args is NULL");
-    for (size_t i = 0; i < nargs; i++) {
-        if (args[i] == NULL && prog->args[i].numel > 0)
-            return jac__ws_error(ws, JAC_ERR_NULL_ARG,
-                                 "program: %s %zu is NULL",
-                                 i < prog->ninputs ? "input" : "param",
-                                 i < prog->ninputs ? i : i - prog->ninputs);
-        if (prog->args[i].numel > 0)
-            memcpy(v + prog->args[i].off, args[i],
-                   (size_t)prog->args[i].numel * sizeof(double));
-    }
+    double *v = ws->v, *kept = ws->partials;
     const jac__instr *code = prog->code;
     const jac__fn_params *fp = prog->fparams;
     uint64_t cur = prog->code_off;
@@ -259,7 +249,13 @@ jac_status jac__replay_forward(jac__ws *ws, const double *const *args)
         switch (in.op) {
 #define FUNCTION_CASE(e, rule, value, derivative, mask)                        \
     case JAC__OP_##e:                                                          \
-        v[cur++] = jac__fn_value(JAC__OP_##e, v[in.a], fp[in.b]);              \
+        if (keep && jac__fn_keeps_partial(JAC__OP_##e)) {                      \
+            bool has;                                                          \
+            v[cur++] = jac__fn_value_partial(JAC__OP_##e, v[in.a], fp[in.b],   \
+                                             &has, kept++);                    \
+        } else {                                                               \
+            v[cur++] = jac__fn_value(JAC__OP_##e, v[in.a], fp[in.b]);          \
+        }                                                                      \
         break;
             JAC__FUNCTIONS(FUNCTION_CASE)
 #undef FUNCTION_CASE
@@ -280,6 +276,26 @@ jac_status jac__replay_forward(jac__ws *ws, const double *const *args)
         }
     }
     return JAC_OK;
+}
+
+jac_status jac__replay_forward(jac__ws *ws, const double *const *args,
+                               bool partials)
+{
+    const jac_program *prog = ws->prog;
+    size_t nargs = prog->ninputs + prog->nparams;
+    if (nargs > 0 && args == NULL)
+        return jac__ws_error(ws, JAC_ERR_NULL_ARG, "program: args is NULL");
+    for (size_t i = 0; i < nargs; i++) {
+        if (args[i] == NULL && prog->args[i].numel > 0)
+            return jac__ws_error(ws, JAC_ERR_NULL_ARG,
+                                 "program: %s %zu is NULL",
+                                 i < prog->ninputs ? "input" : "param",
+                                 i < prog->ninputs ? i : i - prog->ninputs);
+        if (prog->args[i].numel > 0)
+            memcpy(ws->v + prog->args[i].off, args[i],
+                   (size_t)prog->args[i].numel * sizeof(double));
+    }
+    return partials ? run_forward(ws, true) : run_forward(ws, false);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -393,6 +409,7 @@ static JAC__FOLD jac_status sweep(jac__ws *ws, int64_t batch)
     uint64_t base = prog->diff_off, ub = (uint64_t)batch;
     const jac__instr *code = prog->code;
     const jac__fn_params *fp = prog->fparams;
+    const double *kept = ws->partials + prog->npartials;
     uint64_t cur = prog->nvalues;
     for (size_t k = prog->ncode; k-- > 0;) {
         jac__instr in = code[k];
@@ -407,25 +424,32 @@ static JAC__FOLD jac_status sweep(jac__ws *ws, int64_t batch)
             continue;
         }
         cur--;
-        if (!(in.flags & JAC__I_DIFF_OUT))
-            continue;
         /* The adjoints of the output and of the differentiated inputs. */
         const double *g = adj + (cur - base) * ub;
 #define ADJ(off) (adj + ((uint64_t)(off)-base) * ub)
         switch (in.op) {
 #define FUNCTION_CASE(e, rule, value, derivative, mask)                        \
-    case JAC__OP_##e:                                                          \
+    case JAC__OP_##e: {                                                        \
+        /* The partial this instruction kept, if it keeps one. */              \
+        double partial = jac__fn_keeps_partial(JAC__OP_##e) ? *--kept : 0.0;   \
+        if (!(in.flags & JAC__I_DIFF_OUT))                                     \
+            break;                                                             \
         for (int64_t b = 0; b < batch; b++) {                                  \
-            double d = jac__fn_cotangent(JAC__OP_##e, v[in.a], v[cur], g[b],   \
-                                         fp[in.b]);                            \
+            double d = jac__fn_keeps_partial(JAC__OP_##e)                      \
+                           ? g[b] * partial                                    \
+                           : jac__fn_cotangent(JAC__OP_##e, v[in.a], v[cur],   \
+                                               g[b], fp[in.b]);                \
             double *da = ADJ(in.a);                                            \
             da[b] = (in.flags & JAC__I_WRITE_A) ? d : da[b] + d;               \
         }                                                                      \
-        break;
+        break;                                                                 \
+    }
             JAC__FUNCTIONS(FUNCTION_CASE)
 #undef FUNCTION_CASE
 #define ARITH_CASE(e, rule, value, d_a, d_b)                                   \
     case JAC__OP_##e:                                                          \
+        if (!(in.flags & JAC__I_DIFF_OUT))                                     \
+            break;                                                             \
         for (int64_t b = 0; b < batch; b++) {                                  \
             double x = v[in.a], y = v[in.b], r = v[cur];                       \
             if (in.flags & JAC__I_DIFF_A) {                                    \
