@@ -635,6 +635,168 @@ static void test_threaded_jacobian_allocation_failures_are_clean(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Recorded functions                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* A function with scalar instructions (a chain on one element) and tensor
+ * ones (a matrix product, a reduction), a parameter, two outputs. */
+static jac_status program_fn(jac_ctx *ctx, jac_tensor *const *in,
+                             jac_tensor **out, void *user)
+{
+    (void)user;
+    jac_tensor *W =
+        jac_reshape(ctx, jac_arange(ctx, 0.0, 6.0, 1.0), 2, TU_SHAPE(2, 3));
+    jac_tensor *h = jac_tanh(ctx, jac_matmul(ctx, jac_sin(ctx, W), in[0]));
+    jac_tensor *s = jac_sum(ctx, jac_exp(ctx, h));
+    for (int i = 0; i < 3; i++)
+        s = jac_add(ctx, s, jac_mul_scalar(ctx, jac_sin(ctx, s), 0.1));
+    out[0] = jac_mul(ctx, s, in[1]);
+    out[1] = jac_mul(ctx, h, in[1]);
+    return out[0] && out[1] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* Everything a program evaluates, into r (NULL allowed for a call's
+ * results when it failed): returns the first failure, after trying every
+ * call. */
+#define PROGRAM_RESULTS 64
+static jac_status program_calls(jac_program *prog, int threads, double *r)
+{
+    static const double x[3] = {0.2, -0.4, 0.7}, c = 1.5, w1[2] = {1.0, -2.0};
+    const double *args[2] = {x, &c};
+    jac_status first = JAC_OK, st;
+#define KEEP(call)                                                             \
+    do {                                                                       \
+        st = (call);                                                           \
+        if (st != JAC_OK && first == JAC_OK)                                   \
+            first = st;                                                        \
+    } while (0)
+    KEEP(jac_program_set_threads(prog, threads));
+    double *y[2] = {r, r + 1}; /* 3 values */
+    KEEP(jac_program_eval(prog, args, y));
+    const double *seeds[2] = {TU_VALUES(1.0), w1};
+    double *g[1] = {r + 3}; /* 3 */
+    KEEP(jac_program_vjp(prog, args, seeds, NULL, g));
+    double *J[2] = {r + 6, r + 9}; /* 3 + 6 */
+    KEEP(jac_program_jacobian(prog, args, NULL, J));
+    const double *w[2] = {TU_VALUES(0.5), w1};
+    double *H[1] = {r + 15}; /* 9 */
+    KEEP(jac_program_hessian(prog, args, w, H));
+    const double *v[1] = {x};
+    double *jv[2] = {r + 24, r + 25}; /* 1 + 2 */
+    KEEP(jac_program_jvp(prog, args, v, NULL, jv));
+    double *hv[1] = {r + 27}; /* 3 */
+    KEEP(jac_program_hvp(prog, args, w, v, hv));
+    jac_program *gp = NULL;
+    KEEP(jac_program_gradient(prog, JAC_PROGRAM_SEEDS_AS_INPUTS, &gp));
+    if (gp != NULL) {
+        const double *gargs[4] = {x, TU_VALUES(1.0), w1, &c};
+        double *gg[1] = {r + 30}; /* 3 */
+        KEEP(jac_program_eval(gp, gargs, gg));
+        jac_program_free(gp);
+    }
+#undef KEEP
+    return first;
+}
+
+/* Records the program on a failing allocator and runs every call with
+ * allocation k failing (k = 0: none), in both phases: recording, then
+ * evaluation on a program recorded without failures. */
+static void program_point(size_t k, bool in_recording, int threads,
+                          const double *want, size_t *failures)
+{
+    failing_allocator a;
+    allocator_init(&a);
+    jac_allocator hooks = {failing_alloc, failing_free, &a};
+    if (in_recording)
+        allocator_arm(&a, k, false);
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+    jac_program *prog = NULL;
+    jac_status st = ctx ? JAC_OK : JAC_ERR_NO_MEMORY;
+    if (ctx != NULL) {
+        jac_tensor *in[2] = {jac_tensor_new(ctx, 1, TU_SHAPE(3), NULL),
+                             jac_scalar(ctx, 1.0)};
+        st = jac_program_record(ctx, program_fn, NULL, 1, in, 1, in + 1, 2, 0,
+                                &prog);
+        if (st != JAC_OK) {
+            /* The callback's failure says what made it fail. */
+            assert_int_equal(jac_errcode(ctx), JAC_ERR_NO_MEMORY);
+            assert_null(prog);
+        }
+        jac_ctx_free(ctx);
+    }
+    if (prog != NULL) {
+        if (!in_recording)
+            allocator_arm(&a, k, false);
+        double r[PROGRAM_RESULTS];
+        st = program_calls(prog, threads, r);
+        if (st != JAC_OK) {
+            assert_int_equal(st, JAC_ERR_NO_MEMORY);
+            tu_assert_contains(jac_program_errmsg(), "memory");
+            (*failures)++;
+        } else if (threads == 1) {
+            assert_memory_equal(r, want, 33 * sizeof(double));
+        }
+        /* The program still works once memory is back. */
+        allocator_arm(&a, 0, false);
+        tu_assert_ok(NULL, program_calls(prog, threads, r));
+        if (threads == 1)
+            assert_memory_equal(r, want, 33 * sizeof(double));
+        jac_program_free(prog);
+    } else if (k != 0) {
+        (*failures)++;
+    }
+    if (a.live_blocks != 0 || a.bad_frees != 0) {
+        print_error("program, allocation %zu (%s): %zu blocks leaked, %zu bad "
+                    "frees\n",
+                    k, in_recording ? "recording" : "evaluating", a.live_blocks,
+                    a.bad_frees);
+        fail();
+    }
+    pthread_mutex_destroy(&a.lock);
+}
+
+static void program_sweep(bool in_recording, int threads)
+{
+    /* The reference, and the allocations a run makes. */
+    failing_allocator a;
+    allocator_init(&a);
+    jac_allocator hooks = {failing_alloc, failing_free, &a};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+    assert_non_null(ctx);
+    jac_tensor *in[2] = {jac_tensor_new(ctx, 1, TU_SHAPE(3), NULL),
+                         jac_scalar(ctx, 1.0)};
+    jac_program *prog = NULL;
+    if (in_recording)
+        allocator_arm(&a, 0, false);
+    tu_assert_ok(ctx, jac_program_record(ctx, program_fn, NULL, 1, in, 1,
+                                         in + 1, 2, 0, &prog));
+    size_t points = a.calls;
+    jac_ctx_free(ctx);
+    allocator_arm(&a, 0, false);
+    double want[PROGRAM_RESULTS];
+    tu_assert_ok(NULL, program_calls(prog, 1, want));
+    if (!in_recording)
+        points = a.calls;
+    jac_program_free(prog);
+    pthread_mutex_destroy(&a.lock);
+    size_t failures = 0, tried = 0, step_k = stride();
+    for (size_t k = 1; k <= points + 2; k += step_k, tried++)
+        program_point(k, in_recording, threads, want, &failures);
+    print_message("program %s%s: %zu allocation points tried, %zu failures\n",
+                  in_recording ? "recording" : "evaluations",
+                  threads > 1 ? ", 2 threads" : "", tried, failures);
+    assert_true(failures > 0);
+}
+
+static void test_program_allocation_failures_are_clean(void **state)
+{
+    (void)state;
+    program_sweep(true, 1);
+    program_sweep(false, 1);
+    program_sweep(false, 2);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Smaller calls                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -791,6 +953,7 @@ int main(void)
         cmocka_unit_test(test_every_single_allocation_failure_is_clean),
         cmocka_unit_test(test_every_allocation_failing_from_k_on_is_clean),
         cmocka_unit_test(test_threaded_jacobian_allocation_failures_are_clean),
+        cmocka_unit_test(test_program_allocation_failures_are_clean),
     };
     return cmocka_run_group_tests_name("alloc_fail", tests, NULL, NULL);
 }
