@@ -11,7 +11,9 @@
  * jac_ctx_free; .npy round trips are exact. When the header asks for it,
  * the forward part of the program is replayed as a function of its first
  * leaf, and where that function is smooth and well-conditioned its gradient
- * must agree with central finite differences.
+ * must agree with central finite differences, and recorded as a program
+ * and evaluated at a second point it must give the values and gradient of
+ * recording afresh there, bitwise.
  *
  * Input layout: byte 0 flags (bits 0-1: engine threads - 1; bit 2: refuse
  * allocation k; bit 3: finite-difference check), bytes 1-2: k (little
@@ -1256,6 +1258,123 @@ static void check_against_finite_differences(const uint8_t *data, size_t size)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Recorded functions against recording afresh                              */
+/* ------------------------------------------------------------------------ */
+
+/* Whether n values agree bitwise (NaN matching NaN). */
+static bool same_bits(const double *a, const double *b, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(double)) != 0 &&
+            !(isnan(a[i]) && isnan(b[i])))
+            return false;
+    return true;
+}
+
+/* The replayed function recorded as a program at its first leaf's values
+ * and evaluated at a second point must give the values and the gradient
+ * of recording afresh there, bitwise. The machine's path is decided by the
+ * bytes alone (its reads of values only judge conditioning), hence
+ * JAC_PROGRAM_READS_OK; a second point where an op refuses takes another
+ * path and is skipped. */
+static void check_program_replay(const uint8_t *data, size_t size)
+{
+    hooks capped = {0, 0, 0, 0};
+    jac_allocator hooks_of = {hook_alloc, hook_free, &capped};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks_of);
+    if (ctx == NULL)
+        return;
+    machine m = {0};
+    m.ctx = ctx;
+    m.other = ctx;
+    m.replay = true;
+    m.want_out = -1;
+    run(&m, data, size);
+    int64_t nx = m.leaf ? jac_tensor_numel(m.leaf) : 0;
+    if (m.leaf == NULL || m.out_pc == 0 || nx > 16 || nx == 0) {
+        jac_ctx_free(ctx);
+        return;
+    }
+    int want = m.out_pc, ndim = jac_tensor_ndim(m.leaf);
+    double x0[16], x1[16];
+    int64_t shape[JAC_MAX_DIMS];
+    memcpy(x0, jac_tensor_data(m.leaf), (size_t)nx * sizeof(double));
+    memcpy(shape, jac_tensor_shape(m.leaf), (size_t)ndim * sizeof(int64_t));
+    for (int64_t i = 0; i < nx; i++)
+        x1[i] = x0[i] + 0.01 * (double)(i + 1);
+    /* Record. */
+    jac_tensor *x = jac_tensor_new(ctx, ndim, shape, x0);
+    jac_program *prog = NULL;
+    if (x == NULL || jac_program_begin(ctx, 1, &x, 0, NULL) != JAC_OK) {
+        jac_ctx_free(ctx);
+        return;
+    }
+    machine g = {0};
+    g.ctx = ctx;
+    g.other = ctx;
+    g.replay = true;
+    g.override = x;
+    g.want_out = want;
+    run(&g, data, size);
+    jac_tensor *out = g.out ? g.out : x;
+    jac_status st = jac_program_end(ctx, 1, &out, JAC_PROGRAM_READS_OK, &prog);
+    if (st != JAC_OK || g.out == NULL) {
+        if (st != JAC_OK)
+            check_status(&g, st);
+        jac_program_free(prog);
+        jac_ctx_free(ctx);
+        return;
+    }
+    /* Afresh at the second point. */
+    jac_tensor *xf = jac_tensor_new(ctx, ndim, shape, x1);
+    jac_set_requires_grad(xf, true);
+    machine f = {0};
+    f.ctx = ctx;
+    f.other = ctx;
+    f.replay = true;
+    f.override = xf;
+    f.want_out = want;
+    run(&f, data, size);
+    int64_t ny = jac_tensor_numel(g.out);
+    if (f.out == NULL || jac_tensor_numel(f.out) != ny || ny > 64) {
+        jac_program_free(prog);
+        jac_ctx_free(ctx);
+        return;
+    }
+    double y[64], w[64], gp[16];
+    const double *args[1] = {x1}, *seeds[1] = {w};
+    double *ys[1] = {y}, *gs[1] = {gp};
+    for (int64_t i = 0; i < ny; i++)
+        w[i] = 0.7 + 0.1 * (double)(i % 5);
+    if (jac_program_vjp(prog, args, seeds, ys, gs) != JAC_OK) {
+        /* Only memory may run out (the capped allocator). */
+        if (strstr(jac_program_errmsg(), "memory") == NULL)
+            broken(jac_program_errmsg(), ctx);
+        jac_program_free(prog);
+        jac_ctx_free(ctx);
+        return;
+    }
+    if (!same_bits(y, jac_tensor_data(f.out), ny))
+        broken("a program's value differs from recording afresh", ctx);
+    jac_tensor *wt =
+        jac_tensor_new(ctx, jac_tensor_ndim(f.out), jac_tensor_shape(f.out), w);
+    jac_tensor *grad = NULL;
+    if (wt != NULL && jac_requires_grad(f.out) &&
+        jac_grad(ctx, 1, &f.out, &wt, 1, &xf, JAC_ALLOW_UNUSED, &grad) ==
+            JAC_OK &&
+        grad != NULL && !same_bits(gp, jac_tensor_data(grad), nx)) {
+        for (int64_t i = 0; i < nx; i++)
+            fprintf(
+                stderr,
+                "fuzz_program: gradient[%lld]: replay %.17g, afresh %.17g\n",
+                (long long)i, gp[i], jac_tensor_data(grad)[i]);
+        broken("a program's gradient differs from recording afresh", ctx);
+    }
+    jac_program_free(prog);
+    jac_ctx_free(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Entry point                                                              */
 /* ------------------------------------------------------------------------ */
 
@@ -1300,6 +1419,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (flags & 8) {
         check_against_finite_differences(data + 3, size - 3);
+        check_program_replay(data + 3, size - 3);
     }
     return 0;
 }

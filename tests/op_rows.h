@@ -129,6 +129,8 @@ static inline jac_tensor *op_rows_eigh(jac_ctx *ctx, jac_tensor *a,
     X(norm, jac_norm, 1, "2,3", -1.0, 1.0,                                     \
       (jac_norm(ctx, in[0], 2.0, 1, (const int[]){0}, false)))                 \
     X(softmax, jac_softmax, 1, "2,3", -2.0, 2.0, (jac_softmax(ctx, in[0], 1))) \
+    X(logsumexp, jac_logsumexp, 1, "2,3", -2.0, 2.0,                           \
+      (jac_logsumexp(ctx, in[0], 1, (const int[]){1}, false)))                 \
     X(log_softmax, jac_log_softmax, 1, "2,3", -2.0, 2.0,                       \
       (jac_log_softmax(ctx, in[0], 0)))                                        \
     /* linalg.c */                                                             \

@@ -389,6 +389,36 @@ static void test_branch_and_params(void **state)
     jac_program_free(prog);
 }
 
+static jac_status lse(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                      void *user)
+{
+    (void)user;
+    out[0] = jac_logsumexp(ctx, in[0], 0, NULL, false);
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* logsumexp's stabilising shift is computed again at the new point: at
+ * inputs near 1000, a shift kept from inputs near 0 would overflow. */
+static void test_shift_follows_inputs(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(0.1, 0.2, 0.3));
+    jac_program *prog = NULL;
+    tu_assert_ok(
+        ctx, jac_program_record(ctx, lse, NULL, 1, &x, 0, NULL, 1, 0, &prog));
+    double far[3] = {1000.0, 1001.0, 999.0}, y, g[3];
+    const double *args[1] = {far};
+    double *yp[1] = {&y}, *gp[1] = {g};
+    tu_assert_ok(NULL, jac_program_vjp(prog, args, NULL, yp, gp));
+    jac_tensor *xf = tu_leaf(ctx, TU_SHAPE(3), far), *yf = NULL, *gf = NULL;
+    tu_assert_ok(ctx, lse(ctx, &xf, &yf, NULL));
+    tu_assert_ok(ctx, jac_grad(ctx, 1, &yf, NULL, 1, &xf, 0, &gf));
+    assert_true(isfinite(y));
+    assert_true(y == jac_tensor_item(yf));
+    assert_memory_equal(g, jac_tensor_data(gf), sizeof g);
+    jac_program_free(prog);
+}
+
 /* Reads a value computed from the input and branches on it in C. */
 static jac_status reads(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
                         void *user)
@@ -606,6 +636,7 @@ int main(void)
         TU_TEST(test_hessian),
         TU_TEST(test_branch_and_params),
         TU_TEST(test_read_refused),
+        TU_TEST(test_shift_follows_inputs),
         cmocka_unit_test(test_no_allocation_when_warm),
         TU_TEST(test_threads),
     };

@@ -173,6 +173,10 @@ typedef struct jac__node {
         struct {
             bool vectors; /* computed with the eigenvectors (eigh_values) */
         } eigh;
+        struct {
+            uint32_t axes_mask;
+            bool finite_only; /* an infinite maximum becomes 0 */
+        } shift;              /* max_shift */
     } p;
 } jac__node;
 

@@ -105,14 +105,12 @@ COMPARISONS(APPLY)
 /* The derivative: zeros                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Zeros of batch ++ in[j].shape for each input j that needs a cotangent:
- * constants, whatever g holds. */
-static jac_status compare_rule(jac_ctx *ctx, const jac__node *node,
-                               const jac_tensor *g, const bool *need,
-                               jac_tensor **gin)
+jac_status jac__zero_rule(jac_ctx *ctx, const jac__node *node,
+                          const jac_tensor *g, const bool *need,
+                          jac_tensor **gin)
 {
     int nb = jac__batch_ndim(g, node->out);
-    for (int j = 0; j < 2; j++) {
+    for (int j = 0; j < node->nin; j++) {
         if (!need[j])
             continue;
         const jac_tensor *x = node->in[j];
@@ -133,20 +131,20 @@ static jac_status compare_rule(jac_ctx *ctx, const jac__node *node,
                                jac_tensor *g, const bool *need,                \
                                jac_tensor **gin)                               \
     {                                                                          \
-        return compare_rule(ctx, node, g, need, gin);                          \
+        return jac__zero_rule(ctx, node, g, need, gin);                        \
     }
 COMPARISONS(RULE)
 #undef RULE
 
 /* The same zeros straight into the buffers (broadcasting changes nothing:
  * every input's cotangent is zero throughout). */
-bool jac__raw_compare(const jac__node *n, int64_t batch, const double *g,
-                      const jac__onehot_rows *onehot, const bool *need,
-                      double *const *gin)
+bool jac__raw_zeros(const jac__node *n, int64_t batch, const double *g,
+                    const jac__onehot_rows *onehot, const bool *need,
+                    double *const *gin)
 {
     (void)g;
     (void)onehot;
-    for (int j = 0; j < 2; j++)
+    for (int j = 0; j < n->nin; j++)
         if (need[j])
             memset(gin[j], 0,
                    (size_t)(batch * n->in[j]->numel) * sizeof(double));

@@ -43,12 +43,12 @@
     X(MINIMUM, "minimum", 2, BINARY, minimum, NORAW, 0)                        \
     X(ATAN2, "atan2", 2, BINARY, atan2, NORAW, 0)                              \
     /* compare.c */                                                            \
-    X(GT, "gt", 2, BINARY, gt, RAW(compare), 0)                                \
-    X(GE, "ge", 2, BINARY, ge, RAW(compare), 0)                                \
-    X(LT, "lt", 2, BINARY, lt, RAW(compare), 0)                                \
-    X(LE, "le", 2, BINARY, le, RAW(compare), 0)                                \
-    X(EQ, "eq", 2, BINARY, eq, RAW(compare), 0)                                \
-    X(NE, "ne", 2, BINARY, ne, RAW(compare), 0)                                \
+    X(GT, "gt", 2, BINARY, gt, RAW(zeros), 0)                                  \
+    X(GE, "ge", 2, BINARY, ge, RAW(zeros), 0)                                  \
+    X(LT, "lt", 2, BINARY, lt, RAW(zeros), 0)                                  \
+    X(LE, "le", 2, BINARY, le, RAW(zeros), 0)                                  \
+    X(EQ, "eq", 2, BINARY, eq, RAW(zeros), 0)                                  \
+    X(NE, "ne", 2, BINARY, ne, RAW(zeros), 0)                                  \
     /* functions.c */                                                          \
     X(POW_SCALAR, "pow_scalar", 1, UNARY, pow_scalar, RAW(unary), 0)           \
     X(EXP, "exp", 1, UNARY, exp, RAW(unary), 0)                                \
@@ -86,6 +86,7 @@
     X(MAX_AXES, "max", 1, REDUCE, max_axes, NORAW, 0)                          \
     X(MIN_AXES, "min", 1, REDUCE, min_axes, NORAW, 0)                          \
     X(NORM2, "norm", 1, REDUCE, norm2, NORAW, 0)                               \
+    X(MAX_SHIFT, "max_shift", 1, REDUCE, max_shift, RAW(zeros), 0)             \
     X(SOFTMAX, "softmax", 1, REDUCE, softmax, NORAW, 0)                        \
     X(LOG_SOFTMAX, "log_softmax", 1, REDUCE, log_softmax, NORAW, 0)            \
     X(GROUP_SHIFT, "group_shift", 1, REDUCE, group_shift, NORAW, 0)            \
@@ -295,6 +296,13 @@ jac_tensor *jac__reshape_batched(jac_ctx *ctx, const char *op, jac_tensor *t,
  * shape; returns g itself when nothing needs summing. */
 jac_tensor *jac__sum_to_batched(jac_ctx *ctx, jac_tensor *g, int nbatch,
                                 int ndim, const int64_t *shape);
+
+/* Zeros of batch ++ in[j].shape for each input j that needs a cotangent,
+ * as constants whatever g holds: the rule of an op whose derivative is
+ * zero (compare.c; its raw kernel is jac__raw_zeros). */
+jac_status jac__zero_rule(jac_ctx *ctx, const jac__node *node,
+                          const jac_tensor *g, const bool *need,
+                          jac_tensor **gin);
 
 /* Internal op constructors used by rules. */
 jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,

@@ -604,13 +604,15 @@ jac_status jac__vjp_min_axes(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     return extreme_vjp(ctx, node, g, gin);
 }
 
-/* The maximum of every group as a constant of the keep-dims shape, for the
- * stable shift of logsumexp and softmax (the shift cancels in the result,
- * so it carries no derivative). With finite_only, an infinite maximum is
- * replaced by 0, so that all -inf gives log(0) = -inf and a +inf gives
- * +inf instead of inf - inf = NaN (as PyTorch's logsumexp). An empty group
- * gets 0. */
-static jac_tensor *max_shift(jac_ctx *ctx, const char *op, const jac_tensor *a,
+/* The maximum of every group, of the keep-dims shape, for the stable shift
+ * of logsumexp and softmax: the shift cancels in the result, so it is an
+ * op whose derivative is zero. It is recorded all the same (when a
+ * requires gradients), so that a recorded function computes the shift
+ * again at its new inputs rather than keeping the recorded point's. With
+ * finite_only, an infinite maximum is replaced by 0, so that all -inf
+ * gives log(0) = -inf and a +inf gives +inf instead of inf - inf = NaN (as
+ * PyTorch's logsumexp). An empty group gets 0. */
+static jac_tensor *max_shift(jac_ctx *ctx, const char *op, jac_tensor *a,
                              uint32_t mask, bool finite_only)
 {
     jac_tensor *m = group_reduce(ctx, op, a, mask, true, max_kernel, 0.0);
@@ -620,7 +622,23 @@ static jac_tensor *max_shift(jac_ctx *ctx, const char *op, const jac_tensor *a,
         for (int64_t o = 0; o < m->numel; o++)
             if (isinf(m->data[o]))
                 m->data[o] = 0.0;
-    return m;
+    jac__params p = {.shift = {mask, finite_only}};
+    return jac__record_result(ctx, JAC__OP_MAX_SHIFT, m, 1, &a, &p);
+}
+
+jac_status jac__vjp_max_shift(jac_ctx *ctx, const jac__node *node,
+                              jac_tensor *g, const bool *need, jac_tensor **gin)
+{
+    return jac__zero_rule(ctx, node, g, need, gin);
+}
+
+jac_tensor *jac__apply_max_shift(jac_ctx *ctx, const jac__node *n,
+                                 jac_tensor *const *ins)
+{
+    if (ctx == NULL || !jac__check_arg(ctx, "max_shift", ins[0]))
+        return NULL;
+    return max_shift(ctx, "logsumexp", ins[0], n->p.shift.axes_mask,
+                     n->p.shift.finite_only);
 }
 
 /* ------------------------------------------------------------------------ */
