@@ -419,6 +419,56 @@ static void test_shift_follows_inputs(void **state)
     jac_program_free(prog);
 }
 
+static jac_status kinks(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                        void *user)
+{
+    (void)user;
+    jac_tensor *x = in[0];
+    jac_tensor *r = jac_relu(ctx, x);
+    jac_tensor *a = jac_mul(ctx, jac_abs(ctx, x), x);
+    jac_tensor *c = jac_square(ctx, jac_clamp(ctx, x, -0.7, 0.7));
+    out[0] = jac_sum(ctx, jac_add(ctx, jac_add(ctx, jac_square(ctx, r), a), c));
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+static jac_status winner(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                         void *user)
+{
+    (void)user;
+    jac_tensor *m = jac_maximum(ctx, in[0], jac_scalar(ctx, 0.0));
+    out[0] = jac_sum(ctx, jac_square(ctx, m));
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* The masks of relu, abs and clamp in a derived gradient program are ops
+ * of their own, computed again at the new point: the Hessian replayed
+ * where every kink flips side equals the dynamic one. Masks still taken
+ * as constants (maximum's) make the derivation refuse, by name. */
+static void test_kinks_replay(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *x = tu_tensor(ctx, TU_SHAPE(3), TU_VALUES(1.0, -1.0, 0.5));
+    jac_program *prog = NULL;
+    tu_assert_ok(
+        ctx, jac_program_record(ctx, kinks, NULL, 1, &x, 0, NULL, 1, 0, &prog));
+    double x1[3] = {-1.0, 1.0, -0.9}, H[9];
+    const double *args[1] = {x1};
+    double *Hp[1] = {H};
+    tu_assert_ok(NULL, jac_program_hessian(prog, args, NULL, Hp));
+    jac_tensor *Hd =
+        jac_hessian(ctx, kinks, NULL, tu_tensor(ctx, TU_SHAPE(3), x1), 0);
+    assert_non_null(Hd);
+    assert_memory_equal(H, jac_tensor_data(Hd), sizeof H);
+    tu_assert_close(H, TU_VALUES(-2.0, 0, 0, 0, 4.0, 0, 0, 0, -2.0), 9, 0.0,
+                    0.0);
+    jac_program_free(prog);
+    tu_assert_ok(ctx, jac_program_record(ctx, winner, NULL, 1, &x, 0, NULL, 1,
+                                         0, &prog));
+    assert_int_equal(jac_program_hessian(prog, args, NULL, Hp), JAC_ERR_STATE);
+    tu_assert_contains(jac_program_errmsg(), "kink");
+    jac_program_free(prog);
+}
+
 /* Reads a value computed from the input and branches on it in C. */
 static jac_status reads(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
                         void *user)
@@ -637,6 +687,7 @@ int main(void)
         TU_TEST(test_branch_and_params),
         TU_TEST(test_read_refused),
         TU_TEST(test_shift_follows_inputs),
+        TU_TEST(test_kinks_replay),
         cmocka_unit_test(test_no_allocation_when_warm),
         TU_TEST(test_threads),
     };

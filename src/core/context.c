@@ -508,7 +508,10 @@ static jac_tensor *tensor_register(jac_ctx *ctx, const char *op, int ndim,
     t->grad = NULL;
     t->requires_grad = false;
     t->keep = false;
-    t->untracked = false;
+    /* Made inside a derivative pass or driver during a recording: computed
+     * from the inputs' values, it has no history a replay could follow
+     * unless an op records it (jac__tape_append then makes it a node's). */
+    t->untracked = ctx->section.open && ctx->depth > ctx->section.depth;
     t->stamp = 0;
     t->plan_slot = -1;
     ctx->tensors[ctx->ntensors++] = t;

@@ -240,6 +240,7 @@ struct jac_ctx {
         size_t read_arg;
         size_t start;
         uint64_t start_seq;
+        int depth; /* ctx->depth of the code being recorded */
         size_t ninputs, nargs;
         jac_tensor **args;
     } section;

@@ -45,6 +45,7 @@ jac_tensor *jac_full(jac_ctx *ctx, int ndim, const int64_t *shape, double value)
         return NULL;
     for (int64_t i = 0; i < t->numel; i++)
         t->data[i] = value;
+    t->untracked = false; /* its values depend on no tensor's */
     return t;
 }
 
@@ -91,6 +92,7 @@ jac_tensor *jac_arange(jac_ctx *ctx, double start, double stop, double step)
         return NULL;
     for (int64_t i = 0; i < n; i++)
         t->data[i] = start + (double)i * step;
+    t->untracked = false; /* its values depend on no tensor's */
     return t;
 }
 

@@ -12,8 +12,9 @@
  * forms, so all four agree bitwise.
  *
  * Kinks (abs, relu, clamp) are differentiated by multiplying the cotangent
- * with a mask: a piecewise-constant function of x, computed from the saved
- * input, whose own derivative is taken as zero. That is right everywhere
+ * with a mask: a piecewise-constant function of x, made on tensors of
+ * comparison ops (zero derivative), so that a recorded derivative computes
+ * it again at new inputs. That is right everywhere
  * but on the kink itself; the value chosen there is PyTorch's.
  *
  * SPDX-License-Identifier: MIT
@@ -199,17 +200,14 @@ PLAIN_OP(ERF, erf)
 /* The rows on tensors: the differentiable rules                            */
 /* ------------------------------------------------------------------------ */
 
-/* The mask of node's function at its saved input: a constant tensor. */
-static jac_tensor *mask_tensor(jac_ctx *ctx, const jac__node *node)
+/* x compared with the number c by op (a comparison), recorded like any
+ * op: the masks of the rows are made of these. */
+static jac_tensor *compare_number(jac_ctx *ctx,
+                                  jac_tensor *(*op)(jac_ctx *, jac_tensor *,
+                                                    jac_tensor *),
+                                  jac_tensor *x, double c)
 {
-    const jac_tensor *x = node->in[0];
-    jac_tensor *m = jac__tensor_like(ctx, jac__ops[node->op].name, x);
-    if (m == NULL)
-        return NULL;
-    jac__fn_params q = jac__fn_params_of(node);
-    for (int64_t i = 0; i < x->numel; i++)
-        m->data[i] = jac__fn_mask(node->op, x->data[i], q);
-    return m;
+    return op(ctx, x, jac_scalar(ctx, c));
 }
 
 /* Zeros of shape batch ++ x.shape for a cotangent g of node's output. */
@@ -243,7 +241,13 @@ static jac_tensor *zero_cotangent(jac_ctx *ctx, const jac__node *node,
 #define EXP(a) jac_exp(ctx, (a))
 #define RSQRT(a) jac_rsqrt(ctx, (a))
 #define SIGMOID(a) jac_sigmoid(ctx, (a))
-#define MASK mask_tensor(ctx, node)
+#define GT(a, c) compare_number(ctx, jac_gt, (a), (c))
+#define LT(a, c) compare_number(ctx, jac_lt, (a), (c))
+#define GE(a, c) compare_number(ctx, jac_ge, (a), (c))
+#define LE(a, c) compare_number(ctx, jac_le, (a), (c))
+#define SUB(a, b) jac_sub(ctx, (a), (b))
+#define NOMASK NULL
+#define MASK row_mask
 #define TIMES(d) jac_mul(ctx, g, (d))
 #define SCALE(c) ((c) == 1.0 ? g : jac_mul_scalar(ctx, g, (c)))
 #define VJP(e) (e)
@@ -261,6 +265,8 @@ static jac_tensor *zero_cotangent(jac_ctx *ctx, const jac__node *node,
         (void)y;                                                               \
         jac__fn_params q = jac__fn_params_of(node);                            \
         JAC__FN_PARAMETERS(q);                                                 \
+        jac_tensor *row_mask = (mask);                                         \
+        (void)row_mask;                                                        \
         gin[0] = (derivative);                                                 \
         return gin[0] ? JAC_OK : ctx->status;                                  \
     }

@@ -78,7 +78,11 @@ static inline double jac__affine_value(double v, double alpha, double beta,
 /*   written with MUL, DIV, NEG, SQUARE, MULS (times a number), ADDS (plus  */
 /*   a number), RSUB (a number minus), POWS (a power), the functions COS,   */
 /*   SIN, COSH, SINH, EXP, RSQRT, SIGMOID, and MASK;                        */
-/* - mask: the piecewise-constant factor MASK stands for (0 when unused).   */
+/* - mask: the piecewise-constant factor MASK stands for, written with the  */
+/*   comparisons GT, LT, GE, LE (1 where the comparison of x with a number  */
+/*   holds, else 0, NaN failing every one), SUB and MUL, so that on tensors */
+/*   it is made of recorded ops of zero derivative that a recorded function */
+/*   computes again at its new inputs; NOMASK when unused.                  */
 /* ------------------------------------------------------------------------ */
 
 #define JAC__FUNCTIONS(X)                                                      \
@@ -89,46 +93,48 @@ static inline double jac__affine_value(double v, double alpha, double beta,
          IF(p == 1.0, VJP(g),                                                  \
             TIMES(p == 2.0 ? MULS(x, 2.0) : MULS(POWS(x, p - 1.0), p)))),      \
       0)                                                                       \
-    X(EXP, exp, exp(x), TIMES(y), 0)                                           \
-    X(LOG, log, log(x), VJP(DIV(g, x)), 0)                                     \
-    X(SIN, sin, sin(x), TIMES(COS(x)), 0)                                      \
-    X(COS, cos, cos(x), TIMES(NEG(SIN(x))), 0)                                 \
-    X(TANH, tanh, tanh(x), TIMES(RSUB(1.0, MUL(y, y))), 0)                     \
+    X(EXP, exp, exp(x), TIMES(y), NOMASK)                                      \
+    X(LOG, log, log(x), VJP(DIV(g, x)), NOMASK)                                \
+    X(SIN, sin, sin(x), TIMES(COS(x)), NOMASK)                                 \
+    X(COS, cos, cos(x), TIMES(NEG(SIN(x))), NOMASK)                            \
+    X(TANH, tanh, tanh(x), TIMES(RSUB(1.0, MUL(y, y))), NOMASK)                \
     /* sign(x), taken as 0 at x = 0 */                                         \
-    X(ABS, abs, fabs(x), TIMES(MASK), x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : 0.0)    \
-    X(SIGN, sign, jac__sign_value(x), ZERO, 0)                                 \
+    X(ABS, abs, fabs(x), TIMES(MASK), SUB(GT(x, 0.0), LT(x, 0.0)))             \
+    X(SIGN, sign, jac__sign_value(x), ZERO, NOMASK)                            \
     /* 1 / (2 y), from the saved output (inf at 0) */                          \
-    X(SQRT, sqrt, sqrt(x), VJP(MULS(DIV(g, y), 0.5)), 0)                       \
-    X(RSQRT, rsqrt, 1.0 / sqrt(x), TIMES(MULS(MUL(y, SQUARE(y)), -0.5)), 0)    \
-    X(SQUARE, square, x *x, TIMES(MULS(x, 2.0)), 0)                            \
-    X(RECIPROCAL, reciprocal, 1.0 / x, TIMES(NEG(SQUARE(y))), 0)               \
-    X(EXPM1, expm1, expm1(x), TIMES(ADDS(y, 1.0)), 0)                          \
-    X(LOG1P, log1p, log1p(x), VJP(DIV(g, ADDS(x, 1.0))), 0)                    \
-    X(TAN, tan, tan(x), TIMES(ADDS(SQUARE(y), 1.0)), 0)                        \
+    X(SQRT, sqrt, sqrt(x), VJP(MULS(DIV(g, y), 0.5)), NOMASK)                  \
+    X(RSQRT, rsqrt, 1.0 / sqrt(x), TIMES(MULS(MUL(y, SQUARE(y)), -0.5)),       \
+      NOMASK)                                                                  \
+    X(SQUARE, square, x *x, TIMES(MULS(x, 2.0)), NOMASK)                       \
+    X(RECIPROCAL, reciprocal, 1.0 / x, TIMES(NEG(SQUARE(y))), NOMASK)          \
+    X(EXPM1, expm1, expm1(x), TIMES(ADDS(y, 1.0)), NOMASK)                     \
+    X(LOG1P, log1p, log1p(x), VJP(DIV(g, ADDS(x, 1.0))), NOMASK)               \
+    X(TAN, tan, tan(x), TIMES(ADDS(SQUARE(y), 1.0)), NOMASK)                   \
     /* 1 / sqrt(1 - x^2), with 1 - x^2 formed as (1 - x)(1 + x), which keeps   \
      * its precision near the ends of [-1, 1] */                               \
-    X(ASIN, asin, asin(x), TIMES(RSQRT(MUL(RSUB(1.0, x), ADDS(x, 1.0)))), 0)   \
+    X(ASIN, asin, asin(x), TIMES(RSQRT(MUL(RSUB(1.0, x), ADDS(x, 1.0)))),      \
+      NOMASK)                                                                  \
     X(ACOS, acos, acos(x), TIMES(NEG(RSQRT(MUL(RSUB(1.0, x), ADDS(x, 1.0))))), \
       0)                                                                       \
-    X(ATAN, atan, atan(x), VJP(DIV(g, ADDS(SQUARE(x), 1.0))), 0)               \
-    X(SINH, sinh, sinh(x), TIMES(COSH(x)), 0)                                  \
-    X(COSH, cosh, cosh(x), TIMES(SINH(x)), 0)                                  \
-    X(ASINH, asinh, asinh(x), TIMES(RSQRT(ADDS(SQUARE(x), 1.0))), 0)           \
+    X(ATAN, atan, atan(x), VJP(DIV(g, ADDS(SQUARE(x), 1.0))), NOMASK)          \
+    X(SINH, sinh, sinh(x), TIMES(COSH(x)), NOMASK)                             \
+    X(COSH, cosh, cosh(x), TIMES(SINH(x)), NOMASK)                             \
+    X(ASINH, asinh, asinh(x), TIMES(RSQRT(ADDS(SQUARE(x), 1.0))), NOMASK)      \
     /* y (1 - y), with 1 - y computed as sigmoid(-x): the plain difference     \
      * loses every digit once y rounds to 1 (x > 37) */                        \
     X(SIGMOID, sigmoid, jac__sigmoid_value(x), TIMES(MUL(y, SIGMOID(NEG(x)))), \
       0)                                                                       \
     /* NaN propagates, as in PyTorch; the derivative is 0 at the kink */       \
-    X(RELU, relu, x > 0.0 || isnan(x) ? x : 0.0, TIMES(MASK),                  \
-      x > 0.0 ? 1.0 : 0.0)                                                     \
+    X(RELU, relu, x > 0.0 || isnan(x) ? x : 0.0, TIMES(MASK), GT(x, 0.0))      \
     /* sigmoid(x), smooth to any order */                                      \
-    X(SOFTPLUS, softplus, jac__softplus_value(x), TIMES(SIGMOID(x)), 0)        \
-    X(ERF, erf, erf(x), TIMES(MULS(EXP(NEG(SQUARE(x))), TWO_OVER_SQRT_PI)), 0) \
+    X(SOFTPLUS, softplus, jac__softplus_value(x), TIMES(SIGMOID(x)), NOMASK)   \
+    X(ERF, erf, erf(x), TIMES(MULS(EXP(NEG(SQUARE(x))), TWO_OVER_SQRT_PI)),    \
+      NOMASK)                                                                  \
     /* written with comparisons, not fmin/fmax, so that NaN propagates; the    \
      * derivative is 1 for lo <= x <= hi, bounds included (PyTorch's           \
      * convention), and 0 outside or at NaN */                                 \
     X(CLAMP, clamp, x<lo ? lo : x> hi ? hi : x, TIMES(MASK),                   \
-      x >= lo && x <= hi ? 1.0 : 0.0)
+      MUL(GE(x, lo), LE(x, hi)))
 
 /* The parameters of a function, as the forward call gives them and as its
  * node keeps them (two numbers and a flag). */
@@ -157,6 +163,13 @@ static inline jac__fn_params jac__fn_params_of(const jac__node *n)
     (void)divide
 
 /* The mask column at one element. */
+#define GT(a, c) ((a) > (c) ? 1.0 : 0.0)
+#define LT(a, c) ((a) < (c) ? 1.0 : 0.0)
+#define GE(a, c) ((a) >= (c) ? 1.0 : 0.0)
+#define LE(a, c) ((a) <= (c) ? 1.0 : 0.0)
+#define SUB(a, b) ((a) - (b))
+#define MUL(a, b) ((a) * (b))
+#define NOMASK 0.0
 static JAC__FOLD double jac__fn_mask(int op, double x, jac__fn_params q)
 {
     JAC__FN_PARAMETERS(q);
@@ -171,6 +184,13 @@ static JAC__FOLD double jac__fn_mask(int op, double x, jac__fn_params q)
         return 0.0;
     }
 }
+#undef GT
+#undef LT
+#undef GE
+#undef LE
+#undef SUB
+#undef MUL
+#undef NOMASK
 
 /* ------------------------------------------------------------------------ */
 /* The rows on doubles: forward values, partials, the raw kernel            */

@@ -195,20 +195,6 @@ static jac_tensor *keepdim_cotangent(jac_ctx *ctx, const jac__node *node,
                                 jac__batch_ndim(g, node->out), a->ndim, kshape);
 }
 
-/* sign(a) as a constant (no history): -1, 0 or 1, NaN for NaN. */
-static jac_tensor *sign_constant(jac_ctx *ctx, const char *op,
-                                 const jac_tensor *a)
-{
-    jac_tensor *s = jac__tensor_alloc(ctx, op, a->ndim, a->shape);
-    if (s == NULL)
-        return NULL;
-    for (int64_t i = 0; i < a->numel; i++) {
-        double x = a->data[i];
-        s->data[i] = x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : x == 0.0 ? 0.0 : x;
-    }
-    return s;
-}
-
 /* ------------------------------------------------------------------------ */
 /* group_shift and group_scan: the division-free pieces of prod's rule      */
 /*                                                                          */
@@ -893,7 +879,7 @@ jac_status jac__vjp_norm2(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     return gin[0] ? JAC_OK : ctx->status;
 }
 
-/* p = 1: sum(a * sign(a)) with sign a constant (gradient sign(a), 0 at 0);
+/* p = 1: sum(a * sign(a)), sign of zero derivative (gradient sign(a), 0 at 0);
  * p = INFINITY: max(a * sign(a)), ties splitting the gradient as max does;
  * p = 2: the dedicated op above. */
 jac_tensor *jac_norm(jac_ctx *ctx, jac_tensor *a, double p, int naxes,
@@ -912,7 +898,9 @@ jac_tensor *jac_norm(jac_ctx *ctx, jac_tensor *a, double p, int naxes,
     if (p == 2.0)
         return reduce_op(ctx, "norm", JAC__OP_NORM2, a, mask, keepdim,
                          norm2_kernel, 0.0);
-    jac_tensor *abs = jac_mul(ctx, a, sign_constant(ctx, "norm", a));
+    /* sign is an op of zero derivative, so that a recorded function
+     * computes it again at its new inputs. */
+    jac_tensor *abs = jac_mul(ctx, a, jac_sign(ctx, a));
     if (p == 1.0)
         return sum_mask(ctx, abs, mask, keepdim);
     return extreme_mask(ctx, "norm", JAC__OP_MAX_AXES, abs, mask, keepdim);

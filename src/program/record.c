@@ -42,9 +42,11 @@ void jac__prog_free(jac_program *prog, void *p, size_t bytes)
 /* Sections                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* depth: the nesting of held calls (jac__enter) at which the recorded
+ * code runs. */
 static jac_status begin_unguarded(jac_ctx *ctx, size_t ninputs,
                                   jac_tensor *const *inputs, size_t nparams,
-                                  jac_tensor *const *params)
+                                  jac_tensor *const *params, int depth)
 {
     const char *op = "program_begin";
     if (ctx->section.open)
@@ -87,6 +89,7 @@ static jac_status begin_unguarded(jac_ctx *ctx, size_t ninputs,
     ctx->section = (struct jac__section){.open = true,
                                          .start = ctx->nnodes,
                                          .start_seq = ctx->next_seq,
+                                         .depth = depth,
                                          .ninputs = ninputs,
                                          .nargs = n,
                                          .args = args};
@@ -99,8 +102,9 @@ jac_status jac_program_begin(jac_ctx *ctx, size_t ninputs,
 {
     if (ctx == NULL)
         return JAC_ERR_NULL_ARG;
-    JAC__HELD(ctx, jac_status, JAC_ERR_STATE,
-              begin_unguarded(ctx, ninputs, inputs, nparams, params));
+    JAC__HELD(
+        ctx, jac_status, JAC_ERR_STATE,
+        begin_unguarded(ctx, ninputs, inputs, nparams, params, ctx->depth - 1));
 }
 
 static jac_status end_unguarded(jac_ctx *ctx, size_t noutputs,
@@ -169,7 +173,8 @@ static jac_status record_unguarded(jac_ctx *ctx, jac_fn fn, void *user,
             st = ctx->status;
     }
     if (st == JAC_OK)
-        st = begin_unguarded(ctx, ninputs, copies, nparams, copies + ninputs);
+        st = begin_unguarded(ctx, ninputs, copies, nparams, copies + ninputs,
+                             ctx->depth);
     if (st == JAC_OK) {
         st = jac__call_fn(ctx, op, fn, user, copies, noutputs, outs, true);
         if (st == JAC_OK)
@@ -300,8 +305,11 @@ static jac_status add_constant(compiler *c, jac_tensor *t)
         return jac__error(
             c->ctx, JAC_ERR_STATE,
             "%s: a tensor of shape %s that the outputs depend on was computed "
-            "from the inputs with recording off (or detached): a replay "
-            "cannot recompute it; keep recording on inside the section",
+            "from the values of the inputs without a history a replay could "
+            "follow: with recording off, by jac_detach or jac_tensor_copy, by "
+            "a derivative pass or driver without JAC_CREATE_GRAPH, or as the "
+            "constant mask a derivative takes at a kink (abs, relu, clamp, "
+            "max, min, maximum, minimum, pow at 0, norm at 0)",
             c->op, jac__shape_str(s, sizeof s, t->ndim, t->shape));
     }
     if (t->assigned_seq > c->sec->start_seq) {
@@ -680,6 +688,42 @@ static jac_status check_args(compiler *c, unsigned flags)
     return JAC_OK;
 }
 
+/* A read of any value computed from the arguments during the recording
+ * may have decided which ops ran, whether or not the outputs need it:
+ * the nodes that depend on the arguments are found anew over the whole
+ * section (c->need is free again). */
+static jac_status check_reads(compiler *c, unsigned flags)
+{
+    jac_ctx *ctx = c->ctx;
+    if (flags & JAC_PROGRAM_READS_OK)
+        return JAC_OK;
+    unsigned char *dep = c->need;
+    memset(dep, 0, ctx->nnodes + 1);
+    for (size_t i = c->sec->start; i < ctx->nnodes; i++) {
+        const jac__node *n = jac__node_at(ctx, (int64_t)i);
+        for (int j = 0; j < n->nin && !dep[i]; j++) {
+            const jac_tensor *t = n->in[j];
+            if (t->magic != JAC__TENSOR_MAGIC)
+                continue;
+            bool arg = stamped(c, t) && info(c, t)->kind == KIND_ARG;
+            bool from = t->node >= (int64_t)c->sec->start &&
+                        (size_t)t->node < i && dep[t->node];
+            dep[i] = arg || from;
+        }
+        if (dep[i] && n->read)
+            return jac__error(
+                ctx, JAC_ERR_STATE,
+                "%s: the recording read the values of %s (tape index %zu), "
+                "which depend on the inputs; a replay cannot follow a "
+                "decision taken on them: write the branch with the "
+                "comparison ops and jac_where (jac_where(ctx, jac_gt(ctx, x, "
+                "c), a, b)), or pass JAC_PROGRAM_READS_OK if the reads "
+                "decide nothing",
+                c->op, jac__ops[n->op].name, i);
+    }
+    return JAC_OK;
+}
+
 static jac_status compile(compiler *c, jac_program *prog, size_t noutputs,
                           jac_tensor *const *outputs, unsigned flags)
 {
@@ -692,6 +736,8 @@ static jac_status compile(compiler *c, jac_program *prog, size_t noutputs,
         st = mark_needed(c, noutputs, outputs);
     if (st == JAC_OK)
         st = find_active(c, flags);
+    if (st == JAC_OK)
+        st = check_reads(c, flags);
     for (size_t k = 0; k < noutputs && st == JAC_OK; k++)
         if (!stamped(c, outputs[k]))
             st = add_constant(c, outputs[k]);
