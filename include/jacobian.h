@@ -975,7 +975,11 @@ JAC_API jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
  * unless JAC_PROGRAM_READS_OK says those reads steer no control flow.
  *
  * Errors of evaluations are returned as statuses, with a message for the
- * calling thread from jac_program_errmsg; outputs are left as they were.
+ * calling thread from jac_program_errmsg; outputs are left as they were
+ * (blocks of a Jacobian or Hessian may hold part of the result). The JVP,
+ * the Hessian and its products, and Jacobians with more output than input
+ * elements evaluate a derived program, made on first use and kept; they
+ * take programs of at most 64 inputs, parameters and outputs together.
  * @{ */
 /* ------------------------------------------------------------------------ */
 

@@ -341,6 +341,7 @@ jac_status jac_program_hvp(jac_program *prog, const double *const *args,
  * goes to dest[k * n + i], or, transposed, to dest[i * noutputs + k]. */
 typedef struct blocks {
     jac_program *prog;
+    double *const *outputs; /* the program's values, when wanted */
     const char *op;
     const double *const *args;
     size_t first, n;
@@ -483,8 +484,12 @@ static jac_status run_blocks(blocks *bl)
             running++;
         else
             break;
-    if (started > 0)
+    if (started > 0) {
         w[0].st = run_some(bl, w[0].ws);
+        /* Its forward sweep left the outputs' values. */
+        if (w[0].st == JAC_OK)
+            copy_outputs(w[0].ws, bl->outputs);
+    }
     for (int t = 1; t < running; t++)
         pthread_join(tid[t], NULL);
     for (int t = 0; t < started; t++) {
@@ -529,6 +534,7 @@ jac_status jac_program_jacobian(jac_program *prog, const double *const *args,
         cols += prog->args[i].numel;
     if (rows <= cols) {
         blocks bl = {.prog = prog,
+                     .outputs = outputs,
                      .op = op,
                      .args = args,
                      .first = 0,
@@ -536,6 +542,8 @@ jac_status jac_program_jacobian(jac_program *prog, const double *const *args,
                      .threads = prog->threads,
                      .dest = J};
         st = run_blocks(&bl);
+        if (bl.rows > 0)
+            outputs = NULL; /* the first thread's forward sweep filled them */
     } else {
         /* Forward: the rows of the VJP program's Jacobian in its seeds are
          * the columns of this one. */
