@@ -1024,10 +1024,8 @@ JAC_API jac_status jac_program_end(jac_ctx *ctx, size_t noutputs,
  * jac_program_end. What fn made is released before the call returns.
  */
 JAC_API jac_status jac_program_record(jac_ctx *ctx, jac_fn fn, void *user,
-                                      size_t ninputs,
-                                      jac_tensor *const *inputs,
-                                      size_t nparams,
-                                      jac_tensor *const *params,
+                                      size_t ninputs, jac_tensor *const *inputs,
+                                      size_t nparams, jac_tensor *const *params,
                                       size_t noutputs, unsigned flags,
                                       jac_program **program);
 /** Frees a recorded function. Accepts NULL. */
@@ -1043,8 +1041,8 @@ JAC_API size_t jac_program_count(const jac_program *program, char which);
 /** The rank of input, parameter or output k (which: 'i', 'p', 'o'), its
  *  extents in shape (JAC_MAX_DIMS values, may be NULL) and its numel in
  *  *numel (may be NULL); -1 when out of range. */
-JAC_API int jac_program_shape(const jac_program *program, char which,
-                              size_t k, int64_t *shape, int64_t *numel);
+JAC_API int jac_program_shape(const jac_program *program, char which, size_t k,
+                              int64_t *shape, int64_t *numel);
 /** The number of recorded ops, and in *bytes (may be NULL) the bytes the
  *  program holds besides the workspaces of its calls. */
 JAC_API size_t jac_program_length(const jac_program *program, size_t *bytes);
@@ -1077,8 +1075,7 @@ JAC_API jac_status jac_program_vjp(jac_program *program,
 JAC_API jac_status jac_program_jvp(jac_program *program,
                                    const double *const *args,
                                    const double *const *v,
-                                   double *const *outputs,
-                                   double *const *jvps);
+                                   double *const *outputs, double *const *jvps);
 /**
  * Every block of the Jacobian at args: J[k * ninputs + i] receives
  * d output_k / d input_i, row-major (output k's numel rows, input i's
@@ -1105,8 +1102,7 @@ JAC_API jac_status jac_program_hessian(jac_program *program,
 JAC_API jac_status jac_program_hvp(jac_program *program,
                                    const double *const *args,
                                    const double *const *weights,
-                                   const double *const *v,
-                                   double *const *hvps);
+                                   const double *const *v, double *const *hvps);
 /**
  * The recorded function of the gradient: *result has the inputs of
  * program, then its parameters followed by one weight per output (shaped

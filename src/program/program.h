@@ -163,7 +163,7 @@ struct jac__ws {
     int64_t adj_batch;
     double *scratch;
     int64_t scratch_batch;
-    double *partials; /* prog->npartials, in instruction order */
+    double *partials;   /* prog->npartials, in instruction order */
     jac_tensor *shadow; /* ntins inputs, then ntops outputs (aligned) */
     void *shadow_mem;
     jac__node *nodes; /* one per top */

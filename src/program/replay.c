@@ -236,14 +236,19 @@ static jac_status forward_top(jac__ws *ws, size_t k)
     return st;
 }
 
-/* The instructions, inlined with and without keeping partials. */
+/* The instructions, inlined with and without keeping partials. The last
+ * value computed stays in a register too (last, at offset last_off): in a
+ * chain, the next instruction reads it from there rather than waiting for
+ * the store to reach memory. */
 static JAC__FOLD jac_status run_forward(jac__ws *ws, bool keep)
 {
     const jac_program *prog = ws->prog;
     double *v = ws->v, *kept = ws->partials;
     const jac__instr *code = prog->code;
     const jac__fn_params *fp = prog->fparams;
-    uint64_t cur = prog->code_off;
+    uint64_t cur = prog->code_off, last_off = UINT64_MAX;
+    double last = 0.0;
+#define OPERAND(off) ((off) == last_off ? last : v[off])
     for (size_t k = 0; k < prog->ncode; k++) {
         jac__instr in = code[k];
         switch (in.op) {
@@ -251,17 +256,21 @@ static JAC__FOLD jac_status run_forward(jac__ws *ws, bool keep)
     case JAC__OP_##e:                                                          \
         if (keep && jac__fn_keeps_partial(JAC__OP_##e)) {                      \
             bool has;                                                          \
-            v[cur++] = jac__fn_value_partial(JAC__OP_##e, v[in.a], fp[in.b],   \
-                                             &has, kept++);                    \
+            last = jac__fn_value_partial(JAC__OP_##e, OPERAND(in.a), fp[in.b], \
+                                         &has, kept++);                        \
         } else {                                                               \
-            v[cur++] = jac__fn_value(JAC__OP_##e, v[in.a], fp[in.b]);          \
+            last = jac__fn_value(JAC__OP_##e, OPERAND(in.a), fp[in.b]);        \
         }                                                                      \
+        v[cur] = last;                                                         \
+        last_off = cur++;                                                      \
         break;
             JAC__FUNCTIONS(FUNCTION_CASE)
 #undef FUNCTION_CASE
 #define ARITH_CASE(e, rule, value, da, db)                                     \
     case JAC__OP_##e:                                                          \
-        v[cur++] = jac__arith_value(JAC__OP_##e, v[in.a], v[in.b]);            \
+        last = jac__arith_value(JAC__OP_##e, OPERAND(in.a), OPERAND(in.b));    \
+        v[cur] = last;                                                         \
+        last_off = cur++;                                                      \
         break;
             JAC__ARITH(ARITH_CASE)
 #undef ARITH_CASE
@@ -271,10 +280,12 @@ static JAC__FOLD jac_status run_forward(jac__ws *ws, bool keep)
                 return st;
             const jac__top *top = &prog->tops[in.a];
             cur = top->out.off + (uint64_t)top->out.numel;
+            last_off = UINT64_MAX;
             break;
         }
         }
     }
+#undef OPERAND
     return JAC_OK;
 }
 
@@ -411,11 +422,16 @@ static JAC__FOLD jac_status sweep(jac__ws *ws, int64_t batch)
     const jac__fn_params *fp = prog->fparams;
     const double *kept = ws->partials + prog->npartials;
     uint64_t cur = prog->nvalues;
+    /* With one seed, the adjoint written last stays in a register too, as
+     * values do in the forward sweep. */
+    uint64_t last_off = UINT64_MAX;
+    double last = 0.0;
     for (size_t k = prog->ncode; k-- > 0;) {
         jac__instr in = code[k];
         if (in.op == JAC__TENSOR_INSTR) {
             const jac__top *top = &prog->tops[in.a];
             cur = top->out.off;
+            last_off = UINT64_MAX;
             if (top->diff_out) {
                 jac_status st = backward_top(ws, in.a, batch);
                 if (st != JAC_OK)
@@ -427,6 +443,16 @@ static JAC__FOLD jac_status sweep(jac__ws *ws, int64_t batch)
         /* The adjoints of the output and of the differentiated inputs. */
         const double *g = adj + (cur - base) * ub;
 #define ADJ(off) (adj + ((uint64_t)(off)-base) * ub)
+#define G(b) (batch == 1 && cur == last_off ? last : g[b])
+#define DELIVER(off, b, d, write)                                              \
+    do {                                                                       \
+        double *dst_ = ADJ(off);                                               \
+        dst_[b] = (write) ? (d) : dst_[b] + (d);                               \
+        if (batch == 1) {                                                      \
+            last = dst_[b];                                                    \
+            last_off = (off);                                                  \
+        }                                                                      \
+    } while (0)
         switch (in.op) {
 #define FUNCTION_CASE(e, rule, value, derivative, mask)                        \
     case JAC__OP_##e: {                                                        \
@@ -435,12 +461,12 @@ static JAC__FOLD jac_status sweep(jac__ws *ws, int64_t batch)
         if (!(in.flags & JAC__I_DIFF_OUT))                                     \
             break;                                                             \
         for (int64_t b = 0; b < batch; b++) {                                  \
+            double gb = G(b);                                                  \
             double d = jac__fn_keeps_partial(JAC__OP_##e)                      \
-                           ? g[b] * partial                                    \
+                           ? gb * partial                                      \
                            : jac__fn_cotangent(JAC__OP_##e, v[in.a], v[cur],   \
-                                               g[b], fp[in.b]);                \
-            double *da = ADJ(in.a);                                            \
-            da[b] = (in.flags & JAC__I_WRITE_A) ? d : da[b] + d;               \
+                                               gb, fp[in.b]);                  \
+            DELIVER(in.a, b, d, in.flags &JAC__I_WRITE_A);                     \
         }                                                                      \
         break;                                                                 \
     }
@@ -451,23 +477,21 @@ static JAC__FOLD jac_status sweep(jac__ws *ws, int64_t batch)
         if (!(in.flags & JAC__I_DIFF_OUT))                                     \
             break;                                                             \
         for (int64_t b = 0; b < batch; b++) {                                  \
-            double x = v[in.a], y = v[in.b], r = v[cur];                       \
+            double x = v[in.a], y = v[in.b], r = v[cur], gb = G(b);            \
             if (in.flags & JAC__I_DIFF_A) {                                    \
-                double d =                                                     \
-                    jac__arith_cotangent(JAC__OP_##e, 0, x, y, r, g[b]);       \
-                double *da = ADJ(in.a);                                        \
-                da[b] = (in.flags & JAC__I_WRITE_A) ? d : da[b] + d;           \
+                double d = jac__arith_cotangent(JAC__OP_##e, 0, x, y, r, gb);  \
+                DELIVER(in.a, b, d, in.flags &JAC__I_WRITE_A);                 \
             }                                                                  \
             if (in.flags & JAC__I_DIFF_B) {                                    \
-                double d =                                                     \
-                    jac__arith_cotangent(JAC__OP_##e, 1, x, y, r, g[b]);       \
-                double *db = ADJ(in.b);                                        \
-                db[b] = (in.flags & JAC__I_WRITE_B) ? d : db[b] + d;           \
+                double d = jac__arith_cotangent(JAC__OP_##e, 1, x, y, r, gb);  \
+                DELIVER(in.b, b, d, in.flags &JAC__I_WRITE_B);                 \
             }                                                                  \
         }                                                                      \
         break;
             JAC__ARITH(ARITH_CASE)
 #undef ARITH_CASE
+#undef DELIVER
+#undef G
 #undef ADJ
         default:
             break;
