@@ -15,6 +15,11 @@
  * Jacobian (or Hessian, or gradient) is computed, and the repetition's scope
  * is released. The weights of P2 and P5 are constants of the function,
  * built once per context outside the timed region (as the references do).
+ * Two variants time something else, and say so in their name: `replay`
+ * records the function once into a jac_program outside the timed region and
+ * times only the program's Jacobian / Hessian / gradient at the point (what
+ * ADOL-C's `jacobian`, `hessian` and `gradient` do on an existing tape), and
+ * `floor` (P4) is a hand-written C loop with no AD at all.
  * Timing: one warm-up (its result gives the checksums), then repetitions
  * until at least --min-repeats and --budget seconds; median and minimum of
  * CLOCK_MONOTONIC intervals.
@@ -27,6 +32,7 @@
 
 #include <cblas.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -53,30 +59,50 @@ typedef struct size_def {
     int64_t a, b, c; /* n | (n_in, hidden, n_out) | k | B */
     int tiers;       /* which of --sizes small/medium/large select it */
     double ref_sum, ref_fro, ref_j00;
+    double ref_value; /* P4: x_k, checked as well; 0: none */
+    double abs_tol;   /* checksums within this of the reference also agree */
+    int max_rep;      /* at most this many timed repetitions (0: no cap) */
 } size_def;
 
-/* PyTorch 1.13.1, float64; ADOL-C 2.7.2 agrees to 1e-11. */
+/* PyTorch 1.13.1, float64; ADOL-C 2.7.2 agrees to 1e-11.
+ *
+ * P4 k=100000 and k=1000000 are not in PROBLEMS.md: their values are those
+ * of the recurrence in 40-digit arithmetic (mpmath; the floor loop in long
+ * double agrees to 2e-14), rounded to double; the floor loop and the
+ * replay in float64 agree with them to 1e-13. At k=1000000 the derivative,
+ * 5.0399643600942005e-434, is below the smallest double: a float64
+ * computation ends in a subnormal that no longer shrinks (each step's
+ * factor 1 - 0.001 rounds away; the floor loop stops at 499 * 2^-1074) or
+ * in 0, depending on the order of its operations. Its checksums are
+ * therefore 0 with an absolute tolerance of DBL_MIN, and x_k (value),
+ * which is checked for every P4 size, is what that size verifies. The big
+ * sizes cap their repetitions: the dynamic variant records 3k tape nodes
+ * per repetition (k=1e6: ~1.2 GB and 0.15-0.4 s). */
 static const size_def size_table[] = {
     {P1, "n=2", 2, 0, 0, TIER_SMALL, 1.4856886720455875, 1.0597593343884502,
-     0.64421768723769102},
+     0.64421768723769102, 0, 0, 0},
     {P1, "n=256", 256, 0, 0, TIER_MEDIUM, 4.0965276809403131,
-     11.372683751084219, 0.64421768723769102},
+     11.372683751084219, 0.64421768723769102, 0, 0, 0},
     {P1, "n=2048", 2048, 0, 0, TIER_LARGE, 0.52653562316776548,
-     32.024981209967308, 0.64421768723769102},
+     32.024981209967308, 0.64421768723769102, 0, 0, 0},
     {P2, "16-32-16", 16, 32, 16, TIER_SMALL, -0.31407040894689525,
-     0.42722832080584455, 0.026841722018463098},
+     0.42722832080584455, 0.026841722018463098, 0, 0, 0},
     {P2, "128-512-128", 128, 512, 128, TIER_MEDIUM, -0.073235137776548109,
-     0.088305095922735694, 0.00072895702567606026},
+     0.088305095922735694, 0.00072895702567606026, 0, 0, 0},
     {P2, "512-2048-512", 512, 2048, 512, TIER_LARGE, -0.00026738786052256554,
-     0.026009785692566793, 5.5047805988081658e-05},
+     0.026009785692566793, 5.5047805988081658e-05, 0, 0, 0},
     {P3, "n=64", 64, 0, 0, TIER_SMALL, 22102.920748172011, 3505.0845285148939,
-     -41.789268396615455},
+     -41.789268396615455, 0, 0, 0},
     {P3, "n=512", 512, 0, 0, TIER_LARGE, 176572.65928334248, 9953.4572405315776,
-     -41.789268396615455},
+     -41.789268396615455, 0, 0, 0},
     {P4, "k=10000", 10000, 0, 0, TIER_ALL, 0.00073974788001393,
-     0.00073974788001393, 0.00073974788001393},
+     0.00073974788001393, 0.00073974788001393, 3.1412383323702526, 0, 0},
+    {P4, "k=100000", 100000, 0, 0, TIER_MEDIUM, 5.7946082617662026e-43,
+     5.7946082617662026e-43, 5.7946082617662026e-43, 3.1415926535897931, 0, 20},
+    {P4, "k=1000000", 1000000, 0, 0, TIER_LARGE, 0.0, 0.0, 0.0,
+     3.1415926535897931, DBL_MIN, 5},
     {P5, "B=64", 64, 0, 0, TIER_ALL, -4.6970480864790822, 0.70808530018179627,
-     0.00072895702567606026},
+     0.00072895702567606026, 0, 0, 0},
 };
 #define NSIZES (sizeof size_table / sizeof size_table[0])
 
@@ -99,11 +125,13 @@ enum {
     V_FORWARD, /* blocks of columns by Jacobian-vector products */
     V_HESSIAN, /* P3 only: jac_hessian */
     V_GRAD,    /* P4 only: one jac_grad */
+    V_REPLAY,  /* recorded once (untimed) into a jac_program; timed: replay */
+    V_FLOOR,   /* P4 only: a hand-written C loop, no AD */
     NVARIANTS
 };
 
 static const char *const variant_names[NVARIANTS] = {
-    "rowloop", "batched", "forward", "hessian", "grad"};
+    "rowloop", "batched", "forward", "hessian", "grad", "replay", "floor"};
 
 static bool variant_applies(int problem, int variant)
 {
@@ -111,13 +139,14 @@ static bool variant_applies(int problem, int variant)
     case P1:
     case P2:
         return variant == V_ROWLOOP || variant == V_BATCHED ||
-               variant == V_FORWARD;
+               variant == V_FORWARD || variant == V_REPLAY;
     case P3:
-        return variant != V_GRAD;
+        return variant != V_GRAD && variant != V_FLOOR;
     case P4:
-        return variant == V_GRAD;
+        return variant == V_GRAD || variant == V_REPLAY || variant == V_FLOOR;
     case P5: /* jac_batch_jacobian has no forward mode */
-        return variant == V_ROWLOOP || variant == V_BATCHED;
+        return variant == V_ROWLOOP || variant == V_BATCHED ||
+               variant == V_REPLAY;
     default:
         return false;
     }
@@ -153,6 +182,7 @@ typedef struct options {
     bool check;
     bool gemm;
     bool plain_alloc; /* --plain-alloc: the library's own malloc/free */
+    bool reps_given;  /* --repeats or --max-repeats: no per-size cap */
 } options;
 
 static void usage(FILE *out)
@@ -163,12 +193,14 @@ static void usage(FILE *out)
         "  --problems LIST   P1,P2,P3,P4,P5 (default all)\n"
         "  --sizes LIST      small,medium,large or exact sizes such as\n"
         "                    n=2048,16-32-16 (default all)\n"
-        "  --variants LIST   rowloop,batched,forward,hessian,grad (default "
-        "all)\n"
+        "  --variants LIST   rowloop,batched,forward,hessian,grad,replay,\n"
+        "                    floor (default all)\n"
         "  --threads LIST    thread counts (default 1,2)\n"
         "  --budget S        seconds of repetitions per measurement (0.4)\n"
         "  --min-repeats N   at least N timed repetitions (5)\n"
-        "  --max-repeats N   at most N timed repetitions (2000)\n"
+        "  --max-repeats N   at most N timed repetitions (2000; P4's big\n"
+        "                    sizes cap it lower unless this or --repeats\n"
+        "                    is given)\n"
         "  --repeats N       exactly N timed repetitions (sets both)\n"
         "  --chunks LIST     chunk sizes tried for batched and forward\n"
         "                    (default 0,8,32,128,512; 0 = automatic)\n"
@@ -304,9 +336,11 @@ static int parse_options(int argc, char **argv, options *o)
             o->min_rep = atoi(val);
         } else if (strcmp(a, "--max-repeats") == 0) {
             o->max_rep = atoi(val);
+            o->reps_given = true;
         } else if (strcmp(a, "--repeats") == 0) {
             o->min_rep = o->max_rep = atoi(val);
             o->budget = 0.0;
+            o->reps_given = true;
         } else if (strcmp(a, "--fixed") == 0) {
             int64_t f[3];
             if (parse_ints(val, f, 3) != 3 || f[1] < 1 || f[1] > 256 ||
@@ -426,6 +460,14 @@ typedef struct bench_case {
     double *w[3], *wt[3], *b[3]; /* weights, transposed weights, biases */
     /* Constants of the function, built once per context. */
     jac_tensor *W[3], *WT[3], *bias[3];
+    /* V_REPLAY: the recorded function, the buffer its calls write the
+     * result into (nres values; P5 also tmp), and what recording it took. */
+    jac_program *prog;
+    double *res, *tmp;
+    int64_t nres;
+    double record_s, record_peak_mb;
+    size_t prog_ops, prog_bytes; /* jac_program_length after the calls */
+    char errmsg[512];            /* why recording or replaying failed */
 } bench_case;
 
 static double *data_x(int64_t n)
@@ -590,6 +632,15 @@ static jac_tensor *f_rosenbrock(jac_ctx *ctx, jac_tensor *x)
     return jac_sum(ctx, jac_add(ctx, steep, gentle));
 }
 
+/* P4: k times x = x + 0.001 sin(x) (3 ops per step). */
+static jac_tensor *f_chain(jac_ctx *ctx, jac_tensor *x, int64_t k)
+{
+    jac_tensor *y = x;
+    for (int64_t i = 0; i < k; i++)
+        y = jac_add(ctx, y, jac_mul_scalar(ctx, jac_sin(ctx, y), 0.001));
+    return y;
+}
+
 static jac_status fn_rosenbrock(jac_ctx *ctx, jac_tensor *const *in,
                                 jac_tensor **out, void *user)
 {
@@ -653,9 +704,7 @@ static jac_tensor *compute(bench_case *bc, jac_ctx *ctx, const config *c,
         x = jac_scalar(ctx, 0.5);
         if (x == NULL || jac_set_requires_grad(x, true) != JAC_OK)
             return NULL;
-        y = x;
-        for (int64_t i = 0; i < bc->n; i++)
-            y = jac_add(ctx, y, jac_mul_scalar(ctx, jac_sin(ctx, y), 0.001));
+        y = f_chain(ctx, x, bc->n);
         if (y == NULL || jac_grad(ctx, 1, &y, NULL, 1, &x, 0, &J) != JAC_OK)
             return NULL;
         *value = jac_tensor_item(y);
@@ -674,6 +723,244 @@ static jac_tensor *compute(bench_case *bc, jac_ctx *ctx, const config *c,
 }
 
 /* ------------------------------------------------------------------------ */
+/* Recorded once, replayed (V_REPLAY); P4's floor (V_FLOOR)                 */
+/* ------------------------------------------------------------------------ */
+
+/* Memory of the replay variant: the program and what its calls allocate
+ * go through alloc (counting into cnt) when one is given. */
+typedef struct replay_mem {
+    const jac_allocator *alloc; /* NULL: plain malloc/free */
+    counter *cnt;
+} replay_mem;
+
+static void *rm_alloc(const replay_mem *m, size_t bytes)
+{
+    return m->alloc ? m->alloc->alloc(bytes, m->alloc->user) : malloc(bytes);
+}
+
+static void rm_free(const replay_mem *m, void *p)
+{
+    if (m->alloc)
+        m->alloc->free(p, m->alloc->user);
+    else
+        free(p);
+}
+
+/* Records bc's function, at bc's point, into bc->prog. rec is a context
+ * made for the recording (the caller frees it): the weights of P2 and P5
+ * are built in it as constants, which the program copies.
+ *
+ * P5 records the batched network of X (B x n_in) followed by a sum over
+ * the batch, g(X) = sum_b Y[b, :] (n_out values): the samples are
+ * independent, so row r of g's Jacobian (n_out x B*n_in) holds row r of
+ * every per-sample Jacobian, which is what jac_batch_jacobian's stacked
+ * seeds compute; one jac_program_jacobian gives all B Jacobians in
+ * n_out seeds (blocks of seeds within the memory budget, on the program's
+ * threads), reordered to (B, n_out, n_in) in the timed region. Replaying
+ * a recording of one sample B times (64 calls of jac_program_jacobian, no
+ * reordering) gives the same checksums and was about as fast but not
+ * faster: medians 189-201 ms against 188-191 ms for this one on one
+ * thread, 197-208 ms against 197-202 ms on two (three interleaved runs
+ * each, a busy 2-core machine); both are OpenBLAS-bound (69-75% in
+ * dgemm_kernel), the per-sample products being B times narrower. */
+static jac_status record_program(bench_case *bc, jac_ctx *rec)
+{
+    bench_case k = *bc; /* the same function on constants of rec */
+    jac_tensor *x = NULL, *y = NULL;
+    if (bc->problem == P2 || bc->problem == P5) {
+        int64_t rows[3] = {bc->hidden, bc->hidden, bc->n_out};
+        int64_t cols[3] = {bc->n_in, bc->hidden, bc->hidden};
+        for (int s = 0; s < 3; s++) {
+            int64_t shape[2] = {rows[s], cols[s]};
+            int64_t tshape[2] = {cols[s], rows[s]};
+            k.W[s] = k.WT[s] = NULL;
+            if (bc->problem == P2)
+                k.W[s] = jac_tensor_new(rec, 2, shape, bc->w[s]);
+            else
+                k.WT[s] = jac_tensor_new(rec, 2, tshape, bc->wt[s]);
+            k.bias[s] = jac_tensor_new(rec, 1, &rows[s], bc->b[s]);
+            if (!(k.W[s] || k.WT[s]) || !k.bias[s])
+                return jac_errcode(rec);
+        }
+    }
+    switch (bc->problem) {
+    case P1:
+    case P3:
+        x = jac_tensor_new(rec, 1, &bc->n, bc->x);
+        break;
+    case P2:
+        x = jac_tensor_new(rec, 1, &bc->n_in, bc->x);
+        break;
+    case P4:
+        x = jac_scalar(rec, 0.5);
+        break;
+    case P5: {
+        int64_t shape[2] = {bc->n, bc->n_in};
+        x = jac_tensor_new(rec, 2, shape, bc->x);
+        break;
+    }
+    default:
+        return JAC_ERR_VALUE;
+    }
+    if (x == NULL)
+        return jac_errcode(rec);
+    jac_status st = jac_program_begin(rec, 1, &x, 0, NULL);
+    if (st != JAC_OK)
+        return st;
+    switch (bc->problem) {
+    case P1:
+        y = f_square(rec, x);
+        break;
+    case P2:
+        y = f_mlp(rec, &k, x);
+        break;
+    case P3:
+        y = f_rosenbrock(rec, x);
+        break;
+    case P4:
+        y = f_chain(rec, x, bc->n);
+        break;
+    default: /* P5 */
+        y = jac_sum_axis(rec, f_mlp_batch(rec, &k, x), 0, false);
+        break;
+    }
+    if (y == NULL) {
+        /* Close the recording; the op's error stays the message. */
+        char msg[512];
+        st = jac_errcode(rec);
+        snprintf(msg, sizeof msg, "%s", jac_errmsg(rec));
+        jac_program *none = NULL;
+        jac_program_end(rec, 0, NULL, 0, &none);
+        jac_program_free(none);
+        snprintf(bc->errmsg, sizeof bc->errmsg, "recording: %.480s", msg);
+        return st != JAC_OK ? st : JAC_ERR_VALUE;
+    }
+    return jac_program_end(rec, 1, &y, 0, &bc->prog);
+}
+
+/* Untimed: records the program of c (in a context that is freed at once,
+ * so that only the program remains) and makes its result buffers. */
+static bool replay_prepare(bench_case *bc, const config *c, const replay_mem *m)
+{
+    bc->errmsg[0] = 0;
+    bc->prog = NULL;
+    bc->res = bc->tmp = NULL;
+    if (m->cnt)
+        counter_reset_peak(m->cnt);
+    jac_ctx *rec =
+        m->alloc ? jac_ctx_new_with_allocator(m->alloc) : jac_ctx_new();
+    if (rec == NULL) {
+        snprintf(bc->errmsg, sizeof bc->errmsg, "out of memory");
+        return false;
+    }
+    double t0 = now();
+    jac_status st = record_program(bc, rec);
+    bc->record_s = now() - t0;
+    if (st != JAC_OK && bc->errmsg[0] == 0)
+        snprintf(bc->errmsg, sizeof bc->errmsg, "recording: %.480s",
+                 jac_errmsg(rec));
+    jac_ctx_free(rec);
+    bc->record_peak_mb = m->cnt ? counter_peak_mb(m->cnt) : -1.0;
+    if (st != JAC_OK)
+        return false;
+    switch (bc->problem) {
+    case P1:
+    case P3:
+        bc->nres = bc->n * bc->n;
+        break;
+    case P2:
+        bc->nres = bc->n_out * bc->n_in;
+        break;
+    case P4:
+        bc->nres = 1;
+        break;
+    default:
+        bc->nres = bc->n * bc->n_out * bc->n_in;
+        break;
+    }
+    size_t bytes = (size_t)bc->nres * sizeof(double);
+    bc->res = rm_alloc(m, bytes);
+    if (bc->problem == P5)
+        bc->tmp = rm_alloc(m, bytes);
+    if (bc->res == NULL || (bc->problem == P5 && bc->tmp == NULL)) {
+        snprintf(bc->errmsg, sizeof bc->errmsg, "out of memory");
+        return false;
+    }
+    if (jac_program_set_threads(bc->prog, c->jac_threads) != JAC_OK) {
+        snprintf(bc->errmsg, sizeof bc->errmsg, "%s", jac_program_errmsg());
+        return false;
+    }
+    return true;
+}
+
+static void replay_release(bench_case *bc, const replay_mem *m)
+{
+    jac_program_free(bc->prog);
+    if (bc->res)
+        rm_free(m, bc->res);
+    if (bc->tmp)
+        rm_free(m, bc->tmp);
+    bc->prog = NULL;
+    bc->res = bc->tmp = NULL;
+}
+
+/* Timed: the program's result at bc's point into bc->res; *value receives
+ * P4's x_k. */
+static bool replay_run(bench_case *bc, double *value)
+{
+    static const double x0 = 0.5;
+    const double *args[1] = {bc->problem == P4 ? &x0 : bc->x};
+    double *res[1] = {bc->problem == P5 ? bc->tmp : bc->res};
+    jac_status st;
+    switch (bc->problem) {
+    case P1:
+    case P2:
+    case P5:
+        st = jac_program_jacobian(bc->prog, args, NULL, res);
+        break;
+    case P3:
+        st = jac_program_hessian(bc->prog, args, NULL, res);
+        break;
+    default: { /* P4: the gradient, seeds NULL */
+        double *out[1] = {value};
+        st = jac_program_vjp(bc->prog, args, NULL, out, res);
+        break;
+    }
+    }
+    if (st != JAC_OK) {
+        snprintf(bc->errmsg, sizeof bc->errmsg, "%s", jac_program_errmsg());
+        return false;
+    }
+    if (bc->problem == P5) {
+        /* tmp[r][b][j] -> res[b][r][j] */
+        int64_t B = bc->n, m = bc->n_out, n = bc->n_in;
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t r = 0; r < m; r++)
+                memcpy(bc->res + (b * m + r) * n, bc->tmp + (r * B + b) * n,
+                       (size_t)n * sizeof(double));
+    }
+    return true;
+}
+
+/* P4's floor: x_k and dx_k/dx0 by a hand-written loop, no AD (the
+ * derivative is multiplied by 1 + 0.001 cos x before each step). Not
+ * inlined, so that it stays between the clock readings. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static double
+chain_floor(int64_t k, double *deriv)
+{
+    double x = 0.5, d = 1.0;
+    for (int64_t i = 0; i < k; i++) {
+        d *= 1.0 + 0.001 * cos(x);
+        x = x + 0.001 * sin(x);
+    }
+    *deriv = d;
+    return x;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Checksums                                                                */
 /* ------------------------------------------------------------------------ */
 
@@ -681,11 +968,9 @@ typedef struct sums {
     double sum, fro, j00, value;
 } sums;
 
-static sums checksums(const jac_tensor *J, double value)
+static sums checksums_of(const double *d, int64_t n, double value)
 {
     sums s = {0, 0, 0, value};
-    const double *d = jac_tensor_data(J);
-    int64_t n = jac_tensor_numel(J);
     for (int64_t i = 0; i < n; i++) {
         s.sum += d[i];
         s.fro += d[i] * d[i];
@@ -696,9 +981,14 @@ static sums checksums(const jac_tensor *J, double value)
     return s;
 }
 
-static bool close_to(double got, double want, double scale)
+static sums checksums(const jac_tensor *J, double value)
 {
-    return fabs(got - want) <= 1e-9 * scale;
+    return checksums_of(jac_tensor_data(J), jac_tensor_numel(J), value);
+}
+
+static bool close_to(double got, double want, double scale, double abs_tol)
+{
+    return fabs(got - want) <= 1e-9 * scale || fabs(got - want) <= abs_tol;
 }
 
 /* Which checksums differ from the reference; "" when none. */
@@ -710,12 +1000,15 @@ static const char *check_sums(const size_def *sd, const sums *s)
     double sum_scale = fabs(sd->ref_sum);
     if (sd->problem == P2 && (sd->tiers & TIER_LARGE))
         sum_scale = fabs(sd->ref_fro);
-    if (!close_to(s->sum, sd->ref_sum, sum_scale))
+    if (!close_to(s->sum, sd->ref_sum, sum_scale, sd->abs_tol))
         strcat(buf, buf[0] ? ",sum" : "sum");
-    if (!close_to(s->fro, sd->ref_fro, fabs(sd->ref_fro)))
+    if (!close_to(s->fro, sd->ref_fro, fabs(sd->ref_fro), sd->abs_tol))
         strcat(buf, buf[0] ? ",fro" : "fro");
-    if (!close_to(s->j00, sd->ref_j00, fabs(sd->ref_j00)))
+    if (!close_to(s->j00, sd->ref_j00, fabs(sd->ref_j00), sd->abs_tol))
         strcat(buf, buf[0] ? ",j00" : "j00");
+    if (sd->ref_value != 0 &&
+        !close_to(s->value, sd->ref_value, fabs(sd->ref_value), 0.0))
+        strcat(buf, buf[0] ? ",value" : "value");
     return buf;
 }
 
@@ -741,6 +1034,21 @@ static bool run_once(bench_case *bc, jac_ctx *ctx, const config *c,
                      double *seconds, sums *s)
 {
     double value = NAN;
+    if (c->variant == V_REPLAY || c->variant == V_FLOOR) {
+        /* Nothing of ctx: the program's buffers, or the loop's numbers. */
+        double d = NAN;
+        bool ok = true;
+        double t0 = now();
+        if (c->variant == V_REPLAY)
+            ok = replay_run(bc, &value);
+        else
+            value = chain_floor(bc->n, &d);
+        *seconds = now() - t0;
+        if (ok && s)
+            *s = c->variant == V_REPLAY ? checksums_of(bc->res, bc->nres, value)
+                                        : checksums_of(&d, 1, value);
+        return ok;
+    }
     double t0 = now();
     jac_scope mark = jac_scope_begin(ctx);
     jac_tensor *J = compute(bc, ctx, c, &value);
@@ -825,6 +1133,15 @@ static double gemm_flops(const bench_case *bc)
     return bc->problem == P2 ? per : 0.0;
 }
 
+/* Why c failed: the program's message for the replay, else ctx's. */
+static const char *failure(const bench_case *bc, const config *c,
+                           const jac_ctx *ctx)
+{
+    if (c->variant == V_REPLAY && bc->errmsg[0])
+        return bc->errmsg;
+    return jac_errmsg(ctx);
+}
+
 static void print_error(const bench_case *bc, const config *c, int threads,
                         jac_ctx *ctx)
 {
@@ -832,7 +1149,7 @@ static void print_error(const bench_case *bc, const config *c, int threads,
            "\"variant\": \"%s\", \"threads\": %d, \"error\": \"",
            problem_names[bc->problem], bc->sd->size, variant_names[c->variant],
            threads);
-    for (const char *m = jac_errmsg(ctx); *m; m++)
+    for (const char *m = failure(bc, c, ctx); *m; m++)
         if (*m != '"' && *m != '\\')
             putchar(*m);
     printf("\", \"peak_rss_mb\": %.1f}\n", peak_rss_mb());
@@ -866,6 +1183,18 @@ static void print_result(const bench_case *bc, const config *c, int threads,
                r->median / (3.0 * (double)bc->n) * 1e9, r->s.value);
     if (gemm_flops(bc) > 0)
         printf(", \"gemm_flops\": %.6g", gemm_flops(bc));
+    if (c->variant == V_REPLAY) {
+        /* The recording, untimed, and the program's size. ctx_peak_mb is
+         * the peak of what the program and its calls held (the recording
+         * context is gone by then), record_peak_mb that of the recording
+         * (its context, tape and the program). */
+        printf(", \"record_s\": %.6g, \"record_peak_mb\": %.2f, "
+               "\"program_ops\": %zu, \"program_bytes\": %zu, "
+               "\"program_bytes_per_op\": %.2f",
+               bc->record_s, bc->record_peak_mb, bc->prog_ops, bc->prog_bytes,
+               bc->prog_ops ? (double)bc->prog_bytes / (double)bc->prog_ops
+                            : 0.0);
+    }
     if (tu && tu->n > 1) {
         printf(", \"tuning\": [");
         for (int i = 0; i < tu->n; i++)
@@ -883,6 +1212,27 @@ static void print_result(const bench_case *bc, const config *c, int threads,
 /* ------------------------------------------------------------------------ */
 /* Running the benchmark                                                    */
 /* ------------------------------------------------------------------------ */
+
+/* measure() of c. The replay's program is recorded before (untimed) and
+ * freed after; *peak_mb is then the peak of what the program and its calls
+ * held (counted in m->cnt), else that of ctx's counter cnt (NULL: -1). */
+static bool measure_variant(bench_case *bc, jac_ctx *ctx, const config *c,
+                            double budget, int min_rep, int max_rep,
+                            double give_up, const replay_mem *m, counter *cnt,
+                            result *r, double *peak_mb)
+{
+    counter *which = c->variant == V_REPLAY ? m->cnt : cnt;
+    bool ok = c->variant != V_REPLAY || replay_prepare(bc, c, m);
+    if (which)
+        counter_reset_peak(which);
+    ok = ok && measure(bc, ctx, c, budget, min_rep, max_rep, give_up, r);
+    *peak_mb = which ? counter_peak_mb(which) : -1.0;
+    if (c->variant == V_REPLAY) {
+        bc->prog_ops = jac_program_length(bc->prog, &bc->prog_bytes);
+        replay_release(bc, m);
+    }
+    return ok;
+}
 
 /* Output elements (rows of the Jacobian) of one sample: the largest useful
  * chunk. */
@@ -915,6 +1265,22 @@ static int configs_for(const options *o, const bench_case *bc, int variant,
     if (variant == V_ROWLOOP) {
         base.chunk = 1;
         out[n++] = base;
+        return n;
+    }
+    if (variant == V_FLOOR) { /* one thread, whatever the setting */
+        base.jac_threads = 1;
+        out[n++] = base;
+        return n;
+    }
+    if (variant == V_REPLAY) {
+        /* The program's threads (jac_program_set_threads) take the seed
+         * blocks; as for batched, several threads are also tried on
+         * OpenBLAS instead (P4's single gradient has no blocks). */
+        out[n++] = base;
+        if (threads > 1 && o->tune && bc->problem != P4) {
+            config b = {variant, 0, 1, threads};
+            out[n++] = b;
+        }
         return n;
     }
     if (variant == V_GRAD || variant == V_HESSIAN || !o->tune) {
@@ -970,6 +1336,20 @@ static int run_benchmark(const options *o)
             atomic_init(&cnt.current, 0);
             atomic_init(&cnt.peak, 0);
             jac_allocator alloc = {count_alloc, count_free, &cnt};
+            /* The replay's programs count apart from the contexts. */
+            counter pcnt;
+            atomic_init(&pcnt.current, 0);
+            atomic_init(&pcnt.peak, 0);
+            jac_allocator palloc = {count_alloc, count_free, &pcnt};
+            replay_mem rm = {o->plain_alloc ? NULL : &palloc,
+                             o->plain_alloc ? NULL : &pcnt};
+            counter *cnt_or_null = o->plain_alloc ? NULL : &cnt;
+            /* P4's big sizes cap the repetitions. */
+            int max_rep = o->max_rep, min_rep = o->min_rep;
+            if (sd->max_rep > 0 && !o->reps_given && sd->max_rep < max_rep)
+                max_rep = sd->max_rep;
+            if (min_rep > max_rep)
+                min_rep = max_rep;
             jac_ctx *ctx = o->plain_alloc ? jac_ctx_new()
                                           : jac_ctx_new_with_allocator(&alloc);
             if (ctx == NULL || !case_constants(&bc, ctx)) {
@@ -990,8 +1370,11 @@ static int run_benchmark(const options *o)
                     for (int k = 0; k < tu.n; k++) {
                         result r;
                         double give_up = k ? 2.0 * tu.median[best] : INFINITY;
-                        if (!measure(&bc, ctx, &tu.cfg[k], o->tune_budget, 3,
-                                     o->max_rep, give_up, &r)) {
+                        double unused;
+                        if (!measure_variant(&bc, ctx, &tu.cfg[k],
+                                             o->tune_budget,
+                                             min_rep < 3 ? min_rep : 3, max_rep,
+                                             give_up, &rm, NULL, &r, &unused)) {
                             tu.median[k] = INFINITY;
                             jac_clear_error(ctx);
                             continue;
@@ -1018,17 +1401,16 @@ static int run_benchmark(const options *o)
                 jac_ctx_free(ctx);
                 ctx = fresh;
                 result r;
-                counter_reset_peak(&cnt);
-                if (!measure(&bc, ctx, &tu.cfg[best], o->budget, o->min_rep,
-                             o->max_rep, INFINITY, &r)) {
+                double peak;
+                if (!measure_variant(&bc, ctx, &tu.cfg[best], o->budget,
+                                     min_rep, max_rep, INFINITY, &rm,
+                                     cnt_or_null, &r, &peak)) {
                     print_error(&bc, &tu.cfg[best], threads, ctx);
                     jac_clear_error(ctx);
                     failures++;
                     continue;
                 }
-                print_result(&bc, &tu.cfg[best], threads, &r,
-                             o->plain_alloc ? -1.0 : counter_peak_mb(&cnt),
-                             &tu);
+                print_result(&bc, &tu.cfg[best], threads, &r, peak, &tu);
                 if (check_sums(sd, &r.s)[0])
                     failures++;
             }
@@ -1068,9 +1450,15 @@ static int run_check(const options *o)
                 double t;
                 checks++;
                 const char *label = problem_names[sd->problem];
-                if (!run_once(&bc, ctx, &c, &t, &r)) {
+                replay_mem rm = {NULL, NULL};
+                bool ok = v != V_REPLAY || replay_prepare(&bc, &c, &rm);
+                ok = ok && run_once(&bc, ctx, &c, &t, &r);
+                if (v == V_REPLAY)
+                    replay_release(&bc, &rm);
+                if (!ok) {
                     printf("FAIL %s %s %s threads=%d: %s\n", label, sd->size,
-                           variant_names[v], c.jac_threads, jac_errmsg(ctx));
+                           variant_names[v], c.jac_threads,
+                           failure(&bc, &c, ctx));
                     jac_clear_error(ctx);
                     failures++;
                     continue;
@@ -1079,10 +1467,14 @@ static int run_check(const options *o)
                 if (bad[0]) {
                     printf("FAIL %s %s %s threads=%d: %s differ: "
                            "sum %.17g (want %.17g), fro %.17g (want %.17g), "
-                           "j00 %.17g (want %.17g)\n",
+                           "j00 %.17g (want %.17g)",
                            label, sd->size, variant_names[v], c.jac_threads,
                            bad, r.sum, sd->ref_sum, r.fro, sd->ref_fro, r.j00,
                            sd->ref_j00);
+                    if (sd->ref_value != 0)
+                        printf(", value %.17g (want %.17g)", r.value,
+                               sd->ref_value);
+                    printf("\n");
                     failures++;
                 } else {
                     printf("ok   %s %s %s threads=%d (%.3g s)\n", label,
