@@ -5,7 +5,7 @@
 # docs/benchmarks.md and docs/benchmarks.png.
 #
 # usage: bench/compare.sh [--rounds N] [--no-profile] [--report-only DIR]
-#                         [--out DIR]
+#                         [--out DIR] [--docs DIR] [--no-install]
 #
 #   --rounds N         measure everything N times (default 1); each
 #                      implementation is then represented by its best
@@ -16,6 +16,11 @@
 #                      of an earlier run kept in DIR
 #   --out DIR          keep the raw results there (default
 #                      build/bench/results)
+#   --docs DIR         write benchmarks.md and benchmarks.png there
+#                      (default docs/)
+#   --no-install       install nothing; a reference whose packages are
+#                      missing (python3-torch, libadolc-dev) is skipped and
+#                      the report has only the lines measured
 #
 # Environment:
 #   JAC_SHARED_DIR   the shared/ folder with bench/PROBLEMS.md and the
@@ -27,6 +32,10 @@
 #   BENCH_BUDGET     seconds per PyTorch variant (torch_reference.py's knob)
 #   ADOLC_BUDGET     seconds per ADOL-C variant (default 1.0)
 #   PYTHON           the Python with python3-torch (default /usr/bin/python3)
+#   JAC_NO_INSTALL=1 the same as --no-install
+#
+# Without a reference (not installed, or failing to build or run) the
+# report still has our own lines: every variant with its checksums.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,17 +44,21 @@ build=${JAC_BUILD_DIR:-$root/build}
 python=${PYTHON:-/usr/bin/python3}
 bench=$build/bench/jacobian_bench
 out=$build/bench/results
+docs=$root/docs
 profile=1
 report_only=
 rounds=1
+no_install=${JAC_NO_INSTALL:-0}
 
 while (($#)); do
     case $1 in
         --no-profile) profile=0 ;;
         --report-only) report_only=$2; out=$2; shift ;;
         --out) out=$2; shift ;;
+        --docs) docs=$2; shift ;;
+        --no-install) no_install=1 ;;
         --rounds) rounds=$2; shift ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -60,13 +73,17 @@ if [[ ! -f $refdir/PROBLEMS.md ]]; then
     echo "compare.sh: $refdir/PROBLEMS.md not found; set JAC_SHARED_DIR" >&2
     exit 1
 fi
-mkdir -p "$out"
+mkdir -p "$out" "$docs"
 out=$(cd "$out" && pwd)
+docs=$(cd "$docs" && pwd)
 
 say() { printf '\n==== %s (%ds)\n' "$*" "$SECONDS" >&2; }
 
 # ---------------------------------------------------------------- packages
+# Installs what is missing unless --no-install; never fails the run (a
+# missing reference is skipped below).
 need_packages() {
+    ((no_install)) && return 0
     local missing=() p
     for p in "$@"; do
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
@@ -78,18 +95,19 @@ need_packages() {
     local sudo=()
     [[ $(id -u) -ne 0 ]] && sudo=(sudo)
     say "installing ${missing[*]}"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends "${missing[@]}"; } ||
+        { echo "compare.sh: could not install ${missing[*]}" >&2; return 1; }
 }
 
 if [[ -z $report_only ]]; then
-    need_packages python3-torch libadolc-dev g++ python3-matplotlib
+    need_packages python3-torch libadolc-dev g++ python3-matplotlib || true
     if ((profile)) && ! command -v perf >/dev/null; then
         need_packages linux-perf || need_packages valgrind || true
     fi
 else
-    need_packages python3-matplotlib
+    need_packages python3-matplotlib || true
 fi
 
 # ---------------------------------------------------------------- measure
@@ -139,18 +157,36 @@ if [[ -z $report_only ]]; then
     cat "$out/machine.txt" >&2
 
     # ADOL-C is built first, in a temporary folder, with the command in the
-    # file's own "// Build:" line.
+    # file's own "// Build:" line. Without it (no libadolc-dev, no g++) the
+    # run goes on without ADOL-C.
     say "building the ADOL-C reference"
     adolc_dir=$(mktemp -d)
     trap 'rm -rf "$adolc_dir"' EXIT
-    cp "$refdir/adolc_reference.cpp" "$adolc_dir/"
-    build_cmd=$(sed -n 's|^// Build: *||p' "$refdir/adolc_reference.cpp" |
-        head -1)
-    if [[ ! $build_cmd =~ ^g\+\+\ .*adolc_reference\.cpp ]]; then
-        build_cmd='g++ -O2 -ffp-contract=off -std=c++14 -o adolc_reference adolc_reference.cpp -ladolc'
+    have_adolc=1
+    if [[ ! -f /usr/include/adolc/adolc.h ]] || ! command -v g++ >/dev/null ||
+            [[ ! -f $refdir/adolc_reference.cpp ]]; then
+        have_adolc=0
+    else
+        cp "$refdir/adolc_reference.cpp" "$adolc_dir/"
+        build_cmd=$(sed -n 's|^// Build: *||p' \
+            "$refdir/adolc_reference.cpp" | head -1)
+        if [[ ! $build_cmd =~ ^g\+\+\ .*adolc_reference\.cpp ]]; then
+            build_cmd='g++ -O2 -ffp-contract=off -std=c++14 -o adolc_reference adolc_reference.cpp -ladolc'
+        fi
+        echo "$build_cmd" >&2
+        (cd "$adolc_dir" && bash -c "$build_cmd") || have_adolc=0
     fi
-    echo "$build_cmd" >&2
-    (cd "$adolc_dir" && bash -c "$build_cmd")
+    if ((!have_adolc)); then
+        echo "compare.sh: ADOL-C (libadolc-dev) is not available; the" \
+             "report will have no ADOL-C lines" >&2
+    fi
+    have_torch=1
+    if ! "$python" -c 'import torch' 2>/dev/null ||
+            [[ ! -f $refdir/torch_reference.py ]]; then
+        have_torch=0
+        echo "compare.sh: PyTorch is not available to $python; the report" \
+             "will have no PyTorch lines" >&2
+    fi
 
     # dgemm before and after everything else; the report uses the faster
     # of the two, so that a busy moment cannot flatter the GEMM fraction.
@@ -174,13 +210,19 @@ if [[ -z $report_only ]]; then
             echo "compare.sh: jacobian_bench reported failures" \
                  "(see ours.jsonl)" >&2
 
-        say "round $round: PyTorch"
-        (cd "$out" && BENCH_OUT="$out/torch-round.jsonl" \
-            "$python" "$refdir/torch_reference.py" >>"$out/torch.log" 2>&1) ||
-            echo "compare.sh: torch_reference.py failed (see torch.log)" >&2
-        cat "$out/torch-round.jsonl" >>"$out/torch.jsonl" 2>/dev/null || true
-        rm -f "$out/torch-round.jsonl"
+        if ((have_torch)); then
+            say "round $round: PyTorch"
+            (cd "$out" && BENCH_OUT="$out/torch-round.jsonl" \
+                "$python" "$refdir/torch_reference.py" \
+                >>"$out/torch.log" 2>&1) ||
+                echo "compare.sh: torch_reference.py failed (see" \
+                     "torch.log)" >&2
+            cat "$out/torch-round.jsonl" >>"$out/torch.jsonl" 2>/dev/null ||
+                true
+            rm -f "$out/torch-round.jsonl"
+        fi
 
+        ((have_adolc)) || continue
         say "round $round: ADOL-C"
         rc=0
         (cd "$adolc_dir" && ./adolc_reference "${ADOLC_BUDGET:-1.0}" \
@@ -212,7 +254,7 @@ if ((profile)) && [[ -z $report_only ]]; then
     fi
 fi
 
-"$python" - "$out" "$root/docs" "$bench" "$profile_tool" <<'PY'
+"$python" - "$out" "$docs" "$bench" "$profile_tool" <<'PY'
 import json
 import os
 import re
@@ -633,6 +675,16 @@ if busy:
       "the figures for more than one thread are unreliable.**" % (
           busy[0], gemm_rate[("square", busy[0])], gemm_rate[("square", 1)]))
     w("")
+missing = [name for name, rows in (("PyTorch", torch), ("ADOL-C", adolc))
+           if not rows]
+if missing:
+    w("**%s %s not measured in this run (not installed, or it failed): "
+      "%s columns are empty and the targets against %s are not "
+      "evaluated; our own lines and their checksums are complete.**" % (
+          " and ".join(missing), "was" if len(missing) == 1 else "were",
+          "its" if len(missing) == 1 else "their",
+          "it" if len(missing) == 1 else "them"))
+    w("")
 if chart_ok:
     w("![speed-up against PyTorch and ADOL-C](benchmarks.png)")
     w("")
@@ -677,12 +729,19 @@ for tg, vals, met, missed, mins in results:
                      for t, v in vals) or "not measured"
     fast = ", ".join("%d thr: %s" % (t, fmt_target_value(anchor, v))
                      for t, v in mins) or "–"
-    w("| %s | %s | %s | %s | %s | %s |" % (problem, size, text, meas, fast,
-                                           "yes" if met else "**no**"))
+    w("| %s | %s | %s | %s | %s | %s |" % (
+        problem, size, text, meas, fast,
+        "yes" if met else "**no**" if vals else "not evaluated"))
 w("")
+nevaluated = sum(1 for x in results if x[1])
 w("%d of %d targets met. A target is met when it holds, by medians, at "
   "every thread count measured for its anchor (ADOL-C: one thread)."
-  % (nmet, len(results)))
+  % (nmet, nevaluated))
+if nevaluated < len(results):
+    w("%d target%s could not be evaluated: %s anchor was not measured."
+      % (len(results) - nevaluated,
+         "s" if len(results) - nevaluated > 1 else "",
+         "their" if len(results) - nevaluated > 1 else "its"))
 w("")
 
 # P2 large may hold at most 3 x (Jacobian + weights): every thread count.
@@ -857,7 +916,9 @@ w("bench/compare.sh --rounds 2             # the same, best of two rounds")
 w("```")
 w("")
 w("`compare.sh` installs what it lacks with apt-get (`python3-torch`, "
-  "`libadolc-dev`, `python3-matplotlib`), brings `build/bench/"
+  "`libadolc-dev`, `python3-matplotlib`; not with `--no-install`, and a "
+  "reference it cannot install, build or run is left out of the report), "
+  "brings `build/bench/"
   "jacobian_bench` up to date (another build tree with `JAC_BUILD_DIR`), "
   "finds the references in `../shared/bench` (override with "
   "`JAC_SHARED_DIR`), builds the ADOL-C reference in a temporary folder "
@@ -867,8 +928,9 @@ w("`compare.sh` installs what it lacks with apt-get (`python3-torch`, "
   "process). It profiles our best configuration for every missed "
   "target with `perf record` (callgrind when perf is unavailable), keeps "
   "the raw JSON lines in `build/bench/results/` and rewrites this page and "
-  "`docs/benchmarks.png`. `bench/compare.sh --report-only "
-  "build/bench/results` rebuilds the page from kept results. A full run "
+  "`docs/benchmarks.png` (elsewhere with `--docs DIR`). `bench/compare.sh "
+  "--report-only build/bench/results` rebuilds the page from kept "
+  "results. A full run "
   "takes about 10 minutes per round, most of it in the references.")
 w("")
 w("`jacobian_bench` options: `--problems P1,P3`, `--sizes small|medium|"
@@ -921,12 +983,14 @@ for problem, size, t, ach, rate, frac, frac_min in bound:
         problem, size, t, ach, rate, 100 * frac))
 print()
 for tg, vals, met, missed, mins in results:
-    print("%-4s %s %s %s: %s" % ("ok" if met else "MISS", tg[0], tg[1], tg[4],
+    print("%-4s %s %s %s: %s" % ("ok" if met else "MISS" if vals else "n/a",
+                                 tg[0], tg[1], tg[4],
                                  ", ".join("%d thr %s" % (t, fmt_target_value(
                                      tg[2], v)) for t, v in vals)))
 for t, peak, variant in mem_rows:
     print("%-4s P2_mlp 512-2048-512 memory, %d thr: %.1f MB of at most %.1f"
           % ("ok" if peak <= 3 * mem_base else "MISS", t, peak, 3 * mem_base))
-print("\n%d of %d targets met; wrote %s/benchmarks.md%s" % (
-    nmet, len(results), docs, " and benchmarks.png" if chart_ok else ""))
+print("\n%d of %d targets met (%d not evaluated); wrote %s/benchmarks.md%s" % (
+    nmet, nevaluated, len(results) - nevaluated, docs,
+    " and benchmarks.png" if chart_ok else ""))
 PY
