@@ -35,7 +35,8 @@
 #   JAC_NO_INSTALL=1 the same as --no-install
 #
 # Without a reference (not installed, or failing to build or run) the
-# report still has our own lines: every variant with its checksums.
+# report still has our own lines: every variant with its checksums, the
+# replay of recorded functions against the dynamic variants and P4's floor.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -267,7 +268,7 @@ SIZES = {  # problem -> sizes in PROBLEMS.md order
     "P1_square": ["n=2", "n=256", "n=2048"],
     "P2_mlp": ["16-32-16", "128-512-128", "512-2048-512"],
     "P3_rosenbrock": ["n=64", "n=512"],
-    "P4_chain": ["k=10000"],
+    "P4_chain": ["k=10000", "k=100000", "k=1000000"],
     "P5_batch_mlp": ["B=64"],
 }
 ORDER = [(p, s) for p in SIZES for s in SIZES[p]]
@@ -303,14 +304,30 @@ if os.path.exists(os.path.join(out, "machine.txt")):
         machine[k] = v
 
 
+DYNAMIC = ("rowloop", "batched", "forward", "hessian", "grad")
+
+
 def comparable(impl, r):
-    """Only complete computations that record inside the timed region."""
+    """Only complete computations that record inside the timed region (our
+    `replay` records once outside it, `floor` is no AD at all: both have
+    their own section)."""
     v = r["variant"]
     if impl == "pytorch":
         return r["problem"] != "P4_chain" or v == "fwd+bwd"
     if impl == "adolc":
         return v.startswith("tape+") or v.startswith("tape_keep+")
-    return True
+    return v in DYNAMIC
+
+
+def adolc_replay(r):
+    """ADOL-C's drivers on an existing tape that deliver the whole result
+    (`jacobian`, `hessian`, `gradient`, their alternatives such as
+    `fov_reverse` or `hessian2`, P5's `..._per_sample`): what our `replay`
+    does. Not the partial sweeps (`zos_forward_only`) nor the FTZ/DAZ run
+    whose result differs."""
+    v = r["variant"]
+    return not (v.startswith("tape") or v == "zos_forward_only"
+                or "result_differs" in v)
 
 
 def best(rows, impl, problem, size, threads):
@@ -326,8 +343,14 @@ def agree(a, b, problem, size):
         scale = abs(b[k])
         if k == "sum" and problem == "P2_mlp" and size == "512-2048-512":
             scale = abs(b["fro"])
-        if not abs(a[k] - b[k]) <= 1e-9 * scale:
+        # P4 k=1e6: the derivative underflows; any two values below the
+        # smallest normal double agree
+        if not (abs(a[k] - b[k]) <= 1e-9 * scale
+                or abs(a[k] - b[k]) <= 2.2250738585072014e-308):
             bad.append(k)
+    if "value" in a and "value" in b and \
+            not abs(a["value"] - b["value"]) <= 1e-9 * abs(b["value"]):
+        bad.append("value")
     return bad
 
 
@@ -654,7 +677,8 @@ w("Ratios are *anchor time ÷ our time* at the same thread count: above 1 "
   "memory released). ADOL-C is compared through its `tape+…` variants, "
   "which record the tape inside the timed region as we do; it runs on "
   "one thread only. PyTorch's P4 entry is its `fwd+bwd` variant. For each "
-  "implementation the fastest of its variants is shown.")
+  "implementation the fastest of its variants is shown. Functions "
+  "recorded once and replayed are compared in their own section below.")
 w("")
 busy = [t for t in thread_counts if t > 1 and gemm_rate.get(("square", t))
         and gemm_rate.get(("square", 1))
@@ -680,10 +704,11 @@ missing = [name for name, rows in (("PyTorch", torch), ("ADOL-C", adolc))
 if missing:
     w("**%s %s not measured in this run (not installed, or it failed): "
       "%s columns are empty and the targets against %s are not "
-      "evaluated; our own lines and their checksums are complete.**" % (
-          " and ".join(missing), "was" if len(missing) == 1 else "were",
-          "its" if len(missing) == 1 else "their",
-          "it" if len(missing) == 1 else "them"))
+      "evaluated; our own lines, their checksums and the replay section "
+      "are complete.**" % (" and ".join(missing),
+                            "was" if len(missing) == 1 else "were",
+                            "its" if len(missing) == 1 else "their",
+                            "it" if len(missing) == 1 else "them"))
     w("")
 if chart_ok:
     w("![speed-up against PyTorch and ADOL-C](benchmarks.png)")
@@ -754,6 +779,114 @@ for t in thread_counts:
     r = row("P2_mlp", "512-2048-512", t)
     if r is not None and r["ours"].get("ctx_peak_mb", -1) >= 0:
         mem_rows.append((t, r["ours"]["ctx_peak_mb"], r["ours"]["variant"]))
+# ------------------------------------------------------------ replay
+def ours_best(problem, size, t, variants):
+    c = [r for r in ours if r["problem"] == problem and r["size"] == size
+         and r["threads"] == t and r["variant"] in variants]
+    return min(c, key=lambda r: r["median_s"]) if c else None
+
+
+replay = []  # one dict per (problem, size, threads) with a replay line
+for problem, size in ORDER:
+    for t in thread_counts:
+        rp = ours_best(problem, size, t, ("replay",))
+        if rp is None:
+            continue
+        dyn = ours_best(problem, size, t, DYNAMIC)
+        fl = ours_best(problem, size, t, ("floor",))
+        ad = [r for r in adolc if r["problem"] == problem
+              and r["size"] == size and r["threads"] == t and adolc_replay(r)]
+        ad = min(ad, key=lambda r: r["median_s"]) if ad else None
+        checks = []
+        if rp.get("check") != "ok":
+            checks.append("replay≠ref")
+        if fl is not None and fl.get("check") != "ok":
+            checks.append("floor≠ref")
+        for name, other in (("dynamic", dyn), ("floor", fl),
+                            ("ADOL-C", ad)):
+            if other is not None:
+                bad = agree(rp, other, problem, size)
+                if bad:
+                    checks.append("≠%s (%s)" % (name, ",".join(bad)))
+
+        def ratio(a, b, key):
+            return a[key] / b[key] if a and b and b[key] > 0 else None
+        replay.append({
+            "problem": problem, "size": size, "threads": t, "replay": rp,
+            "dynamic": dyn, "floor": fl, "adolc": ad,
+            "r_dyn": ratio(dyn, rp, "median_s"),
+            "m_dyn": ratio(dyn, rp, "min_s"),
+            "r_adolc": ratio(ad, rp, "median_s"),
+            "m_adolc": ratio(ad, rp, "min_s"),
+            "r_floor": ratio(rp, fl, "median_s"),
+            "m_floor": ratio(rp, fl, "min_s"),
+            "check": "; ".join(checks) if checks else "agree",
+        })
+
+
+def fmt_mb(x):
+    return "–" if x is None or x < 0 else "%.1f MB" % x
+
+
+def cfg(r):
+    return "%d×%d" % (r["jac_threads"], r["blas_threads"])
+
+
+w("## Recorded once, replayed")
+w("")
+w("`replay` records the function once into a `jac_program`, outside the "
+  "timed region, and times only the program's result at the point: "
+  "`jac_program_jacobian` (P1, P2; P5 as the Jacobian of the batch-summed "
+  "outputs, whose rows hold every sample's), `jac_program_hessian` (P3), "
+  "`jac_program_vjp` with the default seed (P4). That is what ADOL-C's "
+  "drivers do on an existing tape, so its column here is the fastest of "
+  "those (`jacobian`, `hessian`, `gradient` and their alternatives), not "
+  "its `tape+…` variants. *dynamic* is our fastest variant that records "
+  "in the timed region (the Results table). `floor` is P4 by a "
+  "hand-written C loop with no AD (x and dx/dx0 updated together): "
+  "*replay ÷ floor* is what the recorded program costs over plain C. "
+  "*threads* is the driver×OpenBLAS split that ran. *memory*: for the "
+  "replay, the peak of what the program and its calls held (the "
+  "recording context is freed once the program is made); for the "
+  "dynamic variant, its context's peak. *recording* is the one untimed "
+  "recording (its time; the peak memory it took).")
+w("")
+w("| problem | size | threads | replay | dynamic (variant) | dynamic ÷ "
+  "replay | ADOL-C replay (variant) | ADOL-C ÷ replay | floor | replay ÷ "
+  "floor | program | memory: replay / dynamic | recording | checksums |")
+w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for x in replay:
+    rp, dyn, ad, fl = x["replay"], x["dynamic"], x["adolc"], x["floor"]
+    prog = "–"
+    if "program_ops" in rp:
+        prog = "%d ops, %.1f B/op" % (rp["program_ops"],
+                                      rp["program_bytes_per_op"])
+    w("| %s | %s | %d | %s (%s) | %s | %s | %s | %s | %s | %s | %s | "
+      "%s / %s | %s, %s | %s |" % (
+          x["problem"], x["size"], x["threads"], fmt_t(rp["median_s"]),
+          cfg(rp),
+          "%s (%s)" % (fmt_t(dyn["median_s"]), dyn["variant"]) if dyn
+          else "–", fmt_rr(x["r_dyn"], x["m_dyn"]),
+          "%s (%s)" % (fmt_t(ad["median_s"]), ad["variant"]) if ad else "–",
+          fmt_rr(x["r_adolc"], x["m_adolc"]),
+          fmt_t(fl["median_s"]) if fl else "–",
+          fmt_rr(x["r_floor"], x["m_floor"]), prog,
+          fmt_mb(rp.get("ctx_peak_mb")),
+          fmt_mb(dyn.get("ctx_peak_mb") if dyn else None),
+          fmt_t(rp.get("record_s")), fmt_mb(rp.get("record_peak_mb")),
+          x["check"]))
+w("")
+w("Ratios as above: medians, and in parentheses the fastest repetitions; "
+  "*dynamic ÷ replay* and *ADOL-C ÷ replay* above 1 mean the replay is "
+  "faster, *replay ÷ floor* is how many times the plain C loop's time the "
+  "replay takes." + (
+      " P4 k=1000000: dx/dx0 = 5.04e-434 underflows float64, so every "
+      "float64 result there is a subnormal or 0 (checked against 0 with a "
+      "tolerance of the smallest normal double; x_k is checked instead), "
+      "and part of the time goes to subnormal arithmetic."
+      if any(x["size"] == "k=1000000" for x in replay) else ""))
+w("")
+
 w("## Memory")
 w("")
 w("P2 large may hold at most 3 × (Jacobian + weights) = 3 × %.1f MB = "
@@ -794,15 +927,16 @@ w("## All our variants")
 w("")
 w("Median times; `batched` and `forward` show the chunk chosen among those "
   "tried (0 = automatic), and the split of the threads between the "
-  "driver and OpenBLAS (driver×BLAS).")
+  "driver and OpenBLAS (driver×BLAS); `replay` the split.")
 w("")
-w("| problem | size | threads | rowloop | batched | forward | hessian / grad |")
-w("|---|---|---|---|---|---|---|")
+w("| problem | size | threads | rowloop | batched | forward | hessian / grad "
+  "| replay | floor |")
+w("|---|---|---|---|---|---|---|---|---|")
 for problem, size in ORDER:
     for t in thread_counts:
         cells = []
         for vs in (("rowloop",), ("batched",), ("forward",),
-                   ("hessian", "grad")):
+                   ("hessian", "grad"), ("replay",), ("floor",)):
             c = [r for r in ours if r["problem"] == problem
                  and r["size"] == size and r["threads"] == t
                  and r["variant"] in vs]
@@ -814,6 +948,8 @@ for problem, size in ORDER:
             if r["variant"] in ("batched", "forward"):
                 extra = " (chunk %d, %d×%d)" % (r["chunk"], r["jac_threads"],
                                                 r["blas_threads"])
+            elif r["variant"] == "replay":
+                extra = " (%s)" % cfg(r)
             cells.append(fmt_t(r["median_s"]) + extra)
         if any(c != "–" for c in cells):
             w("| %s | %s | %d | %s |" % (problem, size, t, " | ".join(cells)))
@@ -934,9 +1070,11 @@ w("`compare.sh` installs what it lacks with apt-get (`python3-torch`, "
   "takes about 10 minutes per round, most of it in the references.")
 w("")
 w("`jacobian_bench` options: `--problems P1,P3`, `--sizes small|medium|"
-  "large|n=2048,...`, `--variants rowloop,batched,forward,hessian,grad`, "
-  "`--threads 1,2`, `--budget S` (seconds per measurement), "
-  "`--min-repeats N`, `--repeats N`, `--chunks 0,8,32` (chunk sizes tried), "
+  "large|n=2048,...`, `--variants rowloop,batched,forward,hessian,grad,"
+  "replay,floor`, `--threads 1,2`, `--budget S` (seconds per "
+  "measurement), `--min-repeats N`, `--max-repeats N` (P4's big sizes cap "
+  "it at 20 and 5 unless this or `--repeats` is given), `--repeats N`, "
+  "`--chunks 0,8,32` (chunk sizes tried), "
   "`--no-tune`, `--fixed C,J,B` (one configuration), `--gemm`, `--check`, "
   "`--list`. Each line:")
 w("")
@@ -954,7 +1092,10 @@ w("Variants: `rowloop` is the reference algorithm (chunk 1, reverse mode: "
   "tried (a short trial of each, then a full measurement of the winner; "
   "the trials are in the line's `tuning` field); `forward` builds columns "
   "by Jacobian-vector products; `hessian` is `jac_hessian` (P3); `grad` is "
-  "one `jac_grad` (P4). P3 builds the Hessian by reverse over reverse: the "
+  "one `jac_grad` (P4); `replay` is the recorded program's result (see "
+  "above; its line adds `record_s`, `record_peak_mb`, `program_ops`, "
+  "`program_bytes` and `program_bytes_per_op`); `floor` is P4's plain C "
+  "loop. P3 builds the Hessian by reverse over reverse: the "
   "gradient with `JAC_CREATE_GRAPH`, then the Jacobian of the gradient. "
   "P5 uses `jac_batch_jacobian` over a batched forward pass "
   "(X W^T + b). With 2 threads the benchmark also tries giving both "
@@ -977,6 +1118,17 @@ for r in table:
         r["problem"], r["size"], r["threads"], fmt_t(o["median_s"]),
         o["variant"], fmt_t(tb and tb["median_s"]), fmt_r(r["r_torch"]),
         fmt_t(ab and ab["median_s"]), fmt_r(r["r_adolc"]), r["check"]))
+print()
+print("%-14s %-10s %3s %11s %-5s %11s %-9s %9s %11s %9s %11s %9s  %s" % (
+    "problem", "size", "thr", "replay", "split", "dynamic", "variant",
+    "dyn/rep", "adolc rep", "ad/rep", "floor", "rep/floor", "checksums"))
+for x in replay:
+    rp, dyn, ad, fl = x["replay"], x["dynamic"], x["adolc"], x["floor"]
+    print("%-14s %-10s %3d %11s %-5s %11s %-9s %9s %11s %9s %11s %9s  %s" % (
+        x["problem"], x["size"], x["threads"], fmt_t(rp["median_s"]), cfg(rp),
+        fmt_t(dyn and dyn["median_s"]), dyn["variant"] if dyn else "–",
+        fmt_r(x["r_dyn"]), fmt_t(ad and ad["median_s"]), fmt_r(x["r_adolc"]),
+        fmt_t(fl and fl["median_s"]), fmt_r(x["r_floor"]), x["check"]))
 print()
 for problem, size, t, ach, rate, frac, frac_min in bound:
     print("GEMM bound %s %s %d thr: %.1f of %.1f GFLOP/s = %.0f%%" % (
