@@ -608,29 +608,35 @@ static void test_no_allocation_when_warm(void **state)
     jac_program_free(prog);
 }
 
+/* A network of NET inputs and outputs: its Jacobians are large enough
+ * for the program to share their blocks out to threads. */
+#define NET 64
+
 typedef struct job {
     jac_program *prog;
     int index;
-    double J[16], y[4], H[16];
+    double J[NET * NET], y[NET], H[NET * NET];
     jac_status st;
 } job;
 
 static void *job_main(void *arg)
 {
     job *j = arg;
-    double x[4];
-    for (int r = 0; r < 50 && j->st == JAC_OK; r++) {
-        for (int i = 0; i < 4; i++)
-            x[i] = 0.1 * (j->index % 3) + 0.05 * i;
+    double x[NET], w[NET];
+    for (int i = 0; i < NET; i++)
+        w[i] = cos(0.3 * i);
+    for (int r = 0; r < 8 && j->st == JAC_OK; r++) {
+        for (int i = 0; i < NET; i++)
+            x[i] = 0.1 * (j->index % 3) + 0.05 * sin(i);
         const double *args[1] = {x};
         double *Jp[1] = {j->J}, *yp[1] = {j->y};
         j->st = jac_program_jacobian(j->prog, args, yp, Jp);
         /* The first Hessian derives the gradient program: threads race to
          * install it. */
-        const double *w[1] = {TU_VALUES(1.0, -0.5, 0.25, 2.0)};
+        const double *ws[1] = {w};
         double *Hp[1] = {j->H};
         if (j->st == JAC_OK)
-            j->st = jac_program_hessian(j->prog, args, w, Hp);
+            j->st = jac_program_hessian(j->prog, args, ws, Hp);
     }
     return NULL;
 }
@@ -663,7 +669,8 @@ static void test_threads(void **state)
         pthread_join(tid[t], NULL);
     for (int t = 0; t < 6; t++) {
         assert_int_equal(jobs[t].st, JAC_OK);
-        job one = {.prog = prog, .index = t, .st = JAC_OK};
+        static job one;
+        one = (job){.prog = prog, .index = t, .st = JAC_OK};
         job_main(&one);
         assert_memory_equal(one.J, jobs[t].J, sizeof one.J);
         assert_memory_equal(one.y, jobs[t].y, sizeof one.y);
@@ -671,7 +678,8 @@ static void test_threads(void **state)
     }
     /* The Jacobian on two threads of the program's own. */
     tu_assert_ok(NULL, jac_program_set_threads(prog, 2));
-    job two = {.prog = prog, .index = 1, .st = JAC_OK};
+    static job two;
+    two = (job){.prog = prog, .index = 1, .st = JAC_OK};
     job_main(&two);
     assert_memory_equal(two.J, jobs[1].J, sizeof two.J);
     jac_program_free(prog);

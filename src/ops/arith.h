@@ -57,6 +57,7 @@ static JAC__FOLD double jac__arith_cotangent(int op, int j, double a, double b,
 #define COTANGENT_CASE(e, rule, value, da, db)                                 \
     case JAC__OP_##e:                                                          \
         return j == 0 ? (da) : (db);
+        /* add's two sides alike. NOLINTNEXTLINE(bugprone-branch-clone) */
         JAC__ARITH(COTANGENT_CASE)
 #undef COTANGENT_CASE
     default:

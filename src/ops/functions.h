@@ -321,6 +321,7 @@ static JAC__FOLD bool jac__fn_keeps_partial(int op)
 #define KEEPS_CASE(e, rule, value, derivative, mask)                           \
     case JAC__OP_##e:                                                          \
         return (derivative);
+        /* Rows of one kind alike. NOLINTNEXTLINE(bugprone-branch-clone) */
         JAC__FUNCTIONS(KEEPS_CASE)
 #undef KEEPS_CASE
     default:

@@ -208,7 +208,8 @@ static jac_status gradient_in(jac_program *prog, jac_ctx *ctx, unsigned flags,
         memcpy(args, xs, ni * sizeof(jac_tensor *));
         memcpy(args + ni, ps, np * sizeof(jac_tensor *));
         jac_tensor **outs = ins + nin; /* room left in ins: no entries */
-        jac_tensor **grads = jac__alloc(ctx, (no + ni + 1) * sizeof(*grads));
+        jac_tensor **grads =
+            jac__alloc(ctx, (no + ni + 1) * sizeof(jac_tensor *));
         if (grads == NULL)
             st = jac__error(ctx, JAC_ERR_NO_MEMORY,
                             "program_gradient: out of memory");
@@ -223,7 +224,7 @@ static jac_status gradient_in(jac_program *prog, jac_ctx *ctx, unsigned flags,
                                  result);
         else
             jac__section_close(ctx);
-        jac__free(ctx, grads, (no + ni + 1) * sizeof(*grads));
+        jac__free(ctx, grads, (no + ni + 1) * sizeof(jac_tensor *));
     }
     jac__free(ctx, t, (3 * nall + 1) * sizeof(jac_tensor *));
     return st;

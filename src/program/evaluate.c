@@ -261,6 +261,8 @@ static void derived_args(const jac_program *prog, const double *const *args,
         a[at++] = args[prog->ninputs + i];
     if (!extra_inputs)
         for (size_t k = 0; k < prog->noutputs; k++)
+            /* extra has noutputs entries (one for a single output).
+             * NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Branch) */
             a[at++] = extra[k] ? extra[k] : prog->zeros;
 }
 
@@ -354,7 +356,6 @@ typedef struct blocks {
 } blocks;
 
 typedef struct block_seed {
-    const blocks *b;
     int64_t r0, count;
 } block_seed;
 
@@ -414,7 +415,7 @@ static jac_status run_some(blocks *bl, jac__ws *ws)
         int64_t blk = atomic_fetch_add(&bl->next, 1);
         if (blk >= bl->nblocks)
             break;
-        block_seed s = {bl, blk * bl->chunk, bl->chunk};
+        block_seed s = {blk * bl->chunk, bl->chunk};
         if (s.r0 + s.count > bl->rows)
             s.count = bl->rows - s.r0;
         st = jac__replay_backward(ws, s.count, seed_rows, &s);
@@ -430,7 +431,6 @@ typedef struct worker {
     blocks *bl;
     jac__ws *ws;
     jac_status st;
-    char message[512];
 } worker;
 
 static void *worker_main(void *arg)
@@ -455,6 +455,13 @@ static jac_status run_blocks(blocks *bl)
     if (chunk > bl->rows)
         chunk = bl->rows;
     int threads = bl->threads > 1 ? bl->threads : 1;
+    /* Threads pay for themselves only past some work: what a sweep reads
+     * per seed, times the seeds. */
+    double work =
+        ((double)(prog->nvalues - prog->diff_off) + prog->work_per_seed) *
+        (double)bl->rows;
+    if (work < 262144.0)
+        threads = 1;
     /* Every thread gets a share of the rows. */
     if (threads > 1 && chunk * threads > bl->rows)
         chunk = (bl->rows + threads - 1) / threads;

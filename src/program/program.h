@@ -114,6 +114,9 @@ struct jac_program {
      * backward one (jac__fn_keeps_partial). */
     size_t npartials;
     int64_t scratch; /* the largest top's scratch */
+    /* Doubles a backward sweep reads per seed, roughly: every adjoint and
+     * every input of a tensor instruction (which decides threads). */
+    double work_per_seed;
     /* Every adjoint starts with a write (a seed, or the first contribution
      * in reverse order): none needs zeroing but those of the inputs that
      * reach no output, which reached says. out_seed says how output k's

@@ -556,7 +556,9 @@ static jac_status emit(compiler *c, jac_program *prog)
             ti->v.konst = info(c, t)->konst;
             ti->diff = info(c, t)->diff;
             ti->write = false;
-            top->scratch += t->numel;
+            if (ti->diff) /* cotangents only for differentiated inputs */
+                top->scratch += t->numel;
+            prog->work_per_seed += (double)t->numel;
         }
         if (top->scratch > prog->scratch)
             prog->scratch = top->scratch;

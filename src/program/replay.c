@@ -110,8 +110,9 @@ static jac__ws *ws_new(jac_program *prog)
         return NULL;
     }
     jac_set_grad_enabled(ws->ctx, false);
-    ws->shadow = (jac_tensor *)(void *)(((uintptr_t)ws->shadow_mem + 63) &
-                                        ~(uintptr_t)63);
+    char *mem = ws->shadow_mem;
+    ws->shadow =
+        (jac_tensor *)(void *)(mem + ((64 - (uintptr_t)mem % 64) % 64));
     memcpy(ws->v, prog->v0, prog->diff_off * sizeof(double));
     for (size_t k = 0; k < prog->ntops; k++) {
         const jac__top *top = &prog->tops[k];
