@@ -240,6 +240,23 @@ static void test_square(void **state)
     tu_assert_ok(NULL, jac_program_hessian(prog, args, w, Hp));
     tu_assert_close(H, TU_VALUES(6.0, 0.0, 0.0, 1.0), 4, 0.0, 0.0);
     jac_program_free(prog);
+    /* A diagonal Jacobian comes from one pass, its zeros exact even next
+     * to an infinite entry, as the dynamic drivers give it. */
+    x = tu_tensor(ctx, TU_SHAPE(2), TU_VALUES(1.0, 4.0));
+    tu_assert_ok(ctx, jac_program_begin(ctx, 1, &x, 0, NULL));
+    y = jac_sqrt(ctx, x);
+    tu_assert_ok(ctx, jac_program_end(ctx, 1, &y, 0, &prog));
+    for (int p = 0; p < 2; p++) {
+        double xv[2] = {p == 0 ? 9.0 : 0.0, 4.0};
+        args[0] = xv;
+        tu_assert_ok(NULL, jac_program_jacobian(prog, args, NULL, Jp));
+        jac_tensor *xt = tu_leaf(ctx, TU_SHAPE(2), xv);
+        jac_tensor *Jd = jac_jacobian(ctx, jac_sqrt(ctx, xt), xt, 0);
+        assert_non_null(Jd);
+        assert_memory_equal(J, jac_tensor_data(Jd), sizeof J);
+    }
+    assert_true(isinf(J[0]) && J[1] == 0.0 && J[2] == 0.0);
+    jac_program_free(prog);
 }
 
 enum { CHAIN_K = 300 };

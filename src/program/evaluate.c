@@ -12,6 +12,7 @@
  */
 #include "program/program.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 
@@ -151,6 +152,16 @@ static void seed_given(const jac__ws *ws, size_t k, int64_t batch,
 }
 
 static const double one = 1.0;
+
+/* Seeds of ones, one row. */
+static void seed_ones(const jac__ws *ws, size_t k, int64_t batch,
+                      double *adjoint, void *user)
+{
+    (void)batch;
+    (void)user;
+    for (int64_t i = 0; i < ws->prog->outs[k].numel; i++)
+        adjoint[i] = 1.0;
+}
 
 /* seeds, or 1 for a single one-element output when seeds is NULL. */
 static jac_status resolve_seeds(const jac_program *prog, const char *op,
@@ -418,7 +429,10 @@ static jac_status run_some(blocks *bl, jac__ws *ws)
         block_seed s = {blk * bl->chunk, bl->chunk};
         if (s.r0 + s.count > bl->rows)
             s.count = bl->rows - s.r0;
+        ws->block_r0 = s.r0;
+        ws->block_count = s.count;
         st = jac__replay_backward(ws, s.count, seed_rows, &s);
+        ws->block_count = 0;
         if (st == JAC_OK)
             place_rows(bl, ws, s.r0, s.count);
     }
@@ -525,6 +539,34 @@ static jac_status check_dest(const char *op, double *const *dest)
     return JAC_OK;
 }
 
+/* The Jacobian of a program whose Jacobian is diagonal, by one backward
+ * sweep seeded with ones: its entries off the diagonal are exactly 0 even
+ * where a derivative is infinite or NaN, as the dynamic drivers give
+ * them. */
+static jac_status diagonal_jacobian(jac_program *prog,
+                                    const double *const *args,
+                                    double *const *outputs, double *J)
+{
+    int64_t n = prog->outs[0].numel;
+    jac_status st;
+    jac__ws *ws = take(prog, "program_jacobian", &st);
+    if (ws == NULL)
+        return st;
+    st = jac__replay_forward(ws, args, true);
+    if (st == JAC_OK)
+        st = jac__replay_backward(ws, 1, seed_ones, NULL);
+    if (st == JAC_OK) {
+        const double *d = jac__replay_adjoint(ws, 0, 1);
+        copy_outputs(ws, outputs);
+        if (J != NULL) {
+            memset(J, 0, (size_t)(n * n) * sizeof(double));
+            for (int64_t i = 0; i < n; i++)
+                J[i * n + i] = d ? d[i] : 0.0;
+        }
+    }
+    return finish(prog, ws, st);
+}
+
 jac_status jac_program_jacobian(jac_program *prog, const double *const *args,
                                 double *const *outputs, double *const *J)
 {
@@ -539,6 +581,8 @@ jac_status jac_program_jacobian(jac_program *prog, const double *const *args,
         rows += prog->outs[k].numel;
     for (size_t i = 0; i < prog->ninputs; i++)
         cols += prog->args[i].numel;
+    if (prog->diagonal)
+        return diagonal_jacobian(prog, args, outputs, J[0]);
     if (rows <= cols) {
         blocks bl = {.prog = prog,
                      .outputs = outputs,

@@ -72,6 +72,11 @@ typedef struct jac__top {
     size_t first;
     jac__pval out;
     int64_t scratch; /* doubles of input cotangents per seed */
+    /* The output whose seed reaches this instruction's output unchanged
+     * (through ops that pass one-hot cotangents on, with no other
+     * contribution), or -1: a block of one-hot seeds within that output
+     * is a one-hot cotangent here, which the raw kernel may exploit. */
+    int hint;
 } jac__top;
 
 typedef struct jac__ws jac__ws;
@@ -117,12 +122,17 @@ struct jac_program {
     /* Doubles a backward sweep reads per seed, roughly: every adjoint and
      * every input of a tensor instruction (which decides threads). */
     double work_per_seed;
+    /* One input, one output of its size, and only elementwise ops on
+     * differentiated values of the output's size between them: the
+     * Jacobian is diagonal. */
+    bool diagonal;
     /* Every adjoint starts with a write (a seed, or the first contribution
      * in reverse order): none needs zeroing but those of the inputs that
      * reach no output, which reached says. out_seed says how output k's
      * seed enters (JAC__SEED_*). */
     bool *reached;
     uint8_t *out_seed;
+    int64_t *out_start; /* first Jacobian row of each output */
     /* The arguments' values at the recording (for derived programs), and
      * zeros for the largest argument or output. */
     double *x0, *zeros;
@@ -166,7 +176,9 @@ struct jac__ws {
     int64_t adj_batch;
     double *scratch;
     int64_t scratch_batch;
-    double *partials;   /* prog->npartials, in instruction order */
+    double *partials; /* prog->npartials, in instruction order */
+    /* The block of one-hot seeds being swept (count 0: other seeds). */
+    int64_t block_r0, block_count;
     jac_tensor *shadow; /* ntins inputs, then ntops outputs (aligned) */
     void *shadow_mem;
     jac__node *nodes; /* one per top */

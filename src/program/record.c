@@ -237,6 +237,8 @@ typedef struct tinfo {
     bool used;         /* some differentiated operand reads it */
     bool output;       /* a program output */
     bool konst;        /* off is in prog->consts */
+    uint32_t uses;     /* reads by differentiated operands */
+    int32_t top;       /* the tensor instruction that makes it, or -1 */
 } tinfo;
 
 typedef struct compiler {
@@ -282,6 +284,7 @@ static tinfo *add_info(compiler *c, jac_tensor *t, uint8_t kind, bool diff)
     memset(ti, 0, sizeof *ti);
     ti->kind = kind;
     ti->diff = diff;
+    ti->top = -1;
     return ti;
 }
 
@@ -548,6 +551,8 @@ static jac_status emit(compiler *c, jac_program *prog)
         top->p = n->p;
         top->diff_out = out->diff;
         top->first = itin;
+        top->hint = -1;
+        info(c, n->out)->top = (int32_t)(itop - 1);
         set_pval(&top->out, n->out, out->off);
         for (int j = 0; j < n->nin; j++) {
             const jac_tensor *t = n->in[j];
@@ -574,6 +579,8 @@ static jac_status emit(compiler *c, jac_program *prog)
 static void note_use(compiler *c, const jac_tensor *t, size_t k, int j)
 {
     tinfo *ti = info(c, t);
+    if (ti->diff)
+        ti->uses++;
     if (!ti->diff || (ti->used && ti->last_instr == k))
         return;
     ti->used = true;
@@ -600,6 +607,37 @@ static void set_writes(compiler *c, jac_program *prog)
                 in->flags |= j == 0 ? JAC__I_WRITE_A : JAC__I_WRITE_B;
             else
                 prog->tins[prog->tops[in->a].first + (size_t)j].write = true;
+        }
+    }
+}
+
+/* Which seeds reach which tensor instructions unchanged (jac__top.hint):
+ * from an output that nothing else reads, back through the inputs that an
+ * op passes one-hot cotangents to (its table row says) when only that op
+ * reads them. */
+static void set_hints(compiler *c, jac_program *prog, size_t noutputs,
+                      jac_tensor *const *outputs)
+{
+    int64_t start = 0;
+    for (size_t k = 0; k < noutputs; k++) {
+        prog->out_start[k] = start;
+        start += outputs[k]->numel;
+        const tinfo *ti = info(c, outputs[k]);
+        if (prog->out_seed[k] == JAC__SEED_WRITE && ti->uses == 0 &&
+            ti->top >= 0 && k <= INT32_MAX)
+            prog->tops[ti->top].hint = (int)k;
+    }
+    for (size_t k = c->nnodes; k-- > 0;) {
+        const jac__node *n = jac__node_at(c->ctx, (int64_t)c->nodes[k]);
+        const jac__instr *in = &prog->code[k];
+        if (in->op != JAC__TENSOR_INSTR || prog->tops[in->a].hint < 0)
+            continue;
+        for (int j = 0; j < n->nin; j++) {
+            const tinfo *ti = info(c, n->in[j]);
+            if ((jac__ops[n->op].onehot_inputs & (1u << j)) && ti->diff &&
+                ti->uses == 1 && !ti->output && ti->top >= 0 &&
+                n->in[j]->numel == n->out->numel)
+                prog->tops[ti->top].hint = prog->tops[in->a].hint;
         }
     }
 }
@@ -753,6 +791,18 @@ static jac_status compile(compiler *c, jac_program *prog, size_t noutputs,
     if (st != JAC_OK)
         return st;
     set_writes(c, prog);
+    set_hints(c, prog, noutputs, outputs);
+    prog->diagonal = sec->ninputs == 1 && noutputs == 1 &&
+                     info(c, outputs[0])->diff &&
+                     outputs[0]->numel == sec->args[0]->numel;
+    for (size_t k = 0; k < prog->ntops && prog->diagonal; k++) {
+        const jac__top *top = &prog->tops[k];
+        prog->diagonal = jac__op_elementwise(top->op);
+        for (int j = 0; j < top->nin && prog->diagonal; j++) {
+            const jac__tin *ti = &prog->tins[top->first + (size_t)j];
+            prog->diagonal = !ti->diff || ti->v.numel == top->out.numel;
+        }
+    }
     int64_t widest = 0;
     for (size_t i = 0; i < sec->nargs; i++) {
         prog->nx0 += (uint64_t)sec->args[i]->numel;
@@ -809,8 +859,9 @@ static jac_program *program_new(jac_ctx *ctx, size_t nargs, size_t noutputs)
     prog->outs = jac__prog_alloc(prog, noutputs * sizeof(jac__pval));
     prog->reached = jac__prog_alloc(prog, nargs * sizeof(bool));
     prog->out_seed = jac__prog_alloc(prog, noutputs);
+    prog->out_start = jac__prog_alloc(prog, noutputs * sizeof(int64_t));
     if (prog->args == NULL || prog->outs == NULL || prog->reached == NULL ||
-        prog->out_seed == NULL) {
+        prog->out_seed == NULL || prog->out_start == NULL) {
         jac_program_free(prog);
         return NULL;
     }
@@ -865,6 +916,7 @@ void jac_program_free(jac_program *prog)
     jac__prog_free(prog, prog->outs, prog->noutputs * sizeof(jac__pval));
     jac__prog_free(prog, prog->reached, nargs * sizeof(bool));
     jac__prog_free(prog, prog->out_seed, prog->noutputs);
+    jac__prog_free(prog, prog->out_start, prog->noutputs * sizeof(int64_t));
     jac__prog_free(prog, prog->consts, prog->nconst * sizeof(double));
     jac__prog_free(prog, prog->v0, prog->diff_off * sizeof(double));
     jac__prog_free(prog, prog->x0, prog->nx0 * sizeof(double));

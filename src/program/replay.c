@@ -159,6 +159,7 @@ jac__ws *jac__ws_take(jac_program *prog)
         jac__ws *ws = atomic_exchange(&prog->pool[i], NULL);
         if (ws != NULL) {
             ws->status = JAC_OK;
+            ws->block_count = 0;
             ws->message[0] = '\0';
             return ws;
         }
@@ -314,13 +315,9 @@ jac_status jac__replay_forward(jac__ws *ws, const double *const *args,
 /* Backward                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* d = s (write) or d += s, n values. */
-static void deliver(double *d, const double *s, int64_t n, bool write)
+/* d += s, n values. */
+static void deliver(double *d, const double *s, int64_t n)
 {
-    if (write) {
-        memcpy(d, s, (size_t)n * sizeof(double));
-        return;
-    }
     for (int64_t i = 0; i < n; i++)
         d[i] += s[i];
 }
@@ -378,37 +375,50 @@ static jac_status rule_cotangents(jac__ws *ws, size_t k, int64_t batch,
     return st;
 }
 
+/* An input whose adjoint this instruction writes first gets its cotangent
+ * straight there; the others go to scratch and are added. */
 static jac_status backward_top(jac__ws *ws, size_t k, int64_t batch)
 {
     const jac_program *prog = ws->prog;
     const jac__top *top = &prog->tops[k];
     const jac__tin *tins = &prog->tins[top->first];
     jac__node *n = &ws->nodes[k];
-    const double *g =
-        ws->adj + (top->out.off - prog->diff_off) * (uint64_t)batch;
+    uint64_t ub = (uint64_t)batch;
+    const double *g = ws->adj + (top->out.off - prog->diff_off) * ub;
     double *s = ws->scratch;
     bool any = false;
     for (int j = 0; j < top->nin; j++) {
         ws->need[j] = tins[j].diff;
         ws->gin[j] = s;
-        if (tins[j].diff) {
+        if (!tins[j].diff)
+            continue;
+        any = true;
+        if (tins[j].write)
+            ws->gin[j] = ws->adj + (tins[j].v.off - prog->diff_off) * ub;
+        else
             s += batch * tins[j].v.numel;
-            any = true;
-        }
     }
     if (!any)
         return JAC_OK;
+    /* Seeds of one output, one-hot, reach this output unchanged. */
+    jac__onehot_rows oh, *hint = NULL;
+    if (top->hint >= 0 && ws->block_count == batch) {
+        int64_t start = prog->out_start[top->hint];
+        int64_t m = prog->outs[top->hint].numel;
+        oh = (jac__onehot_rows){ws->block_r0 - start, batch, 1, m};
+        if (oh.r0 >= 0 && oh.r0 + batch <= m)
+            hint = &oh;
+    }
     jac__raw_fn *raw = jac__ops[top->op].raw;
-    if (raw == NULL || !raw(n, batch, g, NULL, ws->need, ws->gin)) {
+    if (raw == NULL || !raw(n, batch, g, hint, ws->need, ws->gin)) {
         jac_status st = rule_cotangents(ws, k, batch, g);
         if (st != JAC_OK)
             return st;
     }
     for (int j = 0; j < top->nin; j++)
-        if (tins[j].diff)
-            deliver(ws->adj +
-                        (tins[j].v.off - prog->diff_off) * (uint64_t)batch,
-                    ws->gin[j], batch * tins[j].v.numel, tins[j].write);
+        if (tins[j].diff && !tins[j].write)
+            deliver(ws->adj + (tins[j].v.off - prog->diff_off) * ub, ws->gin[j],
+                    batch * tins[j].v.numel);
     return JAC_OK;
 }
 
@@ -517,7 +527,7 @@ jac_status jac__replay_backward(jac__ws *ws, int64_t batch,
             set_seed(ws, k, batch, d, user);
         } else {
             set_seed(ws, k, batch, ws->scratch, user);
-            deliver(d, ws->scratch, batch * o->numel, false);
+            deliver(d, ws->scratch, batch * o->numel);
         }
     }
     return batch == 1 ? sweep(ws, 1) : sweep(ws, batch);
