@@ -16,8 +16,12 @@ jac__node *jac__tape_append(jac_ctx *ctx, int op, const char *name,
 {
     *failed = false;
     if (!jac__should_record(ctx, nin, ins)) {
-        for (int i = 0; i < nin && !out->untracked; i++)
-            out->untracked = ins[i]->requires_grad || ins[i]->untracked;
+        /* It lost the history of its inputs if they had one (or had lost
+         * one); made of constants only, it is a constant itself. */
+        bool lost = false;
+        for (int i = 0; i < nin && !lost; i++)
+            lost = ins[i]->requires_grad || ins[i]->untracked;
+        out->untracked = lost;
         return NULL;
     }
     if ((ctx->checks & JAC_CHECK_ANOMALY) &&

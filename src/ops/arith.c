@@ -422,7 +422,16 @@ typedef enum { ZERO_BASE_ZERO_EXP, ZERO_BASE_NONNEG_EXP } pow_mask_kind;
 static jac_tensor *pow_mask(jac_ctx *ctx, const jac__node *node,
                             pow_mask_kind kind, bool *none)
 {
-    const jac_tensor *a = node->in[0], *b = node->in[1];
+    jac_tensor *a = node->in[0], *b = node->in[1];
+    if (jac__should_record(ctx, 2, node->in)) {
+        /* Recorded (create-graph): of comparisons, so that a recorded
+         * function takes the mask again at its new inputs. */
+        *none = false;
+        jac_tensor *zero = jac_scalar(ctx, 0.0);
+        jac_tensor *eb = kind == ZERO_BASE_ZERO_EXP ? jac_eq(ctx, b, zero)
+                                                    : jac_ge(ctx, b, zero);
+        return jac_mul(ctx, jac_eq(ctx, a, zero), eb);
+    }
     *none = true;
     for (int64_t i = 0; i < a->numel && *none; i++)
         if (a->data[i] == 0.0 &&
@@ -486,10 +495,16 @@ jac_status jac__vjp_pow(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 /* The share of the gradient that goes to u against v: 1 where u wins, 0.5
  * at a tie, 0 where it loses or either is NaN. larger picks the winner's
  * side (maximum or minimum). */
-static jac_tensor *winner_mask(jac_ctx *ctx, const char *name,
-                               const jac_tensor *u, const jac_tensor *v,
-                               bool larger)
+static jac_tensor *winner_mask(jac_ctx *ctx, const char *name, jac_tensor *u,
+                               jac_tensor *v, bool larger)
 {
+    jac_tensor *uv[2] = {u, v};
+    if (jac__should_record(ctx, 2, uv)) {
+        /* Recorded (create-graph): of comparisons, so that a recorded
+         * function takes the mask again at its new inputs. */
+        jac_tensor *wins = larger ? jac_gt(ctx, u, v) : jac_lt(ctx, u, v);
+        return jac_add(ctx, wins, jac_mul_scalar(ctx, jac_eq(ctx, u, v), 0.5));
+    }
     jac_tensor *m = jac__tensor_like(ctx, name, u);
     if (m == NULL)
         return NULL;

@@ -541,6 +541,20 @@ jac_tensor *jac__apply_min_axes(jac_ctx *ctx, const jac__node *n,
  * 1 / (number of such elements), the others 0. The weights are a constant,
  * which makes the second derivative 0, as it is away from ties (at a tie
  * the derivative does not exist and this split is the convention). */
+/* The same weights recorded (create-graph), of comparisons: a tie is an
+ * element equal to the result, or NaN where the result is. */
+static jac_tensor *tie_weights(jac_ctx *ctx, const jac__node *node)
+{
+    jac_tensor *x = node->in[0];
+    int64_t kshape[JAC_MAX_DIMS];
+    int nk = reduced_shape(x, node->p.reduce.axes_mask, true, kshape);
+    jac_tensor *yk = jac_reshape(ctx, node->out, nk, kshape);
+    jac_tensor *nan = jac_mul(ctx, jac_ne(ctx, x, x), jac_ne(ctx, yk, yk));
+    jac_tensor *tie = jac_add(ctx, jac_eq(ctx, x, yk), nan);
+    return jac_div(ctx, tie,
+                   sum_mask(ctx, tie, node->p.reduce.axes_mask, true));
+}
+
 static jac_status extreme_vjp(jac_ctx *ctx, const jac__node *node,
                               jac_tensor *g, jac_tensor **gin)
 {
@@ -549,6 +563,10 @@ static jac_status extreme_vjp(jac_ctx *ctx, const jac__node *node,
     jac_tensor *gk = keepdim_cotangent(ctx, node, g);
     if (gk == NULL)
         return ctx->status;
+    if (jac__should_record(ctx, 1, node->in)) {
+        gin[0] = jac_mul(ctx, gk, tie_weights(ctx, node));
+        return gin[0] ? JAC_OK : ctx->status;
+    }
     const char *op = jac__ops[node->op].name;
     jac_tensor *w = jac__tensor_alloc(ctx, op, x->ndim, x->shape);
     if (w == NULL)
@@ -869,12 +887,20 @@ jac_status jac__vjp_norm2(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
     int64_t kshape[JAC_MAX_DIMS];
     int nk = reduced_shape(x, node->p.reduce.axes_mask, true, kshape);
     jac_tensor *gk = keepdim_cotangent(ctx, node, g);
-    jac_tensor *zero = jac__tensor_alloc(ctx, "norm", nk, kshape);
+    jac_tensor *yk = jac_reshape(ctx, y, nk, kshape), *zero;
+    if (jac__should_record(ctx, 1, &x)) {
+        /* Recorded (create-graph): a comparison, so that a recorded
+         * function takes it again at its new inputs. */
+        zero = jac_eq(ctx, yk, jac_scalar(ctx, 0.0));
+    } else {
+        zero = jac__tensor_alloc(ctx, "norm", nk, kshape);
+        if (zero != NULL)
+            for (int64_t o = 0; o < y->numel; o++)
+                zero->data[o] = y->data[o] == 0.0 ? 1.0 : 0.0;
+    }
     if (gk == NULL || zero == NULL)
         return ctx->status;
-    for (int64_t o = 0; o < y->numel; o++)
-        zero->data[o] = y->data[o] == 0.0 ? 1.0 : 0.0;
-    jac_tensor *safe = jac_add(ctx, jac_reshape(ctx, y, nk, kshape), zero);
+    jac_tensor *safe = jac_add(ctx, yk, zero);
     gin[0] = jac_mul(ctx, gk, jac_div(ctx, x, safe));
     return gin[0] ? JAC_OK : ctx->status;
 }
