@@ -310,9 +310,7 @@ static jac_status add_constant(compiler *c, jac_tensor *t)
             "%s: a tensor of shape %s that the outputs depend on was computed "
             "from the values of the inputs without a history a replay could "
             "follow: with recording off, by jac_detach or jac_tensor_copy, by "
-            "a derivative pass or driver without JAC_CREATE_GRAPH, or as the "
-            "constant mask a derivative takes at a kink (abs, relu, clamp, "
-            "max, min, maximum, minimum, pow at 0, norm at 0)",
+            "a derivative pass or driver without JAC_CREATE_GRAPH",
             c->op, jac__shape_str(s, sizeof s, t->ndim, t->shape));
     }
     if (t->assigned_seq > c->sec->start_seq) {
@@ -791,7 +789,6 @@ static jac_status compile(compiler *c, jac_program *prog, size_t noutputs,
     if (st != JAC_OK)
         return st;
     set_writes(c, prog);
-    set_hints(c, prog, noutputs, outputs);
     prog->diagonal = sec->ninputs == 1 && noutputs == 1 &&
                      info(c, outputs[0])->diff &&
                      outputs[0]->numel == sec->args[0]->numel;
@@ -838,6 +835,7 @@ static jac_status compile(compiler *c, jac_program *prog, size_t noutputs,
             if (outputs[j] == outputs[k])
                 prog->out_seed[k] = JAC__SEED_ADD;
     }
+    set_hints(c, prog, noutputs, outputs);
     return JAC_OK;
 }
 
