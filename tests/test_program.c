@@ -665,6 +665,9 @@ static void test_no_allocation_when_warm(void **state)
         tu_assert_ok(NULL, jac_program_jacobian(prog, args, yp, Jp));
         tu_assert_ok(NULL, jac_program_hessian(prog, args, w, Hp));
         tu_assert_ok(NULL, jac_program_jvp(prog, args, args, NULL, yp));
+        double hv[4];
+        double *hvp[2] = {hv, NULL};
+        tu_assert_ok(NULL, jac_program_hvp(prog, args, w, args, hvp));
         long after = atomic_load(&c.calls);
         if (round > 0 && after != before) {
             print_error("round %d: %ld allocations\n", round, after - before);
