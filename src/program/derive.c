@@ -46,6 +46,10 @@ typedef struct rebuild {
  * constant, or a larger constant (made once each). */
 static jac_tensor *value_tensor(rebuild *r, const jac__pval *v)
 {
+    /* An empty value holds nothing, and may share its offset with the
+     * value after it. */
+    if (v->numel == 0)
+        return jac_zeros(r->ctx, v->ndim, v->shape);
     if (v->konst) {
         for (size_t k = 0; k < r->nkonst; k++)
             if (r->konst_off[k] == v->off)
@@ -73,7 +77,8 @@ static jac_status run(rebuild *r, jac_tensor *const *args, jac_tensor **outputs)
     jac_program *prog = r->prog;
     jac_ctx *ctx = r->ctx;
     for (size_t i = 0; i < prog->ninputs + prog->nparams; i++)
-        r->at[prog->args[i].off] = args[i];
+        if (prog->args[i].numel > 0)
+            r->at[prog->args[i].off] = args[i];
     uint64_t cur = prog->code_off;
     for (size_t k = 0; k < prog->ncode; k++) {
         jac__instr in = prog->code[k];
@@ -121,7 +126,8 @@ static jac_status run(rebuild *r, jac_tensor *const *args, jac_tensor **outputs)
         }
         if (y == NULL)
             return ctx->status;
-        r->at[cur] = y;
+        if (y->numel > 0)
+            r->at[cur] = y;
         cur += (uint64_t)y->numel;
     }
     for (size_t k = 0; k < prog->noutputs; k++)
@@ -135,17 +141,19 @@ jac_status jac__program_rebuild(jac_program *prog, jac_ctx *ctx,
 {
     rebuild r = {.prog = prog, .ctx = ctx};
     size_t nk = prog->ntins + prog->noutputs;
-    r.at = jac__alloc(ctx, prog->nvalues * sizeof(jac_tensor *) + 1);
+    /* One more: an empty last value starts at nvalues. */
+    size_t at_bytes = (prog->nvalues + 1) * sizeof(jac_tensor *);
+    r.at = jac__alloc(ctx, at_bytes);
     r.konst = jac__alloc(ctx, nk * sizeof(jac_tensor *) + 1);
     r.konst_off = jac__alloc(ctx, nk * sizeof(uint64_t) + 1);
     jac_status st = JAC_ERR_NO_MEMORY;
     if (r.at != NULL && r.konst != NULL && r.konst_off != NULL) {
-        memset(r.at, 0, prog->nvalues * sizeof(jac_tensor *));
+        memset(r.at, 0, at_bytes);
         st = run(&r, args, outputs);
     } else {
         jac__error(ctx, st, "program_gradient: out of memory");
     }
-    jac__free(ctx, r.at, prog->nvalues * sizeof(jac_tensor *) + 1);
+    jac__free(ctx, r.at, at_bytes);
     jac__free(ctx, r.konst, nk * sizeof(jac_tensor *) + 1);
     jac__free(ctx, r.konst_off, nk * sizeof(uint64_t) + 1);
     return st;
