@@ -963,7 +963,9 @@ JAC_API jac_tensor *jac_batch_jacobian(jac_ctx *ctx, jac_fn fn, void *user,
  * run. Record it with jac_program_begin ... jac_program_end around ordinary
  * ops, or with jac_program_record from a jac_fn. It is self-contained
  * (valid after the tensors and the context it was recorded in are freed)
- * and may be evaluated from several threads at once.
+ * and may be evaluated from several threads at once (each concurrent call
+ * uses a workspace of its own, made on first need with the recording
+ * context's allocator hooks, which are then called from those threads).
  *
  * Arguments of an evaluation are one buffer per input (row-major, the
  * input's numel values), then one per parameter: a parameter is an input
