@@ -796,6 +796,88 @@ static void test_program_allocation_failures_are_clean(void **state)
     program_sweep(false, 2);
 }
 
+/* A program whose Jacobians are large enough for two threads to share. */
+#define WIDE 64
+static jac_status wide_fn(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                          void *user)
+{
+    (void)user;
+    jac_tensor *W = jac_reshape(ctx, jac_arange(ctx, 0.0, WIDE * WIDE, 1.0), 2,
+                                TU_SHAPE(WIDE, WIDE));
+    W = jac_mul_scalar(ctx, jac_cos(ctx, W), 0.125);
+    out[0] = jac_tanh(ctx, jac_matmul(ctx, W, jac_sin(ctx, in[0])));
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* The Jacobian and a Hessian on two threads: every allocation failing in
+ * turn ends in out-of-memory or the right answer, bitwise. */
+static jac_status wide_calls(jac_program *prog, double *J, double *H)
+{
+    static double x[WIDE], w[WIDE];
+    for (int i = 0; i < WIDE; i++) {
+        x[i] = 0.3 * sin(0.7 * i);
+        w[i] = cos(0.2 * i);
+    }
+    const double *args[1] = {x}, *ws[1] = {w};
+    double *Jp[1] = {J}, *Hp[1] = {H};
+    jac_status st = jac_program_jacobian(prog, args, NULL, Jp);
+    jac_status st2 = jac_program_hessian(prog, args, ws, Hp);
+    return st != JAC_OK ? st : st2;
+}
+
+static void test_threaded_program_allocation_failures_are_clean(void **state)
+{
+    (void)state;
+    failing_allocator a;
+    allocator_init(&a);
+    jac_allocator hooks = {failing_alloc, failing_free, &a};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+    assert_non_null(ctx);
+    jac_tensor *x = jac_tensor_new(ctx, 1, TU_SHAPE(WIDE), NULL);
+    jac_program *prog = NULL;
+    tu_assert_ok(ctx, jac_program_record(ctx, wide_fn, NULL, 1, &x, 0, NULL, 1,
+                                         0, &prog));
+    jac_ctx_free(ctx);
+    tu_assert_ok(NULL, jac_program_set_threads(prog, 2));
+    static double want_J[WIDE * WIDE], want_H[WIDE * WIDE], J[WIDE * WIDE],
+        H[WIDE * WIDE];
+    allocator_arm(&a, 0, false);
+    tu_assert_ok(NULL, wide_calls(prog, want_J, want_H));
+    size_t points = a.calls;
+    jac_program_free(prog);
+    size_t failures = 0, tried = 0, step_k = stride();
+    for (size_t k = 1; k <= points + 2; k += step_k, tried++) {
+        allocator_arm(&a, 0, false);
+        ctx = jac_ctx_new_with_allocator(&hooks);
+        assert_non_null(ctx);
+        x = jac_tensor_new(ctx, 1, TU_SHAPE(WIDE), NULL);
+        tu_assert_ok(ctx, jac_program_record(ctx, wide_fn, NULL, 1, &x, 0, NULL,
+                                             1, 0, &prog));
+        jac_ctx_free(ctx);
+        tu_assert_ok(NULL, jac_program_set_threads(prog, 2));
+        allocator_arm(&a, k, false);
+        jac_status st = wide_calls(prog, J, H);
+        if (st != JAC_OK) {
+            assert_int_equal(st, JAC_ERR_NO_MEMORY);
+            failures++;
+        } else {
+            assert_memory_equal(J, want_J, sizeof J);
+            assert_memory_equal(H, want_H, sizeof H);
+        }
+        allocator_arm(&a, 0, false);
+        tu_assert_ok(NULL, wide_calls(prog, J, H));
+        assert_memory_equal(J, want_J, sizeof J);
+        assert_memory_equal(H, want_H, sizeof H);
+        jac_program_free(prog);
+        assert_int_equal(a.live_blocks, 0);
+    }
+    print_message("program on 2 threads: %zu allocation points tried, %zu "
+                  "failures\n",
+                  tried, failures);
+    assert_true(failures > 0);
+    pthread_mutex_destroy(&a.lock);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Smaller calls                                                            */
 /* ------------------------------------------------------------------------ */
@@ -954,6 +1036,7 @@ int main(void)
         cmocka_unit_test(test_every_allocation_failing_from_k_on_is_clean),
         cmocka_unit_test(test_threaded_jacobian_allocation_failures_are_clean),
         cmocka_unit_test(test_program_allocation_failures_are_clean),
+        cmocka_unit_test(test_threaded_program_allocation_failures_are_clean),
     };
     return cmocka_run_group_tests_name("alloc_fail", tests, NULL, NULL);
 }

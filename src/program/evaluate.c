@@ -508,9 +508,15 @@ static jac_status run_blocks(blocks *bl)
     for (int t = 0; t < threads; t++) {
         w[t].bl = bl;
         w[t].st = JAC_OK;
-        w[t].ws = take(prog, bl->op, &st);
-        if (w[t].ws == NULL)
+        jac_status took;
+        w[t].ws = take(prog, bl->op, &took);
+        if (w[t].ws == NULL) {
+            /* Without a workspace of its own a thread does not start, and
+             * the others take its blocks; without any, the call fails. */
+            if (t == 0)
+                st = took;
             break;
+        }
         started++;
     }
     int running = 1;
@@ -533,14 +539,6 @@ static jac_status run_blocks(blocks *bl)
             snprintf(last_message, sizeof last_message, "%s", w[t].ws->message);
         }
         jac__ws_give(prog, w[t].ws);
-    }
-    /* Threads that could not start leave their blocks to the others. */
-    if (st == JAC_OK && atomic_load(&bl->next) < bl->nblocks) {
-        jac__ws *ws = take(prog, bl->op, &st);
-        if (ws != NULL) {
-            st = run_some(bl, ws);
-            st = finish(prog, ws, st);
-        }
     }
     return st;
 }
