@@ -1261,6 +1261,19 @@ static void check_against_finite_differences(const uint8_t *data, size_t size)
 /* Recorded functions against recording afresh                              */
 /* ------------------------------------------------------------------------ */
 
+/* A machine that replays the program's forward part through x, its result
+ * the output of instruction want. */
+static machine replay_of(jac_ctx *ctx, jac_tensor *x, int want)
+{
+    machine m = {0};
+    m.ctx = ctx;
+    m.other = ctx;
+    m.replay = true;
+    m.override = x;
+    m.want_out = want;
+    return m;
+}
+
 /* Whether n values agree bitwise (NaN matching NaN). */
 static bool same_bits(const double *a, const double *b, int64_t n)
 {
@@ -1309,12 +1322,7 @@ static void check_program_replay(const uint8_t *data, size_t size)
         jac_ctx_free(ctx);
         return;
     }
-    machine g = {0};
-    g.ctx = ctx;
-    g.other = ctx;
-    g.replay = true;
-    g.override = x;
-    g.want_out = want;
+    machine g = replay_of(ctx, x, want);
     size_t g0 = jac_ctx_tape_length(ctx);
     run(&g, data, size);
     size_t g1 = jac_ctx_tape_length(ctx);
@@ -1330,12 +1338,7 @@ static void check_program_replay(const uint8_t *data, size_t size)
     /* Afresh at the second point. */
     jac_tensor *xf = jac_tensor_new(ctx, ndim, shape, x1);
     jac_set_requires_grad(xf, true);
-    machine f = {0};
-    f.ctx = ctx;
-    f.other = ctx;
-    f.replay = true;
-    f.override = xf;
-    f.want_out = want;
+    machine f = replay_of(ctx, xf, want);
     size_t f0 = jac_ctx_tape_length(ctx);
     run(&f, data, size);
     /* The same ops, or another path (an op refused at the second point). */

@@ -323,6 +323,25 @@ static jac_status weights_of(const jac_program *prog, const char *op,
     return resolve_seeds(prog, op, weights, out);
 }
 
+/* The derived gradient program of prog (made on first use) in *gp, and in
+ * a its arguments for args and the weights (NULL: the single one-element
+ * output's weight 1). */
+static jac_status gradient_call(jac_program *prog, const char *op,
+                                const double *const *args,
+                                const double *const *weights, const double **a,
+                                jac_program **gp)
+{
+    jac_status st = check_arity(prog, op);
+    if (st == JAC_OK)
+        st = weights_of(prog, op, weights, &weights);
+    if (st != JAC_OK)
+        return st;
+    if ((*gp = derived(prog, JAC__DERIVED_GRAD, &st)) == NULL)
+        return st;
+    derived_args(prog, args, weights, false, a);
+    return JAC_OK;
+}
+
 jac_status jac_program_hvp(jac_program *prog, const double *const *args,
                            const double *const *weights, const double *const *v,
                            double *const *hvps)
@@ -331,16 +350,11 @@ jac_status jac_program_hvp(jac_program *prog, const double *const *args,
     if (prog == NULL || hvps == NULL || v == NULL || args == NULL)
         return jac__program_fail(JAC_ERR_NULL_ARG,
                                  "%s: program, args, v or hvps is NULL", op);
-    jac_status st = check_arity(prog, op);
-    if (st == JAC_OK)
-        st = weights_of(prog, op, weights, &weights);
+    const double *a[MAX_ARGS];
+    jac_program *gp = NULL;
+    jac_status st = gradient_call(prog, op, args, weights, a, &gp);
     if (st != JAC_OK)
         return st;
-    jac_program *gp = derived(prog, JAC__DERIVED_GRAD, &st);
-    if (gp == NULL)
-        return st;
-    const double *a[MAX_ARGS];
-    derived_args(prog, args, weights, false, a);
     /* H is symmetric: the VJP of the gradient along v is H v. */
     return vjp_into(gp, op, a, v, NULL, 0, prog->ninputs, hvps);
 }
@@ -642,18 +656,13 @@ jac_status jac_program_hessian(jac_program *prog, const double *const *args,
     if (prog == NULL || args == NULL)
         return jac__program_fail(JAC_ERR_NULL_ARG,
                                  "%s: program or args is NULL", op);
+    const double *a[MAX_ARGS];
+    jac_program *gp = NULL;
     jac_status st = check_dest(op, H);
     if (st == JAC_OK)
-        st = check_arity(prog, op);
-    if (st == JAC_OK)
-        st = weights_of(prog, op, weights, &weights);
+        st = gradient_call(prog, op, args, weights, a, &gp);
     if (st != JAC_OK)
         return st;
-    jac_program *gp = derived(prog, JAC__DERIVED_GRAD, &st);
-    if (gp == NULL)
-        return st;
-    const double *a[MAX_ARGS];
-    derived_args(prog, args, weights, false, a);
     blocks bl = {.prog = gp,
                  .op = op,
                  .args = a,
