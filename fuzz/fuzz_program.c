@@ -1127,18 +1127,26 @@ static void run(machine *m, const uint8_t *data, size_t size)
 /* Gradients against finite differences                                     */
 /* ------------------------------------------------------------------------ */
 
-/* The weighted sum of the output of instruction want in a replay with x as
- * the first leaf; false when the replay takes another path. */
-static bool replay_value(const uint8_t *data, size_t size, jac_tensor *x,
-                         int want, int64_t numel, double *loss)
+/* A machine that replays the program's forward part through x, its result
+ * the output of instruction want. */
+static machine replay_of(jac_ctx *ctx, jac_tensor *x, int want)
 {
-    jac_ctx *ctx = jac_tensor_ctx(x);
     machine m = {0};
     m.ctx = ctx;
     m.other = ctx;
     m.replay = true;
     m.override = x;
     m.want_out = want;
+    return m;
+}
+
+/* The weighted sum of the output of instruction want in a replay with x as
+ * the first leaf; false when the replay takes another path. */
+static bool replay_value(const uint8_t *data, size_t size, jac_tensor *x,
+                         int want, int64_t numel, double *loss)
+{
+    jac_ctx *ctx = jac_tensor_ctx(x);
+    machine m = replay_of(ctx, x, want);
     bool was = jac_set_grad_enabled(ctx, false);
     jac_scope mark = jac_scope_begin(ctx);
     run(&m, data, size);
@@ -1161,11 +1169,7 @@ static void check_against_finite_differences(const uint8_t *data, size_t size)
     if (ctx == NULL) {
         return;
     }
-    machine m = {0};
-    m.ctx = ctx;
-    m.other = ctx;
-    m.replay = true;
-    m.want_out = -1;
+    machine m = replay_of(ctx, NULL, -1);
     run(&m, data, size);
     if (!m.smooth || m.leaf == NULL || m.out_pc == 0 ||
         jac_tensor_numel(m.leaf) > 16 || jac_tensor_numel(m.leaf) == 0) {
@@ -1183,12 +1187,7 @@ static void check_against_finite_differences(const uint8_t *data, size_t size)
     /* The gradient, by reverse mode, of the replay through x. */
     jac_tensor *x = jac_tensor_new(ctx, ndim, shape, x0);
     jac_set_requires_grad(x, true);
-    machine g = {0};
-    g.ctx = ctx;
-    g.other = ctx;
-    g.replay = true;
-    g.override = x;
-    g.want_out = want;
+    machine g = replay_of(ctx, x, want);
     run(&g, data, size);
     if (g.out == NULL || !jac_requires_grad(g.out) || g.biggest > 1e4) {
         jac_ctx_free(ctx);
@@ -1261,19 +1260,6 @@ static void check_against_finite_differences(const uint8_t *data, size_t size)
 /* Recorded functions against recording afresh                              */
 /* ------------------------------------------------------------------------ */
 
-/* A machine that replays the program's forward part through x, its result
- * the output of instruction want. */
-static machine replay_of(jac_ctx *ctx, jac_tensor *x, int want)
-{
-    machine m = {0};
-    m.ctx = ctx;
-    m.other = ctx;
-    m.replay = true;
-    m.override = x;
-    m.want_out = want;
-    return m;
-}
-
 /* Whether n values agree bitwise (NaN matching NaN). */
 static bool same_bits(const double *a, const double *b, int64_t n)
 {
@@ -1297,11 +1283,7 @@ static void check_program_replay(const uint8_t *data, size_t size)
     jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks_of);
     if (ctx == NULL)
         return;
-    machine m = {0};
-    m.ctx = ctx;
-    m.other = ctx;
-    m.replay = true;
-    m.want_out = -1;
+    machine m = replay_of(ctx, NULL, -1);
     run(&m, data, size);
     int64_t nx = m.leaf ? jac_tensor_numel(m.leaf) : 0;
     if (m.leaf == NULL || m.out_pc == 0 || nx > 16 || nx == 0) {

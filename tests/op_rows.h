@@ -186,4 +186,41 @@ static inline jac_tensor *op_rows_eigh(jac_ctx *ctx, jac_tensor *a,
     X(pad, jac_pad, 1, "2,3", -1.0, 1.0,                                       \
       (jac_pad(ctx, in[0], (const int64_t[]){1, 0}, (const int64_t[]){0, 2})))
 
+/* The rows as a table of functions, for the suites that walk it: each
+ * row's call as a function of ctx and in[], and op_rows_table[]. Expand
+ * OP_ROWS_TABLE once in a test file. */
+typedef jac_tensor *op_rows_call_fn(jac_ctx *ctx, jac_tensor *const *in);
+
+typedef struct op_row {
+    const char *label;
+    const char *function;
+    int nin;
+    const char *shapes;
+    double lo, hi;
+    op_rows_call_fn *call;
+} op_row;
+
+#define OP_ROWS_CALL(label, function, nin, shapes, lo, hi, call)               \
+    static jac_tensor *op_rows_call_##label(jac_ctx *ctx,                      \
+                                            jac_tensor *const *in)             \
+    {                                                                          \
+        return call;                                                           \
+    }
+#define OP_ROWS_ENTRY(label, function, nin, shapes, lo, hi, call)              \
+    {#label, #function, nin, shapes, lo, hi, op_rows_call_##label},
+#define OP_ROWS_TABLE                                                          \
+    OP_ROWS(OP_ROWS_CALL)                                                      \
+    static const op_row op_rows_table[] = {OP_ROWS(OP_ROWS_ENTRY)};
+
+/* A row as a jac_fn (user: the row). */
+static inline jac_status op_rows_run(jac_ctx *ctx, jac_tensor *const *in,
+                                     jac_tensor **out, void *user)
+{
+    const op_row *r = user;
+    out[0] = r->call(ctx, in);
+    if (out[0] == NULL)
+        return jac_errcode(ctx) != JAC_OK ? jac_errcode(ctx) : JAC_ERR_STATE;
+    return JAC_OK;
+}
+
 #endif /* LIBJACOBIAN_OP_ROWS_H */

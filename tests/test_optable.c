@@ -18,40 +18,7 @@
 
 #include "ops/ops.h"
 
-typedef jac_tensor *call_fn(jac_ctx *ctx, jac_tensor *const *in);
-
-typedef struct op_row {
-    const char *label;
-    const char *function;
-    int nin;
-    const char *shapes;
-    double lo, hi;
-    call_fn *call;
-} op_row;
-
-#define CALL(label, function, nin, shapes, lo, hi, call)                       \
-    static jac_tensor *call_##label(jac_ctx *ctx, jac_tensor *const *in)       \
-    {                                                                          \
-        return call;                                                           \
-    }
-OP_ROWS(CALL)
-#undef CALL
-
-#define ROW(label, function, nin, shapes, lo, hi, call)                        \
-    {#label, #function, nin, shapes, lo, hi, call_##label},
-static const op_row rows[] = {OP_ROWS(ROW)};
-#undef ROW
-
-/* The row as a jac_fn. */
-static jac_status run_row(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
-                          void *user)
-{
-    const op_row *r = user;
-    out[0] = r->call(ctx, in);
-    if (out[0] == NULL)
-        return jac_errcode(ctx) != JAC_OK ? jac_errcode(ctx) : JAC_ERR_STATE;
-    return JAC_OK;
-}
+OP_ROWS_TABLE
 
 /* The row's inputs: leaves of its shapes with values spread over (lo, hi)
  * by a smooth, non-repeating function of the flat index, shifted by phase
@@ -155,17 +122,19 @@ static void
 test_every_row_matches_finite_differences_and_its_rules(void **state)
 {
     jac_ctx *ctx = *state;
-    for (size_t i = 0; i < TU_COUNT(rows); i++) {
-        const op_row *r = &rows[i];
+    for (size_t i = 0; i < TU_COUNT(op_rows_table); i++) {
+        const op_row *r = &op_rows_table[i];
         jac_scope mark = jac_scope_begin(ctx);
         jac_tensor *in[3] = {0};
         assert_int_equal(make_inputs(ctx, r, in), 0);
         print_message("%s\n", r->label);
-        tu_check_derivatives(ctx, run_row, (void *)r, (size_t)r->nin, in, 1);
-        tu_assert_fused_matches_rules_at(
-            ctx, run_row, (void *)r, (size_t)r->nin, in, 1, __FILE__, __LINE__);
-        tu_assert_modes_agree_at(ctx, run_row, (void *)r, (size_t)r->nin, in, 1,
-                                 __FILE__, __LINE__);
+        tu_check_derivatives(ctx, op_rows_run, (void *)r, (size_t)r->nin, in,
+                             1);
+        tu_assert_fused_matches_rules_at(ctx, op_rows_run, (void *)r,
+                                         (size_t)r->nin, in, 1, __FILE__,
+                                         __LINE__);
+        tu_assert_modes_agree_at(ctx, op_rows_run, (void *)r, (size_t)r->nin,
+                                 in, 1, __FILE__, __LINE__);
         jac_scope inner = jac_scope_begin(ctx);
         jac_tensor *y = r->call(ctx, in);
         tu_assert_no_error(ctx);
@@ -183,8 +152,8 @@ static void test_every_op_of_the_table_is_reached_by_a_row(void **state)
 {
     jac_ctx *ctx = *state;
     bool seen[JAC__OP_COUNT] = {false};
-    for (size_t i = 0; i < TU_COUNT(rows); i++) {
-        const op_row *r = &rows[i];
+    for (size_t i = 0; i < TU_COUNT(op_rows_table); i++) {
+        const op_row *r = &op_rows_table[i];
         jac_scope mark = jac_scope_begin(ctx);
         jac_tensor *in[3] = {0}, *g[3] = {0};
         assert_int_equal(make_inputs(ctx, r, in), 0);
@@ -211,8 +180,8 @@ static void test_every_op_of_the_table_is_reached_by_a_row(void **state)
 static void test_null_arguments_give_null_and_keep_the_first_error(void **state)
 {
     jac_ctx *ctx = *state;
-    for (size_t i = 0; i < TU_COUNT(rows); i++) {
-        const op_row *r = &rows[i];
+    for (size_t i = 0; i < TU_COUNT(op_rows_table); i++) {
+        const op_row *r = &op_rows_table[i];
         jac_scope mark = jac_scope_begin(ctx);
         jac_tensor *in[3] = {0};
         assert_int_equal(make_inputs(ctx, r, in), 0);
@@ -287,12 +256,13 @@ static jac_status run_refusing(const op_row *r, size_t k)
 static void test_every_allocation_of_every_row_may_fail(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < TU_COUNT(rows); i++) {
+    for (size_t i = 0; i < TU_COUNT(op_rows_table); i++) {
         size_t k = 1;
-        while (run_refusing(&rows[i], k) == JAC_ERR_NO_MEMORY)
+        while (run_refusing(&op_rows_table[i], k) == JAC_ERR_NO_MEMORY)
             k++;
         assert_true(k > 1); /* some allocation was refused */
-        print_message("%s: %zu allocation points\n", rows[i].label, k - 1);
+        print_message("%s: %zu allocation points\n", op_rows_table[i].label,
+                      k - 1);
     }
 }
 
@@ -394,8 +364,8 @@ static void test_every_node_applies_anew_bitwise(void **state)
 {
     jac_ctx *ctx = *state;
     bool seen[JAC__OP_COUNT] = {false};
-    for (size_t i = 0; i < TU_COUNT(rows); i++) {
-        const op_row *r = &rows[i];
+    for (size_t i = 0; i < TU_COUNT(op_rows_table); i++) {
+        const op_row *r = &op_rows_table[i];
         jac_scope mark = jac_scope_begin(ctx);
         size_t first = 0, first2 = 0;
         tu_assert_ok(ctx, record_row(ctx, r, 0.0, &first));
@@ -504,9 +474,9 @@ static void test_every_allocation_of_an_apply_may_fail(void **state)
 {
     (void)state;
     size_t refused = 0;
-    for (size_t i = 0; i < TU_COUNT(rows); i++) {
+    for (size_t i = 0; i < TU_COUNT(op_rows_table); i++) {
         size_t k = 1;
-        while (apply_refusing(&rows[i], k) == JAC_ERR_NO_MEMORY)
+        while (apply_refusing(&op_rows_table[i], k) == JAC_ERR_NO_MEMORY)
             k++;
         refused += k - 1;
     }

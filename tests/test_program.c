@@ -19,36 +19,7 @@
 /* The op rows as functions                                                 */
 /* ------------------------------------------------------------------------ */
 
-typedef jac_tensor *call_fn(jac_ctx *ctx, jac_tensor *const *in);
-
-typedef struct op_row {
-    const char *label;
-    int nin;
-    const char *shapes;
-    double lo, hi;
-    call_fn *call;
-} op_row;
-
-#define CALL(label, function, nin, shapes, lo, hi, call)                       \
-    static jac_tensor *call_##label(jac_ctx *ctx, jac_tensor *const *in)       \
-    {                                                                          \
-        return call;                                                           \
-    }
-OP_ROWS(CALL)
-#undef CALL
-
-#define ROW(label, function, nin, shapes, lo, hi, call)                        \
-    {#label, nin, shapes, lo, hi, call_##label},
-static const op_row rows[] = {OP_ROWS(ROW)};
-#undef ROW
-
-static jac_status run_row(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
-                          void *user)
-{
-    const op_row *r = user;
-    out[0] = r->call(ctx, in);
-    return out[0] ? JAC_OK : jac_errcode(ctx);
-}
+OP_ROWS_TABLE
 
 typedef struct shaped {
     int ndim;
@@ -124,8 +95,8 @@ static void assert_same(const char *label, const char *what, const double *a,
 static void test_rows_replay(void **state)
 {
     (void)state;
-    for (size_t ri = 0; ri < TU_COUNT(rows); ri++) {
-        const op_row *r = &rows[ri];
+    for (size_t ri = 0; ri < TU_COUNT(op_rows_table); ri++) {
+        const op_row *r = &op_rows_table[ri];
         jac_ctx *ctx = jac_ctx_new();
         assert_non_null(ctx);
         shaped s[4];
@@ -138,8 +109,9 @@ static void test_rows_replay(void **state)
             assert_non_null(in[k]);
         }
         jac_program *prog = NULL;
-        jac_status st = jac_program_record(
-            ctx, run_row, (void *)r, (size_t)r->nin, in, 0, NULL, 1, 0, &prog);
+        jac_status st =
+            jac_program_record(ctx, op_rows_run, (void *)r, (size_t)r->nin, in,
+                               0, NULL, 1, 0, &prog);
         if (st != JAC_OK) {
             print_error("%s: record: %s\n", r->label, jac_errmsg(ctx));
             fail();
@@ -159,7 +131,7 @@ static void test_rows_replay(void **state)
                 x[k] = jac_tensor_new(ctx, s[k].ndim, s[k].shape, vals[k]);
                 jac_set_requires_grad(x[k], true);
             }
-            tu_assert_ok(ctx, run_row(ctx, x, &y, (void *)r));
+            tu_assert_ok(ctx, op_rows_run(ctx, x, &y, (void *)r));
             double *yv = malloc((size_t)m * sizeof(double) + 8);
             double *seed = malloc((size_t)m * sizeof(double) + 8);
             for (int64_t i = 0; i < m; i++)
