@@ -101,21 +101,26 @@ jac_tensor *jac_scalar(jac_ctx *ctx, double value)
     return jac_full(ctx, 0, NULL, value);
 }
 
-jac_tensor *jac_tensor_copy(jac_ctx *ctx, const jac_tensor *t)
+/* t's values cut from the graph: a leaf that remembers having lost the
+ * history of t, if t had one (a recording refuses it as a constant). */
+static jac_tensor *cut(jac_ctx *ctx, const char *op, const jac_tensor *t)
 {
-    if (ctx == NULL || !jac__check_arg(ctx, "tensor_copy", t))
-        return NULL;
-    return jac_tensor_new(ctx, t->ndim, t->shape, t->data);
-}
-
-jac_tensor *jac_detach(jac_ctx *ctx, const jac_tensor *t)
-{
-    if (ctx == NULL || !jac__check_arg(ctx, "detach", t))
+    if (ctx == NULL || !jac__check_arg(ctx, op, t))
         return NULL;
     jac_tensor *d = jac_tensor_new(ctx, t->ndim, t->shape, t->data);
     if (d)
         d->untracked = t->requires_grad || t->untracked;
     return d;
+}
+
+jac_tensor *jac_tensor_copy(jac_ctx *ctx, const jac_tensor *t)
+{
+    return cut(ctx, "tensor_copy", t);
+}
+
+jac_tensor *jac_detach(jac_ctx *ctx, const jac_tensor *t)
+{
+    return cut(ctx, "detach", t);
 }
 
 /* ------------------------------------------------------------------------ */
