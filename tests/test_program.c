@@ -506,6 +506,13 @@ static void test_kinks_replay(void **state)
     assert_int_equal(jac_program_end(ctx, 1, &o, 0, &prog), JAC_ERR_STATE);
     tu_assert_contains(jac_errmsg(ctx), "jac_detach");
     jac_clear_error(ctx);
+    /* jac_tensor_copy cuts the value from the graph all the same. */
+    tu_assert_ok(ctx, jac_program_begin(ctx, 1, &a, 0, NULL));
+    d = jac_tensor_copy(ctx, jac_exp(ctx, a));
+    o = jac_sum(ctx, jac_mul(ctx, d, a));
+    assert_int_equal(jac_program_end(ctx, 1, &o, 0, &prog), JAC_ERR_STATE);
+    assert_null(prog);
+    jac_clear_error(ctx);
 }
 
 /* Reads a value computed from the input and branches on it in C. */
