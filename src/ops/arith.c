@@ -211,9 +211,8 @@ static int broadcast_pair(jac_ctx *ctx, const char *name, const jac_tensor *a,
     return n;
 }
 
-/* Checks a and b and makes y of their broadcast shape (NULL on error). */
-static jac_tensor *broadcast_result(jac_ctx *ctx, const char *name,
-                                    jac_tensor *const *ab)
+jac_tensor *jac__broadcast_result(jac_ctx *ctx, const char *name,
+                                  jac_tensor *const *ab)
 {
     if (!jac__check_args(ctx, name, 2, ab))
         return NULL;
@@ -231,7 +230,7 @@ static jac_tensor *broadcast_result(jac_ctx *ctx, const char *name,
 static jac_tensor *arith(jac_ctx *ctx, jac__op op, jac_tensor *a, jac_tensor *b)
 {
     jac_tensor *ins[2] = {a, b};
-    jac_tensor *y = broadcast_result(ctx, jac__ops[op].name, ins);
+    jac_tensor *y = jac__broadcast_result(ctx, jac__ops[op].name, ins);
     if (y == NULL)
         return NULL;
     arith_kernel((int)op, a, b, y);

@@ -52,23 +52,12 @@ static void compare_run(int op, int64_t n, const double *av, int64_t sa,
 static jac_tensor *compare(jac_ctx *ctx, jac__op op, jac_tensor *a,
                            jac_tensor *b)
 {
-    const char *name = jac__ops[op].name;
     jac_tensor *ins[2] = {a, b};
-    if (!jac__check_args(ctx, name, 2, ins))
-        return NULL;
-    int64_t shape[JAC_MAX_DIMS];
-    int n = jac__broadcast_shape(a->ndim, a->shape, b->ndim, b->shape, shape);
-    if (n < 0) {
-        char s1[JAC__SHAPE_STR_MAX], s2[JAC__SHAPE_STR_MAX];
-        jac__error(ctx, JAC_ERR_SHAPE,
-                   "%s: shapes %s and %s cannot be broadcast together", name,
-                   jac__shape_str(s1, sizeof s1, a->ndim, a->shape),
-                   jac__shape_str(s2, sizeof s2, b->ndim, b->shape));
-        return NULL;
-    }
-    jac_tensor *y = jac__tensor_alloc(ctx, name, n, shape);
+    jac_tensor *y = jac__broadcast_result(ctx, jac__ops[op].name, ins);
     if (y == NULL)
         return NULL;
+    int n = y->ndim;
+    const int64_t *shape = y->shape;
     int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS], sy[JAC_MAX_DIMS];
     jac__broadcast_strides(a, n, shape, sa);
     jac__broadcast_strides(b, n, shape, sb);

@@ -304,6 +304,12 @@ jac_status jac__zero_rule(jac_ctx *ctx, const jac__node *node,
                           const jac_tensor *g, const bool *need,
                           jac_tensor **gin);
 
+/* The prologue of an elementwise op of two tensors: checks ab[0] and ab[1]
+ * and makes the output of their broadcast shape (NULL, with the error
+ * naming name and both shapes, when they do not broadcast) (arith.c). */
+jac_tensor *jac__broadcast_result(jac_ctx *ctx, const char *name,
+                                  jac_tensor *const *ab);
+
 /* Internal op constructors used by rules. */
 jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
                         const int64_t *shape);
