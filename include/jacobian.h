@@ -1122,6 +1122,67 @@ JAC_API jac_status jac_program_gradient(jac_program *program, unsigned flags,
 /** @} */
 
 /* ------------------------------------------------------------------------ */
+/** @defgroup sparse Sparse Jacobians and Hessians
+ *
+ * Sparse derivatives of a recorded function (a jac_program), or of a
+ * dynamic recording: the sparsity pattern is found through the recording,
+ * valid at every point (both sides of a jac_where count), the rows or
+ * columns are coloured so that entries sharing a colour never collide,
+ * and one compressed sweep per colour gives every nonzero. A plan holds
+ * the pattern, the colouring, the seeds and the recovery, built once;
+ * each evaluation refills caller-owned values in the plan's order (CSR or
+ * COO by rows, or by columns for CSC), without allocating. Structural
+ * entries stay in the pattern even where their value is zero.
+ * @{ */
+
+/** Vertex orders of the greedy colourings. */
+typedef enum jac_color_order {
+    JAC_ORDER_BEST = 0,         /**< try each order, keep the fewest colours */
+    JAC_ORDER_NATURAL,          /**< rows or columns as numbered */
+    JAC_ORDER_LARGEST_FIRST,    /**< by decreasing degree */
+    JAC_ORDER_SMALLEST_LAST,    /**< repeatedly remove a vertex of least degree */
+    JAC_ORDER_INCIDENCE_DEGREE  /**< most neighbours already ordered first */
+} jac_color_order;
+
+/** How a plan computes its compressed derivatives. */
+typedef enum jac_sparse_method {
+    /** Jacobians: the cheaper of FORWARD and REVERSE (colours times the
+     * cost of one sweep of each); Hessians: STAR. */
+    JAC_SPARSE_AUTO = 0,
+    JAC_SPARSE_FORWARD, /**< columns coloured, J S by forward sweeps */
+    JAC_SPARSE_REVERSE, /**< rows coloured, S^T J by reverse sweeps */
+    JAC_SPARSE_STAR,    /**< Hessians: star colouring, direct recovery */
+    JAC_SPARSE_ACYCLIC  /**< Hessians: acyclic colouring, substitution */
+} jac_sparse_method;
+
+/** The part of a symmetric Hessian a plan's values hold. */
+typedef enum jac_triangle {
+    JAC_TRIANGLE_FULL = 0, /**< both triangles */
+    JAC_TRIANGLE_LOWER,    /**< row >= column */
+    JAC_TRIANGLE_UPPER     /**< row <= column */
+} jac_triangle;
+
+/** Index flavours of an exported structure (combine with |). */
+enum {
+    JAC_INDEX_INT32 = 0,     /**< int32_t indices (the default) */
+    JAC_INDEX_INT64 = 1,     /**< int64_t indices */
+    JAC_INDEX_ONE_BASED = 2  /**< indices count from 1 (Fortran, IPOPT) */
+};
+
+/** Options of a plan; zero-initialised means automatic choices. */
+typedef struct jac_sparse_opts {
+    jac_sparse_method method;
+    jac_color_order order;
+    jac_triangle triangle; /**< Hessians only */
+    /** Values in column order (CSC) rather than row order (CSR, COO). */
+    bool by_columns;
+} jac_sparse_opts;
+
+/** A sparse plan: pattern, colouring, seeds and recovery. */
+typedef struct jac_sparse jac_sparse;
+
+/** @} */
+
 /** @defgroup interop Interop: DOT and .npy
  * The tape as a Graphviz graph, and tensors as NumPy .npy files.
  * @{ */

@@ -1,0 +1,81 @@
+/*
+ * The sparse layer: sparsity patterns of recorded functions, colourings of
+ * them, and compressed Jacobians and Hessians evaluated through the
+ * program layer's block engine.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef JAC_SPARSE_H
+#define JAC_SPARSE_H
+
+#include "program/program.h"
+
+/* ------------------------------------------------------------------------ */
+/* Patterns                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A sparsity pattern in compressed rows: the columns of row r are
+ * idx[ptr[r] .. ptr[r + 1]), ascending, without repeats. */
+typedef struct jac__csr {
+    int64_t nrows, ncols;
+    int64_t *ptr; /* nrows + 1 */
+    int64_t *idx; /* ptr[nrows] */
+} jac__csr;
+
+/* ------------------------------------------------------------------------ */
+/* Colourings (color.c)                                                     */
+/*                                                                          */
+/* Every colouring writes colour[v] in 0 .. ncolors - 1 for each vertex v   */
+/* and returns ncolors, or -1 when out of memory (through al). order is a   */
+/* jac_color_order of jacobian.h: one vertex order, or JAC_ORDER_BEST to    */
+/* try each and keep the fewest colours (stopping early at a lower bound).  */
+/* A vertex with no entries gets colour 0.                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Columns of pat, partial distance-2 on the bipartite graph: two columns
+ * with an entry in a common row differ. B = J S, S[c][colour[c]] = 1,
+ * gives J[r][c] = B[colour[c] * nrows + r] (colour-major storage). */
+int64_t jac__color_columns(const jac_allocator *al, const jac__csr *pat,
+                           int order, int64_t *colour);
+/* Rows of pat: two rows with an entry in a common column differ.
+ * B = S^T J gives J[r][c] = B[colour[r] * ncols + c]. */
+int64_t jac__color_rows(const jac_allocator *al, const jac__csr *pat,
+                        int order, int64_t *colour);
+/* A star colouring of the symmetric pattern pat (square, both triangles;
+ * the diagonal may or may not be present): adjacent vertices differ and
+ * every path on four vertices uses at least three colours, so that each
+ * entry of H is read directly from B = H S. */
+int64_t jac__color_star(const jac_allocator *al, const jac__csr *pat,
+                        int order, int64_t *colour);
+/* An acyclic colouring of the symmetric pattern pat: adjacent vertices
+ * differ and every cycle uses at least three colours; entries of H come
+ * from B = H S by substitution. */
+int64_t jac__color_acyclic(const jac_allocator *al, const jac__csr *pat,
+                           int order, int64_t *colour);
+
+/* Direct recovery of a symmetric pattern under a star colouring: src[k],
+ * for entry k of pat in its order, is the position in B = H S
+ * (colour-major, B[c * n + i]) that holds it. Returns false when a colour
+ * does not allow direct recovery of some entry (not a star colouring). */
+bool jac__star_sources(const jac__csr *pat, const int64_t *colour,
+                       int64_t ncolors, int64_t *src);
+
+/* Recovery by substitution under an acyclic colouring: entries of pat are
+ * computed in the order order[0 .. nnz), entry k as B[src[k]] minus the
+ * sum of the entries sub[ptr[k] .. ptr[k + 1]) (already computed). */
+typedef struct jac__subst {
+    int64_t nnz;
+    int64_t *order, *src, *ptr, *sub;
+} jac__subst;
+
+/* Builds s for pat and an acyclic colouring (through al); returns
+ * JAC_ERR_NO_MEMORY, JAC_ERR_VALUE when the colouring is not acyclic, or
+ * JAC_OK. jac__subst_free releases it (a zeroed s too). */
+jac_status jac__subst_build(const jac_allocator *al, const jac__csr *pat,
+                            const int64_t *colour, int64_t ncolors,
+                            jac__subst *s);
+void jac__subst_free(const jac_allocator *al, jac__subst *s);
+/* values[k] for every entry k of the pattern s was built for, from B. */
+void jac__subst_apply(const jac__subst *s, const double *B, double *values);
+
+#endif /* JAC_SPARSE_H */
