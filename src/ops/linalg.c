@@ -139,6 +139,62 @@ jac_tensor *jac_matmul(jac_ctx *ctx, jac_tensor *a, jac_tensor *b)
     return jac__record_result(ctx, JAC__OP_MATMUL, y, 2, ins, NULL);
 }
 
+/* The sparsity of a product: y[.., i, j] reads row i of a and column j of
+ * b in the matching batch. A constant operand's zeros are kept zeros: an
+ * element of the other is read only where it meets a non-zero. */
+static bool matmul_links(jac__links *L, const double *a, const double *b,
+                         int64_t ao, int64_t bo, int64_t m, int64_t k,
+                         int64_t n)
+{
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            for (int64_t t = 0; t < k; t++) {
+                int64_t ea = ao + i * k + t, eb = bo + t * n + j;
+                if ((b == NULL || b[eb] != 0.0) && !jac__links_add(L, 0, ea))
+                    return false;
+                if ((a == NULL || a[ea] != 0.0) && !jac__links_add(L, 1, eb))
+                    return false;
+            }
+            jac__links_row(L);
+        }
+    return true;
+}
+
+jac_status jac__deps_matmul(jac_ctx *ctx, const jac__node *n, jac__links *L)
+{
+    const jac_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
+    int64_t k = a->shape[a->ndim - 1];
+    int64_t m = a->ndim == 1 ? 1 : a->shape[a->ndim - 2];
+    int64_t nc = b->ndim == 1 ? 1 : b->shape[b->ndim - 1];
+    bool ok = true;
+    if (b->ndim == 1) {
+        ok =
+            matmul_links(L, a->data, b->data, 0, 0, k ? a->numel / k : 0, k, 1);
+    } else if (a->ndim == 1) {
+        for (int64_t t = 0, kn = k * nc; kn && t < b->numel / kn && ok; t++)
+            ok = matmul_links(L, a->data, b->data, 0, t * kn, 1, k, nc);
+    } else {
+        int nbatch = y->ndim - 2;
+        int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS];
+        jac__stretch_strides(a->ndim - 2, a->shape, m * k, nbatch, sa);
+        jac__stretch_strides(b->ndim - 2, b->shape, k * nc, nbatch, sb);
+        const int64_t *strides[2] = {sa, sb};
+        jac__iter it;
+        int64_t rows = jac__iter_init(&it, nbatch, y->shape, 2, strides);
+        for (int64_t r = 0; r < rows && ok; r++, jac__iter_next(&it))
+            for (int64_t i = 0; i < it.inner && ok; i++)
+                ok = matmul_links(L, a->data, b->data,
+                                  it.off[0] + i * it.step[0],
+                                  it.off[1] + i * it.step[1], m, k, nc);
+    }
+    /* Empty inner extents: every output element reads nothing. */
+    while (ok && L->row < y->numel)
+        jac__links_row(L);
+    if (!ok)
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "matmul: out of memory");
+    return JAC_OK;
+}
+
 jac_tensor *jac__apply_matmul(jac_ctx *ctx, const jac__node *n,
                               jac_tensor *const *ins)
 {

@@ -14,7 +14,7 @@
 /* The op table                                                             */
 /*                                                                          */
 /* One row per recorded op:                                                 */
-/*   X(ENUM, name, arity, class, rule, raw, onehot)                         */
+/*   X(ENUM, name, arity, class, rule, raw, onehot, deps, curv)             */
 /* - name: the op's name in messages;                                       */
 /* - arity: its tensor inputs (0: any number);                              */
 /* - class: UNARY and BINARY are elementwise (output element i reads        */
@@ -26,102 +26,120 @@
 /* - raw: RAW(k) when jac__raw_<k> computes the input cotangents of an      */
 /*   unrecorded pass straight into buffers, NORAW when the rule always runs;*/
 /* - onehot: bit j set when a cotangent made of one-hot rows passes         */
-/*   unchanged into input j (when that input has the output's size).        */
+/*   unchanged into input j (when that input has the output's size);        */
+/* - deps: the sparsity rule jac__deps_<deps>: which input elements each    */
+/*   output element reads at some point (see jac__links below);             */
+/* - curv: where the op's second derivatives can be non-zero, for Hessian   */
+/*   patterns: LIN (nowhere: linear or piecewise linear), SELF (each input  */
+/*   element with itself: a function of one element), CROSS (an element of */
+/*   input 0 with one of input 1: a product), DIV (CROSS, and input 1 with  */
+/*   itself), ALL (any two elements an output element reads).               */
 /* The engine and the drivers learn everything about an op from its row;    */
 /* the rule and the kernels sit together in the op's family file.           */
 /* ------------------------------------------------------------------------ */
 
 #define JAC__OP_TABLE(X)                                                       \
     /* arith.c */                                                              \
-    X(ADD, "add", 2, BINARY, add, RAW(binary), 3)                              \
-    X(SUB, "sub", 2, BINARY, sub, RAW(binary), 1)                              \
-    X(MUL, "mul", 2, BINARY, mul, RAW(binary), 0)                              \
-    X(DIV, "div", 2, BINARY, div, RAW(binary), 0)                              \
-    X(AFFINE, "affine", 1, UNARY, affine, RAW(unary), 0)                       \
-    X(POW, "pow", 2, BINARY, pow, NORAW, 0)                                    \
-    X(MAXIMUM, "maximum", 2, BINARY, maximum, NORAW, 0)                        \
-    X(MINIMUM, "minimum", 2, BINARY, minimum, NORAW, 0)                        \
-    X(ATAN2, "atan2", 2, BINARY, atan2, NORAW, 0)                              \
+    X(ADD, "add", 2, BINARY, add, RAW(binary), 3, broadcast, LIN)              \
+    X(SUB, "sub", 2, BINARY, sub, RAW(binary), 1, broadcast, LIN)              \
+    X(MUL, "mul", 2, BINARY, mul, RAW(binary), 0, broadcast, CROSS)            \
+    X(DIV, "div", 2, BINARY, div, RAW(binary), 0, broadcast, DIV)              \
+    X(AFFINE, "affine", 1, UNARY, affine, RAW(unary), 0, broadcast, LIN)       \
+    X(POW, "pow", 2, BINARY, pow, NORAW, 0, broadcast, ALL)                    \
+    X(MAXIMUM, "maximum", 2, BINARY, maximum, NORAW, 0, broadcast, LIN)        \
+    X(MINIMUM, "minimum", 2, BINARY, minimum, NORAW, 0, broadcast, LIN)        \
+    X(ATAN2, "atan2", 2, BINARY, atan2, NORAW, 0, broadcast, ALL)              \
     /* compare.c */                                                            \
-    X(GT, "gt", 2, BINARY, gt, RAW(zeros), 0)                                  \
-    X(GE, "ge", 2, BINARY, ge, RAW(zeros), 0)                                  \
-    X(LT, "lt", 2, BINARY, lt, RAW(zeros), 0)                                  \
-    X(LE, "le", 2, BINARY, le, RAW(zeros), 0)                                  \
-    X(EQ, "eq", 2, BINARY, eq, RAW(zeros), 0)                                  \
-    X(NE, "ne", 2, BINARY, ne, RAW(zeros), 0)                                  \
+    X(GT, "gt", 2, BINARY, gt, RAW(zeros), 0, none, LIN)                       \
+    X(GE, "ge", 2, BINARY, ge, RAW(zeros), 0, none, LIN)                       \
+    X(LT, "lt", 2, BINARY, lt, RAW(zeros), 0, none, LIN)                       \
+    X(LE, "le", 2, BINARY, le, RAW(zeros), 0, none, LIN)                       \
+    X(EQ, "eq", 2, BINARY, eq, RAW(zeros), 0, none, LIN)                       \
+    X(NE, "ne", 2, BINARY, ne, RAW(zeros), 0, none, LIN)                       \
     /* functions.c */                                                          \
-    X(POW_SCALAR, "pow_scalar", 1, UNARY, pow_scalar, RAW(unary), 0)           \
-    X(EXP, "exp", 1, UNARY, exp, RAW(unary), 0)                                \
-    X(LOG, "log", 1, UNARY, log, RAW(unary), 0)                                \
-    X(SIN, "sin", 1, UNARY, sin, RAW(unary), 0)                                \
-    X(COS, "cos", 1, UNARY, cos, RAW(unary), 0)                                \
-    X(TANH, "tanh", 1, UNARY, tanh, RAW(unary), 0)                             \
-    X(ABS, "abs", 1, UNARY, abs, RAW(unary), 0)                                \
-    X(SIGN, "sign", 1, UNARY, sign, RAW(unary), 0)                             \
-    X(SQRT, "sqrt", 1, UNARY, sqrt, RAW(unary), 0)                             \
-    X(RSQRT, "rsqrt", 1, UNARY, rsqrt, RAW(unary), 0)                          \
-    X(SQUARE, "square", 1, UNARY, square, RAW(unary), 0)                       \
-    X(RECIPROCAL, "reciprocal", 1, UNARY, reciprocal, RAW(unary), 0)           \
-    X(EXPM1, "expm1", 1, UNARY, expm1, RAW(unary), 0)                          \
-    X(LOG1P, "log1p", 1, UNARY, log1p, RAW(unary), 0)                          \
-    X(TAN, "tan", 1, UNARY, tan, RAW(unary), 0)                                \
-    X(ASIN, "asin", 1, UNARY, asin, RAW(unary), 0)                             \
-    X(ACOS, "acos", 1, UNARY, acos, RAW(unary), 0)                             \
-    X(ATAN, "atan", 1, UNARY, atan, RAW(unary), 0)                             \
-    X(SINH, "sinh", 1, UNARY, sinh, RAW(unary), 0)                             \
-    X(COSH, "cosh", 1, UNARY, cosh, RAW(unary), 0)                             \
-    X(ASINH, "asinh", 1, UNARY, asinh, RAW(unary), 0)                          \
-    X(SIGMOID, "sigmoid", 1, UNARY, sigmoid, RAW(unary), 0)                    \
-    X(RELU, "relu", 1, UNARY, relu, RAW(unary), 0)                             \
-    X(SOFTPLUS, "softplus", 1, UNARY, softplus, RAW(unary), 0)                 \
-    X(ERF, "erf", 1, UNARY, erf, RAW(unary), 0)                                \
-    X(CLAMP, "clamp", 1, UNARY, clamp, RAW(unary), 0)                          \
+    X(POW_SCALAR, "pow_scalar", 1, UNARY, pow_scalar, RAW(unary), 0,           \
+      broadcast, SELF)                                                         \
+    X(EXP, "exp", 1, UNARY, exp, RAW(unary), 0, broadcast, SELF)               \
+    X(LOG, "log", 1, UNARY, log, RAW(unary), 0, broadcast, SELF)               \
+    X(SIN, "sin", 1, UNARY, sin, RAW(unary), 0, broadcast, SELF)               \
+    X(COS, "cos", 1, UNARY, cos, RAW(unary), 0, broadcast, SELF)               \
+    X(TANH, "tanh", 1, UNARY, tanh, RAW(unary), 0, broadcast, SELF)            \
+    X(ABS, "abs", 1, UNARY, abs, RAW(unary), 0, broadcast, LIN)                \
+    X(SIGN, "sign", 1, UNARY, sign, RAW(unary), 0, none, LIN)                  \
+    X(SQRT, "sqrt", 1, UNARY, sqrt, RAW(unary), 0, broadcast, SELF)            \
+    X(RSQRT, "rsqrt", 1, UNARY, rsqrt, RAW(unary), 0, broadcast, SELF)         \
+    X(SQUARE, "square", 1, UNARY, square, RAW(unary), 0, broadcast, SELF)      \
+    X(RECIPROCAL, "reciprocal", 1, UNARY, reciprocal, RAW(unary), 0,           \
+      broadcast, SELF)                                                         \
+    X(EXPM1, "expm1", 1, UNARY, expm1, RAW(unary), 0, broadcast, SELF)         \
+    X(LOG1P, "log1p", 1, UNARY, log1p, RAW(unary), 0, broadcast, SELF)         \
+    X(TAN, "tan", 1, UNARY, tan, RAW(unary), 0, broadcast, SELF)               \
+    X(ASIN, "asin", 1, UNARY, asin, RAW(unary), 0, broadcast, SELF)            \
+    X(ACOS, "acos", 1, UNARY, acos, RAW(unary), 0, broadcast, SELF)            \
+    X(ATAN, "atan", 1, UNARY, atan, RAW(unary), 0, broadcast, SELF)            \
+    X(SINH, "sinh", 1, UNARY, sinh, RAW(unary), 0, broadcast, SELF)            \
+    X(COSH, "cosh", 1, UNARY, cosh, RAW(unary), 0, broadcast, SELF)            \
+    X(ASINH, "asinh", 1, UNARY, asinh, RAW(unary), 0, broadcast, SELF)         \
+    X(SIGMOID, "sigmoid", 1, UNARY, sigmoid, RAW(unary), 0, broadcast, SELF)   \
+    X(RELU, "relu", 1, UNARY, relu, RAW(unary), 0, broadcast, LIN)             \
+    X(SOFTPLUS, "softplus", 1, UNARY, softplus, RAW(unary), 0, broadcast,      \
+      SELF)                                                                    \
+    X(ERF, "erf", 1, UNARY, erf, RAW(unary), 0, broadcast, SELF)               \
+    X(CLAMP, "clamp", 1, UNARY, clamp, RAW(unary), 0, broadcast, LIN)          \
     /* reduce.c */                                                             \
-    X(SUM_AXES, "sum", 1, REDUCE, sum_axes, RAW(sum), 0)                       \
-    X(SUM_TO, "sum_to_shape", 1, REDUCE, sum_to, RAW(sum_to), 0)               \
-    X(EXPAND, "expand", 1, REDUCE, expand, RAW(expand), 0)                     \
-    X(CUMSUM, "cumsum", 1, REDUCE, cumsum, RAW(cumsum), 0)                     \
+    X(SUM_AXES, "sum", 1, REDUCE, sum_axes, RAW(sum), 0, reduce, LIN)          \
+    X(SUM_TO, "sum_to_shape", 1, REDUCE, sum_to, RAW(sum_to), 0, sum_to, LIN)  \
+    X(EXPAND, "expand", 1, REDUCE, expand, RAW(expand), 0, broadcast, LIN)     \
+    X(CUMSUM, "cumsum", 1, REDUCE, cumsum, RAW(cumsum), 0, scan, LIN)          \
     /* stats.c */                                                              \
-    X(PROD_AXES, "prod", 1, REDUCE, prod_axes, NORAW, 0)                       \
-    X(MAX_AXES, "max", 1, REDUCE, max_axes, NORAW, 0)                          \
-    X(MIN_AXES, "min", 1, REDUCE, min_axes, NORAW, 0)                          \
-    X(NORM2, "norm", 1, REDUCE, norm2, NORAW, 0)                               \
-    X(MAX_SHIFT, "max_shift", 1, REDUCE, max_shift, RAW(zeros), 0)             \
-    X(SOFTMAX, "softmax", 1, REDUCE, softmax, NORAW, 0)                        \
-    X(LOG_SOFTMAX, "log_softmax", 1, REDUCE, log_softmax, NORAW, 0)            \
-    X(GROUP_SHIFT, "group_shift", 1, REDUCE, group_shift, NORAW, 0)            \
-    X(GROUP_SCAN, "group_scan", 2, REDUCE, group_scan, NORAW, 0)               \
+    X(PROD_AXES, "prod", 1, REDUCE, prod_axes, NORAW, 0, reduce, ALL)          \
+    X(MAX_AXES, "max", 1, REDUCE, max_axes, NORAW, 0, reduce, LIN)             \
+    X(MIN_AXES, "min", 1, REDUCE, min_axes, NORAW, 0, reduce, LIN)             \
+    X(NORM2, "norm", 1, REDUCE, norm2, NORAW, 0, reduce, ALL)                  \
+    X(MAX_SHIFT, "max_shift", 1, REDUCE, max_shift, RAW(zeros), 0, none, LIN)  \
+    X(SOFTMAX, "softmax", 1, REDUCE, softmax, NORAW, 0, groups, ALL)           \
+    X(LOG_SOFTMAX, "log_softmax", 1, REDUCE, log_softmax, NORAW, 0, groups,    \
+      ALL)                                                                     \
+    X(GROUP_SHIFT, "group_shift", 1, REDUCE, group_shift, NORAW, 0, move, LIN) \
+    X(GROUP_SCAN, "group_scan", 2, REDUCE, group_scan, NORAW, 0, scan, ALL)    \
     /* linalg.c */                                                             \
-    X(MATMUL, "matmul", 2, LINALG, matmul, RAW(matmul), 0)                     \
-    X(TRANSPOSE, "transpose", 1, LINALG, transpose, RAW(transpose), 0)         \
-    X(PERMUTE, "permute", 1, LINALG, permute, NORAW, 0)                        \
-    X(DIAGONAL, "diagonal", 1, LINALG, diagonal, NORAW, 0)                     \
-    X(DIAG_EMBED, "diag_embed", 1, LINALG, diag_embed, NORAW, 0)               \
+    X(MATMUL, "matmul", 2, LINALG, matmul, RAW(matmul), 0, matmul, CROSS)      \
+    X(TRANSPOSE, "transpose", 1, LINALG, transpose, RAW(transpose), 0, move,   \
+      LIN)                                                                     \
+    X(PERMUTE, "permute", 1, LINALG, permute, NORAW, 0, move, LIN)             \
+    X(DIAGONAL, "diagonal", 1, LINALG, diagonal, NORAW, 0, move, LIN)          \
+    X(DIAG_EMBED, "diag_embed", 1, LINALG, diag_embed, NORAW, 0, move, LIN)    \
     /* lapack.c */                                                             \
-    X(SOLVE, "solve", 2, LAPACK, solve, NORAW, 0)                              \
-    X(INVERSE, "inverse", 1, LAPACK, inverse, NORAW, 0)                        \
-    X(DET, "det", 1, LAPACK, det, NORAW, 0)                                    \
-    X(LOGDET, "logdet", 1, LAPACK, logdet, NORAW, 0)                           \
-    X(CHOLESKY, "cholesky", 1, LAPACK, cholesky, NORAW, 0)                     \
+    X(SOLVE, "solve", 2, LAPACK, solve, NORAW, 0, dense, ALL)                  \
+    X(INVERSE, "inverse", 1, LAPACK, inverse, NORAW, 0, dense, ALL)            \
+    X(DET, "det", 1, LAPACK, det, NORAW, 0, dense, ALL)                        \
+    X(LOGDET, "logdet", 1, LAPACK, logdet, NORAW, 0, dense, ALL)               \
+    X(CHOLESKY, "cholesky", 1, LAPACK, cholesky, NORAW, 0, dense, ALL)         \
     X(TRIANGULAR_SOLVE, "triangular_solve", 2, LAPACK, triangular_solve,       \
-      NORAW, 0)                                                                \
-    X(LSTSQ, "lstsq", 2, LAPACK, lstsq, NORAW, 0)                              \
-    X(EIGH_VALUES, "eigh_values", 1, LAPACK, eigh_values, NORAW, 0)            \
-    X(EIGH_VECTORS, "eigh_vectors", 1, LAPACK, eigh_vectors, NORAW, 0)         \
+      NORAW, 0, dense, ALL)                                                    \
+    X(LSTSQ, "lstsq", 2, LAPACK, lstsq, NORAW, 0, dense, ALL)                  \
+    X(EIGH_VALUES, "eigh_values", 1, LAPACK, eigh_values, NORAW, 0, dense,     \
+      ALL)                                                                     \
+    X(EIGH_VECTORS, "eigh_vectors", 1, LAPACK, eigh_vectors, NORAW, 0, dense,  \
+      ALL)                                                                     \
     /* shape.c */                                                              \
-    X(RESHAPE, "reshape", 1, SHAPE, reshape, RAW(reshape), 1)                  \
-    X(SLICE, "slice", 1, SHAPE, slice, RAW(slice), 0)                          \
-    X(SLICE_SCATTER, "slice_scatter", 1, SHAPE, slice_scatter, RAW(slice), 0)  \
-    X(CONCAT, "concat", 0, SHAPE, concat, NORAW, 0)                            \
-    X(INDEX_SELECT, "index_select", 2, SHAPE, index_select, NORAW, 0)          \
-    X(INDEX_ADD, "index_add", 2, SHAPE, index_add, NORAW, 0)                   \
-    X(GATHER, "gather", 2, SHAPE, gather, NORAW, 0)                            \
-    X(SCATTER_ADD, "scatter_add", 2, SHAPE, scatter_add, NORAW, 0)             \
-    X(WHERE, "where", 3, SHAPE, where, NORAW, 0)                               \
-    X(PAD, "pad", 2, SHAPE, pad, NORAW, 0)
+    X(RESHAPE, "reshape", 1, SHAPE, reshape, RAW(reshape), 1, move, LIN)       \
+    X(SLICE, "slice", 1, SHAPE, slice, RAW(slice), 0, move, LIN)               \
+    X(SLICE_SCATTER, "slice_scatter", 1, SHAPE, slice_scatter, RAW(slice), 0,  \
+      move, LIN)                                                               \
+    X(CONCAT, "concat", 0, SHAPE, concat, NORAW, 0, move, LIN)                 \
+    X(INDEX_SELECT, "index_select", 2, SHAPE, index_select, NORAW, 0, select,  \
+      LIN)                                                                     \
+    X(INDEX_ADD, "index_add", 2, SHAPE, index_add, NORAW, 0, scatter, LIN)     \
+    X(GATHER, "gather", 2, SHAPE, gather, NORAW, 0, select, LIN)               \
+    X(SCATTER_ADD, "scatter_add", 2, SHAPE, scatter_add, NORAW, 0, scatter,    \
+      LIN)                                                                     \
+    X(WHERE, "where", 3, SHAPE, where, NORAW, 0, where, LIN)                   \
+    X(PAD, "pad", 2, SHAPE, pad, NORAW, 0, select, LIN)
 
 typedef enum jac__op {
-#define JAC__OP_ENUM(e, name, arity, cls, rule, raw, onehot) JAC__OP_##e,
+#define JAC__OP_ENUM(e, name, arity, cls, rule, raw, onehot, deps, curv)       \
+    JAC__OP_##e,
     JAC__OP_TABLE(JAC__OP_ENUM)
 #undef JAC__OP_ENUM
         JAC__OP_COUNT
@@ -172,6 +190,62 @@ typedef bool jac__raw_fn(const jac__node *n, int64_t batch, const double *g,
 typedef jac_tensor *jac__apply_fn(jac_ctx *ctx, const jac__node *n,
                                   jac_tensor *const *ins);
 
+/* Where an op's second derivatives can be non-zero (the curv column). */
+typedef enum jac__curv {
+    JAC__CURV_LIN,
+    JAC__CURV_SELF,
+    JAC__CURV_CROSS,
+    JAC__CURV_DIV,
+    JAC__CURV_ALL
+} jac__curv;
+
+/* What a sparsity rule fills: for each output element o in order, the
+ * input elements it reads, at[ptr[o] .. ptr[o + 1]), element e of input j
+ * numbered base[j] + e. A rule adds an element with jac__links_add and
+ * ends each output element's list with jac__links_row; an element may
+ * appear twice in a list. The engine sets ctx (a private context in which
+ * a rule may run ops), base (n->nin + 1 entries) and ptr (out numel + 1),
+ * and frees at. */
+typedef struct jac__links {
+    jac_ctx *ctx;
+    const int64_t *base;
+    int64_t *ptr;
+    int64_t *at;
+    int64_t n, cap, row;
+} jac__links;
+
+/* Makes room for one more entry; false when out of memory (sparsity.c). */
+bool jac__links_grow(jac__links *L);
+
+static inline bool jac__links_add(jac__links *L, int j, int64_t e)
+{
+    if (L->n == L->cap && !jac__links_grow(L))
+        return false;
+    L->at[L->n++] = L->base[j] + e;
+    return true;
+}
+
+static inline void jac__links_row(jac__links *L) { L->ptr[++L->row] = L->n; }
+
+/* A sparsity rule: the links of node n, whose inputs n->in[j] have their
+ * shapes, and their values (data) only when they are constant over every
+ * evaluation (an index, a condition recorded as a constant); data is NULL
+ * for an input that varies. The lists must hold every element whose
+ * derivative can be non-zero at some point, so a branch counts both sides.
+ * Returns JAC_OK or ctx's error. */
+typedef jac_status jac__deps_fn(jac_ctx *ctx, const jac__node *n,
+                                jac__links *L);
+
+/* Shared pieces of sparsity rules (sparsity.c): the broadcast rule over
+ * inputs first .. nin - 1; and links from a map of input elements (in the
+ * numbering of L->base, from 0) to output elements (-1: none), for the
+ * inputs j with use[j]. */
+jac_status jac__deps_broadcast_from(jac_ctx *ctx, const jac__node *n,
+                                    jac__links *L, int first);
+jac_status jac__links_transposed(jac_ctx *ctx, const jac__node *n,
+                                 jac__links *L, const int64_t *map,
+                                 const bool *use);
+
 /* What the engine and the drivers know of an op: its row of the table. */
 typedef struct jac__op_info {
     const char *name;
@@ -181,6 +255,8 @@ typedef struct jac__op_info {
     jac__raw_fn *raw; /* NULL when the rule always runs */
     unsigned onehot_inputs;
     jac__apply_fn *apply; /* jac__apply_<rule> */
+    jac__deps_fn *deps;   /* jac__deps_<deps> */
+    jac__curv curv;
 } jac__op_info;
 
 extern const jac__op_info jac__ops[JAC__OP_COUNT];
@@ -198,13 +274,18 @@ static inline bool jac__op_elementwise(int op)
            jac__ops[op].cls == JAC__CLASS_BINARY;
 }
 
-#define JAC__DECLARE_RULE(e, name, arity, cls, rule, raw, onehot)              \
+#define JAC__DECLARE_RULE(e, name, arity, cls, rule, raw, onehot, deps, curv)  \
     jac__vjp_fn jac__vjp_##rule;                                               \
     jac__apply_fn jac__apply_##rule;
 JAC__OP_TABLE(JAC__DECLARE_RULE)
 #undef JAC__DECLARE_RULE
+/* Sparsity rules, declared once each (several ops share one). */
+#define JAC__DEPS_ROW(e, name, arity, cls, rule, raw, onehot, deps, curv)      \
+    jac__deps_fn jac__deps_##deps;
+JAC__OP_TABLE(JAC__DEPS_ROW)
+#undef JAC__DEPS_ROW
 /* Raw kernels, declared once each (several ops may share one). */
-#define JAC__RAW_ROW(e, name, arity, cls, rule, raw, onehot)                   \
+#define JAC__RAW_ROW(e, name, arity, cls, rule, raw, onehot, deps, curv)       \
     JAC__EXPAND(JAC__DECLARE_##raw)
 #define JAC__DECLARE_RAW(k) jac__raw_fn jac__raw_##k;
 #define JAC__DECLARE_NORAW

@@ -1076,6 +1076,13 @@ jac_tensor *jac_where(jac_ctx *ctx, jac_tensor *cond, jac_tensor *a,
     return jac__record_result(ctx, JAC__OP_WHERE, y, 3, ins, NULL);
 }
 
+/* where reads both branches (which one depends on the point), never the
+ * condition. */
+jac_status jac__deps_where(jac_ctx *ctx, const jac__node *n, jac__links *L)
+{
+    return jac__deps_broadcast_from(ctx, n, L, 1);
+}
+
 jac_tensor *jac__apply_where(jac_ctx *ctx, const jac__node *n,
                              jac_tensor *const *ins)
 {

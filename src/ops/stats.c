@@ -103,6 +103,95 @@ static void groups_free(jac_ctx *ctx, groups *gr)
     gr->bytes = 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Sparsity rules of reductions, softmax and scans                          */
+/* ------------------------------------------------------------------------ */
+
+enum { GROUP_REDUCE, GROUP_WHOLE, GROUP_SCAN };
+
+/* Links of node n over the groups of its input 0's shape under mask: an
+ * output element per group reads the group (a reduction); an element
+ * reads its whole group (softmax); or reads its group up to itself in
+ * the direction dir (a scan, in every input of the input's shape). */
+static jac_status group_links(jac_ctx *ctx, const jac__node *n, jac__links *L,
+                              uint32_t mask, int kind, int dir)
+{
+    const char *op = jac__ops[n->op].name;
+    const jac_tensor *a = n->in[0];
+    groups gr;
+    if (groups_make(ctx, op, a->ndim, a->shape, mask, &gr) != JAC_OK)
+        return ctx->status;
+    /* Where each element sits: its group and its place in it. */
+    size_t bytes = kind == GROUP_REDUCE ? 0 : 2 * (size_t)a->numel * 8;
+    int64_t *where = bytes ? jac__alloc(ctx, bytes) : NULL;
+    jac_status st = JAC_OK;
+    if (bytes && where == NULL)
+        st = jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+    for (int64_t g = 0; g < gr.m && where != NULL && gr.bytes; g++)
+        for (int64_t j = 0; j < gr.n; j++) {
+            where[2 * (gr.outer[g] + gr.inner[j])] = g;
+            where[2 * (gr.outer[g] + gr.inner[j]) + 1] = j;
+        }
+    int64_t nout = kind == GROUP_REDUCE ? gr.m : a->numel;
+    int nin = kind == GROUP_SCAN ? n->nin : 1;
+    for (int64_t o = 0; o < nout && st == JAC_OK; o++) {
+        int64_t g = kind == GROUP_REDUCE ? o : where[2 * o];
+        int64_t lo = 0, hi = gr.n;
+        if (kind == GROUP_SCAN) {
+            int64_t at = where[2 * o + 1];
+            lo = dir > 0 ? 0 : at;
+            hi = dir > 0 ? at + 1 : gr.n;
+        }
+        for (int j = 0; j < nin && st == JAC_OK; j++)
+            for (int64_t k = lo; k < hi; k++)
+                if (!jac__links_add(L, j, gr.outer[g] + gr.inner[k])) {
+                    st = jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory",
+                                    op);
+                    break;
+                }
+        jac__links_row(L);
+    }
+    /* An empty group still has its output element (of no reads). */
+    for (int64_t o = L->row; o < n->out->numel && st == JAC_OK; o++)
+        jac__links_row(L);
+    if (bytes)
+        jac__free(ctx, where, bytes);
+    groups_free(ctx, &gr);
+    return st;
+}
+
+/* Reductions over the axes of their mask: sum, prod, max, min, norm. */
+jac_status jac__deps_reduce(jac_ctx *ctx, const jac__node *n, jac__links *L)
+{
+    return group_links(ctx, n, L, n->p.reduce.axes_mask, GROUP_REDUCE, 0);
+}
+
+/* sum_to_shape: the axes past the kept leading ones that the output lacks
+ * or holds with extent 1 are summed. */
+jac_status jac__deps_sum_to(jac_ctx *ctx, const jac__node *n, jac__links *L)
+{
+    const jac_tensor *a = n->in[0], *y = n->out;
+    int nlead = n->p.sum_to.nlead, shift = a->ndim - y->ndim;
+    uint32_t mask = 0;
+    for (int d = nlead; d < a->ndim; d++)
+        if (d - shift < nlead || y->shape[d - shift] == 1)
+            mask |= 1u << d;
+    return group_links(ctx, n, L, mask, GROUP_REDUCE, 0);
+}
+
+/* softmax and log_softmax: each element reads its whole group. */
+jac_status jac__deps_groups(jac_ctx *ctx, const jac__node *n, jac__links *L)
+{
+    return group_links(ctx, n, L, n->p.reduce.axes_mask, GROUP_WHOLE, 0);
+}
+
+/* Scans (cumsum, group_scan): each element reads its group up to itself. */
+jac_status jac__deps_scan(jac_ctx *ctx, const jac__node *n, jac__links *L)
+{
+    return group_links(ctx, n, L, n->p.scan.axes_mask, GROUP_SCAN,
+                       n->p.scan.dir);
+}
+
 /* The product of the reduced extents (1 when no axis is reduced). */
 static int64_t group_size(const jac_tensor *a, uint32_t mask)
 {

@@ -22,6 +22,16 @@ typedef struct jac__csr {
     int64_t *idx; /* ptr[nrows] */
 } jac__csr;
 
+void jac__csr_free(const jac_allocator *al, jac__csr *p);
+
+/* The Jacobian pattern of prog: a row per output element (the outputs one
+ * after another), a column per input element (likewise), valid at every
+ * point. Through prog's allocator; errors through jac__program_fail. */
+jac_status jac__pattern_jacobian(jac_program *prog, jac__csr *J);
+/* The pattern of the Hessian of sum_k <w_k, y_k> in the inputs, for any
+ * weights and any point: symmetric, both triangles. */
+jac_status jac__pattern_hessian(jac_program *prog, jac__csr *H);
+
 /* ------------------------------------------------------------------------ */
 /* Colourings (color.c)                                                     */
 /*                                                                          */
@@ -39,14 +49,14 @@ int64_t jac__color_columns(const jac_allocator *al, const jac__csr *pat,
                            int order, int64_t *colour);
 /* Rows of pat: two rows with an entry in a common column differ.
  * B = S^T J gives J[r][c] = B[colour[r] * ncols + c]. */
-int64_t jac__color_rows(const jac_allocator *al, const jac__csr *pat,
-                        int order, int64_t *colour);
+int64_t jac__color_rows(const jac_allocator *al, const jac__csr *pat, int order,
+                        int64_t *colour);
 /* A star colouring of the symmetric pattern pat (square, both triangles;
  * the diagonal may or may not be present): adjacent vertices differ and
  * every path on four vertices uses at least three colours, so that each
  * entry of H is read directly from B = H S. */
-int64_t jac__color_star(const jac_allocator *al, const jac__csr *pat,
-                        int order, int64_t *colour);
+int64_t jac__color_star(const jac_allocator *al, const jac__csr *pat, int order,
+                        int64_t *colour);
 /* An acyclic colouring of the symmetric pattern pat: adjacent vertices
  * differ and every cycle uses at least three colours; entries of H come
  * from B = H S by substitution. */
