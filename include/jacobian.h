@@ -1137,11 +1137,11 @@ JAC_API jac_status jac_program_gradient(jac_program *program, unsigned flags,
 
 /** Vertex orders of the greedy colourings. */
 typedef enum jac_color_order {
-    JAC_ORDER_BEST = 0,         /**< try each order, keep the fewest colours */
-    JAC_ORDER_NATURAL,          /**< rows or columns as numbered */
-    JAC_ORDER_LARGEST_FIRST,    /**< by decreasing degree */
-    JAC_ORDER_SMALLEST_LAST,    /**< repeatedly remove a vertex of least degree */
-    JAC_ORDER_INCIDENCE_DEGREE  /**< most neighbours already ordered first */
+    JAC_ORDER_BEST = 0,      /**< try each order, keep the fewest colours */
+    JAC_ORDER_NATURAL,       /**< rows or columns as numbered */
+    JAC_ORDER_LARGEST_FIRST, /**< by decreasing degree */
+    JAC_ORDER_SMALLEST_LAST, /**< repeatedly remove a vertex of least degree */
+    JAC_ORDER_INCIDENCE_DEGREE /**< most neighbours already ordered first */
 } jac_color_order;
 
 /** How a plan computes its compressed derivatives. */
@@ -1164,9 +1164,9 @@ typedef enum jac_triangle {
 
 /** Index flavours of an exported structure (combine with |). */
 enum {
-    JAC_INDEX_INT32 = 0,     /**< int32_t indices (the default) */
-    JAC_INDEX_INT64 = 1,     /**< int64_t indices */
-    JAC_INDEX_ONE_BASED = 2  /**< indices count from 1 (Fortran, IPOPT) */
+    JAC_INDEX_INT32 = 0,    /**< int32_t indices (the default) */
+    JAC_INDEX_INT64 = 1,    /**< int64_t indices */
+    JAC_INDEX_ONE_BASED = 2 /**< indices count from 1 (Fortran, IPOPT) */
 };
 
 /** Options of a plan; zero-initialised means automatic choices. */
@@ -1180,6 +1180,94 @@ typedef struct jac_sparse_opts {
 
 /** A sparse plan: pattern, colouring, seeds and recovery. */
 typedef struct jac_sparse jac_sparse;
+
+/**
+ * A plan for the sparse Jacobian of program: a row per element of its
+ * outputs (one output after another), a column per element of its inputs.
+ * The pattern holds at every point; the colouring is the one of opts
+ * (NULL: automatic). The program must outlive the plan. On success *plan
+ * is the caller's to free with jac_sparse_free; errors (a status, and
+ * jac_program_errmsg) leave *plan NULL.
+ */
+JAC_API jac_status jac_sparse_jacobian_plan(jac_program *program,
+                                            const jac_sparse_opts *opts,
+                                            jac_sparse **plan);
+/**
+ * A plan for the sparse Hessian of sum_k <w_k, y_k> (y_k the outputs of
+ * program, the weights w_k given at each evaluation) in its inputs: the
+ * Hessian of the Lagrangian of an optimiser without re-recording. The
+ * pattern holds for every point and every weights; opts.triangle picks
+ * the part the values hold. As jac_sparse_jacobian_plan otherwise.
+ */
+JAC_API jac_status jac_sparse_hessian_plan(jac_program *program,
+                                           const jac_sparse_opts *opts,
+                                           jac_sparse **plan);
+/**
+ * The nonzeros of the Jacobian at args (the program's inputs, then its
+ * parameters) into values (jac_sparse_nnz of them, in the plan's order),
+ * and the outputs' values into outputs unless it is NULL. Allocates
+ * nothing once the program's workspaces exist. A plan serves one call at
+ * a time (JAC_ERR_STATE otherwise); values are untouched on error.
+ */
+JAC_API jac_status jac_sparse_jacobian(jac_sparse *plan,
+                                       const double *const *args,
+                                       double *values, double *const *outputs);
+/**
+ * The nonzeros of the Hessian of sum_k <weights[k], y_k> at args into
+ * values; weights may be NULL for a single one-element output (weight 1).
+ * As jac_sparse_jacobian otherwise.
+ */
+JAC_API jac_status jac_sparse_hessian(jac_sparse *plan,
+                                      const double *const *args,
+                                      const double *const *weights,
+                                      double *values);
+/** Entries of the plan's values (0 for a NULL plan). */
+JAC_API int64_t jac_sparse_nnz(const jac_sparse *plan);
+/** Colours, i.e. compressed sweeps per evaluation. */
+JAC_API int64_t jac_sparse_colors(const jac_sparse *plan);
+/** The method the plan uses (AUTO resolved to one of the others). */
+JAC_API jac_sparse_method jac_sparse_method_used(const jac_sparse *plan);
+/** The matrix's rows and columns (either pointer may be NULL). */
+JAC_API void jac_sparse_dims(const jac_sparse *plan, int64_t *rows,
+                             int64_t *cols);
+/**
+ * The structure in compressed form: row pointers (rows + 1 of them) and
+ * column indices (nnz), or, for a plan made with by_columns, column
+ * pointers (cols + 1) and row indices: CSR or CSC in value order. Index
+ * type and base per flags (JAC_INDEX_*); JAC_ERR_VALUE when 32-bit
+ * indices cannot hold the matrix.
+ */
+JAC_API jac_status jac_sparse_csr(const jac_sparse *plan, unsigned flags,
+                                  void *ptr, void *idx);
+/** The structure as coordinates: rows[k], cols[k] of value k (nnz each). */
+JAC_API jac_status jac_sparse_coo(const jac_sparse *plan, unsigned flags,
+                                  void *rows, void *cols);
+/** Frees a plan; accepts NULL. */
+JAC_API void jac_sparse_free(jac_sparse *plan);
+
+/**
+ * The sparse Jacobian of outputs in inputs (which must require gradients)
+ * from ctx's dynamic recording, into values. With *plan NULL, a plan is
+ * made (pattern, colouring; opts as for jac_sparse_jacobian_plan) and
+ * returned in *plan, the caller's to free. With a plan from an earlier
+ * call, the new recording is checked to be the same code (the same ops in
+ * the same order on the same shapes, parameters and indices) and the plan
+ * is reused; any difference fails with JAC_ERR_STATE. The graph is left
+ * as it is. Errors are ctx's.
+ */
+JAC_API jac_status jac_sparse_jacobian_tape(jac_ctx *ctx, size_t noutputs,
+                                            jac_tensor *const *outputs,
+                                            size_t ninputs,
+                                            jac_tensor *const *inputs,
+                                            const jac_sparse_opts *opts,
+                                            jac_sparse **plan, double *values);
+/** The sparse Hessian of a one-element output in inputs from ctx's dynamic
+ *  recording; as jac_sparse_jacobian_tape. */
+JAC_API jac_status jac_sparse_hessian_tape(jac_ctx *ctx, jac_tensor *output,
+                                           size_t ninputs,
+                                           jac_tensor *const *inputs,
+                                           const jac_sparse_opts *opts,
+                                           jac_sparse **plan, double *values);
 
 /** @} */
 

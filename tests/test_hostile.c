@@ -39,6 +39,8 @@ typedef struct fixture {
     jac_tensor *ym;    /* m2 * m2, a recorded (2, 2) */
     jac_tensor *cond;  /* (3) of zeros and ones */
     jac_program *prog; /* sum(v3^2), recorded */
+    jac_sparse *jplan; /* the sparse Jacobian of prog */
+    jac_sparse *hplan; /* the sparse Hessian of prog */
     FILE *sink;        /* scratch stream for printing and writing */
     FILE *npy;         /* a stream holding one .npy array */
     char path[64];     /* a file holding one .npy array */
@@ -83,7 +85,9 @@ static int setup_fixture(void **state)
     fx.y = jac_sum(fx.ctx, jac_sin(fx.ctx, fx.v3));
     fx.ym = jac_mul(fx.ctx, fx.m2, fx.m2);
     if (jac_program_record(fx.ctx, sum_of_squares_fn, NULL, 1, &fx.v3, 0, NULL,
-                           1, 0, &fx.prog) != JAC_OK)
+                           1, 0, &fx.prog) != JAC_OK ||
+        jac_sparse_jacobian_plan(fx.prog, NULL, &fx.jplan) != JAC_OK ||
+        jac_sparse_hessian_plan(fx.prog, NULL, &fx.hplan) != JAC_OK)
         return -1;
     fx.sink = tmpfile();
     fx.npy = tmpfile();
@@ -104,6 +108,8 @@ static int setup_fixture(void **state)
 static int teardown_fixture(void **state)
 {
     (void)state;
+    jac_sparse_free(fx.jplan);
+    jac_sparse_free(fx.hplan);
     jac_program_free(fx.prog);
     if (fx.sink) {
         fclose(fx.sink);
@@ -1081,6 +1087,136 @@ static outcome row_program_gradient(int null_at)
     return status_result(st);
 }
 
+static outcome row_sparse_jacobian_plan(int null_at)
+{
+    /* 0 program, 1 opts (optional), 2 plan. */
+    jac_sparse_opts o = {0};
+    jac_sparse *plan = NULL;
+    jac_status st =
+        jac_sparse_jacobian_plan(P(0, fx.prog), P(1, &o), P(2, &plan));
+    jac_sparse_free(plan);
+    return status_result(st);
+}
+
+static outcome row_sparse_hessian_plan(int null_at)
+{
+    /* 0 program, 1 opts (optional), 2 plan. */
+    jac_sparse_opts o = {.triangle = JAC_TRIANGLE_LOWER};
+    jac_sparse *plan = NULL;
+    jac_status st =
+        jac_sparse_hessian_plan(P(0, fx.prog), P(1, &o), P(2, &plan));
+    jac_sparse_free(plan);
+    return status_result(st);
+}
+
+static outcome row_sparse_jacobian(int null_at)
+{
+    /* 0 plan, 1 args, 2 values, 3 outputs (optional); 4 args[0], 5
+     * outputs[0] (optional). */
+    double v[3], y;
+    const double *args[1] = {IS_NULL(4) ? NULL : prog_x};
+    double *outs[1] = {IS_NULL(5) ? NULL : &y};
+    return status_result(
+        jac_sparse_jacobian(P(0, fx.jplan), P(1, args), P(2, v), P(3, outs)));
+}
+
+static outcome row_sparse_hessian(int null_at)
+{
+    /* 0 plan, 1 args, 2 weights (optional), 3 values; 4 args[0], 5
+     * weights[0] (optional: zero). */
+    double v[3], w = 2.0;
+    const double *args[1] = {IS_NULL(4) ? NULL : prog_x};
+    const double *ws[1] = {IS_NULL(5) ? NULL : &w};
+    return status_result(
+        jac_sparse_hessian(P(0, fx.hplan), P(1, args), P(2, ws), P(3, v)));
+}
+
+static outcome row_sparse_nnz(int null_at)
+{
+    return (outcome){RES_CHECKED,
+                     jac_sparse_nnz(P(0, fx.hplan)) == (IS_NULL(0) ? 0 : 3)};
+}
+
+static outcome row_sparse_colors(int null_at)
+{
+    return (outcome){RES_CHECKED,
+                     jac_sparse_colors(P(0, fx.hplan)) == (IS_NULL(0) ? 0 : 1)};
+}
+
+static outcome row_sparse_method_used(int null_at)
+{
+    jac_sparse_method m = jac_sparse_method_used(P(0, fx.hplan));
+    return (outcome){RES_CHECKED,
+                     m == (IS_NULL(0) ? JAC_SPARSE_AUTO : JAC_SPARSE_STAR)};
+}
+
+static outcome row_sparse_dims(int null_at)
+{
+    /* 0 plan, 1 rows (optional), 2 cols (optional). */
+    int64_t r = -1, c = -1;
+    jac_sparse_dims(P(0, fx.jplan), P(1, &r), P(2, &c));
+    return (outcome){RES_CHECKED, IS_NULL(0) ? r <= 0 && c <= 0
+                                             : (r == 1 || IS_NULL(1)) &&
+                                                   (c == 3 || IS_NULL(2))};
+}
+
+static outcome row_sparse_csr(int null_at)
+{
+    /* 0 plan, 1 ptr, 2 idx. */
+    int32_t ptr[4], idx[3];
+    return status_result(
+        jac_sparse_csr(P(0, fx.hplan), 0, P(1, ptr), P(2, idx)));
+}
+
+static outcome row_sparse_coo(int null_at)
+{
+    /* 0 plan, 1 rows, 2 cols. */
+    int64_t r[3], c[3];
+    return status_result(
+        jac_sparse_coo(P(0, fx.hplan), JAC_INDEX_INT64, P(1, r), P(2, c)));
+}
+
+static outcome row_sparse_free(int null_at)
+{
+    jac_sparse *plan = NULL;
+    if (jac_sparse_jacobian_plan(fx.prog, NULL, &plan) != JAC_OK)
+        return status_result(JAC_ERR_STATE);
+    jac_sparse_free(P(0, plan));
+    if (IS_NULL(0))
+        jac_sparse_free(plan);
+    return void_result();
+}
+
+static outcome row_sparse_jacobian_tape(int null_at)
+{
+    /* 0 ctx, 1 outputs, 2 inputs, 3 opts (optional), 4 plan, 5 values; 6
+     * outputs[0], 7 inputs[0]. */
+    jac_tensor *outs[1] = {IS_NULL(6) ? NULL : fx.y};
+    jac_tensor *ins[1] = {IS_NULL(7) ? NULL : fx.v3};
+    jac_sparse_opts o = {0};
+    jac_sparse *plan = NULL;
+    double v[3];
+    jac_status st =
+        jac_sparse_jacobian_tape(P(0, fx.ctx), 1, P(1, outs), 1, P(2, ins),
+                                 P(3, &o), P(4, &plan), P(5, v));
+    jac_sparse_free(plan);
+    return status_result(st);
+}
+
+static outcome row_sparse_hessian_tape(int null_at)
+{
+    /* 0 ctx, 1 output, 2 inputs, 3 opts (optional), 4 plan, 5 values; 6
+     * inputs[0]. */
+    jac_tensor *ins[1] = {IS_NULL(6) ? NULL : fx.v3};
+    jac_sparse *plan = NULL;
+    double v[3];
+    jac_status st =
+        jac_sparse_hessian_tape(P(0, fx.ctx), P(1, fx.y), 1, P(2, ins),
+                                P(3, NULL), P(4, &plan), P(5, v));
+    jac_sparse_free(plan);
+    return status_result(st);
+}
+
 #define BIT(i) (1u << (i))
 #define CTX_ROW(name, nptr, nextra, optional)                                  \
     {                                                                          \
@@ -1204,6 +1340,19 @@ static const row rows[] = {
     FREE_ROW(program_hessian, 4, 3, BIT(2) | BIT(5) | BIT(6)),
     FREE_ROW(program_hvp, 5, 4, BIT(2) | BIT(6) | BIT(7) | BIT(8)),
     FREE_ROW(program_gradient, 2, 0, 0),
+    FREE_ROW(sparse_jacobian_plan, 3, 0, BIT(1)),
+    FREE_ROW(sparse_hessian_plan, 3, 0, BIT(1)),
+    FREE_ROW(sparse_jacobian, 4, 2, BIT(3) | BIT(5)),
+    FREE_ROW(sparse_hessian, 4, 2, BIT(2) | BIT(5)),
+    FREE_ROW(sparse_nnz, 1, 0, 0),
+    FREE_ROW(sparse_colors, 1, 0, 0),
+    FREE_ROW(sparse_method_used, 1, 0, 0),
+    FREE_ROW(sparse_dims, 3, 0, BIT(1) | BIT(2)),
+    FREE_ROW(sparse_csr, 3, 0, 0),
+    FREE_ROW(sparse_coo, 3, 0, 0),
+    FREE_ROW(sparse_free, 1, 0, BIT(0)),
+    CTX_ROW(sparse_jacobian_tape, 6, 2, BIT(3)),
+    CTX_ROW(sparse_hessian_tape, 6, 1, BIT(3)),
     FREE_ROW(save_npy, 2, 0, 0),
     FREE_ROW(write_npy, 2, 0, 0),
     CTX_ROW(load_npy, 2, 0, 0),
@@ -1442,7 +1591,18 @@ static void test_null_table_covers_every_public_function(void **state)
 /* ------------------------------------------------------------------------ */
 
 /* Rows that read none of the fixture's tensors. */
-static const char *const tensorless[] = {"jac_program_free",
+static const char *const tensorless[] = {"jac_sparse_jacobian_plan",
+                                         "jac_sparse_hessian_plan",
+                                         "jac_sparse_jacobian",
+                                         "jac_sparse_hessian",
+                                         "jac_sparse_nnz",
+                                         "jac_sparse_colors",
+                                         "jac_sparse_method_used",
+                                         "jac_sparse_dims",
+                                         "jac_sparse_csr",
+                                         "jac_sparse_coo",
+                                         "jac_sparse_free",
+                                         "jac_program_free",
                                          "jac_program_errmsg",
                                          "jac_program_count",
                                          "jac_program_shape",

@@ -242,6 +242,9 @@ typedef jac_status jac__deps_fn(jac_ctx *ctx, const jac__node *n,
  * inputs j with use[j]. */
 jac_status jac__deps_broadcast_from(jac_ctx *ctx, const jac__node *n,
                                     jac__links *L, int first);
+/* Whether the sparsity rule of op reads the values of its input j (an
+ * index): a pattern holds only for those values. */
+bool jac__deps_reads_input(int op, int j);
 jac_status jac__links_transposed(jac_ctx *ctx, const jac__node *n,
                                  jac__links *L, const int64_t *map,
                                  const bool *use);

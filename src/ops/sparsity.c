@@ -229,3 +229,11 @@ jac_status jac__deps_scatter(jac_ctx *ctx, const jac__node *n, jac__links *L)
     jac__free(ctx, map, (size_t)all * sizeof(int64_t) + 1);
     return st;
 }
+
+bool jac__deps_reads_input(int op, int j)
+{
+    if (jac__ops[op].deps == jac__deps_matmul)
+        return true; /* a constant factor's zeros */
+    return j == 1 && (jac__ops[op].deps == jac__deps_select ||
+                      jac__ops[op].deps == jac__deps_scatter);
+}

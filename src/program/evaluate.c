@@ -163,8 +163,7 @@ static void seed_ones(const jac__ws *ws, size_t k, int64_t batch,
         adjoint[i] = 1.0;
 }
 
-/* seeds, or 1 for a single one-element output when seeds is NULL. */
-static jac_status resolve_seeds(const jac_program *prog, const char *op,
+jac_status jac__program_seeds(const jac_program *prog, const char *op,
                                 const double *const *seeds,
                                 const double *const **out)
 {
@@ -207,7 +206,7 @@ static jac_status vjp_into(jac_program *prog, const char *op,
 {
     if (n > 0 && grads == NULL)
         return jac__program_fail(JAC_ERR_NULL_ARG, "%s: grads is NULL", op);
-    jac_status st = resolve_seeds(prog, op, seeds, &seeds);
+    jac_status st = jac__program_seeds(prog, op, seeds, &seeds);
     if (st != JAC_OK)
         return st;
     jac__ws *ws = take(prog, op, &st);
@@ -234,8 +233,7 @@ jac_status jac_program_vjp(jac_program *prog, const double *const *args,
                     grads);
 }
 
-/* The derived program of the kind, made on first use. */
-static jac_program *derived(jac_program *prog, int kind, jac_status *st)
+jac_program *jac__program_derived(jac_program *prog, int kind, jac_status *st)
 {
     jac_program *d = atomic_load(&prog->derived[kind]);
     if (d != NULL) {
@@ -258,9 +256,9 @@ static jac_program *derived(jac_program *prog, int kind, jac_status *st)
  * seeds or weights) when the extras are inputs, then the parameters, then
  * the extras when they are parameters; into a (ninputs + nparams +
  * noutputs entries). */
-static void derived_args(const jac_program *prog, const double *const *args,
-                         const double *const *extra, bool extra_inputs,
-                         const double **a)
+void jac__derived_args(const jac_program *prog, const double *const *args,
+                       const double *const *extra, bool extra_inputs,
+                       const double **a)
 {
     size_t at = 0;
     for (size_t i = 0; i < prog->ninputs; i++)
@@ -281,7 +279,7 @@ static void derived_args(const jac_program *prog, const double *const *args,
  * than allocated. */
 #define MAX_ARGS 64
 
-static jac_status check_arity(const jac_program *prog, const char *op)
+jac_status jac__program_arity(const jac_program *prog, const char *op)
 {
     if (prog->ninputs + prog->nparams + prog->noutputs > MAX_ARGS)
         return jac__program_fail(
@@ -300,15 +298,15 @@ jac_status jac_program_jvp(jac_program *prog, const double *const *args,
     if (prog == NULL || jvps == NULL || v == NULL || args == NULL)
         return jac__program_fail(JAC_ERR_NULL_ARG,
                                  "%s: program, args, v or jvps is NULL", op);
-    jac_status st = check_arity(prog, op);
+    jac_status st = jac__program_arity(prog, op);
     if (st != JAC_OK)
         return st;
-    jac_program *q = derived(prog, JAC__DERIVED_VJP, &st);
+    jac_program *q = jac__program_derived(prog, JAC__DERIVED_VJP, &st);
     if (q == NULL)
         return st;
     const double *a[MAX_ARGS];
     const double *none[MAX_ARGS] = {NULL};
-    derived_args(prog, args, none, true, a);
+    jac__derived_args(prog, args, none, true, a);
     /* d <g, v> / d u = J v, read at the seeds' positions. */
     st = vjp_into(q, op, a, v, NULL, prog->ninputs, prog->noutputs, jvps);
     if (st == JAC_OK && outputs != NULL)
@@ -320,7 +318,7 @@ static jac_status weights_of(const jac_program *prog, const char *op,
                              const double *const *weights,
                              const double *const **out)
 {
-    return resolve_seeds(prog, op, weights, out);
+    return jac__program_seeds(prog, op, weights, out);
 }
 
 /* The derived gradient program of prog (made on first use) in *gp, and in
@@ -331,14 +329,14 @@ static jac_status gradient_call(jac_program *prog, const char *op,
                                 const double *const *weights, const double **a,
                                 jac_program **gp)
 {
-    jac_status st = check_arity(prog, op);
+    jac_status st = jac__program_arity(prog, op);
     if (st == JAC_OK)
         st = weights_of(prog, op, weights, &weights);
     if (st != JAC_OK)
         return st;
-    if ((*gp = derived(prog, JAC__DERIVED_GRAD, &st)) == NULL)
+    if ((*gp = jac__program_derived(prog, JAC__DERIVED_GRAD, &st)) == NULL)
         return st;
-    derived_args(prog, args, weights, false, a);
+    jac__derived_args(prog, args, weights, false, a);
     return JAC_OK;
 }
 
@@ -378,11 +376,24 @@ typedef struct blocks {
     int64_t rows, chunk, nblocks;
     _Atomic int64_t next; /* the next block a thread takes */
     _Atomic int failed;
+    /* Other seeds than one-hot rows, and what becomes of each block's
+     * adjoints (jac__program_blocks); NULL for a Jacobian into dest. */
+    jac__block_seed_fn *seed;
+    jac__block_place_fn *place;
+    void *user;
 } blocks;
 
 typedef struct block_seed {
     int64_t r0, count;
+    const blocks *bl;
 } block_seed;
+
+static void seed_custom(const jac__ws *ws, size_t k, int64_t batch,
+                        double *adjoint, void *user)
+{
+    const block_seed *s = user;
+    s->bl->seed(ws, k, s->r0, batch, adjoint, s->bl->user);
+}
 
 /* Seeds of rows r0 .. r0 + count - 1: row b one-hot at global row r0 + b. */
 static void seed_rows(const jac__ws *ws, size_t k, int64_t batch,
@@ -440,9 +451,15 @@ static jac_status run_some(blocks *bl, jac__ws *ws)
         int64_t blk = atomic_fetch_add(&bl->next, 1);
         if (blk >= bl->nblocks)
             break;
-        block_seed s = {blk * bl->chunk, bl->chunk};
+        block_seed s = {blk * bl->chunk, bl->chunk, bl};
         if (s.r0 + s.count > bl->rows)
             s.count = bl->rows - s.r0;
+        if (bl->seed != NULL) {
+            st = jac__replay_backward(ws, s.count, seed_custom, &s);
+            if (st == JAC_OK)
+                bl->place(ws, s.r0, s.count, bl->user);
+            continue;
+        }
         ws->block_r0 = s.r0;
         ws->block_count = s.count;
         st = jac__replay_backward(ws, s.count, seed_rows, &s);
@@ -471,7 +488,7 @@ static void *worker_main(void *arg)
 static jac_status run_blocks(blocks *bl)
 {
     jac_program *prog = bl->prog;
-    for (size_t k = 0; k < prog->noutputs; k++)
+    for (size_t k = 0; k < prog->noutputs && bl->seed == NULL; k++)
         bl->rows += prog->outs[k].numel;
     if (bl->rows == 0)
         return JAC_OK;
@@ -557,6 +574,24 @@ static jac_status run_blocks(blocks *bl)
     return st;
 }
 
+jac_status jac__program_blocks(jac_program *prog, const char *op,
+                               const double *const *args,
+                               double *const *outputs, int64_t rows,
+                               jac__block_seed_fn *seed,
+                               jac__block_place_fn *place, void *user)
+{
+    blocks bl = {.prog = prog,
+                 .outputs = outputs,
+                 .op = op,
+                 .args = args,
+                 .threads = prog->threads,
+                 .rows = rows,
+                 .seed = seed,
+                 .place = place,
+                 .user = user};
+    return run_blocks(&bl);
+}
+
 static jac_status check_dest(const char *op, double *const *dest)
 {
     if (dest == NULL)
@@ -624,16 +659,17 @@ jac_status jac_program_jacobian(jac_program *prog, const double *const *args,
     } else {
         /* Forward: the rows of the VJP program's Jacobian in its seeds are
          * the columns of this one. */
-        st = check_arity(prog, op);
-        jac_program *q =
-            st == JAC_OK ? derived(prog, JAC__DERIVED_VJP, &st) : NULL;
+        st = jac__program_arity(prog, op);
+        jac_program *q = st == JAC_OK
+                             ? jac__program_derived(prog, JAC__DERIVED_VJP, &st)
+                             : NULL;
         if (q == NULL)
             return st;
         const double *a[MAX_ARGS];
         const double *none[MAX_ARGS] = {NULL};
         if (args == NULL)
             return jac__program_fail(JAC_ERR_NULL_ARG, "%s: args is NULL", op);
-        derived_args(prog, args, none, true, a);
+        jac__derived_args(prog, args, none, true, a);
         blocks bl = {.prog = q,
                      .op = op,
                      .args = a,

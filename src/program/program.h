@@ -161,6 +161,15 @@ jac_status jac__program_compile(jac_ctx *ctx, const char *op, size_t noutputs,
                                 jac_tensor *const *outputs, unsigned flags,
                                 jac_program **result);
 
+/* Compiles the graph of ctx's dynamic tape from inputs (which must
+ * require gradients) to outputs into a new program: the dynamic
+ * recording as a program of its own, for the sparse drivers. */
+jac_status jac__program_compile_tape(jac_ctx *ctx, const char *op,
+                                     size_t noutputs,
+                                     jac_tensor *const *outputs, size_t ninputs,
+                                     jac_tensor *const *inputs,
+                                     jac_program **result);
+
 /* ------------------------------------------------------------------------ */
 /* Replay (replay.c)                                                        */
 /* ------------------------------------------------------------------------ */
@@ -225,6 +234,39 @@ jac_status jac__replay_backward(jac__ws *ws, int64_t batch,
 const double *jac__replay_adjoint(const jac__ws *ws, size_t i, int64_t batch);
 /* The values of output k after a forward sweep. */
 const double *jac__replay_output(const jac__ws *ws, size_t k);
+
+/* Reverse sweeps of prog at args in blocks of seeds, on the program's
+ * threads (evaluate.c): rows seeds in all; seed writes seeds r0 .. r0 +
+ * batch - 1 into output k's adjoint (batch rows of its numel); place then
+ * reads the inputs' adjoints (jac__replay_adjoint). outputs, when not
+ * NULL, receive the program's values. Hooks run on several threads at
+ * once, each block once. */
+typedef void jac__block_seed_fn(const jac__ws *ws, size_t k, int64_t r0,
+                                int64_t batch, double *adjoint, void *user);
+typedef void jac__block_place_fn(const jac__ws *ws, int64_t r0, int64_t batch,
+                                 void *user);
+jac_status jac__program_blocks(jac_program *prog, const char *op,
+                               const double *const *args,
+                               double *const *outputs, int64_t rows,
+                               jac__block_seed_fn *seed,
+                               jac__block_place_fn *place, void *user);
+/* The derived program of the kind (JAC__DERIVED_*), made on first use and
+ * kept; NULL with *st on error (evaluate.c). */
+jac_program *jac__program_derived(jac_program *prog, int kind, jac_status *st);
+/* Arguments of a derived program for args and extra (seeds or weights of
+ * each output; NULL entries are zeros), into a (evaluate.c). */
+void jac__derived_args(const jac_program *prog, const double *const *args,
+                       const double *const *extra, bool extra_inputs,
+                       const double **a);
+
+/* seeds, or 1 for a single one-element output when seeds is NULL (an
+ * error naming op otherwise), into *out. */
+jac_status jac__program_seeds(const jac_program *prog, const char *op,
+                              const double *const *seeds,
+                              const double *const **out);
+/* JAC_OK, or an error naming op when the arguments and outputs of a
+ * derived evaluation are more than its argument list holds (64). */
+jac_status jac__program_arity(const jac_program *prog, const char *op);
 
 /* Builds prog's ops on ctx from tensors args (inputs then parameters),
  * recording them as ops do: outputs[k] receives output k (a tensor of

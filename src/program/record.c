@@ -544,6 +544,7 @@ static jac_status emit(compiler *c, jac_program *prog)
         memset(top, 0, sizeof *top);
         in->op = JAC__TENSOR_INSTR;
         in->a = (uint32_t)itop++;
+        in->b = 0; /* unused: every byte of the code is set */
         top->op = n->op;
         top->nin = n->nin;
         top->p = n->p;
@@ -895,6 +896,34 @@ jac_status jac__program_compile(jac_ctx *ctx, const char *op, size_t noutputs,
     }
     *result = prog;
     return JAC_OK;
+}
+
+jac_status jac__program_compile_tape(jac_ctx *ctx, const char *op,
+                                     size_t noutputs,
+                                     jac_tensor *const *outputs, size_t ninputs,
+                                     jac_tensor *const *inputs,
+                                     jac_program **result)
+{
+    for (size_t i = 0; inputs != NULL && i < ninputs; i++)
+        if (jac__check_named(ctx, op, inputs[i], "input", i) != JAC_OK)
+            return ctx->status;
+        else if (!inputs[i]->requires_grad)
+            return jac__error(ctx, JAC_ERR_NO_GRAD,
+                              "%s: input %zu does not require gradients", op,
+                              i);
+    jac_status st = begin_unguarded(ctx, ninputs, inputs, 0, NULL, ctx->depth);
+    if (st != JAC_OK)
+        return st;
+    /* The whole tape, as it was recorded: no op before a begin to refuse,
+     * and the dynamic recording's constants and reads are what they were
+     * at this point, which is the only point this program describes. */
+    ctx->section.open = false;
+    ctx->section.start = 0;
+    ctx->section.start_seq = UINT64_MAX;
+    st = jac__program_compile(ctx, op, noutputs, outputs, JAC_PROGRAM_READS_OK,
+                              result);
+    jac__section_close(ctx);
+    return st;
 }
 
 /* ------------------------------------------------------------------------ */

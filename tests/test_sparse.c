@@ -1,0 +1,743 @@
+/*
+ * Sparse Jacobians and Hessians: for every row of the op table the
+ * pattern holds every entry that is non-zero in the dense Jacobian and
+ * Hessian at several points, and the sparse values equal the dense ones;
+ * on the benchmark problems the pattern is exact and the colours minimal;
+ * every method, triangle and export agrees; plans reused at new points
+ * agree with fresh ones.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "op_rows.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+OP_ROWS_TABLE
+
+typedef struct shaped {
+    int ndim;
+    int64_t shape[JAC_MAX_DIMS];
+    int64_t numel;
+} shaped;
+
+static void parse_shapes(const op_row *r, shaped *s)
+{
+    const char *p = r->shapes;
+    for (int k = 0; k < r->nin; k++) {
+        s[k].ndim = 0;
+        while (*p == ' ')
+            p++;
+        if (*p == '-') {
+            p++;
+        } else {
+            while (*p >= '0' && *p <= '9') {
+                s[k].shape[s[k].ndim++] = strtoll(p, (char **)&p, 10);
+                if (*p == ',')
+                    p++;
+            }
+        }
+        s[k].numel = 1;
+        for (int i = 0; i < s[k].ndim; i++)
+            s[k].numel *= s[k].shape[i];
+    }
+}
+
+static void point_values(const op_row *r, int k, int point, int64_t n,
+                         double *v)
+{
+    for (int64_t i = 0; i < n; i++)
+        v[i] =
+            r->lo +
+            (r->hi - r->lo) *
+                (0.5 + 0.45 * sin(1.1 * (double)i + 0.37 * (double)(i * i) +
+                                  1.9 * (double)k + 0.7 + 2.9 * (double)point));
+}
+
+/* Whether (r, c) is in the plan's structure (COO, 64-bit, 0-based). */
+typedef struct structure {
+    int64_t nnz, rows, cols;
+    int64_t *r, *c;
+    int64_t *slot; /* dense: index of the entry or -1 */
+} structure;
+
+static void structure_of(const jac_sparse *plan, structure *s)
+{
+    s->nnz = jac_sparse_nnz(plan);
+    jac_sparse_dims(plan, &s->rows, &s->cols);
+    s->r = malloc((size_t)s->nnz * sizeof(int64_t) + 8);
+    s->c = malloc((size_t)s->nnz * sizeof(int64_t) + 8);
+    s->slot = malloc((size_t)(s->rows * s->cols) * sizeof(int64_t) + 8);
+    assert_int_equal(jac_sparse_coo(plan, JAC_INDEX_INT64, s->r, s->c), JAC_OK);
+    for (int64_t t = 0; t < s->rows * s->cols; t++)
+        s->slot[t] = -1;
+    for (int64_t k = 0; k < s->nnz; k++) {
+        assert_true(s->r[k] >= 0 && s->r[k] < s->rows);
+        assert_true(s->c[k] >= 0 && s->c[k] < s->cols);
+        assert_int_equal(s->slot[s->r[k] * s->cols + s->c[k]], -1);
+        s->slot[s->r[k] * s->cols + s->c[k]] = k;
+    }
+}
+
+static void structure_free(structure *s)
+{
+    free(s->r);
+    free(s->c);
+    free(s->slot);
+}
+
+static bool close_to(double a, double b, double scale)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    return fabs(a - b) <= 1e-12 * (fabs(a) + fabs(b) + scale);
+}
+
+/* Every non-zero of dense (rows x cols) lies in the structure (in the lower
+ * triangle, for one), and values equal dense there. */
+static void assert_matches_dense(const char *label, const char *what,
+                                 const structure *s, const double *values,
+                                 const double *dense, jac_triangle tri)
+{
+    double scale = 0.0;
+    for (int64_t t = 0; t < s->rows * s->cols; t++)
+        if (isfinite(dense[t]) && fabs(dense[t]) > scale)
+            scale = fabs(dense[t]);
+    for (int64_t i = 0; i < s->rows; i++)
+        for (int64_t j = 0; j < s->cols; j++) {
+            if ((tri == JAC_TRIANGLE_LOWER && j > i) ||
+                (tri == JAC_TRIANGLE_UPPER && j < i))
+                continue;
+            double d = dense[i * s->cols + j];
+            int64_t k = s->slot[i * s->cols + j];
+            if (k < 0 && d != 0.0) {
+                print_error("%s: %s entry (%lld, %lld) = %.17g is not in the "
+                            "pattern\n",
+                            label, what, (long long)i, (long long)j, d);
+                fail();
+            }
+            if (k >= 0 && !close_to(values[k], d, scale)) {
+                print_error("%s: %s entry (%lld, %lld): sparse %.17g, dense "
+                            "%.17g\n",
+                            label, what, (long long)i, (long long)j, values[k],
+                            d);
+                fail();
+            }
+        }
+}
+
+/* Every row: recorded at point 0; at points 1 to 3 the sparse Jacobian and
+ * the sparse Hessian of <w, y> hold the dense ones. */
+static void test_rows_patterns_hold(void **state)
+{
+    (void)state;
+    for (size_t ri = 0; ri < TU_COUNT(op_rows_table); ri++) {
+        const op_row *r = &op_rows_table[ri];
+        jac_ctx *ctx = jac_ctx_new();
+        assert_non_null(ctx);
+        shaped s[4];
+        parse_shapes(r, s);
+        jac_tensor *in[4];
+        double vals[4][64];
+        int64_t n = 0;
+        for (int k = 0; k < r->nin; k++) {
+            point_values(r, k, 0, s[k].numel, vals[k]);
+            in[k] = jac_tensor_new(ctx, s[k].ndim, s[k].shape, vals[k]);
+            n += s[k].numel;
+        }
+        jac_program *prog = NULL;
+        if (jac_program_record(ctx, op_rows_run, (void *)r, (size_t)r->nin, in,
+                               0, NULL, 1, 0, &prog) != JAC_OK) {
+            print_error("%s: record: %s\n", r->label, jac_errmsg(ctx));
+            fail();
+        }
+        int64_t m;
+        assert_true(jac_program_shape(prog, 'o', 0, NULL, &m) >= 0);
+        jac_sparse *jp = NULL, *hp = NULL;
+        if (jac_sparse_jacobian_plan(prog, NULL, &jp) != JAC_OK ||
+            jac_sparse_hessian_plan(prog, NULL, &hp) != JAC_OK) {
+            print_error("%s: plan: %s\n", r->label, jac_program_errmsg());
+            fail();
+        }
+        structure sj, sh;
+        structure_of(jp, &sj);
+        structure_of(hp, &sh);
+        assert_int_equal(sj.rows, m);
+        assert_int_equal(sj.cols, n);
+        assert_int_equal(sh.rows, n);
+        double *J = malloc((size_t)(m * n) * sizeof(double) + 8);
+        double *H = malloc((size_t)(n * n) * sizeof(double) + 8);
+        double *jv = malloc((size_t)sj.nnz * sizeof(double) + 8);
+        double *hv = malloc((size_t)sh.nnz * sizeof(double) + 8);
+        double *w = malloc((size_t)m * sizeof(double) + 8);
+        for (int64_t i = 0; i < m; i++)
+            w[i] = 0.75 + 0.5 * sin(2.1 * (double)i + 0.4);
+        for (int point = 1; point <= 3; point++) {
+            const double *args[4];
+            double *Jk[4], *Hk[16];
+            int64_t at = 0;
+            for (int k = 0; k < r->nin; k++) {
+                point_values(r, k, point, s[k].numel, vals[k]);
+                args[k] = vals[k];
+            }
+            /* The dense Jacobian in blocks (output, input k), then as one
+             * m x n matrix. */
+            double *blk = malloc((size_t)(m * n) * sizeof(double) + 8);
+            for (int k = 0; k < r->nin; k++) {
+                Jk[k] = blk + m * at;
+                at += s[k].numel;
+            }
+            tu_assert_ok(NULL, jac_program_jacobian(prog, args, NULL, Jk));
+            for (int64_t i = 0; i < m; i++)
+                for (int k = 0, c0 = 0; k < r->nin; c0 += (int)s[k++].numel)
+                    for (int64_t c = 0; c < s[k].numel; c++)
+                        J[i * n + c0 + c] = Jk[k][i * s[k].numel + c];
+            double *hblk = malloc((size_t)(n * n) * sizeof(double) + 8);
+            at = 0;
+            for (int a = 0; a < r->nin; a++)
+                for (int b = 0; b < r->nin; b++) {
+                    Hk[a * r->nin + b] = hblk + at;
+                    at += s[a].numel * s[b].numel;
+                }
+            const double *wk[1] = {w};
+            tu_assert_ok(NULL, jac_program_hessian(prog, args, wk, Hk));
+            for (int a = 0, r0 = 0; a < r->nin; r0 += (int)s[a++].numel)
+                for (int b = 0, c0 = 0; b < r->nin; c0 += (int)s[b++].numel)
+                    for (int64_t i = 0; i < s[a].numel; i++)
+                        for (int64_t j = 0; j < s[b].numel; j++)
+                            H[(r0 + i) * n + c0 + j] =
+                                Hk[a * r->nin + b][i * s[b].numel + j];
+            free(blk);
+            free(hblk);
+            tu_assert_ok(NULL, jac_sparse_jacobian(jp, args, jv, NULL));
+            assert_matches_dense(r->label, "Jacobian", &sj, jv, J,
+                                 JAC_TRIANGLE_FULL);
+            tu_assert_ok(NULL, jac_sparse_hessian(hp, args, wk, hv));
+            assert_matches_dense(r->label, "Hessian", &sh, hv, H,
+                                 JAC_TRIANGLE_FULL);
+        }
+        structure_free(&sj);
+        structure_free(&sh);
+        free(J);
+        free(H);
+        free(jv);
+        free(hv);
+        free(w);
+        jac_sparse_free(jp);
+        jac_sparse_free(hp);
+        jac_program_free(prog);
+        jac_ctx_free(ctx);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The benchmark problems: exact patterns, minimal colours                  */
+/* ------------------------------------------------------------------------ */
+
+static jac_tensor *grid_slice(jac_ctx *ctx, jac_tensor *p, int64_t r0,
+                              int64_t r1, int64_t c0, int64_t c1)
+{
+    return jac_slice(ctx, jac_slice(ctx, p, 0, r0, r1, 1), 1, c0, c1, 1);
+}
+
+/* P6: F = (4u - neighbours) / h^2 - lambda exp(u) on an N x N grid. */
+static jac_status bratu(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                        void *user)
+{
+    int64_t N = *(const int64_t *)user;
+    double h = 1.0 / (double)(N + 1);
+    jac_tensor *u = in[0];
+    jac_tensor *p =
+        jac_pad(ctx, u, (const int64_t[]){1, 1}, (const int64_t[]){1, 1});
+    jac_tensor *f = jac_mul_scalar(ctx, u, 4.0);
+    f = jac_sub(ctx, f, grid_slice(ctx, p, 0, N, 1, N + 1));
+    f = jac_sub(ctx, f, grid_slice(ctx, p, 2, N + 2, 1, N + 1));
+    f = jac_sub(ctx, f, grid_slice(ctx, p, 1, N + 1, 0, N));
+    f = jac_sub(ctx, f, grid_slice(ctx, p, 1, N + 1, 2, N + 2));
+    out[0] = jac_sub(ctx, jac_div_scalar(ctx, f, h * h),
+                     jac_mul_scalar(ctx, jac_exp(ctx, u), 6.0));
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* P7: the energy whose gradient is P6's F. */
+static jac_status energy(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                         void *user)
+{
+    int64_t N = *(const int64_t *)user;
+    double h = 1.0 / (double)(N + 1);
+    jac_tensor *u = in[0];
+    jac_tensor *p =
+        jac_pad(ctx, u, (const int64_t[]){1, 1}, (const int64_t[]){1, 1});
+    jac_tensor *dx = jac_sub(ctx, grid_slice(ctx, p, 1, N + 2, 1, N + 1),
+                             grid_slice(ctx, p, 0, N + 1, 1, N + 1));
+    jac_tensor *dy = jac_sub(ctx, grid_slice(ctx, p, 1, N + 1, 1, N + 2),
+                             grid_slice(ctx, p, 1, N + 1, 0, N + 1));
+    jac_tensor *e = jac_add(ctx, jac_sum(ctx, jac_square(ctx, dx)),
+                            jac_sum(ctx, jac_square(ctx, dy)));
+    e = jac_div_scalar(ctx, e, 2.0 * h * h);
+    out[0] = jac_sub(ctx, e,
+                     jac_mul_scalar(ctx, jac_sum(ctx, jac_exp(ctx, u)), 6.0));
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* P7: Rosenbrock, sum 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2. */
+static jac_status rosenbrock(jac_ctx *ctx, jac_tensor *const *in,
+                             jac_tensor **out, void *user)
+{
+    int64_t n = *(const int64_t *)user;
+    jac_tensor *a = jac_slice(ctx, in[0], 0, 0, n - 1, 1);
+    jac_tensor *b = jac_slice(ctx, in[0], 0, 1, n, 1);
+    jac_tensor *t = jac_sub(ctx, b, jac_square(ctx, a));
+    jac_tensor *f = jac_add(ctx, jac_mul_scalar(ctx, jac_square(ctx, t), 100.0),
+                            jac_square(ctx, jac_rsub_scalar(ctx, 1.0, a)));
+    out[0] = jac_sum(ctx, f);
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+static jac_program *record_grid(jac_ctx *ctx, jac_fn fn, int64_t *N, int ndim,
+                                double *u)
+{
+    int64_t n = ndim == 2 ? *N * *N : *N;
+    for (int64_t k = 0; k < n; k++)
+        u[k] = ndim == 2 ? 0.1 * sin(0.3 * (double)k + 0.7)
+                         : 0.5 * sin(0.3 * (double)k + 0.7);
+    int64_t shape[2] = {*N, *N};
+    jac_tensor *x = jac_tensor_new(ctx, ndim, ndim == 2 ? shape : N, u);
+    jac_program *prog = NULL;
+    tu_assert_ok(ctx,
+                 jac_program_record(ctx, fn, N, 1, &x, 0, NULL, 1, 0, &prog));
+    return prog;
+}
+
+/* The closed-form value of P6's J (= P7 energy's Hessian) at (k, l). */
+static double bratu_entry(int64_t N, const double *u, int64_t k, int64_t l)
+{
+    double h2 = 1.0 / ((double)(N + 1) * (double)(N + 1));
+    if (k == l)
+        return 4.0 / h2 - 6.0 * exp(u[k]);
+    return -1.0 / h2;
+}
+
+static void test_bratu_exact(void **state)
+{
+    (void)state;
+    int64_t N = 12, n = N * N;
+    jac_ctx *ctx = jac_ctx_new();
+    double *u = malloc((size_t)n * sizeof(double));
+    jac_program *f = record_grid(ctx, bratu, &N, 2, u);
+    jac_program *e = record_grid(ctx, energy, &N, 2, u);
+    jac_sparse *jp, *hp;
+    tu_assert_ok(NULL, jac_sparse_jacobian_plan(f, NULL, &jp));
+    tu_assert_ok(NULL, jac_sparse_hessian_plan(e, NULL, &hp));
+    assert_int_equal(jac_sparse_nnz(jp), 5 * n - 4 * N);
+    assert_int_equal(jac_sparse_nnz(hp), 5 * n - 4 * N);
+    assert_int_equal(jac_sparse_colors(jp), 5);
+    assert_int_equal(jac_sparse_colors(hp), 5);
+    double *jv = malloc((size_t)(5 * n) * sizeof(double));
+    double *hv = malloc((size_t)(5 * n) * sizeof(double));
+    int64_t *r = malloc((size_t)(5 * n) * sizeof(int64_t));
+    int64_t *c = malloc((size_t)(5 * n) * sizeof(int64_t));
+    const double *args[1] = {u};
+    tu_assert_ok(NULL, jac_sparse_jacobian(jp, args, jv, NULL));
+    tu_assert_ok(NULL, jac_sparse_hessian(hp, args, NULL, hv));
+    tu_assert_ok(NULL, jac_sparse_coo(jp, JAC_INDEX_INT64, r, c));
+    for (int64_t k = 0; k < jac_sparse_nnz(jp); k++) {
+        int64_t di = r[k] / N - c[k] / N, dj = r[k] % N - c[k] % N;
+        assert_true(labs((long)di) + labs((long)dj) <= 1);
+        double want = bratu_entry(N, u, r[k], c[k]);
+        assert_true(fabs(jv[k] - want) <= 1e-12 * fabs(want));
+        assert_true(fabs(hv[k] - want) <= 1e-9 * fabs(want));
+    }
+    jac_sparse_free(jp);
+    jac_sparse_free(hp);
+    jac_program_free(f);
+    jac_program_free(e);
+    free(u);
+    free(jv);
+    free(hv);
+    free(r);
+    free(c);
+    jac_ctx_free(ctx);
+}
+
+static void test_rosenbrock_exact(void **state)
+{
+    (void)state;
+    int64_t n = 512;
+    jac_ctx *ctx = jac_ctx_new();
+    double *x = malloc((size_t)n * sizeof(double));
+    jac_program *f = record_grid(ctx, rosenbrock, &n, 1, x);
+    jac_sparse_opts o = {.triangle = JAC_TRIANGLE_LOWER};
+    jac_sparse *hp;
+    tu_assert_ok(NULL, jac_sparse_hessian_plan(f, &o, &hp));
+    assert_int_equal(jac_sparse_nnz(hp), 2 * n - 1);
+    assert_int_equal(jac_sparse_colors(hp), 3);
+    double *v = malloc((size_t)(2 * n) * sizeof(double));
+    int64_t *r = malloc((size_t)(2 * n) * sizeof(int64_t));
+    int64_t *c = malloc((size_t)(2 * n) * sizeof(int64_t));
+    const double *args[1] = {x};
+    tu_assert_ok(NULL, jac_sparse_hessian(hp, args, NULL, v));
+    tu_assert_ok(NULL, jac_sparse_coo(hp, JAC_INDEX_INT64, r, c));
+    for (int64_t k = 0; k < 2 * n - 1; k++) {
+        int64_t i = r[k], j = c[k];
+        double want;
+        if (i == j)
+            want = i == n - 1 ? 200.0
+                              : 1200.0 * x[i] * x[i] - 400.0 * x[i + 1] + 2.0 +
+                                    (i >= 1 ? 200.0 : 0.0);
+        else
+            want = -400.0 * x[j];
+        assert_true(i - j == 0 || i - j == 1);
+        assert_true(fabs(v[k] - want) <= 1e-12 * (fabs(want) + 1.0));
+    }
+    jac_sparse_free(hp);
+    jac_program_free(f);
+    free(x);
+    free(v);
+    free(r);
+    free(c);
+    jac_ctx_free(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Methods, triangles and exports agree                                     */
+/* ------------------------------------------------------------------------ */
+
+/* An arrow: y_0 = sum(x), y_i = x_i * x_0 + x_i^3 (one dense row, one
+ * dense column), and a scalar with a dense row and column in its Hessian. */
+static jac_status arrow(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                        void *user)
+{
+    int64_t n = *(const int64_t *)user;
+    jac_tensor *x = in[0];
+    jac_tensor *x0 = jac_slice(ctx, x, 0, 0, 1, 1);
+    jac_tensor *rest = jac_slice(ctx, x, 0, 1, n, 1);
+    jac_tensor *y =
+        jac_add(ctx, jac_mul(ctx, rest, x0), jac_pow_scalar(ctx, rest, 3.0));
+    out[0] = jac_concat(
+        ctx, 2,
+        (jac_tensor *const[]){
+            jac_reshape(ctx, jac_sum(ctx, x), 1, (const int64_t[]){1}), y},
+        0);
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+static jac_status arrow_sum(jac_ctx *ctx, jac_tensor *const *in,
+                            jac_tensor **out, void *user)
+{
+    jac_tensor *y;
+    jac_status st = arrow(ctx, in, &y, user);
+    out[0] = st == JAC_OK
+                 ? jac_add(ctx, jac_sum(ctx, y),
+                           jac_sum(ctx, jac_pow_scalar(ctx, in[0], 4.0)))
+                 : NULL;
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* Values of a plan as a dense matrix (a triangle mirrored). */
+static void to_dense(const jac_sparse *plan, const double *v, double *D)
+{
+    structure s;
+    structure_of(plan, &s);
+    memset(D, 0, (size_t)(s.rows * s.cols) * sizeof(double));
+    for (int64_t k = 0; k < s.nnz; k++) {
+        D[s.r[k] * s.cols + s.c[k]] = v[k];
+        D[s.c[k] * s.cols + s.r[k]] =
+            s.rows == s.cols && D[s.c[k] * s.cols + s.r[k]] == 0.0
+                ? v[k]
+                : D[s.c[k] * s.cols + s.r[k]];
+    }
+    structure_free(&s);
+}
+
+static void test_methods_agree(void **state)
+{
+    (void)state;
+    int64_t n = 9;
+    jac_ctx *ctx = jac_ctx_new();
+    double x[9];
+    for (int64_t i = 0; i < n; i++)
+        x[i] = 0.3 + 0.1 * (double)i;
+    jac_tensor *t = jac_tensor_new(ctx, 1, &n, x);
+    jac_program *f = NULL, *g = NULL;
+    tu_assert_ok(ctx,
+                 jac_program_record(ctx, arrow, &n, 1, &t, 0, NULL, 1, 0, &f));
+    tu_assert_ok(
+        ctx, jac_program_record(ctx, arrow_sum, &n, 1, &t, 0, NULL, 1, 0, &g));
+    const double *args[1] = {x};
+    double ref[81], D[81], v[81];
+    double *Jk[1] = {ref};
+    tu_assert_ok(NULL, jac_program_jacobian(f, args, NULL, Jk));
+    jac_sparse_method jm[3] = {JAC_SPARSE_AUTO, JAC_SPARSE_FORWARD,
+                               JAC_SPARSE_REVERSE};
+    for (int m = 0; m < 3; m++)
+        for (int bycol = 0; bycol < 2; bycol++)
+            for (int order = 0; order <= JAC_ORDER_INCIDENCE_DEGREE; order++) {
+                jac_sparse_opts o = {.method = jm[m],
+                                     .order = (jac_color_order)order,
+                                     .by_columns = bycol != 0};
+                jac_sparse *p;
+                tu_assert_ok(NULL, jac_sparse_jacobian_plan(f, &o, &p));
+                assert_int_equal(jac_sparse_nnz(p), 3 * n - 2);
+                if (jm[m] != JAC_SPARSE_AUTO)
+                    assert_int_equal(jac_sparse_method_used(p), jm[m]);
+                double y[9];
+                double *outs[1] = {y};
+                tu_assert_ok(NULL, jac_sparse_jacobian(p, args, v, outs));
+                assert_true(fabs(y[0] - 6.3) < 1e-12);
+                structure s;
+                structure_of(p, &s);
+                memset(D, 0, sizeof D);
+                for (int64_t k = 0; k < s.nnz; k++)
+                    D[s.r[k] * n + s.c[k]] = v[k];
+                for (int64_t k = 0; k < n * n; k++)
+                    assert_true(fabs(D[k] - ref[k]) <=
+                                1e-12 * (1 + fabs(ref[k])));
+                structure_free(&s);
+                jac_sparse_free(p);
+            }
+    double *Hk[1] = {ref};
+    tu_assert_ok(NULL, jac_program_hessian(g, args, NULL, Hk));
+    jac_sparse_method hm[3] = {JAC_SPARSE_AUTO, JAC_SPARSE_STAR,
+                               JAC_SPARSE_ACYCLIC};
+    for (int m = 0; m < 3; m++)
+        for (int tri = 0; tri <= JAC_TRIANGLE_UPPER; tri++)
+            for (int bycol = 0; bycol < 2; bycol++) {
+                jac_sparse_opts o = {.method = hm[m],
+                                     .triangle = (jac_triangle)tri,
+                                     .by_columns = bycol != 0};
+                jac_sparse *p;
+                tu_assert_ok(NULL, jac_sparse_hessian_plan(g, &o, &p));
+                assert_int_equal(jac_sparse_nnz(p), tri == JAC_TRIANGLE_FULL
+                                                        ? 3 * n - 2
+                                                        : 2 * n - 1);
+                tu_assert_ok(NULL, jac_sparse_hessian(p, args, NULL, v));
+                to_dense(p, v, D);
+                for (int64_t k = 0; k < n * n; k++)
+                    assert_true(fabs(D[k] - ref[k]) <=
+                                1e-10 * (1 + fabs(ref[k])));
+                jac_sparse_free(p);
+            }
+    jac_program_free(f);
+    jac_program_free(g);
+    jac_ctx_free(ctx);
+}
+
+/* CSR (and CSC for by_columns) in every index flavour describe the same
+ * entries as the coordinates. */
+static void test_exports(void **state)
+{
+    (void)state;
+    int64_t n = 9;
+    jac_ctx *ctx = jac_ctx_new();
+    double x[9] = {0};
+    jac_tensor *t = jac_tensor_new(ctx, 1, &n, x);
+    jac_program *f = NULL;
+    tu_assert_ok(ctx,
+                 jac_program_record(ctx, arrow, &n, 1, &t, 0, NULL, 1, 0, &f));
+    for (int bycol = 0; bycol < 2; bycol++) {
+        jac_sparse_opts o = {.by_columns = bycol != 0};
+        jac_sparse *p;
+        tu_assert_ok(NULL, jac_sparse_jacobian_plan(f, &o, &p));
+        int64_t nnz = jac_sparse_nnz(p), r[32], c[32];
+        tu_assert_ok(NULL, jac_sparse_coo(p, JAC_INDEX_INT64, r, c));
+        for (unsigned flags = 0; flags < 4; flags++) {
+            int64_t p64[32], i64[32], cr[32], cc[32];
+            int32_t p32[32], i32[32];
+            bool wide = flags & JAC_INDEX_INT64;
+            int64_t base = (flags & JAC_INDEX_ONE_BASED) ? 1 : 0;
+            tu_assert_ok(
+                NULL, jac_sparse_csr(p, flags, wide ? (void *)p64 : (void *)p32,
+                                     wide ? (void *)i64 : (void *)i32));
+            tu_assert_ok(NULL, jac_sparse_coo(p, flags,
+                                              wide ? (void *)cr : (void *)p32,
+                                              wide ? (void *)cc : (void *)i32));
+            if (!wide)
+                for (int64_t k = 0; k < nnz; k++) {
+                    cr[k] = p32[k];
+                    cc[k] = i32[k];
+                }
+            for (int64_t k = 0; k < nnz; k++) {
+                assert_int_equal(cr[k], r[k] + base);
+                assert_int_equal(cc[k], c[k] + base);
+            }
+            tu_assert_ok(
+                NULL, jac_sparse_csr(p, flags, wide ? (void *)p64 : (void *)p32,
+                                     wide ? (void *)i64 : (void *)i32));
+            for (int64_t maj = 0, k = 0; maj < n; maj++) {
+                int64_t lo = wide ? p64[maj] : p32[maj];
+                int64_t hi = wide ? p64[maj + 1] : p32[maj + 1];
+                assert_int_equal(lo - base, k);
+                for (; k < hi - base; k++) {
+                    int64_t minor = wide ? i64[k] : i32[k];
+                    assert_int_equal(bycol ? c[k] : r[k], maj);
+                    assert_int_equal(minor - base, bycol ? r[k] : c[k]);
+                }
+            }
+        }
+        jac_sparse_free(p);
+    }
+    jac_program_free(f);
+    jac_ctx_free(ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Plans reused                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* A plan of a dynamic recording serves a new recording of the same code at
+ * another point, and agrees with the program's plan there; a recording of
+ * other code is refused. */
+static void test_tape_plans(void **state)
+{
+    (void)state;
+    int64_t N = 6, n = N * N;
+    jac_ctx *ctx = jac_ctx_new();
+    double u[36], v1[180], v2[180];
+    jac_program *f = record_grid(ctx, bratu, &N, 2, u);
+    jac_sparse *pp, *tp = NULL, *hp = NULL;
+    tu_assert_ok(NULL, jac_sparse_jacobian_plan(f, NULL, &pp));
+    int64_t nnz = jac_sparse_nnz(pp), shape[2] = {N, N};
+    for (int point = 0; point < 3; point++) {
+        for (int64_t k = 0; k < n; k++)
+            u[k] = 0.2 * cos(0.7 * (double)k + (double)point);
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *x = jac_tensor_new(ctx, 2, shape, u), *y = NULL;
+        jac_set_requires_grad(x, true);
+        tu_assert_ok(ctx, bratu(ctx, &x, &y, &N));
+        tu_assert_ok(
+            ctx, jac_sparse_jacobian_tape(ctx, 1, &y, 1, &x, NULL, &tp, v1));
+        assert_int_equal(jac_sparse_nnz(tp), nnz);
+        const double *args[1] = {u};
+        tu_assert_ok(NULL, jac_sparse_jacobian(pp, args, v2, NULL));
+        for (int64_t k = 0; k < nnz; k++)
+            assert_true(v1[k] == v2[k]);
+        /* The energy's Hessian through the tape, against the Jacobian. */
+        jac_tensor *e = NULL;
+        tu_assert_ok(ctx, energy(ctx, &x, &e, &N));
+        tu_assert_ok(ctx,
+                     jac_sparse_hessian_tape(ctx, e, 1, &x, NULL, &hp, v1));
+        for (int64_t k = 0; k < nnz; k++)
+            assert_true(fabs(v1[k] - v2[k]) <= 1e-9 * fabs(v2[k]));
+        jac_scope_end(ctx, mark, NULL, 0);
+    }
+    /* Other code on the same shapes: refused, the plan left as it was. */
+    jac_tensor *x = jac_tensor_new(ctx, 2, shape, u);
+    jac_set_requires_grad(x, true);
+    jac_tensor *y = jac_exp(ctx, x);
+    assert_int_equal(jac_sparse_jacobian_tape(ctx, 1, &y, 1, &x, NULL, &tp, v1),
+                     JAC_ERR_STATE);
+    assert_non_null(strstr(jac_errmsg(ctx), "not the one the plan was made"));
+    jac_clear_error(ctx);
+    /* A program's plan is not a tape plan. */
+    assert_int_equal(jac_sparse_jacobian_tape(ctx, 1, &y, 1, &x, NULL, &pp, v1),
+                     JAC_ERR_VALUE);
+    jac_clear_error(ctx);
+    jac_sparse_free(tp);
+    jac_sparse_free(hp);
+    jac_sparse_free(pp);
+    jac_program_free(f);
+    jac_ctx_free(ctx);
+}
+
+/* A branch counts both sides; a plan made at one side serves the other. */
+static jac_status branch(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
+                         void *user)
+{
+    (void)user;
+    jac_tensor *a = jac_slice(ctx, in[0], 0, 0, 2, 1);
+    jac_tensor *b = jac_slice(ctx, in[0], 0, 2, 4, 1);
+    out[0] =
+        jac_where(ctx, jac_gt(ctx, a, b), jac_sin(ctx, a), jac_mul(ctx, b, b));
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+static void test_branch_both_sides(void **state)
+{
+    (void)state;
+    jac_ctx *ctx = jac_ctx_new();
+    int64_t n = 4;
+    double x[4] = {1.0, 1.0, 0.0, 0.0};
+    jac_tensor *t = jac_tensor_new(ctx, 1, &n, x);
+    jac_program *f = NULL;
+    tu_assert_ok(
+        ctx, jac_program_record(ctx, branch, NULL, 1, &t, 0, NULL, 1, 0, &f));
+    jac_sparse *p, *h;
+    tu_assert_ok(NULL, jac_sparse_jacobian_plan(f, NULL, &p));
+    assert_int_equal(jac_sparse_nnz(p), 4);
+    jac_sparse_opts lower = {.triangle = JAC_TRIANGLE_LOWER};
+    tu_assert_ok(NULL, jac_sparse_hessian_plan(f, &lower, &h));
+    assert_int_equal(jac_sparse_nnz(h), 4);
+    double v[4], w[2] = {1.0, 1.0};
+    const double *ws[1] = {w};
+    double y[4] = {0.0, 0.0, 2.0, 3.0}; /* the other side */
+    const double *args[1] = {y};
+    tu_assert_ok(NULL, jac_sparse_jacobian(p, args, v, NULL));
+    int64_t r[4], c[4];
+    tu_assert_ok(NULL, jac_sparse_coo(p, JAC_INDEX_INT64, r, c));
+    for (int k = 0; k < 4; k++)
+        assert_true(c[k] < 2 ? v[k] == 0.0 : v[k] == 2.0 * y[c[k]]);
+    tu_assert_ok(NULL, jac_sparse_hessian(h, args, ws, v));
+    tu_assert_ok(NULL, jac_sparse_coo(h, JAC_INDEX_INT64, r, c));
+    for (int k = 0; k < 4; k++)
+        assert_true(r[k] < 2 ? v[k] == 0.0 : v[k] == 2.0);
+    jac_sparse_free(p);
+    jac_sparse_free(h);
+    jac_program_free(f);
+    jac_ctx_free(ctx);
+}
+
+/* Calls that cannot work fail by name and leave values alone. */
+static void test_refusals(void **state)
+{
+    (void)state;
+    jac_ctx *ctx = jac_ctx_new();
+    int64_t n = 4;
+    double x[4] = {1.0, 2.0, 3.0, 4.0}, v[16] = {7.0};
+    jac_tensor *t = jac_tensor_new(ctx, 1, &n, x);
+    jac_program *f = NULL;
+    tu_assert_ok(
+        ctx, jac_program_record(ctx, branch, NULL, 1, &t, 0, NULL, 1, 0, &f));
+    jac_sparse *p = NULL;
+    jac_sparse_opts bad = {.method = JAC_SPARSE_STAR};
+    assert_int_equal(jac_sparse_jacobian_plan(f, &bad, &p), JAC_ERR_VALUE);
+    assert_null(p);
+    assert_non_null(strstr(jac_program_errmsg(), "sparse_jacobian_plan"));
+    jac_sparse_opts tri = {.triangle = JAC_TRIANGLE_LOWER};
+    assert_int_equal(jac_sparse_jacobian_plan(f, &tri, &p), JAC_ERR_VALUE);
+    jac_sparse_opts fwd = {.method = JAC_SPARSE_FORWARD};
+    assert_int_equal(jac_sparse_hessian_plan(f, &fwd, &p), JAC_ERR_VALUE);
+    tu_assert_ok(NULL, jac_sparse_jacobian_plan(f, NULL, &p));
+    const double *args[1] = {x};
+    /* A Jacobian's plan asked for a Hessian, and one output without
+     * weights. */
+    assert_int_equal(jac_sparse_hessian(p, args, NULL, v), JAC_ERR_VALUE);
+    assert_true(v[0] == 7.0);
+    jac_sparse *h = NULL;
+    tu_assert_ok(NULL, jac_sparse_hessian_plan(f, NULL, &h));
+    assert_int_equal(jac_sparse_hessian(h, args, NULL, v), JAC_ERR_NO_SEED);
+    assert_int_equal(jac_sparse_jacobian(h, args, v, NULL), JAC_ERR_VALUE);
+    assert_int_equal(jac_sparse_csr(p, 8u, v, v), JAC_ERR_VALUE);
+    assert_true(v[0] == 7.0);
+    jac_sparse_free(p);
+    jac_sparse_free(h);
+    jac_program_free(f);
+    jac_ctx_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows_patterns_hold),
+        cmocka_unit_test(test_bratu_exact),
+        cmocka_unit_test(test_rosenbrock_exact),
+        cmocka_unit_test(test_methods_agree),
+        cmocka_unit_test(test_exports),
+        cmocka_unit_test(test_tape_plans),
+        cmocka_unit_test(test_branch_both_sides),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
