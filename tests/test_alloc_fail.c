@@ -796,6 +796,130 @@ static void test_program_allocation_failures_are_clean(void **state)
     program_sweep(false, 2);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Sparse plans                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Every sparse call on prog (and on a dynamic recording in ctx), values
+ * into r: plans of each method, their evaluations, the exports. */
+#define SPARSE_RESULTS 64
+static jac_status sparse_calls(jac_ctx *ctx, jac_program *prog, double *r)
+{
+    memset(r, 0, SPARSE_RESULTS * sizeof(double));
+    static const double x[3] = {0.2, -0.4, 0.7}, c = 1.5, w1[2] = {1.0, -2.0};
+    const double *args[2] = {x, &c}, *w[2] = {TU_VALUES(0.5), w1};
+    jac_status first = JAC_OK, st;
+#define KEEP(call)                                                             \
+    do {                                                                       \
+        st = (call);                                                           \
+        if (st != JAC_OK && first == JAC_OK)                                   \
+            first = st;                                                        \
+    } while (0)
+    jac_sparse_opts opts[4] = {
+        {.method = JAC_SPARSE_AUTO},
+        {.method = JAC_SPARSE_FORWARD, .by_columns = true},
+        {.method = JAC_SPARSE_STAR},
+        {.method = JAC_SPARSE_ACYCLIC, .triangle = JAC_TRIANGLE_LOWER}};
+    for (int m = 0; m < 4; m++) {
+        jac_sparse *p = NULL;
+        double *v = r + 9 * m;
+        if (m < 2)
+            KEEP(jac_sparse_jacobian_plan(prog, &opts[m], &p));
+        else
+            KEEP(jac_sparse_hessian_plan(prog, &opts[m], &p));
+        if (p == NULL)
+            continue;
+        if (m < 2)
+            KEEP(jac_sparse_jacobian(p, args, v, NULL));
+        else
+            KEEP(jac_sparse_hessian(p, args, w, v));
+        int64_t rows[9], cols[9];
+        KEEP(jac_sparse_coo(p, JAC_INDEX_INT64, rows, cols));
+        jac_sparse_free(p);
+    }
+    /* A dynamic recording, its plan, and the plan reused. */
+    jac_scope mark = jac_scope_begin(ctx);
+    jac_tensor *in[2] = {jac_tensor_new(ctx, 1, TU_SHAPE(3), x),
+                         jac_scalar(ctx, c)};
+    jac_sparse *tp = NULL;
+    for (int round = 0; round < 2; round++) {
+        jac_tensor *y[2] = {NULL, NULL};
+        jac_set_requires_grad(in[0], true);
+        KEEP(program_fn(ctx, in, y, NULL));
+        if (y[0] != NULL)
+            KEEP(jac_sparse_jacobian_tape(ctx, 2, y, 1, in, NULL, &tp,
+                                          r + 36 + 9 * round));
+        jac_clear_error(ctx);
+    }
+    jac_sparse_free(tp);
+    jac_scope_end(ctx, mark, NULL, 0);
+#undef KEEP
+    return first;
+}
+
+static void sparse_point(size_t k, const double *want, size_t *failures)
+{
+    failing_allocator a;
+    allocator_init(&a);
+    jac_allocator hooks = {failing_alloc, failing_free, &a};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+    assert_non_null(ctx);
+    jac_tensor *in[2] = {jac_tensor_new(ctx, 1, TU_SHAPE(3), NULL),
+                         jac_scalar(ctx, 1.0)};
+    jac_program *prog = NULL;
+    tu_assert_ok(ctx, jac_program_record(ctx, program_fn, NULL, 1, in, 1,
+                                         in + 1, 2, 0, &prog));
+    allocator_arm(&a, k, false);
+    double r[SPARSE_RESULTS];
+    jac_status st = sparse_calls(ctx, prog, r);
+    if (st != JAC_OK) {
+        assert_int_equal(st, JAC_ERR_NO_MEMORY);
+        (*failures)++;
+    } else {
+        assert_memory_equal(r, want, 54 * sizeof(double));
+    }
+    allocator_arm(&a, 0, false);
+    tu_assert_ok(NULL, sparse_calls(ctx, prog, r));
+    assert_memory_equal(r, want, 54 * sizeof(double));
+    jac_program_free(prog);
+    jac_ctx_free(ctx);
+    if (a.live_blocks != 0 || a.bad_frees != 0) {
+        print_error("sparse, allocation %zu: %zu blocks leaked, %zu bad "
+                    "frees\n",
+                    k, a.live_blocks, a.bad_frees);
+        fail();
+    }
+    pthread_mutex_destroy(&a.lock);
+}
+
+static void test_sparse_allocation_failures_are_clean(void **state)
+{
+    (void)state;
+    failing_allocator a;
+    allocator_init(&a);
+    jac_allocator hooks = {failing_alloc, failing_free, &a};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&hooks);
+    assert_non_null(ctx);
+    jac_tensor *in[2] = {jac_tensor_new(ctx, 1, TU_SHAPE(3), NULL),
+                         jac_scalar(ctx, 1.0)};
+    jac_program *prog = NULL;
+    tu_assert_ok(ctx, jac_program_record(ctx, program_fn, NULL, 1, in, 1,
+                                         in + 1, 2, 0, &prog));
+    allocator_arm(&a, 0, false);
+    double want[SPARSE_RESULTS];
+    tu_assert_ok(NULL, sparse_calls(ctx, prog, want));
+    size_t points = a.calls;
+    jac_program_free(prog);
+    jac_ctx_free(ctx);
+    pthread_mutex_destroy(&a.lock);
+    size_t failures = 0, tried = 0, step_k = stride();
+    for (size_t k = 1; k <= points + 2; k += step_k, tried++)
+        sparse_point(k, want, &failures);
+    print_message("sparse: %zu allocation points tried, %zu failures\n", tried,
+                  failures);
+    assert_true(failures > 0);
+}
+
 /* A program whose Jacobians are large enough for two threads to share. */
 #define WIDE 64
 static jac_status wide_fn(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
@@ -1036,6 +1160,7 @@ int main(void)
         cmocka_unit_test(test_every_allocation_failing_from_k_on_is_clean),
         cmocka_unit_test(test_threaded_jacobian_allocation_failures_are_clean),
         cmocka_unit_test(test_program_allocation_failures_are_clean),
+        cmocka_unit_test(test_sparse_allocation_failures_are_clean),
         cmocka_unit_test(test_threaded_program_allocation_failures_are_clean),
     };
     return cmocka_run_group_tests_name("alloc_fail", tests, NULL, NULL);

@@ -570,7 +570,8 @@ static jac_tensor *solve_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
         !solve_pairs(ctx, "solve", a, ta, b, tb, nbatch, shape, k, NULL, x))
         return NULL;
     jac_tensor *ins[2] = {a, b};
-    jac__params p = {.solve = {.vector = vector}};
+    JAC__PARAMS(p);
+    p.solve.vector = vector;
     return jac__record_result(ctx, JAC__OP_SOLVE, x, 2, ins, &p);
 }
 
@@ -682,7 +683,9 @@ static jac_tensor *trisolve_impl(jac_ctx *ctx, const char *op, jac_tensor *t,
         !solve_pairs(ctx, op, t, tt, b, tb, nbatch, shape, k, &tri, x))
         return NULL;
     jac_tensor *ins[2] = {t, b};
-    jac__params p = {.triangular = {.lower = lower, .trans = trans}};
+    JAC__PARAMS(p);
+    p.triangular.lower = lower;
+    p.triangular.trans = trans;
     return jac__record_result(ctx, JAC__OP_TRIANGULAR_SOLVE, x, 2, ins, &p);
 }
 
@@ -1059,7 +1062,8 @@ static jac_status eigh_impl(jac_ctx *ctx, jac_tensor *a, jac_tensor **values,
     jac_tensor *w = NULL, *v = NULL;
     if (eigh_compute(ctx, a, &w, vectors ? &v : NULL) != JAC_OK)
         return ctx->status;
-    jac__params p = {.eigh = {.vectors = v != NULL}};
+    JAC__PARAMS(p);
+    p.eigh.vectors = v != NULL;
     if (jac__record_result(ctx, JAC__OP_EIGH_VALUES, w, 1, &a, &p) == NULL ||
         (v &&
          jac__record_result(ctx, JAC__OP_EIGH_VECTORS, v, 1, &a, NULL) == NULL))
@@ -1103,7 +1107,8 @@ jac_tensor *jac__apply_eigh_values(jac_ctx *ctx, const jac__node *n,
     if (!jac__apply_args(ctx, n, ins) ||
         eigh_compute(ctx, ins[0], &w, vectors ? &v : NULL) != JAC_OK)
         return NULL;
-    jac__params p = {.eigh = {.vectors = vectors}};
+    JAC__PARAMS(p);
+    p.eigh.vectors = vectors;
     return jac__record_result(ctx, JAC__OP_EIGH_VALUES, w, 1, ins, &p);
 }
 

@@ -439,7 +439,9 @@ jac_tensor *jac_transpose(jac_ctx *ctx, jac_tensor *a, int axis0, int axis1)
         memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
     else
         transpose_kernel(a, i, j, y);
-    jac__params p = {.transpose = {.axis0 = i, .axis1 = j}};
+    JAC__PARAMS(p);
+    p.transpose.axis0 = i;
+    p.transpose.axis1 = j;
     return jac__record_result(ctx, JAC__OP_TRANSPOSE, y, 1, &a, &p);
 }
 
@@ -509,7 +511,7 @@ static jac_tensor *permute_impl(jac_ctx *ctx, jac_tensor *a, const int *perm)
         return NULL;
     jac__contiguous_strides(n, shape, 1, ds);
     jac__strided_copy(n, shape, a->data, ss, y->data, ds);
-    jac__params p = {.permute = {{0}}};
+    JAC__PARAMS(p);
     for (int i = 0; i < n; i++)
         p.permute.perm[i] = (int8_t)perm[i];
     return jac__record_result(ctx, JAC__OP_PERMUTE, y, 1, &a, &p);
@@ -680,8 +682,10 @@ static jac_tensor *diagonal_impl(jac_ctx *ctx, jac_tensor *a, int64_t offset,
         return NULL;
     jac__contiguous_strides(n, shape, 1, ds);
     jac__strided_copy(n, shape, a->data + base, ss, y->data, ds);
-    jac__params p = {
-        .diagonal = {.offset = offset, .axis1 = axis1, .axis2 = axis2}};
+    JAC__PARAMS(p);
+    p.diagonal.offset = offset;
+    p.diagonal.axis1 = axis1;
+    p.diagonal.axis2 = axis2;
     return jac__record_result(ctx, JAC__OP_DIAGONAL, y, 1, &a, &p);
 }
 
@@ -707,8 +711,10 @@ static jac_tensor *diag_embed(jac_ctx *ctx, jac_tensor *g, int64_t offset,
     diag_view(n, shape, axis1, axis2, offset, small, ds, &base);
     jac__contiguous_strides(n - 1, small, 1, ss);
     jac__strided_copy(n - 1, small, g->data, ss, y->data + base, ds);
-    jac__params p = {
-        .diagonal = {.offset = offset, .axis1 = axis1, .axis2 = axis2}};
+    JAC__PARAMS(p);
+    p.diagonal.offset = offset;
+    p.diagonal.axis1 = axis1;
+    p.diagonal.axis2 = axis2;
     return jac__record_result(ctx, JAC__OP_DIAG_EMBED, y, 1, &g, &p);
 }
 

@@ -315,6 +315,13 @@ static inline int jac__mask_axes(uint32_t mask, int *axes)
     return n;
 }
 
+/* Declares p, the parameters of a node, with every byte zero but the
+ * fields set after it: recordings of the same call compare equal byte for
+ * byte (a sparse plan checks a new recording so). */
+#define JAC__PARAMS(p)                                                         \
+    jac__params p;                                                             \
+    memset(&p, 0, sizeof p)
+
 /* Records out = op(ins) on the tape when recording is on and an input
  * requires gradients (see jac__tape_append). */
 static inline jac__node *jac__record(jac_ctx *ctx, jac__op op, jac_tensor *out,

@@ -79,7 +79,9 @@ static jac_tensor *sum_mask(jac_ctx *ctx, jac_tensor *a, uint32_t mask,
     if (y == NULL)
         return NULL;
     reduce_kernel(a, mask, y->data, y->numel);
-    jac__params p = {.reduce = {mask, keepdim}};
+    JAC__PARAMS(p);
+    p.reduce.axes_mask = mask;
+    p.reduce.keepdim = keepdim;
     return jac__record_result(ctx, JAC__OP_SUM_AXES, y, 1, &a, &p);
 }
 
@@ -246,7 +248,8 @@ jac_tensor *jac__sum_to(jac_ctx *ctx, jac_tensor *a, int nlead, int ndim,
         memcpy(y->data, a->data, (size_t)a->numel * sizeof(double));
     else
         reduce_kernel(a, mask, y->data, y->numel);
-    jac__params p = {.sum_to = {nlead}};
+    JAC__PARAMS(p);
+    p.sum_to.nlead = nlead;
     return jac__record_result(ctx, JAC__OP_SUM_TO, y, 1, &a, &p);
 }
 

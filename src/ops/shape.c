@@ -187,8 +187,11 @@ jac_tensor *jac_slice(jac_ctx *ctx, jac_tensor *a, int axis, int64_t start,
     outer_inner(a->ndim, a->shape, ax, &outer, &inner);
     slice_move(1, outer, a->shape[ax], inner, start, step, count, a->data,
                y->data, true);
-    jac__params p = {
-        .slice = {.axis = ax, .start = start, .stop = stop, .step = step}};
+    JAC__PARAMS(p);
+    p.slice.axis = ax;
+    p.slice.start = start;
+    p.slice.stop = stop;
+    p.slice.step = step;
     return jac__record_result(ctx, JAC__OP_SLICE, y, 1, &a, &p);
 }
 
@@ -224,8 +227,11 @@ jac_tensor *jac__slice_scatter(jac_ctx *ctx, jac_tensor *g, int ndim,
     outer_inner(ndim, shape, axis, &outer, &inner);
     slice_move(1, outer, shape[axis], inner, start, step, count, y->data,
                g->data, false);
-    jac__params p = {
-        .slice = {.axis = axis, .start = start, .stop = stop, .step = step}};
+    JAC__PARAMS(p);
+    p.slice.axis = axis;
+    p.slice.start = start;
+    p.slice.stop = stop;
+    p.slice.step = step;
     return jac__record_result(ctx, JAC__OP_SLICE_SCATTER, y, 1, &g, &p);
 }
 
@@ -368,7 +374,8 @@ jac_tensor *jac_concat(jac_ctx *ctx, size_t n, jac_tensor *const *ts, int axis)
                    (size_t)len * sizeof(double));
         off += len;
     }
-    jac__params p = {.concat = {.axis = ax}};
+    JAC__PARAMS(p);
+    p.concat.axis = ax;
     return jac__record_result(ctx, JAC__OP_CONCAT, y, (int)n, ts, &p);
 }
 
@@ -723,7 +730,8 @@ static jac_tensor *index_select_t(jac_ctx *ctx, jac_tensor *a, int ax,
             memcpy(y->data + (o * n + k) * inner,
                    a->data + (o * extent + index_at(idx, k)) * inner, bytes);
     jac_tensor *ins[2] = {a, idx};
-    jac__params p = {.index = {.axis = ax}};
+    JAC__PARAMS(p);
+    p.index.axis = ax;
     return jac__record_result(ctx, JAC__OP_INDEX_SELECT, y, 2, ins, &p);
 }
 
@@ -750,7 +758,8 @@ static jac_tensor *index_add_t(jac_ctx *ctx, jac_tensor *g, int ax,
         }
     }
     jac_tensor *ins[2] = {g, idx};
-    jac__params p = {.index = {.axis = ax}};
+    JAC__PARAMS(p);
+    p.index.axis = ax;
     return jac__record_result(ctx, JAC__OP_INDEX_ADD, y, 2, ins, &p);
 }
 
@@ -887,7 +896,9 @@ static jac_tensor *gather_t(jac_ctx *ctx, jac_tensor *a, int ax, int nlead,
         gather_kernel(a->shape + nlead, idx, ax, a->data + b * big,
                       y->data + b * idx->numel, false);
     jac_tensor *ins[2] = {a, idx};
-    jac__params p = {.index = {.axis = ax, .nlead = nlead}};
+    JAC__PARAMS(p);
+    p.index.axis = ax;
+    p.index.nlead = nlead;
     return jac__record_result(ctx, JAC__OP_GATHER, y, 2, ins, &p);
 }
 
@@ -910,7 +921,9 @@ static jac_tensor *scatter_add_t(jac_ctx *ctx, jac_tensor *g, int ax, int nlead,
         gather_kernel(big_shape, idx, ax, y->data + b * big,
                       g->data + b * idx->numel, true);
     jac_tensor *ins[2] = {g, idx};
-    jac__params p = {.index = {.axis = ax, .nlead = nlead}};
+    JAC__PARAMS(p);
+    p.index.axis = ax;
+    p.index.nlead = nlead;
     return jac__record_result(ctx, JAC__OP_SCATTER_ADD, y, 2, ins, &p);
 }
 

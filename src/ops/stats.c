@@ -251,7 +251,9 @@ static jac_tensor *reduce_op(jac_ctx *ctx, const char *op, jac__op kind,
     jac_tensor *y = group_reduce(ctx, op, a, mask, keepdim, kernel, empty);
     if (y == NULL)
         return NULL;
-    jac__params p = {.reduce = {mask, keepdim}};
+    JAC__PARAMS(p);
+    p.reduce.axes_mask = mask;
+    p.reduce.keepdim = keepdim;
     return jac__record_result(ctx, kind, y, 1, &a, &p);
 }
 
@@ -321,7 +323,9 @@ static jac_tensor *group_shift(jac_ctx *ctx, jac_tensor *x, uint32_t mask,
         }
     }
     groups_free(ctx, &gr);
-    jac__params p = {.scan = {mask, dir}};
+    JAC__PARAMS(p);
+    p.scan.axes_mask = mask;
+    p.scan.dir = dir;
     return jac__record_result(ctx, JAC__OP_GROUP_SHIFT, y, 1, &x, &p);
 }
 
@@ -360,7 +364,9 @@ static jac_tensor *group_scan(jac_ctx *ctx, jac_tensor *a, jac_tensor *b,
         }
     }
     groups_free(ctx, &gr);
-    jac__params p = {.scan = {mask, dir}};
+    JAC__PARAMS(p);
+    p.scan.axes_mask = mask;
+    p.scan.dir = dir;
     return jac__record_result(ctx, JAC__OP_GROUP_SCAN, y, 2, ins, &p);
 }
 
@@ -715,7 +721,9 @@ static jac_tensor *max_shift(jac_ctx *ctx, const char *op, jac_tensor *a,
         for (int64_t o = 0; o < m->numel; o++)
             if (isinf(m->data[o]))
                 m->data[o] = 0.0;
-    jac__params p = {.shift = {mask, finite_only}};
+    JAC__PARAMS(p);
+    p.shift.axes_mask = mask;
+    p.shift.finite_only = finite_only;
     return jac__record_result(ctx, JAC__OP_MAX_SHIFT, m, 1, &a, &p);
 }
 

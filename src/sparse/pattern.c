@@ -99,6 +99,7 @@ typedef struct pairs {
     int64_t *list;  /* 2 per pair */
     int64_t len, cap, merged;
     int64_t *mark, *count; /* n each, for merging */
+    bool full;             /* every pair: a dense Hessian */
 } pairs;
 
 /* Domain entries live in chunks that never move, so that an element whose
@@ -208,6 +209,13 @@ static bool make_set(walk *w, offset_fn *off, const void *src, int64_t n)
         const int32_t *d = at == UINT64_MAX ? NULL : dom(w, at, &len);
         if (len == 0)
             continue;
+        if (len == w->ncols) {
+            /* Every input: nothing can be added (dense parts stay cheap). */
+            one = w->cols;
+            onelen = len;
+            shared = true;
+            break;
+        }
         if (one == NULL) {
             one = d;
             onelen = len;
@@ -227,7 +235,7 @@ static bool make_set(walk *w, offset_fn *off, const void *src, int64_t n)
         return false;
     int64_t k = 0;
     w->stamp++;
-    for (int64_t t = 0; t < n; t++) {
+    for (int64_t t = 0; t < n && k < w->ncols; t++) {
         uint64_t at = off(w, src, t);
         int64_t len = 0;
         const int32_t *d = at == UINT64_MAX ? NULL : dom(w, at, &len);
@@ -236,6 +244,11 @@ static bool make_set(walk *w, offset_fn *off, const void *src, int64_t n)
                 w->mark[d[e]] = w->stamp;
                 out[k++] = d[e];
             }
+    }
+    if (k == w->ncols) {
+        w->dom[v] = w->cols; /* the shared domain of every input */
+        w->len[v] = (int32_t)k;
+        return true;
     }
     w->chunks->used += k;
     w->dom[v] = out;
@@ -632,6 +645,13 @@ static bool pairs_merge(pairs *P)
 static bool couple(pairs *P, const int32_t *x, int64_t nx, const int32_t *y,
                    int64_t ny)
 {
+    /* Once every pair is in, nothing more can be. */
+    if (P->full)
+        return true;
+    if (nx == P->n && ny == P->n) {
+        P->full = true;
+        return true;
+    }
     for (int64_t s = 0; s < nx; s++)
         for (int64_t t = 0; t < ny; t++)
             if (!pair_add(P, x[s], y[t]))
@@ -794,6 +814,16 @@ static jac_status pairs_csr(pairs *P, jac__csr *H)
     if (H->ptr == NULL)
         return JAC_ERR_NO_MEMORY;
     memset(H->ptr, 0, (size_t)(n + 1) * sizeof(int64_t));
+    if (P->full) {
+        for (int64_t p = 0; p < n; p++)
+            H->ptr[p + 1] = (p + 1) * n;
+        H->idx = get(P->al, (size_t)(n * n) * sizeof(int64_t));
+        if (H->idx == NULL)
+            return JAC_ERR_NO_MEMORY;
+        for (int64_t t = 0; t < n * n; t++)
+            H->idx[t] = t % n;
+        return JAC_OK;
+    }
     int64_t np = P->len / 2;
     if (P->bits != NULL) {
         for (int64_t p = 0; p < n; p++)
@@ -865,7 +895,7 @@ jac_status jac__pattern_hessian(jac_program *prog, jac__csr *H)
     memset(&w, 0, sizeof w);
     if (st == JAC_OK)
         st = walk_start(&w, prog, &P);
-    if (st == JAC_OK && P.bits == NULL && !pairs_merge(&P))
+    if (st == JAC_OK && P.bits == NULL && !P.full && !pairs_merge(&P))
         st = fail_oom(&w, "pattern");
     if (st == JAC_OK && pairs_csr(&P, H) != JAC_OK)
         st = fail_oom(&w, "pattern");

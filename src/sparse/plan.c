@@ -618,9 +618,12 @@ static bool same_program(const jac_program *p, const jac_program *q)
     for (size_t k = 0; k < p->noutputs; k++)
         if (!same_value(&p->outs[k], &q->outs[k]))
             return false;
-    for (size_t k = 0; k < p->nfparams; k++)
-        if (memcmp(&p->fparams[k], &q->fparams[k], sizeof(jac__fn_params)))
+    for (size_t k = 0; k < p->nfparams; k++) {
+        const jac__fn_params *a = &p->fparams[k], *b = &q->fparams[k];
+        if (memcmp(&a->c0, &b->c0, sizeof a->c0) != 0 ||
+            memcmp(&a->c1, &b->c1, sizeof a->c1) != 0 || a->divide != b->divide)
             return false;
+    }
     for (size_t k = 0; k < p->ntops; k++) {
         const jac__top *a = &p->tops[k], *b = &q->tops[k];
         if (a->op != b->op || a->nin != b->nin || a->first != b->first ||
