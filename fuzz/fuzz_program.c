@@ -1260,6 +1260,67 @@ static void check_against_finite_differences(const uint8_t *data, size_t size)
 /* Recorded functions against recording afresh                              */
 /* ------------------------------------------------------------------------ */
 
+/* The sparse Jacobian and Hessian of prog at args against the dense ones:
+ * every entry that is not zero in the dense matrix lies in the pattern,
+ * and the values agree there (compression adds only zeros). Where a dense
+ * entry is not finite the comparison has no verdict. */
+static void check_sparse(jac_program *prog, const double *const *args,
+                         int64_t ny, int64_t nx, const double *w, jac_ctx *ctx)
+{
+    static double D[64 * 16], v[64 * 16];
+    static int64_t r[64 * 16], c[64 * 16];
+    for (int hess = 0; hess < 2; hess++) {
+        int64_t rows = hess ? nx : ny;
+        jac_sparse *plan = NULL;
+        jac_status st = hess ? jac_sparse_hessian_plan(prog, NULL, &plan)
+                             : jac_sparse_jacobian_plan(prog, NULL, &plan);
+        double *Dp[1] = {D};
+        const double *ws[1] = {w};
+        if (st == JAC_OK)
+            st = hess ? jac_program_hessian(prog, args, ws, Dp)
+                      : jac_program_jacobian(prog, args, NULL, Dp);
+        if (st == JAC_OK)
+            st = hess ? jac_sparse_hessian(plan, args, ws, v)
+                      : jac_sparse_jacobian(plan, args, v, NULL);
+        if (st == JAC_OK)
+            st = jac_sparse_coo(plan, JAC_INDEX_INT64, r, c);
+        if (st != JAC_OK) {
+            if (st < 0 || st > JAC_ERR_CANCELLED ||
+                jac_program_errmsg()[0] == '\0')
+                broken("a sparse call refused without a status or message",
+                       ctx);
+            jac_sparse_free(plan);
+            continue;
+        }
+        bool finite = true;
+        for (int64_t t = 0; t < rows * nx; t++)
+            finite = finite && isfinite(D[t]);
+        int64_t nnz = jac_sparse_nnz(plan);
+        for (int64_t k = 0; k < nnz && finite; k++) {
+            double d = D[r[k] * nx + c[k]];
+            if (fabs(v[k] - d) > 1e-12 * (fabs(d) + 1.0) * (hess ? 1e3 : 1.0)) {
+                fprintf(stderr,
+                        "fuzz_program: %s (%lld, %lld): sparse %.17g, "
+                        "dense %.17g\n",
+                        hess ? "Hessian" : "Jacobian", (long long)r[k],
+                        (long long)c[k], v[k], d);
+                broken("a sparse value differs from the dense one", ctx);
+            }
+            D[r[k] * nx + c[k]] = 0.0;
+        }
+        for (int64_t t = 0; t < rows * nx && finite; t++)
+            if (D[t] != 0.0) {
+                fprintf(stderr,
+                        "fuzz_program: %s entry (%lld, %lld) = %.17g "
+                        "outside the pattern\n",
+                        hess ? "Hessian" : "Jacobian", (long long)(t / nx),
+                        (long long)(t % nx), D[t]);
+                broken("a pattern misses a non-zero entry", ctx);
+            }
+        jac_sparse_free(plan);
+    }
+}
+
 /* Whether n values agree bitwise (NaN matching NaN). */
 static bool same_bits(const double *a, const double *b, int64_t n)
 {
@@ -1368,6 +1429,7 @@ static void check_program_replay(const uint8_t *data, size_t size)
                 (long long)i, gp[i], jac_tensor_data(grad)[i]);
         broken("a program's gradient differs from recording afresh", ctx);
     }
+    check_sparse(prog, args, ny, nx, w, ctx);
     jac_program_free(prog);
     jac_ctx_free(ctx);
 }

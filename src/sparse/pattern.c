@@ -130,7 +130,8 @@ typedef struct walk {
     int32_t *buf; /* 2 * ncols, for unions (Hessians) */
     /* The tensor instruction being read: shapes of its inputs and output,
      * its links and their numbering. */
-    jac_tensor *shape;
+    jac_tensor *shape; /* aligned as a tensor must be, within shape_mem */
+    void *shape_mem;
     int nshape;
     jac__links links;
     int64_t *base;
@@ -308,17 +309,21 @@ static jac_status top_node(walk *w, const jac__top *top, jac__node *n,
 static jac_status top_links(walk *w, const jac__top *top)
 {
     if (top->nin + 1 > w->nshape) {
-        size_t bytes = (size_t)(top->nin + 1) * sizeof(jac_tensor);
-        jac_tensor *s = get(w->al, bytes);
+        size_t align = _Alignof(jac_tensor);
+        size_t bytes = (size_t)(top->nin + 1) * sizeof(jac_tensor) + align;
+        void *s = get(w->al, bytes);
         int64_t *b = get(w->al, (size_t)(top->nin + 2) * sizeof(int64_t));
         if (s == NULL || b == NULL) {
             put(w->al, s);
             put(w->al, b);
             return fail_oom(w, jac__ops[top->op].name);
         }
-        put(w->al, w->shape);
+        put(w->al, w->shape_mem);
         put(w->al, w->base);
-        w->shape = s;
+        w->shape_mem = s;
+        w->shape =
+            (jac_tensor *)(void *)((char *)s +
+                                   (align - (uintptr_t)s % align) % align);
         w->base = b;
         w->nshape = top->nin + 1;
     }
@@ -408,7 +413,8 @@ static jac_status domains_of_top(walk *w, const jac__top *top)
         st = w->status =
             jac__program_fail(JAC_ERR_VALUE, "sparse: values out of order");
     for (int64_t o = 0; o < top->out.numel && ok; o++) {
-        struct link_src ls = {top, L->at + L->ptr[o]};
+        /* at is NULL while no element has a link. */
+        struct link_src ls = {top, L->at ? L->at + L->ptr[o] : NULL};
         ok = make_set(w, linked, &ls, L->ptr[o + 1] - L->ptr[o]);
     }
     if (ok && st == JAC_OK && w->pairs != NULL &&
@@ -517,7 +523,7 @@ static void walk_end(walk *w)
     put(w->al, w->cols);
     put(w->al, w->mark);
     put(w->al, w->live);
-    put(w->al, w->shape);
+    put(w->al, w->shape_mem);
     put(w->al, w->base);
     put(w->al, w->buf);
     if (w->links.at != NULL)
