@@ -40,10 +40,6 @@ void jac__plan_free(jac_ctx *ctx, jac__plan *plan);
 bool jac__plan_output_used(const jac__plan *plan, size_t k);
 /* Whether any output depends on input i (a pruned plan's steps tell). */
 bool jac__plan_input_used(const jac__plan *plan, size_t i);
-/* Whether every step is an elementwise op whose used inputs have the size of
- * its output, so that output element i depends on input element i only (a
- * Jacobian between equal-sized tensors is then diagonal). */
-bool jac__plan_is_elementwise(const jac__plan *plan);
 /* Runs the plan in ctx (the plan's own context, or a worker of it): seeds[k]
  * (batch ++ outputs[k].shape, or NULL to skip output k), grads[i] receives the
  * cotangent of input i or NULL when none arrived. Honours JAC_CREATE_GRAPH and

@@ -56,22 +56,6 @@ void jac__plan_free(jac_ctx *ctx, jac__plan *plan)
     jac__free(ctx, plan, sizeof *plan);
 }
 
-bool jac__plan_is_elementwise(const jac__plan *plan)
-{
-    for (size_t r = plan->first_step; r < plan->nsteps; r++) {
-        const jac__node *n = plan->steps[r].node;
-        if (!jac__op_elementwise(n->op))
-            return false;
-        const int32_t *in_slots = plan->in_slots + plan->steps[r].first_in;
-        /* An active input of the output's size is not stretched by
-         * broadcasting: element i goes to element i. */
-        for (int j = 0; j < n->nin; j++)
-            if (in_slots[j] >= 0 && n->in[j]->numel != n->out->numel)
-                return false;
-    }
-    return true;
-}
-
 bool jac__plan_output_used(const jac__plan *plan, size_t k)
 {
     return plan->output_slot[k] >= 0;

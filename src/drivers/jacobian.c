@@ -545,49 +545,6 @@ static jac_status jacobian_forward(jac_ctx *ctx, const char *op, size_t ny,
     return st;
 }
 
-/* The Jacobian of an elementwise function (one output, one input of the
- * same size, automatic chunk, not recorded) is diagonal, and one backward
- * pass seeded with ones gives its diagonal: the same numbers, element by
- * element, as the rows seeded one by one. A non-finite diagonal would make
- * the row loop's off-diagonal zeros NaN (0 times infinity), so then the
- * ordinary engine runs instead. *J stays NULL when this does not apply. */
-static jac_status diagonal_jacobian(jac_ctx *ctx, const char *op,
-                                    const jac__plan *plan, jac_tensor *y,
-                                    jac_tensor *x, const jac_jacobian_opts *o,
-                                    jac_tensor **J)
-{
-    *J = NULL;
-    if (o->chunk != 0 || (o->flags & JAC_CREATE_GRAPH) ||
-        y->numel != x->numel || y->numel < 2 ||
-        !jac__plan_output_used(plan, 0) || !jac__plan_is_elementwise(plan))
-        return JAC_OK;
-    int64_t shape[JAC_MAX_DIMS];
-    int nd = concat_shape(y->ndim, y->shape, x->ndim, x->shape, shape);
-    jac_scope mark = jac_scope_begin(ctx);
-    jac_tensor *seed = jac_ones(ctx, y->ndim, y->shape), *d = NULL;
-    jac_status st =
-        seed ? jac__plan_run(ctx, op, plan, &seed, JAC_RETAIN_GRAPH, &d)
-             : ctx->status;
-    /* Off the diagonal the entries are zero by structure, exactly, even
-     * where the derivative is infinite or NaN. */
-    bool ok = st == JAC_OK && d != NULL;
-    jac_tensor *out = ok ? result_zeros(ctx, op, nd, shape) : NULL;
-    if (ok && out == NULL)
-        st = ctx->status;
-    if (out) {
-        for (int64_t i = 0; i < d->numel; i++)
-            out->data[i * d->numel + i] = d->data[i];
-        if (o->progress && o->progress(y->numel, y->numel, o->progress_user)) {
-            out = NULL;
-            st = jac__error(ctx, JAC_ERR_CANCELLED,
-                            "%s: cancelled by the progress callback", op);
-        }
-    }
-    jac_scope_end(ctx, mark, &out, out ? 1 : 0);
-    *J = out;
-    return st;
-}
-
 /* A block of zeros that no pass computes is an error unless
  * JAC_ALLOW_UNUSED: an output that depends on no input, or an input no
  * output depends on, is more often a mistake (recording off, an input
@@ -639,15 +596,13 @@ static jac_status jacobian_impl(jac_ctx *ctx, const char *op, size_t ny,
         jac__plan_free(ctx, plan);
         return st;
     }
-    if (ny == 1 && nx == 1) {
-        jac_tensor *D = NULL;
-        st = diagonal_jacobian(ctx, op, plan, ys[0], xs[0], &o, &D);
-        if (st != JAC_OK || D != NULL) {
-            jac__plan_free(ctx, plan);
-            if (D != NULL)
-                *J = D;
-            return st;
-        }
+    /* A sparse Jacobian (an elementwise function's diagonal, a stencil)
+     * takes only as many sweeps as its colours. */
+    bool done = false;
+    st = jac__jacobian_sparse(ctx, op, ny, ys, nx, xs, &o, J, &done);
+    if (st != JAC_OK || done) {
+        jac__plan_free(ctx, plan);
+        return st;
     }
     if (o.mode == JAC_MODE_AUTO) {
         int64_t rows = 0, cols = 0;

@@ -21,31 +21,6 @@
 #include <stdio.h>
 #include <string.h>
 
-struct jac_sparse {
-    jac_program *prog;
-    bool tape;          /* made from a dynamic recording: owns prog */
-    jac_program *swept; /* prog, or a derived program of it */
-    bool hessian;
-    jac_sparse_opts opts;
-    jac_sparse_method method;
-    int64_t nrows, ncols;
-    jac__csr pat; /* the full pattern */
-    int64_t ncolors;
-    int64_t *colour;
-    int64_t *cptr, *cmem; /* the seed rows of each colour */
-    int64_t bstride;      /* one compressed row of B */
-    double *B;
-    /* The entries in value order, and where each comes from: a place of
-     * B, or (substitution) an entry of pat. */
-    int64_t nnz;
-    int64_t *row, *col;
-    int64_t *src;
-    int64_t *at;
-    jac__subst subst;
-    double *full;
-    _Atomic int busy;
-};
-
 static void *get(const jac_program *prog, size_t bytes)
 {
     return prog->alloc.alloc(bytes ? bytes : 1, prog->alloc.user);
@@ -247,6 +222,13 @@ static jac_status colour(jac_sparse *plan, const char *op)
         put(prog, cols);
         return oom(op);
     }
+    int64_t fewest = nr < 0 ? nc : nc < 0 ? nr : nr < nc ? nr : nc;
+    if (plan->passes > 0 && 2 * fewest > plan->passes) {
+        put(prog, rows);
+        put(prog, cols);
+        plan->ncolors = -1; /* the dense driver's passes are as cheap */
+        return JAC_OK;
+    }
     /* A forward sweep runs the VJP program, which holds the program and
      * its reverse; it pays only with fewer colours. */
     bool forward = m == JAC_SPARSE_FORWARD;
@@ -297,8 +279,31 @@ static jac_status check_opts(const jac_sparse_opts *o, bool hessian,
     return JAC_OK;
 }
 
+/* The largest count of entries in a row of p, and in a column: lower
+ * bounds of the column and the row colourings' colours. */
+static void largest_counts(const jac_program *prog, const jac__csr *p,
+                           int64_t *in_row, int64_t *in_col, bool *ok)
+{
+    *in_row = *in_col = 0;
+    int64_t *count = get(prog, (size_t)p->ncols * sizeof(int64_t));
+    *ok = count != NULL;
+    if (count == NULL)
+        return;
+    memset(count, 0, (size_t)p->ncols * sizeof(int64_t));
+    for (int64_t r = 0; r < p->nrows; r++) {
+        if (p->ptr[r + 1] - p->ptr[r] > *in_row)
+            *in_row = p->ptr[r + 1] - p->ptr[r];
+        for (int64_t t = p->ptr[r]; t < p->ptr[r + 1]; t++)
+            if (++count[p->idx[t]] > *in_col)
+                *in_col = count[p->idx[t]];
+    }
+    put(prog, count);
+}
+
+/* A plan; with passes > 0, none (*result NULL) unless its colours take at
+ * most half as many sweeps as passes. */
 static jac_status plan_new(jac_program *prog, const jac_sparse_opts *opts,
-                           bool hessian, jac_sparse **result)
+                           bool hessian, int64_t passes, jac_sparse **result)
 {
     const char *op = hessian ? "sparse_hessian_plan" : "sparse_jacobian_plan";
     if (result == NULL || prog == NULL)
@@ -329,8 +334,22 @@ static jac_status plan_new(jac_program *prog, const jac_sparse_opts *opts,
         plan->nrows = plan->ncols;
     st = hessian ? jac__pattern_hessian(prog, &plan->pat)
                  : jac__pattern_jacobian(prog, &plan->pat);
-    if (st == JAC_OK)
+    plan->passes = passes;
+    if (st == JAC_OK && passes > 0) {
+        int64_t in_row, in_col;
+        bool ok;
+        largest_counts(prog, &plan->pat, &in_row, &in_col, &ok);
+        if (!ok)
+            st = oom(op);
+        else if (2 * (in_row < in_col ? in_row : in_col) > passes)
+            plan->ncolors = -1; /* too dense to pay */
+    }
+    if (st == JAC_OK && plan->ncolors == 0)
         st = colour(plan, op);
+    if (st == JAC_OK && plan->ncolors < 0) {
+        jac_sparse_free(plan);
+        return JAC_OK;
+    }
     if (st == JAC_OK)
         st = entries(plan, op);
     if (st == JAC_OK && plan->method == JAC_SPARSE_ACYCLIC) {
@@ -366,14 +385,14 @@ jac_status jac_sparse_jacobian_plan(jac_program *program,
                                     const jac_sparse_opts *opts,
                                     jac_sparse **plan)
 {
-    return plan_new(program, opts, false, plan);
+    return plan_new(program, opts, false, 0, plan);
 }
 
 jac_status jac_sparse_hessian_plan(jac_program *program,
                                    const jac_sparse_opts *opts,
                                    jac_sparse **plan)
 {
-    return plan_new(program, opts, true, plan);
+    return plan_new(program, opts, true, 0, plan);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -676,7 +695,7 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
         return st;
     jac_sparse *made = NULL;
     if (*plan == NULL) {
-        st = plan_new(q, opts, hessian, &made);
+        st = plan_new(q, opts, hessian, 0, &made);
         if (st != JAC_OK) {
             jac_program_free(q);
             return jac__error(ctx, st, "%s", jac_program_errmsg());
@@ -753,4 +772,11 @@ jac_status jac_sparse_hessian_tape(jac_ctx *ctx, jac_tensor *output,
     JAC__HELD(
         ctx, jac_status, JAC_ERR_STATE,
         tape_plan(ctx, true, 1, &output, ninputs, inputs, opts, plan, values));
+}
+
+jac_status jac__sparse_plan_dense(jac_program *prog,
+                                  const jac_sparse_opts *opts, int64_t passes,
+                                  jac_sparse **plan)
+{
+    return plan_new(prog, opts, false, passes > 0 ? passes : 1, plan);
 }

@@ -88,4 +88,41 @@ void jac__subst_free(const jac_allocator *al, jac__subst *s);
 /* values[k] for every entry k of the pattern s was built for, from B. */
 void jac__subst_apply(const jac__subst *s, const double *B, double *values);
 
+/* ------------------------------------------------------------------------ */
+/* Plans (plan.c)                                                           */
+/* ------------------------------------------------------------------------ */
+
+struct jac_sparse {
+    jac_program *prog;
+    bool tape;          /* made from a dynamic recording: owns prog */
+    jac_program *swept; /* prog, or a derived program of it */
+    bool hessian;
+    jac_sparse_opts opts;
+    jac_sparse_method method;
+    int64_t nrows, ncols;
+    jac__csr pat; /* the full pattern */
+    int64_t ncolors;
+    int64_t *colour;
+    int64_t *cptr, *cmem; /* the seed rows of each colour */
+    int64_t bstride;      /* one compressed row of B */
+    double *B;
+    /* The entries in value order, and where each comes from: a place of
+     * B, or (substitution) an entry of pat. */
+    int64_t nnz;
+    int64_t *row, *col;
+    int64_t *src;
+    int64_t *at;
+    jac__subst subst;
+    double *full;
+    _Atomic int busy;
+    int64_t passes; /* a dense driver's sweeps (jac__sparse_plan_dense) */
+};
+
+/* A plan of prog for a dense driver that would otherwise run passes
+ * sweeps: *plan is NULL (and JAC_OK returned) when the pattern is too
+ * dense for its colours to take fewer. Errors through jac__program_fail. */
+jac_status jac__sparse_plan_dense(jac_program *prog,
+                                  const jac_sparse_opts *opts, int64_t passes,
+                                  jac_sparse **plan);
+
 #endif /* JAC_SPARSE_H */

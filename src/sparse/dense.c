@@ -1,0 +1,156 @@
+/*
+ * Dense Jacobians through sparse plans: with the automatic chunk, the
+ * drivers of drivers/jacobian.c (jac_jacobian, jac_jacobian_ex,
+ * jac_jacobian_fn, jac_hessian) first ask here whether the Jacobian is
+ * sparse enough that its colours cost fewer sweeps than its rows or
+ * columns; if so, the recording becomes a program, its plan computes the
+ * needed colours only, and the entries are scattered into the dense
+ * result. Entries outside the pattern are zero by structure, exactly,
+ * whatever the inputs hold (an elementwise function is the one-colour
+ * case). The drivers declare this entry (drivers.h); the sparse layer
+ * defines it, as the layer that knows patterns.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "sparse/sparse.h"
+
+#include <string.h>
+
+/* The dense result blocks of the plan's values: block (k, i) of output k
+ * and input i has shape ys[k] ++ xs[i]; entries outside the pattern are
+ * zero. */
+static jac_status scatter(jac_ctx *ctx, const char *op, const jac_sparse *plan,
+                          const double *values, size_t ny,
+                          jac_tensor *const *ys, size_t nx,
+                          jac_tensor *const *xs, jac_tensor **J)
+{
+    int64_t *row0 = jac__alloc(ctx, (ny + nx + 2) * sizeof(int64_t));
+    if (row0 == NULL)
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+    int64_t *col0 = row0 + ny + 1;
+    row0[0] = col0[0] = 0;
+    for (size_t k = 0; k < ny; k++)
+        row0[k + 1] = row0[k] + ys[k]->numel;
+    for (size_t i = 0; i < nx; i++)
+        col0[i + 1] = col0[i] + xs[i]->numel;
+    jac_status st = JAC_OK;
+    for (size_t k = 0; k < ny && st == JAC_OK; k++)
+        for (size_t i = 0; i < nx && st == JAC_OK; i++) {
+            int64_t shape[JAC_MAX_DIMS];
+            memcpy(shape, ys[k]->shape, (size_t)ys[k]->ndim * sizeof(int64_t));
+            memcpy(shape + ys[k]->ndim, xs[i]->shape,
+                   (size_t)xs[i]->ndim * sizeof(int64_t));
+            /* A failure names the driver, the shape and the bytes. */
+            jac_tensor *b =
+                jac__tensor_alloc(ctx, op, ys[k]->ndim + xs[i]->ndim, shape);
+            if (b == NULL)
+                st = ctx->status;
+            else if (b->numel > 0)
+                memset(b->data, 0, (size_t)b->numel * sizeof(double));
+            J[k * nx + i] = b;
+        }
+    /* Each value into its block: the blocks of a row are found once. */
+    size_t k = 0;
+    for (int64_t t = 0; t < plan->nnz && st == JAC_OK; t++) {
+        int64_t r = plan->row[t], c = plan->col[t];
+        while (r >= row0[k + 1])
+            k++;
+        size_t i = 0;
+        while (c >= col0[i + 1])
+            i++;
+        jac_tensor *b = J[k * nx + i];
+        b->data[(r - row0[k]) * xs[i]->numel + (c - col0[i])] = values[t];
+    }
+    jac__free(ctx, row0, (ny + nx + 2) * sizeof(int64_t));
+    return st;
+}
+
+static jac_status try_sparse(jac_ctx *ctx, const char *op, size_t ny,
+                             jac_tensor *const *ys, size_t nx,
+                             jac_tensor *const *xs, jac_tensor **J, bool *done)
+{
+    jac_program *prog = NULL;
+    jac_status st = jac__program_compile_tape(ctx, op, ny, ys, nx, xs, &prog);
+    if (st != JAC_OK)
+        return st;
+    jac_program_set_threads(prog, ctx->threads);
+    int64_t rows = 0, cols = 0;
+    for (size_t k = 0; k < ny; k++)
+        rows += ys[k]->numel;
+    for (size_t i = 0; i < nx; i++)
+        cols += xs[i]->numel;
+    /* The mode says how the dense passes would run; colours choose their
+     * own direction (the cheaper one). */
+    jac_sparse_opts so = {.method = JAC_SPARSE_AUTO};
+    jac_sparse *plan = NULL;
+    st = jac__sparse_plan_dense(prog, &so, rows < cols ? rows : cols, &plan);
+    double *values = NULL;
+    size_t vbytes = 0;
+    if (st == JAC_OK && plan != NULL) {
+        vbytes = (size_t)jac_sparse_nnz(plan) * sizeof(double) + 1;
+        values = jac__alloc(ctx, vbytes);
+        if (values == NULL)
+            st = JAC_ERR_NO_MEMORY;
+    }
+    if (st == JAC_OK && plan != NULL) {
+        const double *args[64];
+        for (size_t i = 0, at = 0; i < nx; i++) {
+            args[i] = prog->x0 + at;
+            at += (size_t)xs[i]->numel;
+        }
+        st = jac_sparse_jacobian(plan, args, values, NULL);
+        if (st == JAC_OK) {
+            st = scatter(ctx, op, plan, values, ny, ys, nx, xs, J);
+            *done = st == JAC_OK;
+        }
+    }
+    if (st != JAC_OK && ctx->status == JAC_OK)
+        jac__error(ctx, st, "%s: %s", op, jac_program_errmsg());
+    jac__free(ctx, values, vbytes);
+    jac_sparse_free(plan);
+    jac_program_free(prog);
+    return st;
+}
+
+jac_status jac__jacobian_sparse(jac_ctx *ctx, const char *op, size_t ny,
+                                jac_tensor *const *ys, size_t nx,
+                                jac_tensor *const *xs,
+                                const jac_jacobian_opts *o, jac_tensor **J,
+                                bool *done)
+{
+    *done = false;
+    if (o->chunk != 0 || (o->flags & JAC_CREATE_GRAPH) || nx > 64 ||
+        ctx->status != JAC_OK)
+        return JAC_OK;
+    size_t rbytes = ny * nx * sizeof(jac_tensor *);
+    jac_tensor **res = jac__alloc(ctx, rbytes);
+    if (res == NULL)
+        return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
+    jac_scope mark = jac_scope_begin(ctx);
+    jac_status st = try_sparse(ctx, op, ny, ys, nx, xs, res, done);
+    if (*done && o->progress != NULL) {
+        int64_t units = 0;
+        for (size_t k = 0; k < ny; k++)
+            units += ys[k]->numel;
+        if (o->progress(units, units, o->progress_user)) {
+            jac_scope_end(ctx, mark, NULL, 0);
+            jac__free(ctx, res, rbytes);
+            return jac__error(ctx, JAC_ERR_CANCELLED,
+                              "%s: cancelled by the progress callback", op);
+        }
+    }
+    if (*done) {
+        jac_scope_end(ctx, mark, res, ny * nx);
+        memcpy(J, res, rbytes);
+        jac__free(ctx, res, rbytes);
+        return JAC_OK;
+    }
+    jac__free(ctx, res, rbytes);
+    jac_scope_end(ctx, mark, NULL, 0);
+    /* Out of memory is an answer; anything else the dense engine will
+     * meet and report in its own words (or handle). */
+    if (st == JAC_ERR_NO_MEMORY)
+        return st;
+    jac_clear_error(ctx);
+    return JAC_OK;
+}
