@@ -727,6 +727,79 @@ static void test_refusals(void **state)
     jac_ctx_free(ctx);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The dense drivers                                                        */
+/* ------------------------------------------------------------------------ */
+
+static jac_status rosenbrock_fn(jac_ctx *ctx, jac_tensor *const *in,
+                                jac_tensor **out, void *user)
+{
+    return rosenbrock(ctx, in, out, user);
+}
+
+/* jac_jacobian of a stencil and jac_hessian of Rosenbrock take the sparse
+ * path: entries outside the pattern are exactly zero even where the
+ * input holds NaN or infinity, and the rest are the closed forms. */
+static void test_dense_drivers_use_patterns(void **state)
+{
+    (void)state;
+    int64_t N = 7, n = N * N, shape[2] = {N, N};
+    jac_ctx *ctx = jac_ctx_new();
+    double u[49];
+    for (int64_t k = 0; k < n; k++)
+        u[k] = 0.1 * sin(0.3 * (double)k + 0.7);
+    u[24] = NAN; /* the centre */
+    u[3] = INFINITY;
+    jac_tensor *x = jac_tensor_new(ctx, 2, shape, u), *y = NULL;
+    jac_set_requires_grad(x, true);
+    tu_assert_ok(ctx, bratu(ctx, &x, &y, &N));
+    jac_tensor *J = jac_jacobian(ctx, y, x, 0);
+    assert_non_null(J);
+    const double *j = jac_tensor_data(J);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < n; c++) {
+            int64_t d =
+                labs((long)(r / N - c / N)) + labs((long)(r % N - c % N));
+            double v = j[r * n + c];
+            double h2 = (double)((N + 1) * (N + 1));
+            if (d > 1)
+                assert_true(v == 0.0 && !signbit(v));
+            else if (c == 24 || c == 3)
+                continue; /* 0 times NaN may reach it, as in any sweep */
+            else if (r != c)
+                assert_true(fabs(v + h2) <= 1e-12 * h2);
+            else if (r == 24)
+                assert_true(isnan(v));
+            else if (r == 3)
+                assert_true(isinf(v));
+            else
+                assert_true(fabs(v - bratu_entry(N, u, r, c)) <=
+                            1e-12 * fabs(v));
+        }
+    /* A Hessian: tridiagonal, symmetric, the closed form. */
+    int64_t m = 40;
+    double xv[40];
+    for (int64_t i = 0; i < m; i++)
+        xv[i] = 0.5 * sin(0.3 * (double)i + 0.7);
+    jac_tensor *xt = jac_tensor_new(ctx, 1, &m, xv);
+    jac_tensor *H = jac_hessian(ctx, rosenbrock_fn, &m, xt, NULL);
+    assert_non_null(H);
+    const double *h = jac_tensor_data(H);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t k = 0; k < m; k++) {
+            double v = h[i * m + k], want = 0.0;
+            if (i == k)
+                want = i == m - 1 ? 200.0
+                                  : 1200.0 * xv[i] * xv[i] - 400.0 * xv[i + 1] +
+                                        2.0 + (i >= 1 ? 200.0 : 0.0);
+            else if (labs((long)(i - k)) == 1)
+                want = -400.0 * xv[i < k ? i : k];
+            assert_true(v == h[k * m + i]);
+            assert_true(fabs(v - want) <= 1e-12 * (fabs(want) + 1.0));
+        }
+    jac_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_tape_plans),
         cmocka_unit_test(test_branch_both_sides),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_dense_drivers_use_patterns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,9 +65,40 @@ static jac_status scatter(jac_ctx *ctx, const char *op, const jac_sparse *plan,
     return st;
 }
 
+/* The index of entry (r, c) in p (rows sorted), or -1. */
+static int64_t entry_of(const jac__csr *p, int64_t r, int64_t c)
+{
+    int64_t lo = p->ptr[r], hi = p->ptr[r + 1];
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (p->idx[mid] < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->ptr[r + 1] && p->idx[lo] == c ? lo : -1;
+}
+
+/* values (the plan's, in the order of its pattern) and their transpose
+ * averaged, as (H + H^T) / 2 would: an entry whose mirror lies outside
+ * the pattern, a zero, is halved. */
+static void symmetrise(const jac_sparse *plan, double *values)
+{
+    const jac__csr *p = &plan->pat;
+    for (int64_t r = 0; r < p->nrows; r++)
+        for (int64_t t = p->ptr[r]; t < p->ptr[r + 1]; t++) {
+            int64_t c = p->idx[t], m = entry_of(p, c, r);
+            if (m < 0)
+                values[t] *= 0.5;
+            else if (c > r)
+                values[t] = values[m] = 0.5 * (values[t] + values[m]);
+        }
+}
+
 static jac_status try_sparse(jac_ctx *ctx, const char *op, size_t ny,
                              jac_tensor *const *ys, size_t nx,
-                             jac_tensor *const *xs, jac_tensor **J, bool *done)
+                             jac_tensor *const *xs, bool symmetric,
+                             jac_tensor **J, bool *done)
 {
     jac_program *prog = NULL;
     jac_status st = jac__program_compile_tape(ctx, op, ny, ys, nx, xs, &prog);
@@ -99,6 +130,8 @@ static jac_status try_sparse(jac_ctx *ctx, const char *op, size_t ny,
             at += (size_t)xs[i]->numel;
         }
         st = jac_sparse_jacobian(plan, args, values, NULL);
+        if (st == JAC_OK && symmetric)
+            symmetrise(plan, values);
         if (st == JAC_OK) {
             st = scatter(ctx, op, plan, values, ny, ys, nx, xs, J);
             *done = st == JAC_OK;
@@ -115,8 +148,8 @@ static jac_status try_sparse(jac_ctx *ctx, const char *op, size_t ny,
 jac_status jac__jacobian_sparse(jac_ctx *ctx, const char *op, size_t ny,
                                 jac_tensor *const *ys, size_t nx,
                                 jac_tensor *const *xs,
-                                const jac_jacobian_opts *o, jac_tensor **J,
-                                bool *done)
+                                const jac_jacobian_opts *o, bool symmetric,
+                                jac_tensor **J, bool *done)
 {
     *done = false;
     if (o->chunk != 0 || (o->flags & JAC_CREATE_GRAPH) || nx > 64 ||
@@ -127,7 +160,7 @@ jac_status jac__jacobian_sparse(jac_ctx *ctx, const char *op, size_t ny,
     if (res == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY, "%s: out of memory", op);
     jac_scope mark = jac_scope_begin(ctx);
-    jac_status st = try_sparse(ctx, op, ny, ys, nx, xs, res, done);
+    jac_status st = try_sparse(ctx, op, ny, ys, nx, xs, symmetric, res, done);
     if (*done && o->progress != NULL) {
         int64_t units = 0;
         for (size_t k = 0; k < ny; k++)
