@@ -125,9 +125,11 @@ typedef struct walk {
     int32_t *cols; /* 0 .. ncols - 1: the inputs' domains */
     int64_t *mark; /* ncols stamps */
     int64_t stamp;
-    bool *live;   /* nv: the element reaches an output (Hessians) */
-    pairs *pairs; /* couplings, for a Hessian */
-    int32_t *buf; /* 2 * ncols, for unions (Hessians) */
+    bool *live;     /* nv: the element reaches an output (Hessians) */
+    pairs *pairs;   /* couplings, for a Hessian */
+    int32_t *buf;   /* 2 * ncols, for unions (Hessians) */
+    uint64_t *offs; /* the links of a tensor instruction as offsets */
+    int64_t noffs;
     /* The tensor instruction being read: shapes of its inputs and output,
      * its links and their numbering. */
     jac_tensor *shape; /* aligned as a tensor must be, within shape_mem */
@@ -195,19 +197,16 @@ static bool reach(walk *w, uint64_t off)
 }
 
 /* The next value element's domain: the union of the domains of the n
- * elements at off(w, src, t), t < n (repeats allowed). One domain, or the
- * same one read again, is shared rather than copied. */
-typedef uint64_t offset_fn(const walk *w, const void *src, int64_t t);
-
-static bool make_set(walk *w, offset_fn *off, const void *src, int64_t n)
+ * elements at offs[0 .. n) (UINT64_MAX: a constant; repeats allowed). One
+ * domain, or the same one read again, is shared rather than copied. */
+static bool make_set(walk *w, const uint64_t *offs, int64_t n)
 {
     const int32_t *one = NULL;
     int64_t total = 0, onelen = 0;
     bool shared = true;
     for (int64_t t = 0; t < n; t++) {
-        uint64_t at = off(w, src, t);
         int64_t len = 0;
-        const int32_t *d = at == UINT64_MAX ? NULL : dom(w, at, &len);
+        const int32_t *d = offs[t] == UINT64_MAX ? NULL : dom(w, offs[t], &len);
         if (len == 0)
             continue;
         if (len == w->ncols) {
@@ -237,9 +236,8 @@ static bool make_set(walk *w, offset_fn *off, const void *src, int64_t n)
     int64_t k = 0;
     w->stamp++;
     for (int64_t t = 0; t < n && k < w->ncols; t++) {
-        uint64_t at = off(w, src, t);
         int64_t len = 0;
-        const int32_t *d = at == UINT64_MAX ? NULL : dom(w, at, &len);
+        const int32_t *d = offs[t] == UINT64_MAX ? NULL : dom(w, offs[t], &len);
         for (int64_t e = 0; e < len; e++)
             if (w->mark[d[e]] != w->stamp) {
                 w->mark[d[e]] = w->stamp;
@@ -255,13 +253,6 @@ static bool make_set(walk *w, offset_fn *off, const void *src, int64_t n)
     w->dom[v] = out;
     w->len[v] = (int32_t)k;
     return true;
-}
-
-/* Offsets from a list. */
-static uint64_t listed(const walk *w, const void *src, int64_t t)
-{
-    (void)w;
-    return ((const uint64_t *)src)[t];
 }
 
 /* The node of tensor instruction top: shapes of its inputs (with the
@@ -389,19 +380,6 @@ static uint64_t link_off(const walk *w, const jac__top *top, int64_t l,
     return varies(w, off, v->konst) ? off : UINT64_MAX;
 }
 
-/* Offsets of an instruction's links. */
-struct link_src {
-    const jac__top *top;
-    const int64_t *at;
-};
-
-static uint64_t linked(const walk *w, const void *src, int64_t t)
-{
-    const struct link_src *ls = src;
-    int j;
-    return link_off(w, ls->top, ls->at[t], &j);
-}
-
 static jac_status domains_of_top(walk *w, const jac__top *top)
 {
     jac_status st = top_links(w, top);
@@ -412,11 +390,19 @@ static jac_status domains_of_top(walk *w, const jac__top *top)
     if (!ok)
         st = w->status =
             jac__program_fail(JAC_ERR_VALUE, "sparse: values out of order");
-    for (int64_t o = 0; o < top->out.numel && ok; o++) {
-        /* at is NULL while no element has a link. */
-        struct link_src ls = {top, L->at ? L->at + L->ptr[o] : NULL};
-        ok = make_set(w, linked, &ls, L->ptr[o + 1] - L->ptr[o]);
+    /* The links as value offsets, once. */
+    if (ok && L->n > w->noffs) {
+        put(w->al, w->offs);
+        w->offs = get(w->al, (size_t)L->n * sizeof(uint64_t));
+        w->noffs = w->offs ? L->n : 0;
+        ok = w->offs != NULL;
     }
+    for (int64_t t = 0; t < L->n && ok; t++) {
+        int j;
+        w->offs[t] = link_off(w, top, L->at[t], &j);
+    }
+    for (int64_t o = 0; o < top->out.numel && ok; o++)
+        ok = make_set(w, w->offs + L->ptr[o], L->ptr[o + 1] - L->ptr[o]);
     if (ok && st == JAC_OK && w->pairs != NULL &&
         jac__ops[top->op].curv != JAC__CURV_LIN)
         st = couple_top(w, top);
@@ -463,7 +449,7 @@ static jac_status find_domains(walk *w)
             if (jac__ops[in.op].arity == 2 && varies(w, in.b, false))
                 offs[n++] = in.b;
         }
-        bool ok = make_set(w, listed, offs, n);
+        bool ok = make_set(w, offs, n);
         if (ok && w->pairs != NULL)
             ok = couple_scalar(w, in, cur);
         if (!ok)
@@ -526,6 +512,7 @@ static void walk_end(walk *w)
     put(w->al, w->shape_mem);
     put(w->al, w->base);
     put(w->al, w->buf);
+    put(w->al, w->offs);
     if (w->links.at != NULL)
         jac__free(w->ctx, w->links.at, (size_t)w->links.cap * sizeof(int64_t));
     jac_ctx_free(w->ctx);
