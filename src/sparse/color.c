@@ -400,14 +400,15 @@ static void order_incidence(search *s, const cgraph *g)
     }
 }
 
-/* The order into s->ord (left NULL for the natural order); -1 when out of
- * memory. */
+/* The order into s->ord (left NULL for the natural order, which also
+ * stands in for values outside jac_color_order); -1 when out of memory. */
 static int make_order(search *s, const cgraph *g, int order)
 {
     pool *p = &s->p;
     int64_t n = g->n;
     s->ord = NULL;
-    if (order == JAC_ORDER_NATURAL)
+    if (order != JAC_ORDER_LARGEST_FIRST && order != JAC_ORDER_SMALLEST_LAST &&
+        order != JAC_ORDER_INCIDENCE_DEGREE)
         return 0;
     pool_need(p, &s->ord_buf, n);
     pool_need(p, &s->key, n);
@@ -477,7 +478,7 @@ static int64_t greedy_d2(search *s, int64_t cyc, int64_t *colour)
     if (when != NULL)
         fill(when, n, -1);
     for (int64_t t = 0; t < n; t++) {
-        int64_t v = ord == NULL ? t : ord[t], latest = -1, at = -1, c;
+        int64_t v = ord == NULL ? t : ord[t], latest = -1, c;
         if (ord == NULL) {
             /* Rows are sorted (as jac__csr promises) and the vertices
              * before v are the coloured ones: each net's coloured members
@@ -495,6 +496,7 @@ static int64_t greedy_d2(search *s, int64_t cyc, int64_t *colour)
             }
         } else {
             /* In a closed graph the net r also holds r itself. */
+            int64_t at = -1;
             for (int64_t a = ptr[v]; a < ptr[v + 1]; a++) {
                 int64_t r = idx[a], b = nptr[r] - (g->closed ? 1 : 0);
                 for (; b < nptr[r + 1]; b++) {
@@ -747,8 +749,6 @@ static int try_one(search *s, int kind, int order)
     if (s->best_at != NULL && pool_need(p, &s->trial, n))
         into = s->best_at == s->colour ? s->trial : s->colour;
     pool_need(p, &s->forb, n + 2);
-    if (kind == KIND_D2_CYCLIC && order != JAC_ORDER_NATURAL)
-        pool_need(p, &s->when, n);
     if (kind >= KIND_STAR) {
         pool_need(p, &s->stamp, n + 1);
         pool_need(p, &s->aux, n + 1);
@@ -766,6 +766,9 @@ static int try_one(search *s, int kind, int order)
     /* Star and acyclic colourings order by the degrees of the graph they
      * colour, distance-2 colourings by distance-2 degrees. */
     if (p->failed || make_order(s, kind >= KIND_STAR ? &s->d1 : s->d2, order))
+        return -1;
+    /* The cyclic rule off the natural order needs the times. */
+    if (kind == KIND_D2_CYCLIC && s->ord != NULL && !pool_need(p, &s->when, n))
         return -1;
     if (kind == KIND_D2_CYCLIC)
         k = greedy_d2(s, s->cyc, into);
