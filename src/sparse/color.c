@@ -26,7 +26,8 @@
 
 /* ------------------------------------------------------------------------ */
 /* Memory: every array of a call comes from one pool, so that any failure  */
-/* releases everything with a single call.                                  */
+/* releases everything with a single call; a failure sticks, so that a run  */
+/* of allocations is checked once.                                          */
 /* ------------------------------------------------------------------------ */
 
 enum { POOL_MAX = 40 };
@@ -34,19 +35,22 @@ enum { POOL_MAX = 40 };
 typedef struct pool {
     const jac_allocator *al;
     int count;
+    bool failed;
     void *blocks[POOL_MAX];
 } pool;
 
 static int64_t *pool_get(pool *p, int64_t count)
 {
-    if (count < 0 || (uint64_t)count > SIZE_MAX / sizeof(int64_t) - 1 ||
-        p->count == POOL_MAX)
-        return NULL;
+    void *block = NULL;
     /* One spare element: a zero-length array is still a distinct block. */
-    void *block =
-        p->al->alloc(((size_t)count + 1) * sizeof(int64_t), p->al->user);
+    if (count >= 0 && (uint64_t)count < SIZE_MAX / sizeof(int64_t) - 1 &&
+        p->count < POOL_MAX)
+        block =
+            p->al->alloc(((size_t)count + 1) * sizeof(int64_t), p->al->user);
     if (block != NULL)
         p->blocks[p->count++] = block;
+    else
+        p->failed = true;
     return block;
 }
 
@@ -192,7 +196,7 @@ static int build_sym(pool *p, const jac__csr *pat, sym *s)
     s->idx = pool_get(p, m);
     s->mirror = pool_get(p, m);
     int64_t *cursor = pool_get(p, n);
-    if (s->ptr == NULL || s->idx == NULL || s->mirror == NULL || cursor == NULL)
+    if (p->failed)
         return -1;
     m = 0;
     s->ptr[0] = 0;
@@ -211,7 +215,7 @@ static int build_sym(pool *p, const jac__csr *pat, sym *s)
         s->ptr[i + 1] = s->ptr[i] + merged_row(pat, tptr, tidx, i, NULL);
     s->idx = pool_get(p, s->ptr[n]);
     s->mirror = pool_get(p, s->ptr[n]);
-    if (s->idx == NULL || s->mirror == NULL)
+    if (p->failed)
         return -1;
     for (int64_t i = 0; i < n; i++)
         merged_row(pat, tptr, tidx, i, s->idx + s->ptr[i]);
@@ -251,10 +255,9 @@ typedef struct search {
     int64_t cyc;   /* colours of the cyclic rule: a distance-2 bound */
 } search;
 
-/* The distinct neighbours of v other than v, in *out; their number, or
- * -1 when out of memory. A distance-1 graph answers with its row, a
- * distance-2 one gathers the vertices of v's nets into s->buf under a
- * fresh tick. */
+/* The distinct neighbours of v other than v, in *out; their number. A
+ * distance-1 graph answers with its row, a distance-2 one gathers the
+ * vertices of v's nets into s->buf under a fresh tick. */
 static int64_t neighbours(search *s, const cgraph *g, int64_t v,
                           const int64_t **out)
 {
@@ -265,13 +268,9 @@ static int64_t neighbours(search *s, const cgraph *g, int64_t v,
     int64_t t = s->tick++, k = 0;
     s->mark[v] = t;
     for (int64_t a = g->ptr[v]; a < g->ptr[v + 1]; a++) {
-        int64_t r = g->idx[a];
-        if (g->closed && s->mark[r] != t) {
-            s->mark[r] = t;
-            s->buf[k++] = r;
-        }
-        for (int64_t b = g->nptr[r]; b < g->nptr[r + 1]; b++) {
-            int64_t u = g->nidx[b];
+        int64_t r = g->idx[a], b = g->nptr[r] - (g->closed ? 1 : 0);
+        for (; b < g->nptr[r + 1]; b++) {
+            int64_t u = b < g->nptr[r] ? r : g->nidx[b];
             if (s->mark[u] != t) {
                 s->mark[u] = t;
                 s->buf[k++] = u;
@@ -401,27 +400,29 @@ static void order_incidence(search *s, const cgraph *g)
     }
 }
 
-/* The order into s->ord (left NULL for the natural order); -1 when out of
- * memory. */
+/* The order into s->ord (left NULL for the natural order, which also
+ * stands in for values outside jac_color_order); -1 when out of memory. */
 static int make_order(search *s, const cgraph *g, int order)
 {
     pool *p = &s->p;
     int64_t n = g->n;
     s->ord = NULL;
-    if (order == JAC_ORDER_NATURAL)
+    if (order != JAC_ORDER_LARGEST_FIRST && order != JAC_ORDER_SMALLEST_LAST &&
+        order != JAC_ORDER_INCIDENCE_DEGREE)
         return 0;
-    if (!pool_need(p, &s->ord_buf, n) || !pool_need(p, &s->key, n) ||
-        !pool_need(p, &s->head, n + 1))
-        return -1;
-    if (g->nptr != NULL) {
-        if (s->mark == NULL) {
-            if (!pool_need(p, &s->mark, n) || !pool_need(p, &s->buf, n))
-                return -1;
-            fill(s->mark, n, -1);
-        }
+    pool_need(p, &s->ord_buf, n);
+    pool_need(p, &s->key, n);
+    pool_need(p, &s->head, n + 1);
+    if (order != JAC_ORDER_LARGEST_FIRST) {
+        pool_need(p, &s->next, n);
+        pool_need(p, &s->prev, n);
     }
-    if (order != JAC_ORDER_LARGEST_FIRST &&
-        (!pool_need(p, &s->next, n) || !pool_need(p, &s->prev, n)))
+    if (g->nptr != NULL && s->mark == NULL) {
+        pool_need(p, &s->buf, n);
+        if (pool_need(p, &s->mark, n))
+            fill(s->mark, n, -1);
+    }
+    if (p->failed)
         return -1;
     s->ord = s->ord_buf;
     if (order == JAC_ORDER_LARGEST_FIRST)
@@ -463,22 +464,6 @@ static int64_t first_free(const int64_t *forb, int64_t v, int64_t from)
  * neighbours already show, which lays down the lattice colourings
  * (x + 2 y mod 5 for the 5-point stencil, x + 3 y mod 9 for the 9-point
  * one) that meet the bound, on grids of any shape. */
-/* Forbids the colour of u for v and, for the cyclic rule (when not NULL),
- * keeps the neighbour coloured last, the one of latest time. */
-static inline void d2_visit(const int64_t *colour, int64_t *forb,
-                            const int64_t *when, int64_t u, int64_t v,
-                            int64_t *at, int64_t *latest)
-{
-    forb[colour[u] + 1] = v;
-    if (when == NULL)
-        return;
-    int64_t tu = when[u];
-    if (tu > *at) {
-        *at = tu;
-        *latest = u;
-    }
-}
-
 static int64_t greedy_d2(search *s, int64_t cyc, int64_t *colour)
 {
     const cgraph *g = s->d2;
@@ -493,11 +478,11 @@ static int64_t greedy_d2(search *s, int64_t cyc, int64_t *colour)
     if (when != NULL)
         fill(when, n, -1);
     for (int64_t t = 0; t < n; t++) {
-        int64_t v = ord == NULL ? t : ord[t], latest = -1, at = -1, c;
+        int64_t v = ord == NULL ? t : ord[t], latest = -1, c;
         if (ord == NULL) {
-            /* Rows are sorted and the vertices before v are the coloured
-             * ones: each net's coloured members are a prefix, its last
-             * one the latest. */
+            /* Rows are sorted (as jac__csr promises) and the vertices
+             * before v are the coloured ones: each net's coloured members
+             * are a prefix, its last one the latest. */
             for (int64_t a = ptr[v]; a < ptr[v + 1]; a++) {
                 int64_t r = idx[a], b = nptr[r], e = nptr[r + 1];
                 if (g->closed && r < v) {
@@ -510,12 +495,18 @@ static int64_t greedy_d2(search *s, int64_t cyc, int64_t *colour)
                     latest = nidx[b - 1];
             }
         } else {
+            /* In a closed graph the net r also holds r itself. */
+            int64_t at = -1;
             for (int64_t a = ptr[v]; a < ptr[v + 1]; a++) {
-                int64_t r = idx[a];
-                if (g->closed)
-                    d2_visit(colour, forb, when, r, v, &at, &latest);
-                for (int64_t b = nptr[r]; b < nptr[r + 1]; b++)
-                    d2_visit(colour, forb, when, nidx[b], v, &at, &latest);
+                int64_t r = idx[a], b = nptr[r] - (g->closed ? 1 : 0);
+                for (; b < nptr[r + 1]; b++) {
+                    int64_t u = b < nptr[r] ? r : nidx[b];
+                    forb[colour[u] + 1] = v;
+                    if (when != NULL && when[u] > at) {
+                        at = when[u];
+                        latest = u;
+                    }
+                }
             }
         }
         if (cyc > 0) {
@@ -577,7 +568,8 @@ static int64_t greedy_star(search *s, int64_t *colour)
             int64_t a = colour[idx[p]];
             if (a >= 0) {
                 forb[a + 1] = v;
-                stamp[a] = stamp[a] >> 1 == v ? 2 * v + 1 : 2 * v;
+                bool again = stamp[a] == 2 * v || stamp[a] == 2 * v + 1;
+                stamp[a] = again ? 2 * v + 1 : 2 * v;
             }
         }
         for (int64_t p = ptr[v]; p < ptr[v + 1]; p++) {
@@ -754,37 +746,38 @@ static int try_one(search *s, int kind, int order)
     pool *p = &s->p;
     int64_t n = s->n, m = s->g != NULL ? s->g->ptr[n] : 0, k;
     int64_t *into = s->colour;
-    if (s->best_at != NULL) {
-        if (!pool_need(p, &s->trial, n))
-            return -1;
+    if (s->best_at != NULL && pool_need(p, &s->trial, n))
         into = s->best_at == s->colour ? s->trial : s->colour;
+    pool_need(p, &s->forb, n + 2);
+    if (kind >= KIND_STAR) {
+        pool_need(p, &s->stamp, n + 1);
+        pool_need(p, &s->aux, n + 1);
     }
-    if (!pool_need(p, &s->forb, n + 2))
-        return -1;
+    if (kind == KIND_STAR) {
+        pool_need(p, &s->stamp2, n + 1);
+        pool_need(p, &s->star, m);
+        pool_need(p, &s->hub, m / 2 + 1);
+    } else if (kind == KIND_ACYCLIC) {
+        pool_need(p, &s->parent, m);
+        pool_need(p, &s->size, m);
+        pool_need(p, &s->from_v, m);
+        pool_need(p, &s->from_w, m);
+    }
     /* Star and acyclic colourings order by the degrees of the graph they
      * colour, distance-2 colourings by distance-2 degrees. */
-    if (make_order(s, kind >= KIND_STAR ? &s->d1 : s->d2, order) != 0)
+    if (p->failed || make_order(s, kind >= KIND_STAR ? &s->d1 : s->d2, order))
         return -1;
-    if (kind == KIND_D2_CYCLIC) {
-        if (s->ord != NULL && !pool_need(p, &s->when, n))
-            return -1;
+    /* The cyclic rule off the natural order needs the times. */
+    if (kind == KIND_D2_CYCLIC && s->ord != NULL && !pool_need(p, &s->when, n))
+        return -1;
+    if (kind == KIND_D2_CYCLIC)
         k = greedy_d2(s, s->cyc, into);
-    } else if (kind == KIND_D2) {
+    else if (kind == KIND_D2)
         k = greedy_d2(s, 0, into);
-    } else if (!pool_need(p, &s->stamp, n + 1) ||
-               !pool_need(p, &s->aux, n + 1)) {
-        return -1;
-    } else if (kind == KIND_STAR) {
-        if (!pool_need(p, &s->stamp2, n + 1) || !pool_need(p, &s->star, m) ||
-            !pool_need(p, &s->hub, m / 2 + 1))
-            return -1;
+    else if (kind == KIND_STAR)
         k = greedy_star(s, into);
-    } else {
-        if (!pool_need(p, &s->parent, m) || !pool_need(p, &s->size, m) ||
-            !pool_need(p, &s->from_v, m) || !pool_need(p, &s->from_w, m))
-            return -1;
+    else
         k = greedy_acyclic(s, into);
-    }
     if (k < s->best) {
         s->best = k;
         s->best_at = into;
@@ -885,24 +878,6 @@ int64_t jac__color_rows(const jac_allocator *al, const jac__csr *pat, int order,
     return colour_bipartite(al, pat, true, order, colour);
 }
 
-/* Whether g has a cycle: some edge joins two vertices already connected
- * (a union-find over vertices, in parent, n long). */
-static bool has_cycle(const sym *g, int64_t *parent)
-{
-    for (int64_t v = 0; v < g->n; v++)
-        parent[v] = v;
-    for (int64_t i = 0; i < g->n; i++)
-        for (int64_t p = g->ptr[i]; p < g->ptr[i + 1]; p++) {
-            if (g->idx[p] > i)
-                continue;
-            int64_t a = uf_find(parent, i), b = uf_find(parent, g->idx[p]);
-            if (a == b)
-                return true;
-            parent[a] = b;
-        }
-    return false;
-}
-
 /* A lower bound on the colours of a colouring of g of the given kind
  * (star, or acyclic, which any star colouring also is): 2 with an edge;
  * 3 with a cycle, and for a star colouring also with a path on four
@@ -923,11 +898,20 @@ static int64_t lower_bound(pool *pl, const sym *g, int kind)
                 bound = 3;
         }
     if (bound < 3 && m > 0) {
+        /* A cycle: an edge joining two vertices already connected. */
         int64_t *parent = pool_get(pl, n);
         if (parent == NULL)
             return -1;
-        if (has_cycle(g, parent))
-            bound = 3;
+        for (int64_t v = 0; v < n; v++)
+            parent[v] = v;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t p = g->ptr[i]; p < g->ptr[i + 1] && bound < 3; p++)
+                if (g->idx[p] < i) {
+                    int64_t a = uf_find(parent, i);
+                    int64_t b = uf_find(parent, g->idx[p]);
+                    bound = a == b ? 3 : bound;
+                    parent[a] = b;
+                }
     }
     while (k < n && (k - 1) * n - k * (k - 1) / 2 < m)
         k++;
@@ -1002,19 +986,9 @@ static void sift_down(int64_t *a, int64_t root, int64_t len)
     }
 }
 
-/* Sorts a[0 .. len): insertion for the short rows of most patterns, a
- * heap sort (in place, n log n) for long ones. */
+/* Sorts a[0 .. len) in place (a heap sort: no allocator here). */
 static void sort_int64(int64_t *a, int64_t len)
 {
-    if (len <= 16) {
-        for (int64_t i = 1; i < len; i++) {
-            int64_t x = a[i], j = i;
-            for (; j > 0 && a[j - 1] > x; j--)
-                a[j] = a[j - 1];
-            a[j] = x;
-        }
-        return;
-    }
     for (int64_t r = len / 2 - 1; r >= 0; r--)
         sift_down(a, r, len);
     for (int64_t end = len - 1; end > 0; end--) {
@@ -1123,7 +1097,8 @@ jac_status jac__subst_build(const jac_allocator *al, const jac__csr *pat,
                             const int64_t *colour, int64_t ncolors,
                             jac__subst *s)
 {
-    pool p = {al, 0, {0}};
+    /* Scratch in p, the arrays of s in out (kept on success). */
+    pool p = {al, 0, false, {0}}, out = {al, 0, false, {0}};
     int64_t n = pat->nrows, nnz = pat->ptr[n], ngroups = 0, done = 0;
     const int64_t *ptr = pat->ptr, *idx = pat->idx;
     jac_status status = JAC_ERR_NO_MEMORY;
@@ -1135,16 +1110,12 @@ jac_status jac__subst_build(const jac_allocator *al, const jac__csr *pat,
     int64_t *grp = pool_get(&p, nnz), *from = pool_get(&p, nnz);
     int64_t *gstart = pool_get(&p, nnz + 1), *gleft = pool_get(&p, nnz);
     int64_t *queue = pool_get(&p, nnz), *count = pool_get(&p, n + 1);
-    if (row == NULL || mirror == NULL || perm == NULL || byrow == NULL ||
-        grp == NULL || from == NULL || gstart == NULL || gleft == NULL ||
-        queue == NULL || count == NULL)
-        goto out;
     s->nnz = nnz;
-    s->order = pool_get(&p, nnz);
-    s->src = pool_get(&p, nnz);
-    s->ptr = pool_get(&p, nnz + 1);
-    if (s->order == NULL || s->src == NULL || s->ptr == NULL)
-        goto out;
+    s->order = pool_get(&out, nnz);
+    s->src = pool_get(&out, nnz);
+    s->ptr = pool_get(&out, nnz + 1);
+    if (p.failed || out.failed)
+        goto fail;
 
     status = JAC_ERR_VALUE;
     for (int64_t i = 0; i < n; i++)
@@ -1153,7 +1124,7 @@ jac_status jac__subst_build(const jac_allocator *al, const jac__csr *pat,
             row[k] = i;
             mirror[k] = j == i ? k : find_entry(pat, j, i);
             if (mirror[k] < 0 || (j != i && colour[i] == colour[j]))
-                goto out;
+                goto fail;
         }
 
     /* Entries by row, then by colour of column (two stable counting
@@ -1203,7 +1174,7 @@ jac_status jac__subst_build(const jac_allocator *al, const jac__csr *pat,
         }
     }
     if (done != nnz)
-        goto out;
+        goto fail;
 
     s->ptr[0] = 0;
     for (int64_t k = 0; k < nnz; k++) {
@@ -1212,26 +1183,20 @@ jac_status jac__subst_build(const jac_allocator *al, const jac__csr *pat,
         s->ptr[k + 1] = s->ptr[k] + gstart[g + 1] - gstart[g] - 1;
     }
     status = JAC_ERR_NO_MEMORY;
-    s->sub = pool_get(&p, s->ptr[nnz]);
+    s->sub = pool_get(&out, s->ptr[nnz]);
     if (s->sub == NULL)
-        goto out;
+        goto fail;
     for (int64_t k = 0; k < nnz; k++) {
         int64_t f = from[k], g = grp[f], q = s->ptr[k];
         for (int64_t t = gstart[g]; t < gstart[g + 1]; t++)
             if (byrow[t] != f)
                 s->sub[q++] = byrow[t];
     }
-    status = JAC_OK;
-out:
-    if (status == JAC_OK) {
-        /* Keep the four arrays of s, release the scratch. */
-        for (int b = 0; b < p.count; b++)
-            if (p.blocks[b] == s->order || p.blocks[b] == s->src ||
-                p.blocks[b] == s->ptr || p.blocks[b] == s->sub)
-                p.blocks[b] = NULL;
-    } else {
-        memset(s, 0, sizeof *s);
-    }
+    pool_release(&p);
+    return JAC_OK;
+fail:
+    memset(s, 0, sizeof *s);
+    pool_release(&out);
     pool_release(&p);
     return status;
 }
