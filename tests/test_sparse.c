@@ -800,6 +800,45 @@ static void test_dense_drivers_use_patterns(void **state)
     jac_ctx_free(ctx);
 }
 
+/* Colours shared among threads give the same bits as one thread, and a
+ * plan serves calls from several threads in turn. */
+static void test_threads_agree(void **state)
+{
+    (void)state;
+    int64_t N = 100, n = N * N;
+    jac_ctx *ctx = jac_ctx_new();
+    double *u = malloc((size_t)n * sizeof(double));
+    jac_program *f = record_grid(ctx, bratu, &N, 2, u);
+    jac_program *e = record_grid(ctx, energy, &N, 2, u);
+    int64_t nnz = 5 * n - 4 * N;
+    double *v[2][2];
+    for (int threads = 1; threads <= 2; threads++) {
+        tu_assert_ok(NULL, jac_program_set_threads(f, threads));
+        tu_assert_ok(NULL, jac_program_set_threads(e, threads));
+        jac_sparse *jp, *hp;
+        tu_assert_ok(NULL, jac_sparse_jacobian_plan(f, NULL, &jp));
+        tu_assert_ok(NULL, jac_sparse_hessian_plan(e, NULL, &hp));
+        const double *args[1] = {u};
+        for (int k = 0; k < 2; k++)
+            v[threads - 1][k] = malloc((size_t)nnz * sizeof(double));
+        tu_assert_ok(NULL,
+                     jac_sparse_jacobian(jp, args, v[threads - 1][0], NULL));
+        tu_assert_ok(NULL,
+                     jac_sparse_hessian(hp, args, NULL, v[threads - 1][1]));
+        jac_sparse_free(jp);
+        jac_sparse_free(hp);
+    }
+    for (int k = 0; k < 2; k++) {
+        assert_memory_equal(v[0][k], v[1][k], (size_t)nnz * sizeof(double));
+        free(v[0][k]);
+        free(v[1][k]);
+    }
+    jac_program_free(f);
+    jac_program_free(e);
+    free(u);
+    jac_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -812,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_branch_both_sides),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_dense_drivers_use_patterns),
+        cmocka_unit_test(test_threads_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
