@@ -257,9 +257,9 @@ typedef struct jac__op_info {
     jac__vjp_fn *rule;
     jac__raw_fn *raw; /* NULL when the rule always runs */
     unsigned onehot_inputs;
+    jac__curv curv;
     jac__apply_fn *apply; /* jac__apply_<rule> */
     jac__deps_fn *deps;   /* jac__deps_<deps> */
-    jac__curv curv;
 } jac__op_info;
 
 extern const jac__op_info jac__ops[JAC__OP_COUNT];

@@ -14,9 +14,9 @@
                      jac__vjp_##rule,                                          \
                      JAC__EXPAND(JAC__RAW_PTR_##raw),                          \
                      onehot,                                                   \
+                     JAC__CURV_##curv,                                         \
                      jac__apply_##rule,                                        \
-                     jac__deps_##deps,                                         \
-                     JAC__CURV_##curv},
+                     jac__deps_##deps},
 
 const jac__op_info jac__ops[JAC__OP_COUNT] = {JAC__OP_TABLE(JAC__OP_ROW)};
 

@@ -164,8 +164,8 @@ static void seed_ones(const jac__ws *ws, size_t k, int64_t batch,
 }
 
 jac_status jac__program_seeds(const jac_program *prog, const char *op,
-                                const double *const *seeds,
-                                const double *const **out)
+                              const double *const *seeds,
+                              const double *const **out)
 {
     static const double *const unit[1] = {&one};
     if (seeds != NULL) {

@@ -612,6 +612,15 @@ jac_status jac_sparse_csr(const jac_sparse *plan, unsigned flags, void *ptr,
 /* Plans of dynamic recordings                                              */
 /* ------------------------------------------------------------------------ */
 
+/* The same double, bit for bit (a NaN is itself; -0 is not 0). */
+static bool same_bits(double a, double b)
+{
+    uint64_t x, y;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    return x == y;
+}
+
 static bool same_value(const jac__pval *a, const jac__pval *b)
 {
     return a->off == b->off && a->konst == b->konst && a->numel == b->numel &&
@@ -639,15 +648,20 @@ static bool same_program(const jac_program *p, const jac_program *q)
             return false;
     for (size_t k = 0; k < p->nfparams; k++) {
         const jac__fn_params *a = &p->fparams[k], *b = &q->fparams[k];
-        if (memcmp(&a->c0, &b->c0, sizeof a->c0) != 0 ||
-            memcmp(&a->c1, &b->c1, sizeof a->c1) != 0 || a->divide != b->divide)
+        if (!same_bits(a->c0, b->c0) || !same_bits(a->c1, b->c1) ||
+            a->divide != b->divide)
             return false;
     }
     for (size_t k = 0; k < p->ntops; k++) {
         const jac__top *a = &p->tops[k], *b = &q->tops[k];
+        /* Node parameters have every byte set (JAC__PARAMS), so equal
+         * calls compare equal byte for byte. */
+        bool same_params =
+            /* NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c)
+             */
+            memcmp(&a->p, &b->p, sizeof a->p) == 0;
         if (a->op != b->op || a->nin != b->nin || a->first != b->first ||
-            !same_value(&a->out, &b->out) ||
-            memcmp(&a->p, &b->p, sizeof a->p) != 0)
+            !same_value(&a->out, &b->out) || !same_params)
             return false;
         for (int j = 0; j < a->nin; j++) {
             const jac__pval *u = &p->tins[a->first + (size_t)j].v;
