@@ -839,6 +839,66 @@ static void test_threads_agree(void **state)
     jac_ctx_free(ctx);
 }
 
+typedef struct counter {
+    long calls;
+} counter;
+
+static void *count_alloc(size_t size, void *user)
+{
+    ((counter *)user)->calls++;
+    return malloc(size);
+}
+
+static void count_free(void *p, void *user)
+{
+    (void)user;
+    free(p);
+}
+
+/* Once a plan has run, its evaluations allocate nothing, whatever the
+ * method: forward and reverse Jacobians, star and acyclic Hessians. */
+static void test_no_allocation_when_warm(void **state)
+{
+    (void)state;
+    counter c = {0};
+    jac_allocator a = {count_alloc, count_free, &c};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&a);
+    int64_t N = 10;
+    double u[100];
+    jac_program *f = record_grid(ctx, bratu, &N, 2, u);
+    jac_program *e = record_grid(ctx, energy, &N, 2, u);
+    jac_sparse_opts o[4] = {
+        {.method = JAC_SPARSE_REVERSE},
+        {.method = JAC_SPARSE_FORWARD},
+        {.method = JAC_SPARSE_STAR},
+        {.method = JAC_SPARSE_ACYCLIC, .triangle = JAC_TRIANGLE_LOWER}};
+    jac_sparse *plans[4];
+    for (int m = 0; m < 4; m++)
+        tu_assert_ok(NULL, m < 2
+                               ? jac_sparse_jacobian_plan(f, &o[m], &plans[m])
+                               : jac_sparse_hessian_plan(e, &o[m], &plans[m]));
+    double v[500], F[100];
+    const double *args[1] = {u};
+    double *outs[1] = {F};
+    for (int round = 0; round < 3; round++) {
+        long before = c.calls;
+        for (int m = 0; m < 4; m++)
+            tu_assert_ok(NULL,
+                         m < 2 ? jac_sparse_jacobian(plans[m], args, v, outs)
+                               : jac_sparse_hessian(plans[m], args, NULL, v));
+        if (round > 0 && c.calls != before) {
+            print_error("round %d: %ld allocations\n", round, c.calls - before);
+            fail();
+        }
+        u[7] += 0.01;
+    }
+    for (int m = 0; m < 4; m++)
+        jac_sparse_free(plans[m]);
+    jac_program_free(f);
+    jac_program_free(e);
+    jac_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -852,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_dense_drivers_use_patterns),
         cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_no_allocation_when_warm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
