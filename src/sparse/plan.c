@@ -367,6 +367,9 @@ static jac_status plan_new(jac_program *prog, const jac_sparse_opts *opts,
             st = oom(op);
     } else if (st == JAC_OK) {
         st = sources(plan, op);
+        /* Direct recovery reads B through src alone. */
+        put(prog, plan->at);
+        plan->at = NULL;
     }
     if (st == JAC_OK) {
         size_t nb = (size_t)(plan->ncolors * plan->bstride);

@@ -111,7 +111,7 @@ struct jac_sparse {
     int64_t nnz;
     int64_t *row, *col;
     int64_t *src;
-    int64_t *at;
+    int64_t *at; /* substitution only */
     jac__subst subst;
     double *full;
     _Atomic int busy;
