@@ -1171,9 +1171,9 @@ enum {
 
 /** Options of a plan; zero-initialised means automatic choices. */
 typedef struct jac_sparse_opts {
-    jac_sparse_method method;
-    jac_color_order order;
-    jac_triangle triangle; /**< Hessians only */
+    jac_sparse_method method; /**< how colours are computed */
+    jac_color_order order;    /**< the vertex order of the colouring */
+    jac_triangle triangle;    /**< Hessians only */
     /** Values in column order (CSC) rather than row order (CSR, COO). */
     bool by_columns;
 } jac_sparse_opts;
