@@ -1856,6 +1856,16 @@ static bool sparse_measure(bench_case *bc, jac_ctx *ctx, const config *c,
     return sr->warm_ok;
 }
 
+/* ", key: v" on the current JSON line; null when there is no value (no
+ * timed run gave one). */
+static void print_number(const char *key, double v)
+{
+    if (isnan(v))
+        printf(", \"%s\": null", key);
+    else
+        printf(", \"%s\": %.6g", key, v);
+}
+
 static void print_sparse_result(const bench_case *bc, const config *c,
                                 int threads, const sparse_result *sr,
                                 double ctx_peak_mb, double rss_mb)
@@ -1887,15 +1897,17 @@ static void print_sparse_result(const bench_case *bc, const config *c,
     if (bad[0])
         printf(", \"check_failed\": \"%s\"", bad);
     /* Medians of the phases of the cold runs (and of the warm ones). */
+    static const char *const replay_keys[3] = {"record_s", "plan_s", "sweep_s"};
+    static const char *const dynamic_keys[6] = {
+        "record_s",      "tape_call_s",      "release_s",
+        "warm_record_s", "warm_tape_call_s", "warm_release_s"};
     if (c->variant == V_REPLAY)
-        printf(", \"record_s\": %.6g, \"plan_s\": %.6g, \"sweep_s\": %.6g",
-               sr->cold_ph[0], sr->cold_ph[1], sr->cold_ph[2]);
+        for (int p = 0; p < 3; p++)
+            print_number(replay_keys[p], sr->cold_ph[p]);
     else if (c->variant == V_DYNAMIC)
-        printf(", \"record_s\": %.6g, \"tape_call_s\": %.6g, "
-               "\"release_s\": %.6g, \"warm_record_s\": %.6g, "
-               "\"warm_tape_call_s\": %.6g, \"warm_release_s\": %.6g",
-               sr->cold_ph[0], sr->cold_ph[1], sr->cold_ph[2], sr->warm_ph[0],
-               sr->warm_ph[1], sr->warm_ph[2]);
+        for (int p = 0; p < 6; p++)
+            print_number(dynamic_keys[p],
+                         p < 3 ? sr->cold_ph[p] : sr->warm_ph[p - 3]);
     printf("}\n");
     fflush(stdout);
 }
