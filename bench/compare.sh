@@ -25,8 +25,9 @@
 #                      missing (python3-torch, libadolc-dev, libcolpack-dev)
 #                      is skipped and the report has only the lines measured
 #   --only-sparse      measure only the sparse problems (and P3 n=512's
-#                      Hessian, for its target), a few minutes, and rewrite
-#                      only the sparse section of docs/benchmarks.md
+#                      Hessian, for its target) and rewrite only the sparse
+#                      section of docs/benchmarks.md: about 8 minutes, most
+#                      of them in PyTorch's dense matrices of n = 10^4
 #                      (results in build/bench/results-sparse by default)
 #   --no-sparse        leave the sparse problems out (their section is then
 #                      not in the page)
@@ -1804,7 +1805,7 @@ w("bench/compare.sh                        # ours, PyTorch, ADOL-C, dgemm, "
   "profiles, this page")
 w("bench/compare.sh --rounds 2             # the same, best of two rounds")
 w("bench/compare.sh --only-sparse          # P6, P7 alone: their section, "
-  "a few minutes")
+  "about 8 minutes")
 w("```")
 w("")
 w("`compare.sh` installs what it lacks with apt-get (`python3-torch`, "
