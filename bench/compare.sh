@@ -75,7 +75,7 @@ while (($#)); do
         --docs) docs=$2; shift ;;
         --no-install) no_install=1 ;;
         --rounds) rounds=$2; shift ;;
-        -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
