@@ -2,10 +2,13 @@
 # Runs libjacobian's benchmark (build/bench/jacobian_bench), the PyTorch
 # reference and the ADOL-C reference on this machine in one run, measures
 # cblas_dgemm, profiles every missed target, prints the comparison and writes
-# docs/benchmarks.md and docs/benchmarks.png.
+# docs/benchmarks.md and docs/benchmarks.png. The sparse problems (P6, P7)
+# are measured against the sparse references (adolc_sparse_reference.cpp,
+# torch_sparse_reference.py) in the same run, into a section of their own.
 #
 # usage: bench/compare.sh [--rounds N] [--no-profile] [--report-only DIR]
 #                         [--out DIR] [--docs DIR] [--no-install]
+#                         [--only-sparse | --no-sparse]
 #
 #   --rounds N         measure everything N times (default 1); each
 #                      implementation is then represented by its best
@@ -19,8 +22,15 @@
 #   --docs DIR         write benchmarks.md and benchmarks.png there
 #                      (default docs/)
 #   --no-install       install nothing; a reference whose packages are
-#                      missing (python3-torch, libadolc-dev) is skipped and
-#                      the report has only the lines measured
+#                      missing (python3-torch, libadolc-dev, libcolpack-dev)
+#                      is skipped and the report has only the lines measured
+#   --only-sparse      measure only the sparse problems (and P3 n=512's
+#                      Hessian, for its target) and rewrite only the sparse
+#                      section of docs/benchmarks.md: about 8 minutes, most
+#                      of them in PyTorch's dense matrices of n = 10^4
+#                      (results in build/bench/results-sparse by default)
+#   --no-sparse        leave the sparse problems out (their section is then
+#                      not in the page)
 #
 # Environment:
 #   JAC_SHARED_DIR   the shared/ folder with bench/PROBLEMS.md and the
@@ -28,7 +38,8 @@
 #   JAC_BUILD_DIR    the build tree holding bench/jacobian_bench (default
 #                    build/); jacobian_bench is built there (and the tree
 #                    configured when it is not yet)
-#   JAC_BENCH_ARGS   extra arguments for jacobian_bench
+#   JAC_BENCH_ARGS   extra arguments for jacobian_bench (P1..P5)
+#   JAC_SPARSE_ARGS  extra arguments for jacobian_bench on P6, P7
 #   BENCH_BUDGET     seconds per PyTorch variant (torch_reference.py's knob)
 #   ADOLC_BUDGET     seconds per ADOL-C variant (default 1.0)
 #   PYTHON           the Python with python3-torch (default /usr/bin/python3)
@@ -50,16 +61,21 @@ profile=1
 report_only=
 rounds=1
 no_install=${JAC_NO_INSTALL:-0}
+sparse=1
+only_sparse=0
+out_given=0
 
 while (($#)); do
     case $1 in
         --no-profile) profile=0 ;;
-        --report-only) report_only=$2; out=$2; shift ;;
-        --out) out=$2; shift ;;
+        --report-only) report_only=$2; out=$2; out_given=1; shift ;;
+        --out) out=$2; out_given=1; shift ;;
+        --only-sparse) only_sparse=1 ;;
+        --no-sparse) sparse=0 ;;
         --docs) docs=$2; shift ;;
         --no-install) no_install=1 ;;
         --rounds) rounds=$2; shift ;;
-        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -68,6 +84,20 @@ done
 if [[ ! $rounds =~ ^[1-9][0-9]*$ ]]; then
     echo "compare.sh: --rounds needs a positive whole number" >&2
     exit 2
+fi
+if ((only_sparse && !sparse)); then
+    echo "compare.sh: --only-sparse and --no-sparse exclude each other" >&2
+    exit 2
+fi
+# A run of the sparse part alone keeps its results apart from a full run's.
+if ((only_sparse && !out_given)); then
+    out=$build/bench/results-sparse
+fi
+# Rebuilding a report: the kept results say which kind of run made them.
+if [[ -n $report_only && -f $report_only/machine.txt ]] &&
+        grep -q '^mode=sparse$' "$report_only/machine.txt"; then
+    only_sparse=1
+    sparse=1
 fi
 refdir=$shared/bench
 if [[ ! -f $refdir/PROBLEMS.md ]]; then
@@ -102,8 +132,15 @@ need_packages() {
         { echo "compare.sh: could not install ${missing[*]}" >&2; return 1; }
 }
 
-if [[ -z $report_only ]]; then
-    need_packages python3-torch libadolc-dev g++ python3-matplotlib || true
+if [[ -z $report_only ]] && ((only_sparse)); then
+    need_packages python3-torch libadolc-dev libcolpack-dev g++ || true
+elif [[ -z $report_only ]]; then
+    sparse_pkgs=()
+    if ((sparse)); then
+        sparse_pkgs=(libcolpack-dev)
+    fi
+    need_packages python3-torch libadolc-dev "${sparse_pkgs[@]}" g++ \
+        python3-matplotlib || true
     if ((profile)) && ! command -v perf >/dev/null; then
         need_packages linux-perf || need_packages valgrind || true
     fi
@@ -132,7 +169,13 @@ if [[ -z $report_only ]]; then
         exit 1
     fi
     cmake --build "$build" -j"$(nproc)" --target jacobian_bench >/dev/null
-    "$bench" --check >/dev/null ||
+    check_args=()
+    if ((only_sparse)); then
+        check_args=(--problems "P3,P6,P7")
+    elif ((!sparse)); then
+        check_args=(--problems "P1,P2,P3,P4,P5")
+    fi
+    "$bench" --check "${check_args[@]}" >/dev/null ||
         echo "compare.sh: jacobian_bench --check fails; the report will" \
              "say which checksums differ" >&2
 
@@ -151,35 +194,61 @@ if [[ -z $report_only ]]; then
         echo "openblas=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)"
         echo "torch=$("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing) (python3-torch $(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null))"
         echo "adolc=$(dpkg-query -W -f='${Version}' libadolc-dev 2>/dev/null || echo missing)"
+        echo "colpack=$(dpkg-query -W -f='${Version}' libcolpack-dev 2>/dev/null || echo missing)"
         echo "openblas_coretype=${OPENBLAS_CORETYPE:-unset}"
         echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "rounds=$rounds"
+        if ((only_sparse)); then
+            echo "mode=sparse"
+        else
+            echo "mode=full"
+        fi
     } >"$out/machine.txt"
     cat "$out/machine.txt" >&2
 
-    # ADOL-C is built first, in a temporary folder, with the command in the
-    # file's own "// Build:" line. Without it (no libadolc-dev, no g++) the
-    # run goes on without ADOL-C.
-    say "building the ADOL-C reference"
+    # The ADOL-C references are built first, in a temporary folder, each
+    # with the command in the file's own "// Build:" line. Without them (no
+    # libadolc-dev or libcolpack-dev, no g++) the run goes on without
+    # ADOL-C.
     adolc_dir=$(mktemp -d)
     trap 'rm -rf "$adolc_dir"' EXIT
-    have_adolc=1
-    if [[ ! -f /usr/include/adolc/adolc.h ]] || ! command -v g++ >/dev/null ||
-            [[ ! -f $refdir/adolc_reference.cpp ]]; then
-        have_adolc=0
-    else
-        cp "$refdir/adolc_reference.cpp" "$adolc_dir/"
-        build_cmd=$(sed -n 's|^// Build: *||p' \
-            "$refdir/adolc_reference.cpp" | head -1)
-        if [[ ! $build_cmd =~ ^g\+\+\ .*adolc_reference\.cpp ]]; then
-            build_cmd='g++ -O2 -ffp-contract=off -std=c++14 -o adolc_reference adolc_reference.cpp -ladolc'
+    # build_reference NAME FALLBACK: builds NAME.cpp; fails when it cannot
+    build_reference() {
+        local name=$1 fallback=$2 cmd
+        [[ -f /usr/include/adolc/adolc.h && -f $refdir/$name.cpp ]] ||
+            return 1
+        command -v g++ >/dev/null || return 1
+        cp "$refdir/$name.cpp" "$adolc_dir/"
+        cmd=$(sed -n 's|^// Build: *||p' "$refdir/$name.cpp" | head -1)
+        if [[ ! $cmd =~ ^g\+\+\ .*$name\.cpp ]]; then
+            cmd=$fallback
         fi
-        echo "$build_cmd" >&2
-        (cd "$adolc_dir" && bash -c "$build_cmd") || have_adolc=0
+        echo "$cmd" >&2
+        (cd "$adolc_dir" && bash -c "$cmd")
+    }
+    have_adolc=0
+    if ((!only_sparse)); then
+        say "building the ADOL-C reference"
+        build_reference adolc_reference \
+            'g++ -O2 -ffp-contract=off -std=c++14 -o adolc_reference adolc_reference.cpp -ladolc' &&
+            have_adolc=1
+        if ((!have_adolc)); then
+            echo "compare.sh: ADOL-C (libadolc-dev) is not available; the" \
+                 "report will have no ADOL-C lines" >&2
+        fi
     fi
-    if ((!have_adolc)); then
-        echo "compare.sh: ADOL-C (libadolc-dev) is not available; the" \
-             "report will have no ADOL-C lines" >&2
+    have_adolc_sparse=0
+    if ((sparse)); then
+        say "building the sparse ADOL-C reference"
+        if [[ -f /usr/include/ColPack/ColPackHeaders.h ]] &&
+                build_reference adolc_sparse_reference \
+                    'g++ -O2 -ffp-contract=off -std=c++14 -o adolc_sparse_reference adolc_sparse_reference.cpp -ladolc -lColPack -lgomp'; then
+            have_adolc_sparse=1
+        else
+            echo "compare.sh: ADOL-C with ColPack (libadolc-dev," \
+                 "libcolpack-dev) is not available; the sparse section" \
+                 "will have no ADOL-C lines" >&2
+        fi
     fi
     have_torch=1
     if ! "$python" -c 'import torch' 2>/dev/null ||
@@ -188,11 +257,114 @@ if [[ -z $report_only ]]; then
         echo "compare.sh: PyTorch is not available to $python; the report" \
              "will have no PyTorch lines" >&2
     fi
+    have_torch_sparse=$have_torch
+    if ((sparse && have_torch)) &&
+            [[ ! -f $refdir/torch_sparse_reference.py ]]; then
+        have_torch_sparse=0
+        echo "compare.sh: $refdir/torch_sparse_reference.py not found; the" \
+             "sparse section will have no PyTorch lines" >&2
+    fi
+
+    # The sparse problems: each (problem, size) runs in a process of its
+    # own, ADOL-C's as its file says (its adouble store only grows within a
+    # process) and ours too, each variant apart, so that the peak resident
+    # set of a process is that of one variant. /usr/bin/time gives that
+    # peak for every process. Our dense variant only where the dense matrix
+    # is small.
+    sparse_cases=(
+        "P6_bratu2d N=32 dense"
+        "P6_bratu2d N=100"
+        "P6_bratu2d N=316"
+        "P6_bratu2d N=1000"
+        "P7_bratu2d_energy N=100"
+        "P7_bratu2d_energy N=316"
+        "P7_rosenbrock n=512 dense"
+        "P7_rosenbrock n=10000"
+        "P7_rosenbrock n=100000"
+    )
+    timed=()
+    if [[ -x /usr/bin/time ]]; then
+        timed=(/usr/bin/time -a -f)
+    fi
+    # peak KEY FILE COMMAND...: runs COMMAND, appending "KEY peak_kB" to
+    # FILE when /usr/bin/time is there
+    peak() {
+        local key=$1 file=$2
+        shift 2
+        if ((${#timed[@]})); then
+            "${timed[@]}" "$key %M" -o "$file" "$@"
+        else
+            "$@"
+        fi
+    }
+    run_sparse_round() {
+        local round=$1 case prob size extra v rc
+        say "round $round: sparse problems, libjacobian"
+        for case in "${sparse_cases[@]}"; do
+            read -r prob size extra <<<"$case"
+            for v in replay dynamic $extra; do
+                # shellcheck disable=SC2086
+                peak "$prob $size $v" "$out/ours-sparse-rss.txt" \
+                    "$bench" --problems "$prob" --sizes "$size" \
+                    --variants "$v" --threads 1 ${JAC_SPARSE_ARGS:-} \
+                    >>"$out/ours-sparse.jsonl" 2>>"$out/ours-sparse.log" ||
+                    echo "compare.sh: jacobian_bench $prob $size $v" \
+                         "reported failures (see ours-sparse.jsonl)" >&2
+            done
+        done
+        if ((only_sparse)); then
+            # P3 n=512's Hessian, for its target (a full run has it).
+            "$bench" --problems P3 --sizes n=512 --variants hessian \
+                --threads 1 >>"$out/ours-p3.jsonl" \
+                2>>"$out/ours-sparse.log" ||
+                echo "compare.sh: jacobian_bench P3 reported failures" >&2
+        fi
+        if ((have_torch_sparse)); then
+            say "round $round: sparse problems, PyTorch"
+            (cd "$out" && BENCH_ONLY=P6,P7 OMP_NUM_THREADS=1 \
+                OPENBLAS_NUM_THREADS=1 "$python" \
+                "$refdir/torch_sparse_reference.py" --threads 1 \
+                >>"$out/torch-sparse.jsonl" 2>>"$out/torch-sparse.log") ||
+                echo "compare.sh: torch_sparse_reference.py failed (see" \
+                     "torch-sparse.log)" >&2
+            if ((only_sparse)); then
+                # P3 for its target, after P2 as in a full run: in a
+                # process that starts with P3, glibc maps and unmaps
+                # PyTorch's temporaries on every call (see below), which
+                # would flatter us.
+                (cd "$out" && BENCH_ONLY=P2,P3 OMP_NUM_THREADS=1 \
+                    OPENBLAS_NUM_THREADS=1 "$python" \
+                    "$refdir/torch_reference.py" --threads 1 \
+                    >>"$out/torch-p3.jsonl" 2>>"$out/torch-sparse.log") ||
+                    echo "compare.sh: torch_reference.py (P3) failed" >&2
+            fi
+        fi
+        ((have_adolc_sparse)) || return 0
+        say "round $round: sparse problems, ADOL-C"
+        for case in "${sparse_cases[@]}"; do
+            read -r prob size extra <<<"$case"
+            rc=0
+            (cd "$adolc_dir" && BENCH_ONLY=$prob BENCH_SIZE=${size#*=} \
+                peak "$prob $size" "$out/adolc-sparse-rss.txt" \
+                ./adolc_sparse_reference "${ADOLC_BUDGET:-1.0}" \
+                >>"$out/adolc-sparse.jsonl") || rc=$?
+            if ((rc == 2)); then
+                echo "compare.sh: ADOL-C spilled a buffer to disk on" \
+                     "$prob $size; its times are pessimistic" >&2
+                rm -f "$adolc_dir"/ADOLC-*.tap
+            elif ((rc != 0)); then
+                echo "compare.sh: adolc_sparse_reference $prob $size" \
+                     "exited $rc" >&2
+            fi
+        done
+    }
 
     # dgemm before and after everything else; the report uses the faster
     # of the two, so that a busy moment cannot flatter the GEMM fraction.
-    say "cblas_dgemm"
-    "$bench" --gemm --budget 1 | tee "$out/gemm.jsonl" >&2
+    if ((!only_sparse)); then
+        say "cblas_dgemm"
+        "$bench" --gemm --budget 1 | tee "$out/gemm.jsonl" >&2
+    fi
 
     # Each program runs every problem in one process, as it is meant to be
     # run: a reference's times can depend on what ran before in its process
@@ -204,10 +376,20 @@ if [[ -z $report_only ]]; then
     : >"$out/torch.jsonl"
     : >"$out/torch.log"
     : >"$out/adolc.jsonl"
+    for f in ours-sparse.jsonl ours-sparse.log ours-sparse-rss.txt \
+            ours-p3.jsonl torch-sparse.jsonl torch-sparse.log torch-p3.jsonl \
+            adolc-sparse.jsonl adolc-sparse-rss.txt sparse-check.txt; do
+        : >"$out/$f"
+    done
     for ((round = 1; round <= rounds; round++)); do
+        if ((only_sparse)); then
+            run_sparse_round "$round"
+            continue
+        fi
         say "round $round: libjacobian"
         # shellcheck disable=SC2086
-        "$bench" ${JAC_BENCH_ARGS:-} >>"$out/ours.jsonl" 2>>"$out/ours.log" ||
+        "$bench" --problems P1,P2,P3,P4,P5 ${JAC_BENCH_ARGS:-} \
+            >>"$out/ours.jsonl" 2>>"$out/ours.log" ||
             echo "compare.sh: jacobian_bench reported failures" \
                  "(see ours.jsonl)" >&2
 
@@ -223,23 +405,37 @@ if [[ -z $report_only ]]; then
             rm -f "$out/torch-round.jsonl"
         fi
 
-        ((have_adolc)) || continue
-        say "round $round: ADOL-C"
-        rc=0
-        (cd "$adolc_dir" && ./adolc_reference "${ADOLC_BUDGET:-1.0}" \
-            >>"$out/adolc.jsonl") || rc=$?
-        if ((rc == 2)); then
-            echo "compare.sh: ADOL-C spilled a buffer to disk; its times" \
-                 "are pessimistic" >&2
-            rm -f "$adolc_dir"/ADOLC-*.tap
-        elif ((rc != 0)); then
-            echo "compare.sh: adolc_reference exited $rc" >&2
+        if ((have_adolc)); then
+            say "round $round: ADOL-C"
+            rc=0
+            (cd "$adolc_dir" && ./adolc_reference "${ADOLC_BUDGET:-1.0}" \
+                >>"$out/adolc.jsonl") || rc=$?
+            if ((rc == 2)); then
+                echo "compare.sh: ADOL-C spilled a buffer to disk; its" \
+                     "times are pessimistic" >&2
+                rm -f "$adolc_dir"/ADOLC-*.tap
+            elif ((rc != 0)); then
+                echo "compare.sh: adolc_reference exited $rc" >&2
+            fi
+        fi
+        if ((sparse)); then
+            run_sparse_round "$round"
         fi
     done
     grep -h '^jacobian_bench:' "$out/ours.log" >&2 || true
+    if ((sparse)); then
+        # Every sparse line against the closed forms of PROBLEMS.md.
+        "$python" "$refdir/reference_values.py" --check \
+            "$out/ours-sparse.jsonl" "$out/adolc-sparse.jsonl" \
+            "$out/torch-sparse.jsonl" >"$out/sparse-check.txt" 2>&1 ||
+            echo "compare.sh: reference_values.py --check found" \
+                 "disagreements or errors (see sparse-check.txt)" >&2
+    fi
 
-    say "cblas_dgemm again"
-    "$bench" --gemm --budget 1 | tee -a "$out/gemm.jsonl" >&2
+    if ((!only_sparse)); then
+        say "cblas_dgemm again"
+        "$bench" --gemm --budget 1 | tee -a "$out/gemm.jsonl" >&2
+    fi
     echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
 fi
 
@@ -255,14 +451,472 @@ if ((profile)) && [[ -z $report_only ]]; then
     fi
 fi
 
-"$python" - "$out" "$docs" "$bench" "$profile_tool" <<'PY'
+# The sparse section first (OUT/sparse.md): the page includes it, or, after
+# --only-sparse, it replaces the section of the page there is.
+sparse_md=
+if ((sparse)); then
+    sparse_mode=full
+    if ((only_sparse)); then
+        sparse_mode=sparse
+    fi
+"$python" - "$out" "$sparse_mode" <<'PY'
+# The sparse section of docs/benchmarks.md (P6, P7 of PROBLEMS.md), from
+# the results in OUT: written to OUT/sparse.md, and a summary on stdout.
+import json
+import os
+import sys
+
+out, mode = sys.argv[1:3]
+
+SPARSE = [("P6_bratu2d", "N=32"), ("P6_bratu2d", "N=100"),
+          ("P6_bratu2d", "N=316"), ("P6_bratu2d", "N=1000"),
+          ("P7_bratu2d_energy", "N=100"), ("P7_bratu2d_energy", "N=316"),
+          ("P7_rosenbrock", "n=512"), ("P7_rosenbrock", "n=10000"),
+          ("P7_rosenbrock", "n=100000")]
+GB_MIB = 1e9 / 2 ** 20  # 1 GB in MiB, the unit of peak_rss_mb
+
+
+def load(name):
+    rows = []
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return rows
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    return rows
+
+
+def load_rss(name):
+    """Peak resident set (MiB) of each process, from /usr/bin/time."""
+    rss = {}
+    path = os.path.join(out, name)
+    if os.path.exists(path):
+        for line in open(path):
+            f = line.split()
+            if len(f) >= 3 and f[-1].isdigit():
+                key = tuple(f[:-1])
+                rss[key] = max(rss.get(key, 0.0), int(f[-1]) / 1024.0)
+    return rss
+
+
+ours_all = load("ours-sparse.jsonl")
+adolc_all = load("adolc-sparse.jsonl")
+torch_all = load("torch-sparse.jsonl")
+if mode == "sparse":
+    p3_ours, p3_torch = load("ours-p3.jsonl"), load("torch-p3.jsonl")
+else:
+    p3_ours, p3_torch = load("ours.jsonl"), load("torch.jsonl")
+ours_rss = load_rss("ours-sparse-rss.txt")
+adolc_rss = load_rss("adolc-sparse-rss.txt")
+if mode == "full" and not (ours_all or adolc_all or torch_all):
+    # results of a run without the sparse problems: no section
+    open(os.path.join(out, "sparse.md"), "w").close()
+    sys.exit(0)
+machine = {}
+if os.path.exists(os.path.join(out, "machine.txt")):
+    for line in open(os.path.join(out, "machine.txt")):
+        k, _, v = line.rstrip("\n").partition("=")
+        machine[k] = v
+
+
+def fmt_t(t):
+    if t is None:
+        return "–"
+    if t >= 1:
+        return "%.2f s" % t
+    if t >= 1e-3:
+        return "%.3g ms" % (t * 1e3)
+    return "%.3g µs" % (t * 1e6)
+
+
+def fmt_r(x):
+    return "–" if x is None else "%.3g×" % x
+
+
+def lines(rows, problem, size, variant=None, ok=True):
+    return [r for r in rows if r.get("problem") == problem
+            and r.get("size") == size and r.get("threads", 1) == 1
+            and (variant is None or r.get("variant") == variant)
+            and (("median_s" in r) == ok)]
+
+
+def best(rows, problem, size, variant, key="median_s"):
+    """The line of the variant with the least value of key over the runs
+    (rounds), or None."""
+    c = [r for r in lines(rows, problem, size, variant) if key in r]
+    return min(c, key=lambda r: r[key]) if c else None
+
+
+def rel_ok(a, b):
+    for k in ("sum", "fro", "j00"):
+        if not abs(a[k] - b[k]) <= 1e-9 * abs(b[k]):
+            return False
+    return a.get("nnz") is None or b.get("nnz") is None or \
+        a["nnz"] == b["nnz"]
+
+
+def ratio(anchor, ours):
+    return anchor / ours if anchor is not None and ours else None
+
+
+ADOLC_WARM, ADOLC_RETAPE = "values", "tape+values"
+ADOLC_COLD = "tape+pattern+color+values"
+
+L = []
+w = L.append
+summary = []  # (problem, size, what, ours, anchor, ratio)
+w("<!-- sparse section: rewritten by bench/compare.sh, also alone with "
+  "--only-sparse -->")
+w("## Sparse Jacobians and Hessians (P6, P7)")
+w("")
+if mode == "sparse":
+    w("Measured by `bench/compare.sh --only-sparse` on %s (tree %s, load "
+      "average %s before, %s after), apart from the rest of this page: "
+      "compare these figures only with each other." % (
+          machine.get("date", "?"), machine.get("tree", "?"),
+          machine.get("load_before", "?"), machine.get("load_after", "?")))
+    w("")
+w("The sparse problems of `PROBLEMS.md`: P6 is the sparse Jacobian of the "
+  "2-D Bratu residual F(u) on an N × N grid (5-point pattern), P7 the "
+  "sparse Hessians of the Bratu energy (whose gradient is F) and of "
+  "Rosenbrock's function (tridiagonal). Every result holds all the "
+  "nonzeros of the full matrix (both triangles of a Hessian), on one "
+  "thread. Each (problem, size) runs in a process of its own, ours (each "
+  "variant apart) as ADOL-C's.")
+w("")
+w("- our `replay`: the function recorded once with `jac_program_record`; "
+  "*cold* is recording + `jac_sparse_jacobian_plan` / "
+  "`jac_sparse_hessian_plan` (pattern, colouring, seeds) + one "
+  "evaluation, *warm* one `jac_sparse_jacobian` / `jac_sparse_hessian` "
+  "with the plan (P6 also returns F). Against ADOL-C's `values` (existing "
+  "tape, pattern and seed) and `tape+pattern+color+values`.")
+w("- our `dynamic`: the function recorded on the dynamic tape on every "
+  "call, then `jac_sparse_jacobian_tape` / `jac_sparse_hessian_tape`; "
+  "*cold* is the first call (it makes the plan), *warm* a new recording "
+  "whose plan is reused after its structural check. Against ADOL-C's "
+  "`tape+values` (re-taped, pattern and seed reused) and "
+  "`tape+pattern+color+values`.")
+w("- PyTorch has no sparse Jacobian: its best dense variant "
+  "(`rowloop`, `functional_vec`), where the dense matrix fits in 2 GB, "
+  "against our `dynamic` (both record on every call). Our `dense` "
+  "variant is `jac_jacobian` / `jac_hessian` for scale.")
+w("")
+w("Ratios are anchor time ÷ our time (medians; above 1 we are faster). "
+  "ADOL-C 2.7.2 with ColPack 1.0.10, called step by step as its "
+  "`sparse_jac` / `sparse_hess` drivers do (`shared/bench/"
+  "adolc_sparse_reference.cpp`).")
+w("")
+
+phases = []  # rows of the per-phase table
+any_rows = False
+for problem, size in SPARSE:
+    rp, rp_cold = (best(ours_all, problem, size, "replay"),
+                   best(ours_all, problem, size, "replay", "cold_s"))
+    dy, dy_cold = (best(ours_all, problem, size, "dynamic"),
+                   best(ours_all, problem, size, "dynamic", "cold_s"))
+    dn = best(ours_all, problem, size, "dense")
+    errs = lines(ours_all, problem, size, ok=False)
+    errs = [e for e in errs if "error" in e]
+    # a failed variant may still have cold times
+    if dy_cold is None:
+        dy_cold = next((e for e in errs if e.get("variant") == "dynamic"
+                        and "cold_s" in e), None)
+    if rp_cold is None:
+        rp_cold = next((e for e in errs if e.get("variant") == "replay"
+                        and "cold_s" in e), None)
+    ad = {v: best(adolc_all, problem, size, v) for v in
+          (ADOLC_WARM, ADOLC_RETAPE, ADOLC_COLD, "pattern+color+values")}
+    th = [r for r in lines(torch_all, problem, size)]
+    tb = min(th, key=lambda r: r["median_s"]) if th else None
+    tskip = [r for r in torch_all if r.get("problem") == problem and
+             r.get("size") == size and "skipped" in r]
+    if not (rp or dy or dn or errs or any(ad.values()) or tb):
+        continue
+    any_rows = True
+    ref = rp or dy or dn
+    n = None
+    if ref is not None:
+        n = int(size.split("=")[1])
+        n = n * n if problem != "P7_rosenbrock" else n
+    w("### %s %s%s" % (problem, size,
+                       " (n = %d unknowns)" % n if n else ""))
+    w("")
+    w("| comparison | ours | anchor | anchor ÷ ours |")
+    w("|---|---|---|---|")
+
+    def row(what, o, okey, a, akey, label):
+        ot = o.get(okey) if o else None
+        at = a.get(akey) if a else None
+        r = ratio(at, ot)
+        w("| %s | %s | %s | %s |" % (what, fmt_t(ot), fmt_t(at), fmt_r(r)))
+        summary.append((problem, size, label, ot, at, r))
+        return r
+
+    row("warm, tape kept: `replay` vs ADOL-C `values`", rp, "median_s",
+        ad[ADOLC_WARM], "median_s", "replay warm / values")
+    row("warm, recorded again: `dynamic` vs ADOL-C `tape+values`", dy,
+        "median_s", ad[ADOLC_RETAPE], "median_s",
+        "dynamic warm / tape+values")
+    row("cold: `replay` vs ADOL-C `tape+pattern+color+values`", rp_cold,
+        "cold_s", ad[ADOLC_COLD], "median_s", "replay cold / cold")
+    row("cold: `dynamic` vs ADOL-C `tape+pattern+color+values`", dy_cold,
+        "cold_s", ad[ADOLC_COLD], "median_s", "dynamic cold / cold")
+    if tb is not None:
+        row("PyTorch dense `%s` vs our `dynamic` warm" % tb["variant"], dy,
+            "median_s", tb, "median_s", "dynamic warm / torch")
+        row("PyTorch dense `%s` vs our `dynamic` cold" % tb["variant"],
+            dy_cold, "cold_s", tb, "median_s", "dynamic cold / torch")
+        if dn is not None:
+            row("PyTorch dense `%s` vs our `dense`" % tb["variant"], dn,
+                "median_s", tb, "median_s", "dense / torch")
+    elif tskip:
+        w("| PyTorch dense | | skipped: %s | |" % tskip[0]["skipped"])
+    w("")
+    notes = []
+    cols = []
+    for name, r in (("replay", rp), ("dynamic", dy)):
+        if r is not None:
+            cols.append("%s %d (%s)" % (name, r["colors"], r["method"]))
+    a0 = next((a for a in ad.values() if a is not None), None)
+    if cols or a0:
+        notes.append("colours: ours %s; ADOL-C %s" % (
+            ", ".join(cols) or "–", a0["colors"] if a0 else "–"))
+    if ref is not None:
+        notes.append("nnz %d" % ref["nnz"] + (
+            " (ADOL-C %d, stored %d)" % (a0["nnz"], a0["nnz_stored"])
+            if a0 else ""))
+    mem = []
+    for name, r in (("replay", rp), ("dynamic", dy), ("dense", dn)):
+        if r is not None:
+            p = ours_rss.get((problem, size, name))
+            mem.append("%s %.0f MiB (library %.0f MiB%s)" % (
+                name, r["peak_rss_mb"], r["ctx_peak_mb"],
+                ", process %.0f MiB" % p if p else ""))
+    if mem:
+        notes.append("our peak resident set: " + "; ".join(mem))
+    if (problem, size) in adolc_rss:
+        notes.append("ADOL-C process peak %.0f MiB" %
+                     adolc_rss[(problem, size)])
+    checks = []
+    for name, r in (("replay", rp), ("dynamic", dy), ("dense", dn)):
+        if r is None:
+            continue
+        if r.get("check") != "ok":
+            checks.append("our %s ≠ PROBLEMS.md (%s)" % (
+                name, r.get("check_failed", "?")))
+        for aname, a in (("ADOL-C", a0), ("PyTorch", tb)):
+            if a is not None and not rel_ok(r, a):
+                checks.append("our %s ≠ %s" % (name, aname))
+    notes.append("checksums: " + ("; ".join(checks) if checks else
+                                  "all agree with PROBLEMS.md and the "
+                                  "anchors to 1e-9, nnz exact"))
+    for e in errs:
+        notes.append("**our `%s` failed**: %s" % (e.get("variant"),
+                                                  e["error"]))
+    for s_ in notes:
+        w("- " + s_)
+    w("")
+    phases.append((problem, size, rp_cold, dy_cold, ad[ADOLC_COLD]))
+
+if not any_rows:
+    w("No sparse results in this run.")
+    w("")
+
+# ------------------------------------------------------------ targets
+TARGETS = []  # (text, value, threshold, unit)
+
+
+def find(problem, size, label):
+    for s in summary:
+        if s[:3] == (problem, size, label):
+            return s[5]
+    return None
+
+
+for problem, size in (("P6_bratu2d", "N=316"), ("P6_bratu2d", "N=1000"),
+                      ("P7_rosenbrock", "n=100000"),
+                      ("P7_bratu2d_energy", "N=316")):
+    TARGETS.append(("%s %s warm `replay` ≥ 2× faster than ADOL-C `values`"
+                    % (problem, size),
+                    find(problem, size, "replay warm / values"), 2.0))
+    TARGETS.append(("%s %s warm `dynamic` ≥ 2× faster than ADOL-C "
+                    "`tape+values`" % (problem, size),
+                    find(problem, size, "dynamic warm / tape+values"), 2.0))
+    if problem == "P6_bratu2d":
+        c = [(find(problem, size, lab), v) for lab, v in
+             (("replay cold / cold", "replay"),
+              ("dynamic cold / cold", "dynamic"))]
+        c = [x for x in c if x[0] is not None]
+        b = max(c) if c else (None, "")
+        TARGETS.append(("%s %s cold ≥ 2× faster than ADOL-C "
+                        "`tape+pattern+color+values` (our faster cold: "
+                        "`%s`)" % (problem, size, b[1]), b[0], 2.0))
+# P3 n=512: the default jac_hessian against PyTorch's best, one thread.
+p3o = [r for r in p3_ours if r.get("problem") == "P3_rosenbrock"
+       and r.get("size") == "n=512" and r.get("variant") == "hessian"
+       and r.get("threads") == 1 and "median_s" in r]
+p3t = [r for r in p3_torch if r.get("problem") == "P3_rosenbrock"
+       and r.get("size") == "n=512" and r.get("threads") == 1
+       and "median_s" in r]
+p3_line = None
+if p3o and p3t:
+    o = min(p3o, key=lambda r: r["median_s"])
+    t = min(p3t, key=lambda r: r["median_s"])
+    p3_line = (o, t)
+    TARGETS.append(("P3_rosenbrock n=512 Hessian by the default "
+                    "`jac_hessian` ≥ 20× faster than PyTorch's best dense "
+                    "variant (`%s`, %s against our %s)" % (
+                        t["variant"], fmt_t(t["median_s"]),
+                        fmt_t(o["median_s"])),
+                    t["median_s"] / o["median_s"], 20.0))
+else:
+    TARGETS.append(("P3_rosenbrock n=512 Hessian by the default "
+                    "`jac_hessian` ≥ 20× faster than PyTorch's best dense "
+                    "variant", None, 20.0))
+mem_targets = []
+for name in ("replay", "dynamic"):
+    r = best(ours_all, "P6_bratu2d", "N=1000", name)
+    peak = None
+    if r is not None:
+        peak = max(r["peak_rss_mb"],
+                   ours_rss.get(("P6_bratu2d", "N=1000", name), 0.0))
+    else:
+        e = [x for x in lines(ours_all, "P6_bratu2d", "N=1000", name,
+                              ok=False) if x.get("peak_rss_mb", -1) > 0]
+        peak = e[0]["peak_rss_mb"] if e else None
+    mem_targets.append(("P6_bratu2d N=1000 `%s`: peak resident set below "
+                        "1 GB (%.1f MiB)" % (name, GB_MIB), peak))
+
+w("### Targets")
+w("")
+nmet = nev = 0
+for text, v, thr in TARGETS:
+    if v is None:
+        w("- not evaluated: %s" % text)
+        continue
+    nev += 1
+    nmet += v >= thr
+    w("- %s: %s (%s)" % ("met" if v >= thr else "**missed**", text,
+                         fmt_r(v)))
+for text, peak in mem_targets:
+    if peak is None:
+        w("- not evaluated: %s" % text)
+        continue
+    nev += 1
+    nmet += peak < GB_MIB
+    w("- %s: %s (%.0f MiB)" % ("met" if peak < GB_MIB else "**missed**",
+                               text, peak))
+w("")
+w("%d of %d evaluated targets met (medians). The memory figures are the "
+  "peak resident set of the process that ran the variant (VmHWM, started "
+  "again before the variant; the larger of that and `/usr/bin/time`'s "
+  "maximum for the process)." % (nmet, nev))
+w("")
+
+# ------------------------------------------------------------ phases
+if phases:
+    w("### Where the cold time goes")
+    w("")
+    w("Medians of the phases of the cold runs. Ours, `replay`: "
+      "`jac_program_record`, the plan (sparsity pattern, colouring, seeds "
+      "and recovery, which the API makes in one call), the first "
+      "evaluation (its workspaces are made on first use); `dynamic`: the "
+      "recording on the tape, then the call that compiles the recording, "
+      "makes the plan and evaluates it. ADOL-C: tape, pattern, colouring, "
+      "compressed sweep, recovery.")
+    w("")
+    w("| problem | size | replay: record / plan / first sweep | "
+      "dynamic: record / call | ADOL-C: tape / pattern / color / sweep / "
+      "recover |")
+    w("|---|---|---|---|---|")
+    for problem, size, rc, dc, ac in phases:
+        def ph(r, keys):
+            if r is None or not all(k in r for k in keys):
+                return "–"
+            return " / ".join(fmt_t(r[k]) for k in keys)
+        w("| %s | %s | %s | %s | %s |" % (
+            problem, size, ph(rc, ("record_s", "plan_s", "sweep_s")),
+            ph(dc, ("record_s", "tape_call_s")),
+            ph(ac, ("tape_s", "pattern_s", "color_s", "sweep_s",
+                    "recover_s"))))
+    w("")
+
+chk = os.path.join(out, "sparse-check.txt")
+if os.path.exists(chk):
+    last = [l for l in open(chk) if "line(s) checked" in l]
+    if last:
+        w("`shared/bench/reference_values.py --check` on every sparse line "
+          "of this run (ours, ADOL-C, PyTorch): %s" % last[-1].strip() +
+          ".")
+        w("")
+w("<!-- end of the sparse section -->")
+
+with open(os.path.join(out, "sparse.md"), "w") as fh:
+    fh.write("\n".join(L) + "\n")
+
+# ------------------------------------------------------------ stdout
+print("%-18s %-9s %-28s %11s %11s %9s" % ("problem", "size", "comparison",
+                                          "ours", "anchor", "anc/ours"))
+for problem, size, label, ot, at, r in summary:
+    print("%-18s %-9s %-28s %11s %11s %9s" % (problem, size, label,
+                                              fmt_t(ot), fmt_t(at),
+                                              fmt_r(r)))
+print()
+for text, v, thr in TARGETS:
+    print("%-4s %s: %s" % ("n/a" if v is None else "ok" if v >= thr
+                           else "MISS", text.replace("`", ""), fmt_r(v)))
+for text, peak in mem_targets:
+    print("%-4s %s: %s" % ("n/a" if peak is None else "ok"
+                           if peak < GB_MIB else "MISS",
+                           text.replace("`", ""),
+                           "–" if peak is None else "%.0f MiB" % peak))
+print("\nsparse: %d of %d targets met; wrote %s/sparse.md" % (nmet, nev, out))
+PY
+    sparse_md=$out/sparse.md
+fi
+
+if ((only_sparse)); then
+    "$python" - "$sparse_md" "$docs/benchmarks.md" <<'PY'
+# Puts the sparse section into the page: in place of the one it has, else
+# before its "## Machine" section, else at its end.
+import os
+import sys
+
+section = open(sys.argv[1]).read()
+page = sys.argv[2]
+BEGIN = "<!-- sparse section:"
+END = "<!-- end of the sparse section -->"
+text = open(page).read() if os.path.exists(page) else \
+    "# Benchmarks\n\n"
+if BEGIN in text and END in text:
+    a = text.index(BEGIN)
+    b = text.index(END) + len(END)
+    text = text[:a] + section.rstrip("\n") + text[b:]
+elif "\n## Machine" in text:
+    a = text.index("\n## Machine") + 1
+    text = text[:a] + section + "\n" + text[a:]
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+with open(page, "w") as fh:
+    fh.write(text)
+print("wrote the sparse section of %s" % page)
+PY
+    exit 0
+fi
+
+"$python" - "$out" "$docs" "$bench" "$profile_tool" "$sparse_md" <<'PY'
 import json
 import os
 import re
 import subprocess
 import sys
 
-out, docs, bench, profile_tool = sys.argv[1:5]
+out, docs, bench, profile_tool, sparse_md = sys.argv[1:6]
 
 SIZES = {  # problem -> sizes in PROBLEMS.md order
     "P1_square": ["n=2", "n=256", "n=2048"],
@@ -668,7 +1322,8 @@ w("# Benchmarks")
 w("")
 w("libjacobian against PyTorch's autograd (1.13, float64, CPU) and ADOL-C "
   "(2.7.2, tape-based, operator overloading) on the five problems of "
-  "`shared/bench/PROBLEMS.md`, measured in one run on one machine. This "
+  "`shared/bench/PROBLEMS.md`, measured in one run on one machine, and "
+  "on its sparse problems (P6, P7) in a section of their own. This "
   "page is generated by `bench/compare.sh`; do not edit it by hand.")
 w("")
 w("Ratios are *anchor time ÷ our time* at the same thread count: above 1 "
@@ -1115,6 +1770,10 @@ for key, title, cmd, rows, missed_here in profiles:
         w("| %.1f | %s | `%s` |" % (pct, dso, sym))
     w("")
 
+if sparse_md and os.path.exists(sparse_md):
+    L.extend(open(sparse_md).read().rstrip("\n").split("\n"))
+    w("")
+
 w("## Machine")
 w("")
 for k, label in (("date", "date"), ("tree", "libjacobian tree (git)"),
@@ -1141,10 +1800,12 @@ w("```sh")
 w("cmake -S . -B build -DCMAKE_BUILD_TYPE=Release")
 w("cmake --build build -j --target jacobian_bench")
 w("build/bench/jacobian_bench --check      # checksums of the smallest sizes")
-w("build/bench/jacobian_bench > ours.jsonl # every problem; about 2 minutes")
+w("build/bench/jacobian_bench > ours.jsonl # every problem; a few minutes")
 w("bench/compare.sh                        # ours, PyTorch, ADOL-C, dgemm, "
   "profiles, this page")
 w("bench/compare.sh --rounds 2             # the same, best of two rounds")
+w("bench/compare.sh --only-sparse          # P6, P7 alone: their section, "
+  "about 8 minutes")
 w("```")
 w("")
 w("`compare.sh` installs what it lacks with apt-get (`python3-torch`, "
@@ -1163,11 +1824,17 @@ w("`compare.sh` installs what it lacks with apt-get (`python3-torch`, "
   "`docs/benchmarks.png` (elsewhere with `--docs DIR`). `bench/compare.sh "
   "--report-only build/bench/results` rebuilds the page from kept "
   "results. A full run "
-  "takes about 10 minutes per round, most of it in the references.")
+  "takes about 10 minutes per round, most of it in the references. The "
+  "sparse problems need `libcolpack-dev` as well; each of their (problem, "
+  "size) pairs runs in a process of its own, ours once per variant, and "
+  "`--only-sparse` measures them alone (with P3 n=512's Hessian for its "
+  "target), keeps its results in `build/bench/results-sparse/` and "
+  "rewrites only their section of this page.")
 w("")
-w("`jacobian_bench` options: `--problems P1,P3`, `--sizes small|medium|"
+w("`jacobian_bench` options: `--problems P1,P3` (P6, P7 or full names "
+  "such as P7_rosenbrock), `--sizes small|medium|"
   "large|n=2048,...`, `--variants rowloop,batched,forward,hessian,grad,"
-  "replay,floor`, `--threads 1,2`, `--budget S` (seconds per "
+  "replay,floor,dynamic,dense`, `--threads 1,2`, `--budget S` (seconds per "
   "measurement), `--min-repeats N`, `--max-repeats N` (P4's big sizes cap "
   "it at 20 and 5 unless this or `--repeats` is given), `--repeats N`, "
   "`--chunks 0,8,32` (chunk sizes tried), "
@@ -1199,6 +1866,15 @@ w("Variants: `rowloop` is the reference algorithm (chunk 1, reverse mode: "
   "`blas_threads` on each line); with 1 thread OpenBLAS runs on one "
   "thread. The weights of P2 and P5 are constants of the function, built "
   "once outside the timed region, as in both references.")
+w("")
+w("On P6 and P7 the variants are `replay`, `dynamic` and `dense` (see "
+  "their section); each line has `median_s` (the warm time), `cold_s`, "
+  "`warm_s`, `nnz`, `colors`, `method`, the phases of the cold runs "
+  "(`record_s`, `plan_s`, `sweep_s` for `replay`; `record_s`, "
+  "`tape_call_s`, `release_s` and their `warm_` counterparts for "
+  "`dynamic`), `peak_rss_mb` (the process's peak resident set since the "
+  "variant started) and `ctx_peak_mb` (the peak of what the context, its "
+  "programs and plans held).")
 w("")
 
 with open(os.path.join(docs, "benchmarks.md"), "w") as fh:

@@ -1,10 +1,11 @@
 /*
- * jacobian_bench: times libjacobian on the benchmark problems P1..P5 (see
+ * jacobian_bench: times libjacobian on the benchmark problems P1..P7 (see
  * docs/benchmarks.md for the problems, the reference values and how to
  * compare with PyTorch and ADOL-C) and prints one JSON line per measurement.
  *
  *   jacobian_bench                      every problem, size, variant, thread
  *   jacobian_bench --problems P1,P3 --sizes small --threads 1
+ *   jacobian_bench --problems P6 --sizes N=1000 --variants replay
  *   jacobian_bench --check              smallest sizes once; exit 1 on a
  *                                       checksum that differs from the
  *                                       reference
@@ -20,6 +21,11 @@
  * times only the program's Jacobian / Hessian / gradient at the point (what
  * ADOL-C's `jacobian`, `hessian` and `gradient` do on an existing tape), and
  * `floor` (P4) is a hand-written C loop with no AD at all.
+ * The sparse problems P6 and P7 (sparse Jacobian and Hessians through the
+ * plans of jac_sparse_*) time each variant twice: cold (from nothing: the
+ * recording, the sparsity pattern, the colouring and one evaluation) and
+ * warm (what a Newton step pays once the plan exists); their line's
+ * median_s is the warm time (see sparse_once).
  * Timing: one warm-up (its result gives the checksums), then repetitions
  * until at least --min-repeats and --budget seconds; median and minimum of
  * CLOCK_MONOTONIC intervals.
@@ -46,22 +52,32 @@
 /* Problems, sizes and reference values (PROBLEMS.md)                       */
 /* ------------------------------------------------------------------------ */
 
-enum { P1, P2, P3, P4, P5, NPROBLEMS };
+enum { P1, P2, P3, P4, P5, P6, P7E, P7R, NPROBLEMS };
 
 static const char *const problem_names[NPROBLEMS] = {
-    "P1_square", "P2_mlp", "P3_rosenbrock", "P4_chain", "P5_batch_mlp"};
+    "P1_square",    "P2_mlp",     "P3_rosenbrock",     "P4_chain",
+    "P5_batch_mlp", "P6_bratu2d", "P7_bratu2d_energy", "P7_rosenbrock"};
+
+/* The short names --problems accepts besides the full ones (P7 selects
+ * both of its problems). */
+static const char *const problem_ids[NPROBLEMS] = {"P1", "P2", "P3", "P4",
+                                                   "P5", "P6", "P7", "P7"};
+
+/* P6 and P7: sparse Jacobians and Hessians (plans of jac_sparse_*). */
+static bool is_sparse(int problem) { return problem >= P6; }
 
 enum { TIER_SMALL = 1, TIER_MEDIUM = 2, TIER_LARGE = 4, TIER_ALL = 7 };
 
 typedef struct size_def {
     int problem;
     const char *size;
-    int64_t a, b, c; /* n | (n_in, hidden, n_out) | k | B */
+    int64_t a, b, c; /* n | (n_in, hidden, n_out) | k | B | N (grid) */
     int tiers;       /* which of --sizes small/medium/large select it */
     double ref_sum, ref_fro, ref_j00;
     double ref_value; /* P4: x_k, checked as well; 0: none */
     double abs_tol;   /* checksums within this of the reference also agree */
     int max_rep;      /* at most this many timed repetitions (0: no cap) */
+    int64_t ref_nnz;  /* P6, P7: entries of the full matrix; 0: none */
 } size_def;
 
 /* PyTorch 1.13.1, float64; ADOL-C 2.7.2 agrees to 1e-11.
@@ -80,29 +96,50 @@ typedef struct size_def {
  * per repetition (k=1e6: ~1.2 GB and 0.15-0.4 s). */
 static const size_def size_table[] = {
     {P1, "n=2", 2, 0, 0, TIER_SMALL, 1.4856886720455875, 1.0597593343884502,
-     0.64421768723769102, 0, 0, 0},
+     0.64421768723769102, 0, 0, 0, 0},
     {P1, "n=256", 256, 0, 0, TIER_MEDIUM, 4.0965276809403131,
-     11.372683751084219, 0.64421768723769102, 0, 0, 0},
+     11.372683751084219, 0.64421768723769102, 0, 0, 0, 0},
     {P1, "n=2048", 2048, 0, 0, TIER_LARGE, 0.52653562316776548,
-     32.024981209967308, 0.64421768723769102, 0, 0, 0},
+     32.024981209967308, 0.64421768723769102, 0, 0, 0, 0},
     {P2, "16-32-16", 16, 32, 16, TIER_SMALL, -0.31407040894689525,
-     0.42722832080584455, 0.026841722018463098, 0, 0, 0},
+     0.42722832080584455, 0.026841722018463098, 0, 0, 0, 0},
     {P2, "128-512-128", 128, 512, 128, TIER_MEDIUM, -0.073235137776548109,
-     0.088305095922735694, 0.00072895702567606026, 0, 0, 0},
+     0.088305095922735694, 0.00072895702567606026, 0, 0, 0, 0},
     {P2, "512-2048-512", 512, 2048, 512, TIER_LARGE, -0.00026738786052256554,
-     0.026009785692566793, 5.5047805988081658e-05, 0, 0, 0},
+     0.026009785692566793, 5.5047805988081658e-05, 0, 0, 0, 0},
     {P3, "n=64", 64, 0, 0, TIER_SMALL, 22102.920748172011, 3505.0845285148939,
-     -41.789268396615455, 0, 0, 0},
+     -41.789268396615455, 0, 0, 0, 0},
     {P3, "n=512", 512, 0, 0, TIER_LARGE, 176572.65928334248, 9953.4572405315776,
-     -41.789268396615455, 0, 0, 0},
+     -41.789268396615455, 0, 0, 0, 0},
     {P4, "k=10000", 10000, 0, 0, TIER_ALL, 0.00073974788001393,
-     0.00073974788001393, 0.00073974788001393, 3.1412383323702526, 0, 0},
+     0.00073974788001393, 0.00073974788001393, 3.1412383323702526, 0, 0, 0},
     {P4, "k=100000", 100000, 0, 0, TIER_MEDIUM, 5.7946082617662026e-43,
-     5.7946082617662026e-43, 5.7946082617662026e-43, 3.1415926535897931, 0, 20},
+     5.7946082617662026e-43, 5.7946082617662026e-43, 3.1415926535897931, 0, 20,
+     0},
     {P4, "k=1000000", 1000000, 0, 0, TIER_LARGE, 0.0, 0.0, 0.0,
-     3.1415926535897931, DBL_MIN, 5},
+     3.1415926535897931, DBL_MIN, 5, 0},
     {P5, "B=64", 64, 0, 0, TIER_ALL, -4.6970480864790822, 0.70808530018179627,
-     0.00072895702567606026, 0, 0, 0},
+     0.00072895702567606026, 0, 0, 0, 0},
+    /* P6, P7: exact closed forms (reference_values.py beside PROBLEMS.md);
+     * N is the grid side (n = N^2 unknowns), n the length of x. */
+    {P6, "N=32", 32, 0, 0, TIER_SMALL, 133232.88161235378, 155184.54556914431,
+     4349.6007471718303, 0, 0, 0, 4992},
+    {P6, "N=100", 100, 0, 0, TIER_MEDIUM, 4020246.2834424218,
+     4556923.0165487649, 40797.600747171833, 0, 0, 0, 49600},
+    {P6, "N=316", 316, 0, 0, TIER_LARGE, 126417460.74710576, 141963900.74108985,
+     401949.60074717185, 0, 0, 0, 498016},
+    {P6, "N=1000", 1000, 0, 0, TIER_LARGE, 4001988987.0896358,
+     4480631187.6396103, 4007997.6007471718, 0, 0, 0, 4996000},
+    {P7E, "N=100", 100, 0, 0, TIER_SMALL, 4020246.2834424218,
+     4556923.0165487649, 40797.600747171833, 0, 0, 0, 49600},
+    {P7E, "N=316", 316, 0, 0, TIER_LARGE, 126417460.74710576,
+     141963900.74108985, 401949.60074717185, 0, 0, 0, 498016},
+    {P7R, "n=512", 512, 0, 0, TIER_SMALL, 176572.65928334248,
+     9953.4572405315757, -41.789268396615455, 0, 0, 0, 1534},
+    {P7R, "n=10000", 10000, 0, 0, TIER_MEDIUM, 3516305.7809907156,
+     44166.064289792754, -41.789268396615455, 0, 0, 0, 29998},
+    {P7R, "n=100000", 100000, 0, 0, TIER_LARGE, 35197546.272548191,
+     139695.11370422292, -41.789268396615455, 0, 0, 0, 299998},
 };
 #define NSIZES (sizeof size_table / sizeof size_table[0])
 
@@ -127,15 +164,29 @@ enum {
     V_GRAD,    /* P4 only: one jac_grad */
     V_REPLAY,  /* recorded once (untimed) into a jac_program; timed: replay */
     V_FLOOR,   /* P4 only: a hand-written C loop, no AD */
+    V_DYNAMIC, /* P6, P7: recorded each time, jac_sparse_*_tape */
+    V_DENSE,   /* P6, P7 small sizes: the dense jac_jacobian / jac_hessian */
     NVARIANTS
 };
 
 static const char *const variant_names[NVARIANTS] = {
-    "rowloop", "batched", "forward", "hessian", "grad", "replay", "floor"};
+    "rowloop", "batched", "forward", "hessian", "grad",
+    "replay",  "floor",   "dynamic", "dense"};
 
-static bool variant_applies(int problem, int variant)
+/* The dense variant of P6 and P7 only where the dense matrix is small (at
+ * most 1024 x 1024: 8 MB). */
+static const int64_t DENSE_MAX_N = 1024;
+
+static bool variant_applies(const size_def *sd, int variant)
 {
-    switch (problem) {
+    switch (sd->problem) {
+    case P6:
+    case P7E:
+    case P7R: {
+        int64_t n = sd->problem == P7R ? sd->a : sd->a * sd->a;
+        return variant == V_DYNAMIC || variant == V_REPLAY ||
+               (variant == V_DENSE && n <= DENSE_MAX_N);
+    }
     case P1:
     case P2:
         return variant == V_ROWLOOP || variant == V_BATCHED ||
@@ -190,11 +241,12 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: jacobian_bench [options]\n"
-        "  --problems LIST   P1,P2,P3,P4,P5 (default all)\n"
+        "  --problems LIST   P1,P2,P3,P4,P5,P6,P7 or full names such as\n"
+        "                    P7_rosenbrock (default all)\n"
         "  --sizes LIST      small,medium,large or exact sizes such as\n"
         "                    n=2048,16-32-16 (default all)\n"
         "  --variants LIST   rowloop,batched,forward,hessian,grad,replay,\n"
-        "                    floor (default all)\n"
+        "                    floor,dynamic,dense (default all)\n"
         "  --threads LIST    thread counts (default 1,2)\n"
         "  --budget S        seconds of repetitions per measurement (0.4)\n"
         "  --min-repeats N   at least N timed repetitions (5)\n"
@@ -309,11 +361,9 @@ static int parse_options(int argc, char **argv, options *o)
                     a);
             return -1;
         } else if (strcmp(a, "--problems") == 0) {
-            for (int p = 0; p < NPROBLEMS; p++) {
-                char id[4] = {'P', (char)('1' + p), 0, 0};
-                o->problems[p] =
-                    list_has(val, id) || list_has(val, problem_names[p]);
-            }
+            for (int p = 0; p < NPROBLEMS; p++)
+                o->problems[p] = list_has(val, problem_ids[p]) ||
+                                 list_has(val, problem_names[p]);
         } else if (strcmp(a, "--variants") == 0) {
             for (int v = 0; v < NVARIANTS; v++)
                 o->variants[v] = list_has(val, variant_names[v]);
@@ -468,6 +518,19 @@ typedef struct bench_case {
     double record_s, record_peak_mb;
     size_t prog_ops, prog_bytes; /* jac_program_length after the calls */
     char errmsg[512];            /* why recording or replaying failed */
+    /* P6, P7 (x holds u, or Rosenbrock's x; n its length): */
+    int64_t N;          /* grid side (P6, P7 energy) */
+    bool cold;          /* the next runs are cold (from nothing) or warm */
+    bool collect;       /* timed runs append their phases to ph */
+    jac_sparse *plan;   /* the plan of the last run (dynamic, replay) */
+    double *vals;       /* its values */
+    double *fout;       /* P6 replay: F, which the sweep gives as well */
+    int64_t nnz, k00;   /* entries of a plan; index of entry (0, 0) */
+    int64_t colors;     /* of the last run's plan (dense: n) */
+    const char *method; /* the plan's method */
+    /* Phases of the timed runs: ph[p][i] of run i (see sparse_once). */
+    double *ph[3];
+    int nph, capph;
 } bench_case;
 
 static double *data_x(int64_t n)
@@ -520,6 +583,8 @@ static double *data_b(int64_t rows, int s)
 
 static void case_free(bench_case *bc)
 {
+    for (int p = 0; p < 3; p++)
+        free(bc->ph[p]);
     free(bc->x);
     for (int s = 0; s < 3; s++) {
         free(bc->w[s]);
@@ -542,6 +607,21 @@ static bool case_init(bench_case *bc, const size_def *sd)
     case P4:
         bc->n = sd->a;
         return true;
+    case P6:
+    case P7E:
+        /* u[k] = 0.1 sin(0.3 k + 0.7) on the N x N grid, row-major */
+        bc->N = sd->a;
+        bc->n = sd->a * sd->a;
+        bc->x = data_x(bc->n);
+        if (bc->x == NULL)
+            return false;
+        for (int64_t k = 0; k < bc->n; k++)
+            bc->x[k] = 0.1 * sin(0.3 * (double)k + 0.7);
+        return true;
+    case P7R:
+        bc->n = sd->a;
+        bc->x = data_x(bc->n);
+        return bc->x != NULL;
     case P2:
         bc->n_in = sd->a;
         bc->hidden = sd->b;
@@ -966,11 +1046,12 @@ chain_floor(int64_t k, double *deriv)
 
 typedef struct sums {
     double sum, fro, j00, value;
+    int64_t nnz; /* P6, P7: entries of the full matrix; -1: not counted */
 } sums;
 
 static sums checksums_of(const double *d, int64_t n, double value)
 {
-    sums s = {0, 0, 0, value};
+    sums s = {0, 0, 0, value, -1};
     for (int64_t i = 0; i < n; i++) {
         s.sum += d[i];
         s.fro += d[i] * d[i];
@@ -1009,7 +1090,384 @@ static const char *check_sums(const size_def *sd, const sums *s)
     if (sd->ref_value != 0 &&
         !close_to(s->value, sd->ref_value, fabs(sd->ref_value), 0.0))
         strcat(buf, buf[0] ? ",value" : "value");
+    if (sd->ref_nnz > 0 && s->nnz != sd->ref_nnz)
+        strcat(buf, buf[0] ? ",nnz" : "nnz");
     return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sparse Jacobians and Hessians (P6, P7)                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Rows r0 .. r1 - 1 and columns c0 .. c1 - 1 of the grid p. */
+static jac_tensor *grid_slice(jac_ctx *ctx, jac_tensor *p, int64_t r0,
+                              int64_t r1, int64_t c0, int64_t c1)
+{
+    return jac_slice(ctx, jac_slice(ctx, p, 0, r0, r1, 1), 1, c0, c1, 1);
+}
+
+/* The (N + 2) x (N + 2) grid of u with a border of zeros. */
+static jac_tensor *pad_grid(jac_ctx *ctx, jac_tensor *u)
+{
+    static const int64_t one[2] = {1, 1};
+    return jac_pad(ctx, u, one, one);
+}
+
+/* P6: F = (4u - u[i-1,j] - u[i+1,j] - u[i,j-1] - u[i,j+1]) / h^2
+ * - lambda exp(u), lambda = 6; the neighbours are slices of the padded
+ * grid, so a neighbour outside the grid is 0. */
+static jac_tensor *f_bratu(jac_ctx *ctx, jac_tensor *u, int64_t N)
+{
+    double h = 1.0 / (double)(N + 1);
+    jac_tensor *p = pad_grid(ctx, u);
+    jac_tensor *f = jac_mul_scalar(ctx, u, 4.0);
+    f = jac_sub(ctx, f, grid_slice(ctx, p, 0, N, 1, N + 1));
+    f = jac_sub(ctx, f, grid_slice(ctx, p, 2, N + 2, 1, N + 1));
+    f = jac_sub(ctx, f, grid_slice(ctx, p, 1, N + 1, 0, N));
+    f = jac_sub(ctx, f, grid_slice(ctx, p, 1, N + 1, 2, N + 2));
+    return jac_sub(ctx, jac_div_scalar(ctx, f, h * h),
+                   jac_mul_scalar(ctx, jac_exp(ctx, u), 6.0));
+}
+
+/* P7 energy: (sum(dx^2) + sum(dy^2)) / (2 h^2) - lambda sum(exp(u)), with
+ * dx = P[1:, 1:-1] - P[:-1, 1:-1] and dy = P[1:-1, 1:] - P[1:-1, :-1] of
+ * the padded grid P. Its gradient is P6's F. */
+static jac_tensor *f_energy(jac_ctx *ctx, jac_tensor *u, int64_t N)
+{
+    double h = 1.0 / (double)(N + 1);
+    jac_tensor *p = pad_grid(ctx, u);
+    jac_tensor *dx = jac_sub(ctx, grid_slice(ctx, p, 1, N + 2, 1, N + 1),
+                             grid_slice(ctx, p, 0, N + 1, 1, N + 1));
+    jac_tensor *dy = jac_sub(ctx, grid_slice(ctx, p, 1, N + 1, 1, N + 2),
+                             grid_slice(ctx, p, 1, N + 1, 0, N + 1));
+    jac_tensor *e = jac_add(ctx, jac_sum(ctx, jac_square(ctx, dx)),
+                            jac_sum(ctx, jac_square(ctx, dy)));
+    e = jac_div_scalar(ctx, e, 2.0 * h * h);
+    return jac_sub(ctx, e,
+                   jac_mul_scalar(ctx, jac_sum(ctx, jac_exp(ctx, u)), 6.0));
+}
+
+/* P7 Rosenbrock: sum 100 (x[i+1] - x[i]^2)^2 + (1 - x[i])^2 with squares
+ * (P3 writes the same function with pow). */
+static jac_tensor *f_rosenbrock_sq(jac_ctx *ctx, jac_tensor *x)
+{
+    if (x == NULL)
+        return NULL;
+    int64_t n = jac_tensor_numel(x);
+    jac_tensor *a = jac_slice(ctx, x, 0, 0, n - 1, 1);
+    jac_tensor *b = jac_slice(ctx, x, 0, 1, n, 1);
+    jac_tensor *t = jac_sub(ctx, b, jac_square(ctx, a));
+    jac_tensor *f = jac_add(ctx, jac_mul_scalar(ctx, jac_square(ctx, t), 100.0),
+                            jac_square(ctx, jac_rsub_scalar(ctx, 1.0, a)));
+    return jac_sum(ctx, f);
+}
+
+static jac_tensor *f_sparse(jac_ctx *ctx, const bench_case *bc, jac_tensor *u)
+{
+    switch (bc->problem) {
+    case P6:
+        return f_bratu(ctx, u, bc->N);
+    case P7E:
+        return f_energy(ctx, u, bc->N);
+    default:
+        return f_rosenbrock_sq(ctx, u);
+    }
+}
+
+static jac_status fn_sparse(jac_ctx *ctx, jac_tensor *const *in,
+                            jac_tensor **out, void *user)
+{
+    out[0] = f_sparse(ctx, user, in[0]);
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* The problem's unknowns as a tensor: the N x N grid, or Rosenbrock's x. */
+static jac_tensor *sparse_input(const bench_case *bc, jac_ctx *ctx,
+                                bool requires_grad)
+{
+    int64_t grid[2] = {bc->N, bc->N};
+    bool is_grid = bc->problem != P7R;
+    int ndim = is_grid ? 2 : 1;
+    const int64_t *shape = is_grid ? grid : &bc->n;
+    return requires_grad ? input(ctx, ndim, shape, bc->x)
+                         : jac_tensor_new(ctx, ndim, shape, bc->x);
+}
+
+/* P6 has a Jacobian, P7 a Hessian (of a one-element output, weight 1). */
+static bool sparse_hessian(const bench_case *bc) { return bc->problem != P6; }
+
+static const char *method_name(jac_sparse_method m)
+{
+    switch (m) {
+    case JAC_SPARSE_FORWARD:
+        return "forward";
+    case JAC_SPARSE_REVERSE:
+        return "reverse";
+    case JAC_SPARSE_STAR:
+        return "star";
+    case JAC_SPARSE_ACYCLIC:
+        return "acyclic";
+    default:
+        return "auto";
+    }
+}
+
+/* Records the function into *prog (the input tensor is released again). */
+static jac_status sparse_record(bench_case *bc, jac_ctx *ctx,
+                                jac_program **prog)
+{
+    jac_scope mark = jac_scope_begin(ctx);
+    jac_tensor *x = sparse_input(bc, ctx, false);
+    jac_status st =
+        x ? jac_program_record(ctx, fn_sparse, bc, 1, &x, 0, NULL, 1, 0, prog)
+          : jac_errcode(ctx);
+    if (st != JAC_OK)
+        snprintf(bc->errmsg, sizeof bc->errmsg, "recording: %.480s",
+                 jac_errmsg(ctx));
+    jac_scope_end(ctx, mark, NULL, 0);
+    return st;
+}
+
+/* The plan of prog with the default options (FULL triangle for the
+ * Hessians, so that both triangles are in the values). */
+static jac_status sparse_plan(bench_case *bc, jac_program *prog,
+                              jac_sparse **plan)
+{
+    jac_status st = sparse_hessian(bc)
+                        ? jac_sparse_hessian_plan(prog, NULL, plan)
+                        : jac_sparse_jacobian_plan(prog, NULL, plan);
+    if (st != JAC_OK)
+        snprintf(bc->errmsg, sizeof bc->errmsg, "plan: %.490s",
+                 jac_program_errmsg());
+    return st;
+}
+
+/* One evaluation of the replay's plan at bc's point into bc->vals (and F
+ * into bc->fout for P6: the reverse sweeps of the program give it). */
+static jac_status sparse_eval(bench_case *bc)
+{
+    const double *args[1] = {bc->x};
+    jac_status st;
+    if (sparse_hessian(bc)) {
+        st = jac_sparse_hessian(bc->plan, args, NULL, bc->vals);
+    } else {
+        double *outs[1] = {bc->fout};
+        st = jac_sparse_jacobian(bc->plan, args, bc->vals, outs);
+    }
+    if (st != JAC_OK)
+        snprintf(bc->errmsg, sizeof bc->errmsg, "evaluation: %.480s",
+                 jac_program_errmsg());
+    return st;
+}
+
+/* Frees what the last sparse run kept (its plan first: the program must
+ * outlive it). */
+static void sparse_release(bench_case *bc)
+{
+    jac_sparse_free(bc->plan);
+    jac_program_free(bc->prog);
+    free(bc->vals);
+    free(bc->fout);
+    bc->plan = NULL;
+    bc->prog = NULL;
+    bc->vals = bc->fout = NULL;
+}
+
+/* Untimed, once per size: a plan of the recorded function gives the
+ * number of entries (which sizes the values of the dynamic variant's
+ * first call: the plan it makes has the same pattern), the colours and the
+ * place of entry (0, 0) in the plan's order. */
+static bool sparse_probe(bench_case *bc)
+{
+    bc->errmsg[0] = 0;
+    bc->k00 = -1;
+    jac_ctx *ctx = jac_ctx_new();
+    jac_program *prog = NULL;
+    jac_sparse *plan = NULL;
+    bool ok = ctx != NULL && sparse_record(bc, ctx, &prog) == JAC_OK &&
+              sparse_plan(bc, prog, &plan) == JAC_OK;
+    if (ok) {
+        bc->nnz = jac_sparse_nnz(plan);
+        bc->colors = jac_sparse_colors(plan);
+        size_t bytes = (size_t)(bc->nnz > 0 ? bc->nnz : 1) * sizeof(int64_t);
+        int64_t *r = malloc(bytes), *c = malloc(bytes);
+        ok = r && c && jac_sparse_coo(plan, JAC_INDEX_INT64, r, c) == JAC_OK;
+        for (int64_t k = 0; ok && k < bc->nnz && bc->k00 < 0; k++)
+            if (r[k] == 0 && c[k] == 0)
+                bc->k00 = k;
+        if (!ok)
+            snprintf(bc->errmsg, sizeof bc->errmsg, "coordinates: %.480s",
+                     r && c ? jac_program_errmsg() : "out of memory");
+        free(r);
+        free(c);
+    } else if (ctx == NULL) {
+        snprintf(bc->errmsg, sizeof bc->errmsg, "out of memory");
+    }
+    jac_sparse_free(plan);
+    jac_program_free(prog);
+    jac_ctx_free(ctx);
+    return ok;
+}
+
+/* The checksums of bc->vals, the full matrix's entries. */
+static void sparse_sums(const bench_case *bc, sums *s)
+{
+    *s = checksums_of(bc->vals, bc->nnz, NAN);
+    s->j00 = bc->k00 >= 0 ? bc->vals[bc->k00] : 0.0;
+    s->nnz = bc->nnz;
+}
+
+/* The entries a plan made in a run has: the probe's, or an error. */
+static bool sparse_same_nnz(bench_case *bc)
+{
+    if (jac_sparse_nnz(bc->plan) == bc->nnz)
+        return true;
+    snprintf(bc->errmsg, sizeof bc->errmsg,
+             "the plan has %lld entries, the probe's %lld",
+             (long long)jac_sparse_nnz(bc->plan), (long long)bc->nnz);
+    return false;
+}
+
+static void add_phases(bench_case *bc, double a, double b, double c)
+{
+    if (bc->nph == bc->capph) {
+        int cap = bc->capph ? 2 * bc->capph : 64;
+        for (int p = 0; p < 3; p++) {
+            double *more = realloc(bc->ph[p], (size_t)cap * sizeof(double));
+            if (more == NULL)
+                return;
+            bc->ph[p] = more;
+        }
+        bc->capph = cap;
+    }
+    bc->ph[0][bc->nph] = a;
+    bc->ph[1][bc->nph] = b;
+    bc->ph[2][bc->nph] = c;
+    bc->nph++;
+}
+
+/*
+ * One run of a sparse variant; *seconds is its time.
+ * - dense: the dense Jacobian (jac_jacobian) or Hessian (jac_hessian) of a
+ *   new recording, as for P1..P5; nothing is reused.
+ * - dynamic: the function recorded on the tape, then
+ *   jac_sparse_{jacobian,hessian}_tape. Cold (bc->cold): from nothing, the
+ *   call makes the plan; warm: the plan of an earlier call is reused after
+ *   its structural check. Phases: recording, the call, releasing the
+ *   recording.
+ * - replay: cold: jac_program_record, the plan, one evaluation (phases:
+ *   record, plan, sweep); warm: one evaluation of the plan at the point.
+ * A cold run frees what the run before kept first, outside its time; the
+ * plan, program and values of the last run stay in bc.
+ */
+static bool sparse_once(bench_case *bc, jac_ctx *ctx, const config *c,
+                        double *seconds, sums *s)
+{
+    bool collect = bc->collect && s == NULL;
+    bool hess = sparse_hessian(bc);
+    bool ok = false;
+    switch (c->variant) {
+    case V_DENSE: {
+        double t0 = now();
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *x = sparse_input(bc, ctx, true), *J = NULL;
+        if (x != NULL && hess) {
+            J = jac_hessian(ctx, fn_sparse, bc, x, NULL);
+        } else if (x != NULL) {
+            jac_tensor *y = f_sparse(ctx, bc, x);
+            J = y ? jac_jacobian(ctx, y, x, 0) : NULL;
+        }
+        double t1 = now();
+        if (J && s) {
+            *s = checksums(J, NAN);
+            const double *d = jac_tensor_data(J);
+            s->nnz = 0;
+            for (int64_t k = 0; k < jac_tensor_numel(J); k++)
+                s->nnz += d[k] != 0.0;
+        }
+        bc->colors = bc->n;
+        double t2 = now();
+        jac_scope_end(ctx, mark, NULL, 0);
+        *seconds = (t1 - t0) + (now() - t2);
+        return J != NULL;
+    }
+    case V_DYNAMIC: {
+        if (bc->cold)
+            sparse_release(bc);
+        double t0 = now();
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *x = sparse_input(bc, ctx, true);
+        jac_tensor *y = x ? f_sparse(ctx, bc, x) : NULL;
+        double t1 = now();
+        jac_status st = y ? JAC_OK : jac_errcode(ctx);
+        if (st == JAC_OK && bc->vals == NULL &&
+            (bc->vals = malloc((size_t)bc->nnz * sizeof(double))) == NULL)
+            st = JAC_ERR_NO_MEMORY;
+        if (st == JAC_OK)
+            st = hess ? jac_sparse_hessian_tape(ctx, y, 1, &x, NULL, &bc->plan,
+                                                bc->vals)
+                      : jac_sparse_jacobian_tape(ctx, 1, &y, 1, &x, NULL,
+                                                 &bc->plan, bc->vals);
+        double t2 = now();
+        if (st != JAC_OK)
+            snprintf(bc->errmsg, sizeof bc->errmsg, "%.500s",
+                     st == JAC_ERR_NO_MEMORY && bc->vals == NULL
+                         ? "out of memory"
+                         : jac_errmsg(ctx));
+        ok = st == JAC_OK && sparse_same_nnz(bc);
+        if (ok && s)
+            sparse_sums(bc, s);
+        double t3 = now();
+        jac_scope_end(ctx, mark, NULL, 0);
+        double t4 = now();
+        *seconds = (t2 - t0) + (t4 - t3);
+        if (collect)
+            add_phases(bc, t1 - t0, t2 - t1, t4 - t3);
+        break;
+    }
+    case V_REPLAY: {
+        if (!bc->cold) {
+            double t0 = now();
+            ok = sparse_eval(bc) == JAC_OK;
+            *seconds = now() - t0;
+            if (ok && s)
+                sparse_sums(bc, s);
+            return ok;
+        }
+        sparse_release(bc);
+        double t0 = now();
+        ok = sparse_record(bc, ctx, &bc->prog) == JAC_OK;
+        double t1 = now();
+        ok = ok &&
+             jac_program_set_threads(bc->prog, c->jac_threads) == JAC_OK &&
+             sparse_plan(bc, bc->prog, &bc->plan) == JAC_OK;
+        double t2 = now();
+        if (ok) {
+            size_t nv = (size_t)jac_sparse_nnz(bc->plan);
+            bc->vals = malloc((nv ? nv : 1) * sizeof(double));
+            bc->fout = hess ? NULL : malloc((size_t)bc->n * sizeof(double));
+            ok = bc->vals && (hess || bc->fout);
+            if (!ok)
+                snprintf(bc->errmsg, sizeof bc->errmsg, "out of memory");
+        }
+        ok = ok && sparse_eval(bc) == JAC_OK;
+        double t3 = now();
+        *seconds = t3 - t0;
+        ok = ok && sparse_same_nnz(bc);
+        if (ok && s)
+            sparse_sums(bc, s);
+        if (collect)
+            add_phases(bc, t1 - t0, t2 - t1, t3 - t2);
+        break;
+    }
+    default:
+        return false;
+    }
+    if (ok && bc->plan) {
+        bc->colors = jac_sparse_colors(bc->plan);
+        bc->method = method_name(jac_sparse_method_used(bc->plan));
+    }
+    return ok;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1033,6 +1491,8 @@ static void apply_threads(jac_ctx *ctx, const config *c)
 static bool run_once(bench_case *bc, jac_ctx *ctx, const config *c,
                      double *seconds, sums *s)
 {
+    if (is_sparse(bc->problem))
+        return sparse_once(bc, ctx, c, seconds, s);
     double value = NAN;
     if (c->variant == V_REPLAY || c->variant == V_FLOOR) {
         /* Nothing of ctx: the program's buffers, or the loop's numbers. */
@@ -1137,7 +1597,7 @@ static double gemm_flops(const bench_case *bc)
 static const char *failure(const bench_case *bc, const config *c,
                            const jac_ctx *ctx)
 {
-    if (c->variant == V_REPLAY && bc->errmsg[0])
+    if ((c->variant == V_REPLAY || is_sparse(bc->problem)) && bc->errmsg[0])
         return bc->errmsg;
     return jac_errmsg(ctx);
 }
@@ -1317,6 +1777,271 @@ static int configs_for(const options *o, const bench_case *bc, int variant,
     return n;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Running the sparse problems                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Starts the process's peak resident set (VmHWM) again from the current
+ * one (Linux: "5" into /proc/self/clear_refs); false when it cannot. */
+static bool reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f == NULL)
+        return false;
+    bool ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+static double median_of(double *v, int n)
+{
+    if (n <= 0)
+        return NAN;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* A sparse variant: the cold result, the warm one (dense: the same) and
+ * the medians of their phases. */
+typedef struct sparse_result {
+    result cold, warm;
+    double cold_ph[3], warm_ph[3];
+    bool cold_ok, warm_ok;
+} sparse_result;
+
+static void phase_medians(bench_case *bc, double *out)
+{
+    for (int p = 0; p < 3; p++)
+        out[p] = median_of(bc->ph[p], bc->nph);
+}
+
+/* Measures c's cold runs, then (sparse variants) its warm runs after one
+ * untimed cold run that leaves the plan, and for the values NaN, which
+ * the warm-up has to overwrite: its checksums are its own. */
+static bool sparse_measure(bench_case *bc, jac_ctx *ctx, const config *c,
+                           double budget, int min_rep, int max_rep,
+                           sparse_result *sr)
+{
+    memset(sr, 0, sizeof *sr);
+    for (int p = 0; p < 3; p++)
+        sr->cold_ph[p] = sr->warm_ph[p] = NAN;
+    bc->errmsg[0] = 0;
+    bc->method = c->variant == V_DENSE ? "dense" : "";
+    bc->cold = true;
+    bc->collect = true;
+    bc->nph = 0;
+    sr->cold_ok =
+        measure(bc, ctx, c, budget, min_rep, max_rep, INFINITY, &sr->cold);
+    phase_medians(bc, sr->cold_ph);
+    sparse_release(bc);
+    if (c->variant == V_DENSE || !sr->cold_ok) {
+        sr->warm = sr->cold;
+        sr->warm_ok = sr->cold_ok;
+        return sr->cold_ok;
+    }
+    double t;
+    bc->collect = false;
+    sr->warm_ok = sparse_once(bc, ctx, c, &t, NULL);
+    if (sr->warm_ok) {
+        for (int64_t k = 0; k < bc->nnz; k++)
+            bc->vals[k] = NAN;
+        bc->cold = false;
+        bc->collect = true;
+        bc->nph = 0;
+        sr->warm_ok =
+            measure(bc, ctx, c, budget, min_rep, max_rep, INFINITY, &sr->warm);
+        phase_medians(bc, sr->warm_ph);
+    }
+    sparse_release(bc);
+    bc->cold = true;
+    return sr->warm_ok;
+}
+
+/* ", key: v" on the current JSON line; null when there is no value (no
+ * timed run gave one). */
+static void print_number(const char *key, double v)
+{
+    if (isnan(v))
+        printf(", \"%s\": null", key);
+    else
+        printf(", \"%s\": %.6g", key, v);
+}
+
+static void print_sparse_result(const bench_case *bc, const config *c,
+                                int threads, const sparse_result *sr,
+                                double ctx_peak_mb, double rss_mb)
+{
+    const result *w = &sr->warm, *k = &sr->cold;
+    char bad[160];
+    snprintf(bad, sizeof bad, "%s", check_sums(bc->sd, &w->s));
+    const char *cold_bad = check_sums(bc->sd, &k->s);
+    if (c->variant != V_DENSE && cold_bad[0]) {
+        size_t used = strlen(bad);
+        snprintf(bad + used, sizeof bad - used, "%scold:%s", used ? "," : "",
+                 cold_bad);
+    }
+    printf("{\"impl\": \"libjacobian\", \"problem\": \"%s\", \"size\": \"%s\", "
+           "\"variant\": \"%s\", \"threads\": %d, \"median_s\": %.9g, "
+           "\"min_s\": %.9g, \"repeats\": %d, \"sum\": %.17g, \"fro\": %.17g, "
+           "\"j00\": %.17g, \"nnz\": %lld, \"nnz_stored\": %lld, "
+           "\"colors\": %lld, \"cold_s\": %.9g, \"warm_s\": %.9g, "
+           "\"cold_min_s\": %.9g, \"cold_repeats\": %d, \"method\": \"%s\", "
+           "\"peak_rss_mb\": %.1f, \"ctx_peak_mb\": %.2f, \"check\": \"%s\", "
+           "\"chunk\": 0, \"jac_threads\": %d, \"blas_threads\": %d",
+           problem_names[bc->problem], bc->sd->size, variant_names[c->variant],
+           threads, w->median, w->min, w->reps, w->s.sum, w->s.fro, w->s.j00,
+           (long long)w->s.nnz,
+           (long long)(c->variant == V_DENSE ? bc->n * bc->n : bc->nnz),
+           (long long)bc->colors, k->median, w->median, k->min, k->reps,
+           bc->method, rss_mb, ctx_peak_mb, bad[0] ? "fail" : "ok",
+           c->jac_threads, c->blas_threads);
+    if (bad[0])
+        printf(", \"check_failed\": \"%s\"", bad);
+    /* Medians of the phases of the cold runs (and of the warm ones). */
+    static const char *const replay_keys[3] = {"record_s", "plan_s", "sweep_s"};
+    static const char *const dynamic_keys[6] = {
+        "record_s",      "tape_call_s",      "release_s",
+        "warm_record_s", "warm_tape_call_s", "warm_release_s"};
+    if (c->variant == V_REPLAY)
+        for (int p = 0; p < 3; p++)
+            print_number(replay_keys[p], sr->cold_ph[p]);
+    else if (c->variant == V_DYNAMIC)
+        for (int p = 0; p < 6; p++)
+            print_number(dynamic_keys[p],
+                         p < 3 ? sr->cold_ph[p] : sr->warm_ph[p - 3]);
+    printf("}\n");
+    fflush(stdout);
+}
+
+/* Every selected variant of one sparse size at one thread count, each in
+ * a fresh context whose allocations are counted (ctx_peak_mb: the peak of
+ * what the context, its programs and plans held) and with the process's
+ * peak resident set started again (peak_rss_mb). */
+static int run_sparse(const options *o, bench_case *bc, int threads)
+{
+    int failures = 0;
+    config probe_cfg = {V_REPLAY, 0, 1, 1};
+    if (!sparse_probe(bc)) {
+        jac_ctx *none = jac_ctx_new();
+        print_error(bc, &probe_cfg, threads, none);
+        jac_ctx_free(none);
+        return 1;
+    }
+    for (int v = 0; v < NVARIANTS; v++) {
+        if (!o->variants[v] || !variant_applies(bc->sd, v))
+            continue;
+        config c = {v, 0, threads, 1};
+        counter cnt;
+        atomic_init(&cnt.current, 0);
+        atomic_init(&cnt.peak, 0);
+        jac_allocator alloc = {count_alloc, count_free, &cnt};
+        jac_ctx *ctx =
+            o->plain_alloc ? jac_ctx_new() : jac_ctx_new_with_allocator(&alloc);
+        if (ctx == NULL) {
+            fprintf(stderr, "jacobian_bench: out of memory\n");
+            return failures + 1;
+        }
+        bool rss_reset = reset_peak_rss();
+        sparse_result sr;
+        bool ok =
+            sparse_measure(bc, ctx, &c, o->budget, o->min_rep, o->max_rep, &sr);
+        double rss = rss_reset ? peak_rss_mb() : -1.0;
+        if (!sr.cold_ok) {
+            print_error(bc, &c, threads, ctx);
+            failures++;
+        } else if (!ok) {
+            /* Warm runs failed: the error, with what the cold ones gave. */
+            printf("{\"impl\": \"libjacobian\", \"problem\": \"%s\", "
+                   "\"size\": \"%s\", \"variant\": \"%s\", \"threads\": %d, "
+                   "\"error\": \"warm: ",
+                   problem_names[bc->problem], bc->sd->size, variant_names[v],
+                   threads);
+            for (const char *m = failure(bc, &c, ctx); *m; m++)
+                if (*m != '"' && *m != '\\')
+                    putchar(*m);
+            printf("\", \"cold_s\": %.9g, \"cold_min_s\": %.9g, "
+                   "\"cold_repeats\": %d, \"nnz\": %lld, \"colors\": %lld, "
+                   "\"peak_rss_mb\": %.1f}\n",
+                   sr.cold.median, sr.cold.min, sr.cold.reps,
+                   (long long)sr.cold.s.nnz, (long long)bc->colors, rss);
+            fflush(stdout);
+            failures++;
+        } else {
+            print_sparse_result(bc, &c, threads, &sr,
+                                o->plain_alloc ? -1.0 : counter_peak_mb(&cnt),
+                                rss);
+            if (check_sums(bc->sd, &sr.warm.s)[0] ||
+                check_sums(bc->sd, &sr.cold.s)[0])
+                failures++;
+        }
+        jac_ctx_free(ctx);
+    }
+    return failures;
+}
+
+/* --check of a sparse size: each variant once cold and, for the sparse
+ * ones, once warm. */
+static int check_sparse(const options *o, bench_case *bc, int threads,
+                        int *checks)
+{
+    int failures = 0;
+    const char *label = problem_names[bc->problem];
+    if (!sparse_probe(bc)) {
+        printf("FAIL %s %s probe: %s\n", label, bc->sd->size, bc->errmsg);
+        (*checks)++;
+        return 1;
+    }
+    for (int v = 0; v < NVARIANTS; v++) {
+        if (!o->variants[v] || !variant_applies(bc->sd, v))
+            continue;
+        config c = {v, 0, threads, 1};
+        jac_ctx *ctx = jac_ctx_new();
+        if (ctx == NULL)
+            return failures + 1;
+        apply_threads(ctx, &c);
+        for (int warm = 0; warm < (v == V_DENSE ? 1 : 2); warm++) {
+            sums r = {NAN, NAN, NAN, NAN, -1};
+            double t = 0.0;
+            (*checks)++;
+            bc->errmsg[0] = 0;
+            bc->cold = true;
+            bc->collect = false;
+            bool ok = sparse_once(bc, ctx, &c, &t, warm ? NULL : &r);
+            if (ok && warm) {
+                for (int64_t k = 0; k < bc->nnz; k++)
+                    bc->vals[k] = NAN;
+                bc->cold = false;
+                ok = sparse_once(bc, ctx, &c, &t, &r);
+            }
+            sparse_release(bc);
+            bc->cold = true;
+            const char *what = v == V_DENSE ? "" : warm ? " warm" : " cold";
+            if (!ok) {
+                printf("FAIL %s %s %s%s threads=%d: %s\n", label, bc->sd->size,
+                       variant_names[v], what, threads, failure(bc, &c, ctx));
+                jac_clear_error(ctx);
+                failures++;
+                continue;
+            }
+            const char *bad = check_sums(bc->sd, &r);
+            if (bad[0]) {
+                printf("FAIL %s %s %s%s threads=%d: %s differ: sum %.17g "
+                       "(want %.17g), fro %.17g (want %.17g), j00 %.17g "
+                       "(want %.17g), nnz %lld (want %lld)\n",
+                       label, bc->sd->size, variant_names[v], what, threads,
+                       bad, r.sum, bc->sd->ref_sum, r.fro, bc->sd->ref_fro,
+                       r.j00, bc->sd->ref_j00, (long long)r.nnz,
+                       (long long)bc->sd->ref_nnz);
+                failures++;
+            } else {
+                printf("ok   %s %s %s%s threads=%d (%.3g s)\n", label,
+                       bc->sd->size, variant_names[v], what, threads, t);
+            }
+        }
+        jac_ctx_free(ctx);
+    }
+    return failures;
+}
+
 static int run_benchmark(const options *o)
 {
     int failures = 0;
@@ -1329,6 +2054,12 @@ static int run_benchmark(const options *o)
             fprintf(stderr, "jacobian_bench: out of memory\n");
             case_free(&bc);
             return 1;
+        }
+        if (is_sparse(sd->problem)) {
+            for (int ti = 0; ti < o->nthreads; ti++)
+                failures += run_sparse(o, &bc, o->threads[ti]);
+            case_free(&bc);
+            continue;
         }
         for (int ti = 0; ti < o->nthreads; ti++) {
             int threads = o->threads[ti];
@@ -1359,7 +2090,7 @@ static int run_benchmark(const options *o)
                 return 1;
             }
             for (int v = 0; v < NVARIANTS; v++) {
-                if (!o->variants[v] || !variant_applies(sd->problem, v))
+                if (!o->variants[v] || !variant_applies(sd, v))
                     continue;
                 tuning tu = {0};
                 tu.n = configs_for(o, &bc, v, threads, tu.cfg);
@@ -1433,6 +2164,17 @@ static int run_check(const options *o)
             continue;
         bench_case bc;
         jac_ctx *ctx = NULL;
+        if (is_sparse(sd->problem)) {
+            if (!case_init(&bc, sd)) {
+                fprintf(stderr, "jacobian_bench: out of memory\n");
+                case_free(&bc);
+                return 1;
+            }
+            for (int ti = 0; ti < o->nthreads; ti++)
+                failures += check_sparse(o, &bc, o->threads[ti], &checks);
+            case_free(&bc);
+            continue;
+        }
         if (!case_init(&bc, sd) || (ctx = jac_ctx_new()) == NULL ||
             !case_constants(&bc, ctx)) {
             fprintf(stderr, "jacobian_bench: out of memory\n");
@@ -1442,11 +2184,11 @@ static int run_check(const options *o)
         }
         for (int ti = 0; ti < o->nthreads; ti++) {
             for (int v = 0; v < NVARIANTS; v++) {
-                if (!o->variants[v] || !variant_applies(sd->problem, v))
+                if (!o->variants[v] || !variant_applies(sd, v))
                     continue;
                 config c = {v, v == V_ROWLOOP ? 1 : 0, o->threads[ti], 1};
                 apply_threads(ctx, &c);
-                sums r = {NAN, NAN, NAN, NAN};
+                sums r = {NAN, NAN, NAN, NAN, -1};
                 double t;
                 checks++;
                 const char *label = problem_names[sd->problem];
