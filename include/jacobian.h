@@ -1252,8 +1252,10 @@ JAC_API void jac_sparse_free(jac_sparse *plan);
  * returned in *plan, the caller's to free. With a plan from an earlier
  * call, the new recording is checked to be the same code (the same ops in
  * the same order on the same shapes, parameters and indices) and the plan
- * is reused; any difference fails with JAC_ERR_STATE. The graph is left
- * as it is. Errors are ctx's.
+ * is reused; any difference fails with JAC_ERR_STATE. values may be NULL
+ * when the call makes the plan: then only the plan is made, and
+ * jac_sparse_nnz(*plan) sizes the values of later calls. The graph is
+ * left as it is. Errors are ctx's.
  */
 JAC_API jac_status jac_sparse_jacobian_tape(jac_ctx *ctx, size_t noutputs,
                                             jac_tensor *const *outputs,

@@ -623,6 +623,20 @@ static void test_tape_plans(void **state)
             assert_true(fabs(v1[k] - v2[k]) <= 1e-9 * fabs(v2[k]));
         jac_scope_end(ctx, mark, NULL, 0);
     }
+    /* A plan alone (values NULL) sizes the values of the calls after it;
+     * values NULL with a plan made is refused. */
+    jac_sparse *alone = NULL;
+    jac_tensor *x0 = jac_tensor_new(ctx, 2, shape, u), *y0 = NULL;
+    jac_set_requires_grad(x0, true);
+    tu_assert_ok(ctx, bratu(ctx, &x0, &y0, &N));
+    tu_assert_ok(
+        ctx, jac_sparse_jacobian_tape(ctx, 1, &y0, 1, &x0, NULL, &alone, NULL));
+    assert_int_equal(jac_sparse_nnz(alone), nnz);
+    assert_int_equal(
+        jac_sparse_jacobian_tape(ctx, 1, &y0, 1, &x0, NULL, &alone, NULL),
+        JAC_ERR_NULL_ARG);
+    jac_clear_error(ctx);
+    jac_sparse_free(alone);
     /* Other code on the same shapes: refused, the plan left as it was. */
     jac_tensor *x = jac_tensor_new(ctx, 2, shape, u);
     jac_set_requires_grad(x, true);

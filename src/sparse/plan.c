@@ -692,10 +692,12 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
                             double *values)
 {
     const char *op = hessian ? "sparse_hessian_tape" : "sparse_jacobian_tape";
-    if (plan == NULL || values == NULL || outputs == NULL ||
-        (ninputs > 0 && inputs == NULL) || ninputs == 0)
+    if (plan == NULL || outputs == NULL || (ninputs > 0 && inputs == NULL) ||
+        ninputs == 0 || (values == NULL && *plan != NULL))
         return jac__error(ctx, JAC_ERR_NULL_ARG,
-                          "%s: plan, values, outputs or inputs is NULL", op);
+                          "%s: plan, outputs, inputs or (with a plan made "
+                          "already) values is NULL",
+                          op);
     if (*plan != NULL && (!(*plan)->tape || (*plan)->hessian != hessian))
         return jac__error(ctx, JAC_ERR_VALUE, "%s: the plan was made by %s", op,
                           !(*plan)->tape ? "a program's plan call"
@@ -755,7 +757,9 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
         a[i] = q->x0 + at;
         at += (size_t)q->args[i].numel;
     }
-    if (st == JAC_OK)
+    /* values NULL: the plan only (its nnz sizes the values of the next
+     * calls). */
+    if (st == JAC_OK && values != NULL)
         st = hessian ? jac_sparse_hessian(use, a, NULL, values)
                      : jac_sparse_jacobian(use, a, values, NULL);
     if (made == NULL)
