@@ -401,8 +401,11 @@ static jac_status domains_of_top(walk *w, const jac__top *top)
         int j;
         w->offs[t] = link_off(w, top, L->at[t], &j);
     }
-    for (int64_t o = 0; o < top->out.numel && ok; o++)
-        ok = make_set(w, w->offs + L->ptr[o], L->ptr[o + 1] - L->ptr[o]);
+    for (int64_t o = 0; o < top->out.numel && ok; o++) {
+        /* offs is NULL while no instruction has had a link. */
+        const uint64_t *offs = w->offs ? w->offs + L->ptr[o] : NULL;
+        ok = make_set(w, offs, L->ptr[o + 1] - L->ptr[o]);
+    }
     if (ok && st == JAC_OK && w->pairs != NULL &&
         jac__ops[top->op].curv != JAC__CURV_LIN)
         st = couple_top(w, top);
