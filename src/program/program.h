@@ -208,6 +208,10 @@ jac__ws *jac__ws_take(jac_program *prog);
 /* Puts ws back for later calls (or frees it). */
 void jac__ws_give(jac_program *prog, jac__ws *ws);
 void jac__ws_free(jac__ws *ws);
+/* Moves the workspaces kept by from, a program of the same code as to
+ * (the same instructions, shapes and places), to to: a new recording of
+ * the same code needs no new memory. */
+void jac__ws_adopt(jac_program *to, jac_program *from);
 /* Records an error in ws; returns code. */
 jac_status jac__ws_error(jac__ws *ws, jac_status code, const char *fmt, ...)
 #if defined(__GNUC__)

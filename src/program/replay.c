@@ -179,6 +179,32 @@ void jac__ws_give(jac_program *prog, jac__ws *ws)
     jac__ws_free(ws);
 }
 
+/* ws, made for a program of the same code as prog, serves prog: its
+ * constants and its tensor headers' constant data are prog's. */
+static void ws_rebind(jac__ws *ws, jac_program *prog)
+{
+    ws->prog = prog;
+    memcpy(ws->v, prog->v0, prog->diff_off * sizeof(double));
+    for (size_t k = 0; k < prog->ntops; k++) {
+        const jac__top *top = &prog->tops[k];
+        ws->nodes[k].out->data = value_at(ws, &top->out);
+        for (int j = 0; j < top->nin; j++)
+            ws->nodes[k].in[j]->data =
+                value_at(ws, &prog->tins[top->first + (size_t)j].v);
+    }
+}
+
+void jac__ws_adopt(jac_program *to, jac_program *from)
+{
+    for (size_t i = 0; i < JAC__WS_POOL; i++) {
+        jac__ws *ws = atomic_exchange(&from->pool[i], NULL);
+        if (ws != NULL) {
+            ws_rebind(ws, to);
+            jac__ws_give(to, ws);
+        }
+    }
+}
+
 jac_status jac__replay_reserve(jac__ws *ws, int64_t batch)
 {
     const jac_program *prog = ws->prog;

@@ -736,7 +736,8 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
     jac_program *swept = NULL;
     if (made == NULL) {
         /* The same structure: the plan serves the new program, whose
-         * derived programs carry the new constants. */
+         * derived programs carry the new constants, and the old one's
+         * workspaces serve it too (no new memory for a new recording). */
         swept = q;
         if (use->method == JAC_SPARSE_FORWARD || use->hessian)
             swept = jac__program_derived(
@@ -745,8 +746,11 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
             jac_program_free(q);
             return jac__error(ctx, st, "%s", jac_program_errmsg());
         }
+        if (swept == q || same_program(use->swept, swept))
+            jac__ws_adopt(swept, use->swept);
         use->prog = q;
         use->swept = swept;
+        jac_program_free(old);
     }
     const double *args[64];
     const double **a = ninputs <= 64 ? args : NULL;
@@ -762,8 +766,6 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
     if (st == JAC_OK && values != NULL)
         st = hessian ? jac_sparse_hessian(use, a, NULL, values)
                      : jac_sparse_jacobian(use, a, values, NULL);
-    if (made == NULL)
-        jac_program_free(old);
     if (st != JAC_OK) {
         jac_sparse_free(made);
         return jac__error(ctx, st, "%s", jac_program_errmsg());
