@@ -23,6 +23,8 @@
 
 #include "jacobian.h"
 
+#include <stdlib.h>
+
 /* A (3, 3) matrix that is well conditioned for any in[0] of the row's
  * domain, and one that is symmetric positive definite. */
 #define OP_ROWS_WELL(ctx, a)                                                   \
@@ -211,6 +213,36 @@ typedef struct op_row {
 #define OP_ROWS_TABLE                                                          \
     OP_ROWS(OP_ROWS_CALL)                                                      \
     static const op_row op_rows_table[] = {OP_ROWS(OP_ROWS_ENTRY)};
+
+/* The shape of an input of a row, from its shapes string ("2,3 4": one
+ * shape per input, "-" for a scalar). */
+typedef struct op_rows_shape {
+    int ndim;
+    int64_t shape[JAC_MAX_DIMS];
+    int64_t numel;
+} op_rows_shape;
+
+static inline void op_rows_shapes(const op_row *r, op_rows_shape *s)
+{
+    const char *p = r->shapes;
+    for (int k = 0; k < r->nin; k++) {
+        s[k].ndim = 0;
+        while (*p == ' ')
+            p++;
+        if (*p == '-') {
+            p++;
+        } else {
+            while (*p >= '0' && *p <= '9') {
+                s[k].shape[s[k].ndim++] = strtoll(p, (char **)&p, 10);
+                if (*p == ',')
+                    p++;
+            }
+        }
+        s[k].numel = 1;
+        for (int i = 0; i < s[k].ndim; i++)
+            s[k].numel *= s[k].shape[i];
+    }
+}
 
 /* A row as a jac_fn (user: the row). */
 static inline jac_status op_rows_run(jac_ctx *ctx, jac_tensor *const *in,

@@ -21,34 +21,6 @@
 
 OP_ROWS_TABLE
 
-typedef struct shaped {
-    int ndim;
-    int64_t shape[JAC_MAX_DIMS];
-    int64_t numel;
-} shaped;
-
-static void parse_shapes(const op_row *r, shaped *s)
-{
-    const char *p = r->shapes;
-    for (int k = 0; k < r->nin; k++) {
-        s[k].ndim = 0;
-        while (*p == ' ')
-            p++;
-        if (*p == '-') {
-            p++;
-        } else {
-            while (*p >= '0' && *p <= '9') {
-                s[k].shape[s[k].ndim++] = strtoll(p, (char **)&p, 10);
-                if (*p == ',')
-                    p++;
-            }
-        }
-        s[k].numel = 1;
-        for (int i = 0; i < s[k].ndim; i++)
-            s[k].numel *= s[k].shape[i];
-    }
-}
-
 /* Values of input k at point `point`, in the row's domain. */
 static void point_values(const op_row *r, int k, int point, int64_t n,
                          double *v)
@@ -99,8 +71,8 @@ static void test_rows_replay(void **state)
         const op_row *r = &op_rows_table[ri];
         jac_ctx *ctx = jac_ctx_new();
         assert_non_null(ctx);
-        shaped s[4];
-        parse_shapes(r, s);
+        op_rows_shape s[4];
+        op_rows_shapes(r, s);
         jac_tensor *in[4];
         double vals[4][64];
         for (int k = 0; k < r->nin; k++) {

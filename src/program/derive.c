@@ -9,9 +9,7 @@
 
 #include <stdio.h>
 
-/* A stand-in for a recorded tensor: apply entries read a node's output
- * shape. */
-static void shape_only(jac_tensor *t, const jac__pval *v)
+void jac__shape_only(jac_tensor *t, const jac__pval *v)
 {
     memset(t, 0, sizeof *t);
     t->magic = JAC__TENSOR_MAGIC;
@@ -100,7 +98,7 @@ static jac_status run(rebuild *r, jac_tensor *const *args, jac_tensor **outputs)
             n.nin = top->nin;
             n.p = top->p;
             n.in = tins;
-            shape_only(&out, &top->out);
+            jac__shape_only(&out, &top->out);
             n.out = &out;
             y = jac__ops[top->op].apply(ctx, &n, tins);
             cur = top->out.off;
@@ -120,7 +118,7 @@ static jac_status run(rebuild *r, jac_tensor *const *args, jac_tensor **outputs)
             }
             n.in = ins;
             jac__pval pv = {.numel = 1};
-            shape_only(&out, &pv);
+            jac__shape_only(&out, &pv);
             n.out = &out;
             y = jac__ops[in.op].apply(ctx, &n, ins);
         }

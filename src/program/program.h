@@ -272,6 +272,10 @@ jac_status jac__program_seeds(const jac_program *prog, const char *op,
  * derived evaluation are more than its argument list holds (64). */
 jac_status jac__program_arity(const jac_program *prog, const char *op);
 
+/* t as a stand-in for a recorded tensor of value v: its shape, no data
+ * (apply entries and sparsity rules read a node's shapes) (derive.c). */
+void jac__shape_only(jac_tensor *t, const jac__pval *v);
+
 /* Builds prog's ops on ctx from tensors args (inputs then parameters),
  * recording them as ops do: outputs[k] receives output k (a tensor of
  * ctx). For derived programs (derive.c). */

@@ -836,8 +836,25 @@ static int64_t colour_bipartite(const jac_allocator *al, const jac__csr *pat,
     int64_t *tptr = NULL, *tidx = NULL;
     memset(&s, 0, sizeof s);
     s.p.al = al;
-    if (!pool_need(&s.p, &s.forb, nv + 2))
+    if (!pool_need(&s.p, &s.forb, (nv > pat->ncols ? nv : pat->ncols) + 2))
         goto out;
+    /* No two vertices in conflict (a diagonal, say): one colour, and no
+     * graph to build. */
+    bool apart = true;
+    if (!by_rows) {
+        for (int64_t r = 0; r < pat->nrows && apart; r++)
+            apart = pat->ptr[r + 1] - pat->ptr[r] <= 1;
+    } else {
+        memset(s.forb, 0, (size_t)pat->ncols * sizeof(int64_t));
+        for (int64_t t = 0; t < pat->ptr[pat->nrows] && apart; t++)
+            apart = ++s.forb[pat->idx[t]] <= 1;
+    }
+    if (apart) {
+        for (int64_t v = 0; v < nv; v++)
+            colour[v] = 0;
+        result = nv > 0 ? 1 : 0;
+        goto out;
+    }
     /* A symmetric pattern is its own transpose: the check needs one array
      * of n, which serves as forb afterwards, where the transpose would
      * cost a sweep and nnz more memory. */
@@ -1015,8 +1032,7 @@ static bool unique_in(const int64_t *a, int64_t lo, int64_t hi, int64_t value)
            (l + 1 == hi || (a[l + 1] & LOW_BITS) != value);
 }
 
-/* The position of column j in row i of pat, or -1. */
-static int64_t find_entry(const jac__csr *pat, int64_t i, int64_t j)
+int64_t jac__csr_find(const jac__csr *pat, int64_t i, int64_t j)
 {
     int64_t l = pat->ptr[i], h = pat->ptr[i + 1];
     while (l < h) {
@@ -1061,7 +1077,7 @@ bool jac__star_sources(const jac__csr *pat, const int64_t *colour,
             int64_t j = idx[k];
             if (unique_in(src, ptr[i], ptr[i + 1], colour[j]))
                 src[k] |= FLAG_ROW;
-            else if (j != i && find_entry(pat, j, i) >= 0 &&
+            else if (j != i && jac__csr_find(pat, j, i) >= 0 &&
                      unique_in(src, ptr[j], ptr[j + 1], colour[i]))
                 src[k] |= FLAG_COL;
         }
@@ -1122,7 +1138,7 @@ jac_status jac__subst_build(const jac_allocator *al, const jac__csr *pat,
         for (int64_t k = ptr[i]; k < ptr[i + 1]; k++) {
             int64_t j = idx[k];
             row[k] = i;
-            mirror[k] = j == i ? k : find_entry(pat, j, i);
+            mirror[k] = j == i ? k : jac__csr_find(pat, j, i);
             if (mirror[k] < 0 || (j != i && colour[i] == colour[j]))
                 goto fail;
         }

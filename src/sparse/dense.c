@@ -65,20 +65,6 @@ static jac_status scatter(jac_ctx *ctx, const char *op, const jac_sparse *plan,
     return st;
 }
 
-/* The index of entry (r, c) in p (rows sorted), or -1. */
-static int64_t entry_of(const jac__csr *p, int64_t r, int64_t c)
-{
-    int64_t lo = p->ptr[r], hi = p->ptr[r + 1];
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (p->idx[mid] < c)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < p->ptr[r + 1] && p->idx[lo] == c ? lo : -1;
-}
-
 /* values (the plan's, in the order of its pattern) and their transpose
  * averaged, as (H + H^T) / 2 would: an entry whose mirror lies outside
  * the pattern, a zero, is halved. */
@@ -87,7 +73,7 @@ static void symmetrise(const jac_sparse *plan, double *values)
     const jac__csr *p = &plan->pat;
     for (int64_t r = 0; r < p->nrows; r++)
         for (int64_t t = p->ptr[r]; t < p->ptr[r + 1]; t++) {
-            int64_t c = p->idx[t], m = entry_of(p, c, r);
+            int64_t c = p->idx[t], m = jac__csr_find(p, c, r);
             if (m < 0)
                 values[t] *= 0.5;
             else if (c > r)

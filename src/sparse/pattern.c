@@ -271,12 +271,7 @@ static jac_status top_node(walk *w, const jac__top *top, jac__node *n,
         const jac__pval *v =
             j < top->nin ? &prog->tins[top->first + (size_t)j].v : &top->out;
         jac_tensor *t = &w->shape[j];
-        memset(t, 0, sizeof *t);
-        t->magic = JAC__TENSOR_MAGIC;
-        t->ndim = v->ndim;
-        t->numel = v->numel;
-        memcpy(t->shape, v->shape, sizeof t->shape);
-        t->node = -1;
+        jac__shape_only(t, v);
         if (j < top->nin) {
             ins[j] = t;
             bool param = false;

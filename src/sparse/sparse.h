@@ -23,6 +23,9 @@ typedef struct jac__csr {
 } jac__csr;
 
 void jac__csr_free(const jac_allocator *al, jac__csr *p);
+/* The position of column j in row i of pat (by bisection), or -1
+ * (color.c). */
+int64_t jac__csr_find(const jac__csr *pat, int64_t i, int64_t j);
 
 /* The Jacobian pattern of prog: a row per output element (the outputs one
  * after another), a column per input element (likewise), valid at every
