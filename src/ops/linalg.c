@@ -150,9 +150,12 @@ static bool matmul_links(jac__links *L, const double *a, const double *b,
         for (int64_t j = 0; j < n; j++) {
             for (int64_t t = 0; t < k; t++) {
                 int64_t ea = ao + i * k + t, eb = bo + t * n + j;
-                if ((b == NULL || b[eb] != 0.0) && !jac__links_add(L, 0, ea))
+                /* A constant operand has no domain: no link into it. */
+                if (a == NULL && (b == NULL || b[eb] != 0.0) &&
+                    !jac__links_add(L, 0, ea))
                     return false;
-                if ((a == NULL || a[ea] != 0.0) && !jac__links_add(L, 1, eb))
+                if (b == NULL && (a == NULL || a[ea] != 0.0) &&
+                    !jac__links_add(L, 1, eb))
                     return false;
             }
             jac__links_row(L);
