@@ -815,11 +815,14 @@ typedef struct jac_jacobian_opts {
     unsigned flags;
     /** Rows (reverse) or columns (forward) per pass: 1 is the row-by-row
      *  reference algorithm; 0 chooses the largest block whose cotangents fit
-     *  in the context's memory budget (jac_ctx_set_memory_budget), and
-     *  computes the diagonal Jacobian of an elementwise function (one
-     *  output, one input of its size) in a single pass, whose entries off
-     *  the diagonal are exactly 0 even where a derivative is infinite or
-     *  NaN (the row loop has NaN there: zero seeds times the derivative). */
+     *  in the context's memory budget (jac_ctx_set_memory_budget), and,
+     *  without JAC_CREATE_GRAPH, first finds the Jacobian's sparsity
+     *  pattern: when its colours take at most half the passes (an
+     *  elementwise function has one, a stencil a handful), only those
+     *  compressed passes run (see "Sparse Jacobians and Hessians"), and
+     *  entries outside the pattern are exactly 0 even where a derivative
+     *  is infinite or NaN (the row loop has NaN there: zero seeds times
+     *  the derivative). */
     int64_t chunk;
     /** Reverse, forward, or chosen by shape (the default). */
     jac_mode mode;
@@ -899,7 +902,8 @@ JAC_API jac_status jac_jacobian_fn(jac_ctx *ctx, jac_fn fn, void *user,
 /**
  * The Hessian of a function with one input x and a one-element output, of
  * shape x.shape ++ x.shape. Rows are Hessian-vector products (the Jacobian
- * of the gradient) and the result is symmetrised, (H + H^T) / 2, so it is
+ * of the gradient; with the automatic chunk only its colours when it is
+ * sparse) and the result is symmetrised, (H + H^T) / 2, so it is
  * symmetric exactly. opts as jac_jacobian_ex.
  */
 JAC_API jac_tensor *jac_hessian(jac_ctx *ctx, jac_fn fn, void *user,
