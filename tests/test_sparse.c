@@ -786,6 +786,34 @@ static void test_dense_drivers_use_patterns(void **state)
     jac_ctx_free(ctx);
 }
 
+static int count_progress(int64_t done, int64_t total, void *user)
+{
+    assert_true(done >= 1 && done <= total);
+    (*(int *)user)++;
+    return 0;
+}
+
+/* An empty Jacobian through the sparse path reports no progress (there
+ * is no row to report), a sparse one reports all its rows once. */
+static void test_dense_progress(void **state)
+{
+    (void)state;
+    jac_ctx *ctx = jac_ctx_new();
+    jac_tensor *x = jac_ones(ctx, 1, (const int64_t[]){4});
+    jac_set_requires_grad(x, true);
+    jac_tensor *empty = jac_slice(ctx, jac_exp(ctx, x), 0, 2, 2, 1);
+    jac_tensor *y = jac_exp(ctx, x);
+    int calls = 0;
+    jac_jacobian_opts o = {.progress = count_progress, .progress_user = &calls};
+    jac_tensor *J = NULL;
+    tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &empty, 1, &x, &o, &J));
+    assert_int_equal(jac_tensor_numel(J), 0);
+    assert_int_equal(calls, 0);
+    tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &o, &J));
+    assert_int_equal(calls, 1);
+    jac_ctx_free(ctx);
+}
+
 /* Colours shared among threads give the same bits as one thread, and a
  * plan serves calls from several threads in turn. */
 static void test_threads_agree(void **state)
@@ -898,6 +926,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_dense_drivers_use_patterns),
         cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_dense_progress),
         cmocka_unit_test(test_no_allocation_when_warm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -151,7 +151,7 @@ jac_status jac__jacobian_sparse(jac_ctx *ctx, const char *op, size_t ny,
         int64_t units = 0;
         for (size_t k = 0; k < ny; k++)
             units += ys[k]->numel;
-        if (o->progress(units, units, o->progress_user)) {
+        if (units > 0 && o->progress(units, units, o->progress_user)) {
             jac_scope_end(ctx, mark, NULL, 0);
             jac__free(ctx, res, rbytes);
             return jac__error(ctx, JAC_ERR_CANCELLED,
