@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs a built libjacobian into a scratch prefix, then builds and runs
 # tests/install/consumer.c against it twice: with find_package(jacobian) and
-# with pkg-config.
+# with pkg-config; and tests/install/consumer_nlopt.c both ways when the
+# NLopt adapter was installed.
 #
 # usage: run_install_test.sh BUILD_DIR [LIBDIR]
 #   LIBDIR is the tree's CMAKE_INSTALL_LIBDIR (lib, lib64 or
@@ -33,6 +34,9 @@ cmake -S "$here" -B "$work/consumer-build" \
 cmake --build "$work/consumer-build" >/dev/null
 "$work/consumer-build/consumer"
 "$work/consumer-build/consumer_static"
+if [[ -f $prefix/include/jacobian_nlopt.h ]]; then
+    "$work/consumer-build/consumer_nlopt"
+fi
 
 echo "== pkg-config jacobian"
 pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
@@ -41,5 +45,15 @@ pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
 "$cc" -std=c11 $flags "$here/consumer.c" -o "$work/consumer-pc" \
     $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
 "$work/consumer-pc"
+
+if [[ -f $prefix/$libdir/pkgconfig/jacobian-nlopt.pc ]]; then
+    echo "== pkg-config jacobian-nlopt"
+    pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
+        pkg-config --cflags --libs jacobian-nlopt)
+    # shellcheck disable=SC2086 # flags are word lists on purpose
+    "$cc" -std=c11 $flags "$here/consumer_nlopt.c" -o "$work/consumer-nlopt-pc" \
+        $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
+    "$work/consumer-nlopt-pc"
+fi
 
 echo "install test passed"
