@@ -191,7 +191,8 @@ static jac_status gradient_in(jac_program *prog, jac_ctx *ctx, unsigned flags,
     bool seeds_in = (flags & JAC_PROGRAM_SEEDS_AS_INPUTS) != 0;
     size_t ni = prog->ninputs, np = prog->nparams, no = prog->noutputs;
     size_t nall = ni + np + no;
-    jac_tensor **t = jac__alloc(ctx, (3 * nall + 1) * sizeof(jac_tensor *));
+    /* Four blocks of nall: xs, ps and us; ins; pars; args. */
+    jac_tensor **t = jac__alloc(ctx, (4 * nall + 1) * sizeof(jac_tensor *));
     if (t == NULL)
         return jac__error(ctx, JAC_ERR_NO_MEMORY,
                           "program_gradient: out of memory");
@@ -232,7 +233,7 @@ static jac_status gradient_in(jac_program *prog, jac_ctx *ctx, unsigned flags,
             jac__section_close(ctx);
         jac__free(ctx, grads, (no + ni + 1) * sizeof(jac_tensor *));
     }
-    jac__free(ctx, t, (3 * nall + 1) * sizeof(jac_tensor *));
+    jac__free(ctx, t, (4 * nall + 1) * sizeof(jac_tensor *));
     return st;
 }
 
