@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs a built libjacobian into a scratch prefix, then builds and runs
 # tests/install/consumer.c against it twice: with find_package(jacobian) and
-# with pkg-config; and tests/install/consumer_nlopt.c both ways when the
-# NLopt adapter was installed.
+# with pkg-config; and tests/install/consumer_nlopt.c and consumer_gsl.c
+# both ways when the NLopt and GSL adapters were installed.
 #
 # usage: run_install_test.sh BUILD_DIR [LIBDIR]
 #   LIBDIR is the tree's CMAKE_INSTALL_LIBDIR (lib, lib64 or
@@ -37,6 +37,9 @@ cmake --build "$work/consumer-build" >/dev/null
 if [[ -f $prefix/include/jacobian_nlopt.h ]]; then
     "$work/consumer-build/consumer_nlopt"
 fi
+if [[ -f $prefix/include/jacobian_gsl.h ]]; then
+    "$work/consumer-build/consumer_gsl"
+fi
 
 echo "== pkg-config jacobian"
 pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
@@ -54,6 +57,16 @@ if [[ -f $prefix/$libdir/pkgconfig/jacobian-nlopt.pc ]]; then
     "$cc" -std=c11 $flags "$here/consumer_nlopt.c" -o "$work/consumer-nlopt-pc" \
         $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
     "$work/consumer-nlopt-pc"
+fi
+
+if [[ -f $prefix/$libdir/pkgconfig/jacobian-gsl.pc ]]; then
+    echo "== pkg-config jacobian-gsl"
+    pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
+        pkg-config --cflags --libs jacobian-gsl)
+    # shellcheck disable=SC2086 # flags are word lists on purpose
+    "$cc" -std=c11 $flags "$here/consumer_gsl.c" -o "$work/consumer-gsl-pc" \
+        $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
+    "$work/consumer-gsl-pc"
 fi
 
 echo "install test passed"
