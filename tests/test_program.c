@@ -347,6 +347,51 @@ static void test_hessian(void **state)
     jac_program_free(prog);
 }
 
+/* f(a, b; p, q) = sum(p a b + q b^2): two inputs and two parameters. */
+static jac_status many_args(jac_ctx *ctx, jac_tensor *const *in,
+                            jac_tensor **out, void *user)
+{
+    (void)user;
+    jac_tensor *t = jac_mul(ctx, in[2], jac_mul(ctx, in[0], in[1]));
+    out[0] = jac_sum(
+        ctx, jac_add(ctx, t, jac_mul(ctx, in[3], jac_square(ctx, in[1]))));
+    return out[0] ? JAC_OK : jac_errcode(ctx);
+}
+
+/* The gradient program of a program of several inputs and parameters,
+ * with the seeds as inputs: its argument lists once ran past the end of
+ * their buffer (valgrind: an invalid write in jac_program_gradient). */
+static void test_gradient_of_many_args(void **state)
+{
+    jac_ctx *ctx = *state;
+    jac_tensor *args0[4];
+    for (int k = 0; k < 4; k++)
+        args0[k] = tu_smooth_leaf(ctx, TU_SHAPE(2), 0.3 * k);
+    jac_program *prog = NULL;
+    tu_assert_ok(ctx, jac_program_record(ctx, many_args, NULL, 2, args0, 2,
+                                         args0 + 2, 1, 0, &prog));
+    jac_program *gp = NULL;
+    tu_assert_ok(NULL,
+                 jac_program_gradient(prog, JAC_PROGRAM_SEEDS_AS_INPUTS, &gp));
+    assert_int_equal(jac_program_count(gp, 'i'), 3);
+    assert_int_equal(jac_program_count(gp, 'p'), 2);
+    assert_int_equal(jac_program_count(gp, 'o'), 2);
+    double a[2] = {0.5, -1.0}, b[2] = {2.0, 0.25};
+    double p[2] = {1.5, -2.0}, q[2] = {0.5, 3.0};
+    double w = 2.5, ga[2], gb[2];
+    const double *args[5] = {a, b, &w, p, q};
+    double *grads[2] = {ga, gb};
+    tu_assert_ok(NULL, jac_program_eval(gp, args, grads));
+    for (int i = 0; i < 2; i++) {
+        double want[2] = {w * p[i] * b[i],
+                          w * (p[i] * a[i] + 2.0 * q[i] * b[i])};
+        tu_assert_close(&ga[i], &want[0], 1, 1e-15, 1e-14);
+        tu_assert_close(&gb[i], &want[1], 1, 1e-15, 1e-14);
+    }
+    jac_program_free(gp);
+    jac_program_free(prog);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Branches, reads, parameters                                              */
 /* ------------------------------------------------------------------------ */
@@ -713,6 +758,7 @@ int main(void)
         TU_TEST(test_square),
         TU_TEST(test_chain),
         TU_TEST(test_hessian),
+        TU_TEST(test_gradient_of_many_args),
         TU_TEST(test_branch_and_params),
         TU_TEST(test_read_refused),
         TU_TEST(test_shift_follows_inputs),
