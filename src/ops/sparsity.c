@@ -112,7 +112,7 @@ jac_status jac__links_transposed(jac_ctx *ctx, const jac__node *n,
                                  jac__links *L, const int64_t *map,
                                  const bool *use)
 {
-    int64_t nout = n->out->numel, all = L->base[n->nin];
+    int64_t nout = n->out->numel;
     int64_t *ptr = L->ptr;
     memset(ptr, 0, (size_t)(nout + 1) * sizeof(int64_t));
     int64_t total = 0;
@@ -135,7 +135,6 @@ jac_status jac__links_transposed(jac_ctx *ctx, const jac__node *n,
     for (int64_t o = nout; o > 0; o--)
         ptr[o] = ptr[o - 1];
     ptr[0] = 0;
-    (void)all;
     L->n = total;
     L->row = nout;
     return JAC_OK;

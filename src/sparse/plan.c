@@ -181,8 +181,10 @@ static double sweep_cost(const jac_program *p)
 }
 
 /* Colours the pattern by the method asked for (AUTO: the cheaper sweeps),
- * and makes the program the sweeps run. */
-static jac_status colour(jac_sparse *plan, const char *op)
+ * and makes the program the sweeps run; with passes > 0 (a dense
+ * driver's), gives up (ncolors -1) when the colours take more than half
+ * of them. */
+static jac_status colour(jac_sparse *plan, int64_t passes, const char *op)
 {
     jac_program *prog = plan->prog;
     const jac_allocator *al = &prog->alloc;
@@ -223,7 +225,7 @@ static jac_status colour(jac_sparse *plan, const char *op)
         return oom(op);
     }
     int64_t fewest = nr < 0 ? nc : nc < 0 ? nr : nr < nc ? nr : nc;
-    if (plan->passes > 0 && 2 * fewest > plan->passes) {
+    if (passes > 0 && 2 * fewest > passes) {
         put(prog, rows);
         put(prog, cols);
         plan->ncolors = -1; /* the dense driver's passes are as cheap */
@@ -334,7 +336,6 @@ static jac_status plan_new(jac_program *prog, const jac_sparse_opts *opts,
         plan->nrows = plan->ncols;
     st = hessian ? jac__pattern_hessian(prog, &plan->pat)
                  : jac__pattern_jacobian(prog, &plan->pat);
-    plan->passes = passes;
     if (st == JAC_OK && passes > 0) {
         int64_t in_row, in_col;
         bool ok;
@@ -345,7 +346,7 @@ static jac_status plan_new(jac_program *prog, const jac_sparse_opts *opts,
             plan->ncolors = -1; /* too dense to pay */
     }
     if (st == JAC_OK && plan->ncolors == 0)
-        st = colour(plan, op);
+        st = colour(plan, passes, op);
     if (st == JAC_OK && plan->ncolors < 0) {
         jac_sparse_free(plan);
         return JAC_OK;

@@ -118,7 +118,6 @@ struct jac_sparse {
     jac__subst subst;
     double *full;
     _Atomic int busy;
-    int64_t passes; /* a dense driver's sweeps (jac__sparse_plan_dense) */
 };
 
 /* A plan of prog for a dense driver that would otherwise run passes
