@@ -169,14 +169,16 @@ jac_status jac__deps_matmul(jac_ctx *ctx, const jac__node *n, jac__links *L)
     int64_t k = a->shape[a->ndim - 1];
     int64_t m = a->ndim == 1 ? 1 : a->shape[a->ndim - 2];
     int64_t nc = b->ndim == 1 ? 1 : b->shape[b->ndim - 1];
-    bool ok = true;
-    if (b->ndim == 1) {
+    /* At most k links into each varying operand per output element. */
+    int64_t per = (a->data == NULL ? k : 0) + (b->data == NULL ? k : 0);
+    bool ok = per == 0 || jac__links_reserve(L, per * y->numel);
+    if (ok && b->ndim == 1) {
         ok =
             matmul_links(L, a->data, b->data, 0, 0, k ? a->numel / k : 0, k, 1);
-    } else if (a->ndim == 1) {
+    } else if (ok && a->ndim == 1) {
         for (int64_t t = 0, kn = k * nc; kn && t < b->numel / kn && ok; t++)
             ok = matmul_links(L, a->data, b->data, 0, t * kn, 1, k, nc);
-    } else {
+    } else if (ok) {
         int nbatch = y->ndim - 2;
         int64_t sa[JAC_MAX_DIMS], sb[JAC_MAX_DIMS];
         jac__stretch_strides(a->ndim - 2, a->shape, m * k, nbatch, sa);

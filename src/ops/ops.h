@@ -216,6 +216,8 @@ typedef struct jac__links {
 
 /* Makes room for one more entry; false when out of memory (sparsity.c). */
 bool jac__links_grow(jac__links *L);
+/* Room for at least need entries in all; false when out of memory. */
+bool jac__links_reserve(jac__links *L, int64_t need);
 
 static inline bool jac__links_add(jac__links *L, int j, int64_t e)
 {

@@ -38,8 +38,7 @@ static jac_status links_oom(jac_ctx *ctx, const jac__node *n)
                       jac__ops[n->op].name);
 }
 
-/* Room for at least need entries in all. */
-static bool links_reserve(jac__links *L, int64_t need)
+bool jac__links_reserve(jac__links *L, int64_t need)
 {
     while (L->cap < need)
         if (!jac__links_grow(L))
@@ -64,7 +63,7 @@ jac_status jac__deps_broadcast_from(jac_ctx *ctx, const jac__node *n,
     if (nops > JAC__ITER_MAX_OPS)
         return jac__error(ctx, JAC_ERR_VALUE, "%s: sparsity of %d inputs",
                           jac__ops[n->op].name, n->nin);
-    if (!links_reserve(L, y->numel * nops))
+    if (!jac__links_reserve(L, y->numel * nops))
         return links_oom(ctx, n);
     int64_t strides[JAC__ITER_MAX_OPS][JAC_MAX_DIMS];
     const int64_t *sp[JAC__ITER_MAX_OPS];
@@ -95,7 +94,7 @@ jac_status jac__deps_broadcast(jac_ctx *ctx, const jac__node *n, jac__links *L)
 jac_status jac__deps_dense(jac_ctx *ctx, const jac__node *n, jac__links *L)
 {
     int64_t all = L->base[n->nin];
-    if (!links_reserve(L, all * n->out->numel))
+    if (!jac__links_reserve(L, all * n->out->numel))
         return links_oom(ctx, n);
     for (int64_t o = 0; o < n->out->numel; o++) {
         for (int64_t e = 0; e < all; e++)
@@ -122,7 +121,7 @@ jac_status jac__links_transposed(jac_ctx *ctx, const jac__node *n,
                 ptr[map[e] + 1]++;
                 total++;
             }
-    if (!links_reserve(L, total))
+    if (!jac__links_reserve(L, total))
         return links_oom(ctx, n);
     for (int64_t o = 0; o < nout; o++)
         ptr[o + 1] += ptr[o];
@@ -180,7 +179,7 @@ static jac_status move_links(jac_ctx *ctx, const jac__node *n, jac__links *L,
     jac__free(ctx, ins, bytes);
     if (y == NULL)
         return ctx->status;
-    if (!links_reserve(L, y->numel))
+    if (!jac__links_reserve(L, y->numel))
         return links_oom(ctx, n);
     for (int64_t o = 0; o < y->numel; o++) {
         /* Numbers count from base[0] = 0, so input 0 names any element. */

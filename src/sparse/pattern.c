@@ -559,7 +559,8 @@ jac_status jac__pattern_jacobian(jac_program *prog, jac__csr *J)
             const int32_t *d = dom(&w, v->off + (uint64_t)e, &len);
             for (int64_t t = 0; t < len; t++)
                 J->idx[J->ptr[r] + t] = d[t];
-            sort_row(J->idx + J->ptr[r], len);
+            if (d != w.cols) /* the domain of every input is in order */
+                sort_row(J->idx + J->ptr[r], len);
         }
     }
     walk_end(&w);
