@@ -169,9 +169,13 @@ jac_status jac__deps_matmul(jac_ctx *ctx, const jac__node *n, jac__links *L)
     int64_t k = a->shape[a->ndim - 1];
     int64_t m = a->ndim == 1 ? 1 : a->shape[a->ndim - 2];
     int64_t nc = b->ndim == 1 ? 1 : b->shape[b->ndim - 1];
-    /* At most k links into each varying operand per output element. */
-    int64_t per = (a->data == NULL ? k : 0) + (b->data == NULL ? k : 0);
-    bool ok = per == 0 || jac__links_reserve(L, per * y->numel);
+    /* At most k links into each varying operand per output element: room
+     * for them at once, when that count is not absurd (an empty output
+     * beside huge extents has no links at all). */
+    int64_t varying = (a->data == NULL) + (b->data == NULL);
+    bool ok = true;
+    if (y->numel > 0 && k > 0 && k <= INT64_MAX / 2 / y->numel)
+        ok = jac__links_reserve(L, varying * k * y->numel);
     if (ok && b->ndim == 1) {
         ok =
             matmul_links(L, a->data, b->data, 0, 0, k ? a->numel / k : 0, k, 1);
