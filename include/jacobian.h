@@ -181,7 +181,8 @@ JAC_API const char *jac_errmsg(const jac_ctx *ctx);
 JAC_API void jac_clear_error(jac_ctx *ctx);
 
 /** Bytes the context currently holds from its allocator (pools included,
- *  and the contexts its threaded Jacobians keep for their threads). */
+ *  the contexts its threaded Jacobians keep for their threads, and the
+ *  plan the dense Jacobian drivers keep of their last recording). */
 JAC_API size_t jac_ctx_memory(const jac_ctx *ctx);
 /** Number of live tensors the context owns. */
 JAC_API size_t jac_ctx_tensor_count(const jac_ctx *ctx);
@@ -822,7 +823,9 @@ typedef struct jac_jacobian_opts {
      *  compressed passes run (see "Sparse Jacobians and Hessians"), and
      *  entries outside the pattern are exactly 0 even where a derivative
      *  is infinite or NaN (the row loop has NaN there: zero seeds times
-     *  the derivative). */
+     *  the derivative). The context keeps the last recording's pattern
+     *  verdict and plan (in jac_ctx_memory, until jac_ctx_free): a loop
+     *  that records the same code at every call finds the pattern once. */
     int64_t chunk;
     /** Reverse, forward, or chosen by shape (the default). */
     jac_mode mode;

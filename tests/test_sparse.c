@@ -786,6 +786,61 @@ static void test_dense_drivers_use_patterns(void **state)
     jac_ctx_free(ctx);
 }
 
+/* y = tanh(A x) at x: the dense driver's Jacobian, and the row loop's. */
+static void tanh_of_product(jac_ctx *ctx, const double *a, const double *xv,
+                            int64_t n, jac_tensor **J, jac_tensor **R)
+{
+    int64_t shape[2] = {n, n};
+    jac_tensor *A = jac_tensor_new(ctx, 2, shape, a);
+    jac_tensor *x = jac_tensor_new(ctx, 1, &n, xv);
+    jac_set_requires_grad(x, true);
+    jac_tensor *y = jac_tanh(ctx, jac_matmul(ctx, A, x));
+    *J = jac_jacobian(ctx, y, x, 0);
+    jac_jacobian_opts rows = {.chunk = 1};
+    tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &rows, R));
+    assert_non_null(*J);
+}
+
+/* The dense drivers keep the last recording's plan: a recording of the
+ * same code at new values reuses it; the same ops on a constant matrix of
+ * another pattern (which a stale plan would get wrong), or other code,
+ * make a new one; a pattern too dense to pay is kept as that verdict.
+ * Each result equals the row loop's. */
+static void test_dense_drivers_keep_plan(void **state)
+{
+    (void)state;
+    enum { n = 6 };
+    double diag[n * n] = {0}, full[n * n], xv[n];
+    for (int64_t i = 0; i < n; i++)
+        diag[i * n + i] = 1.0 + 0.1 * (double)i;
+    for (int64_t t = 0; t < n * n; t++)
+        full[t] = 0.2 * cos(0.7 * (double)t + 0.1);
+    jac_ctx *ctx = jac_ctx_new();
+    const double *mats[] = {diag, diag, full, full, diag};
+    size_t kept = 0;
+    for (int round = 0; round < 5; round++) {
+        for (int64_t i = 0; i < n; i++)
+            xv[i] = 0.3 * sin((double)(round * n + i));
+        jac_scope mark = jac_scope_begin(ctx);
+        jac_tensor *J = NULL, *R = NULL;
+        tanh_of_product(ctx, mats[round], xv, n, &J, &R);
+        const double *j = jac_tensor_data(J), *r = jac_tensor_data(R);
+        for (int64_t t = 0; t < n * n; t++) {
+            assert_true(close_to(j[t], r[t], 1.0));
+            if (mats[round] == diag && t / n != t % n)
+                assert_true(j[t] == 0.0);
+            if (mats[round] == full)
+                assert_true(j[t] != 0.0);
+        }
+        jac_scope_end(ctx, mark, NULL, 0);
+        /* The same code again keeps the memory it had. */
+        if (round == 1 || round == 3)
+            assert_int_equal(jac_ctx_memory(ctx), kept);
+        kept = jac_ctx_memory(ctx);
+    }
+    jac_ctx_free(ctx);
+}
+
 static int count_progress(int64_t done, int64_t total, void *user)
 {
     assert_true(done >= 1 && done <= total);
@@ -925,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_branch_both_sides),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_dense_drivers_use_patterns),
+        cmocka_unit_test(test_dense_drivers_keep_plan),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_dense_progress),
         cmocka_unit_test(test_no_allocation_when_warm),

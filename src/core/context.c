@@ -7,6 +7,7 @@
  */
 #include "core/core.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -246,6 +247,7 @@ jac_ctx *jac_ctx_new_with_allocator(const jac_allocator *allocator)
     if (ctx == NULL)
         return NULL;
     memset(ctx, 0, sizeof *ctx);
+    atomic_init(&ctx->kept_bytes, 0);
     ctx->alloc = *allocator;
     ctx->grad_enabled = true;
     ctx->next_seq = 1;
@@ -351,10 +353,46 @@ void jac__section_close(jac_ctx *ctx)
     memset(&ctx->section, 0, sizeof ctx->section);
 }
 
+/* The kept hooks put the block's size in a header of alignment for any
+ * type before the block. */
+#define KEPT_HEADER sizeof(max_align_t)
+
+static void *kept_alloc(size_t bytes, void *user)
+{
+    jac_ctx *ctx = user;
+    if (bytes > SIZE_MAX - KEPT_HEADER)
+        return NULL;
+    unsigned char *p = ctx->alloc.alloc(bytes + KEPT_HEADER, ctx->alloc.user);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, &bytes, sizeof bytes);
+    atomic_fetch_add(&ctx->kept_bytes, bytes + KEPT_HEADER);
+    return p + KEPT_HEADER;
+}
+
+static void kept_free(void *ptr, void *user)
+{
+    jac_ctx *ctx = user;
+    if (ptr == NULL)
+        return;
+    unsigned char *p = (unsigned char *)ptr - KEPT_HEADER;
+    size_t bytes;
+    memcpy(&bytes, p, sizeof bytes);
+    atomic_fetch_sub(&ctx->kept_bytes, bytes + KEPT_HEADER);
+    ctx->alloc.free(p, ctx->alloc.user);
+}
+
+jac_allocator jac__kept_hooks(jac_ctx *ctx)
+{
+    return (jac_allocator){.alloc = kept_alloc, .free = kept_free, .user = ctx};
+}
+
 void jac_ctx_free(jac_ctx *ctx)
 {
     if (ctx == NULL)
         return;
+    if (ctx->kept_drop != NULL)
+        ctx->kept_drop(ctx);
     jac__section_close(ctx);
     for (size_t i = 0; i < ctx->nworkers; i++)
         jac_ctx_free(ctx->workers[i]);
@@ -386,7 +424,7 @@ size_t jac_ctx_memory(const jac_ctx *ctx)
 {
     if (ctx == NULL)
         return 0;
-    size_t total = ctx->memory;
+    size_t total = ctx->memory + atomic_load(&ctx->kept_bytes);
     for (size_t i = 0; i < ctx->nworkers; i++)
         total += sizeof(jac_ctx) + jac_ctx_memory(ctx->workers[i]);
     return total;

@@ -274,6 +274,14 @@ struct jac_ctx {
     jac_tensor *header_next;
     size_t header_left;
     void *pool[JAC__POOL_CLASSES];
+
+    /* What a layer above keeps from one call to the next (the dense
+     * drivers' last sparse plan, sparse/dense.c); kept_drop frees it at
+     * jac_ctx_free. Its blocks come from jac__kept_hooks, which count them
+     * in kept_bytes (part of jac_ctx_memory), from any thread. */
+    void *kept;
+    void (*kept_drop)(jac_ctx *ctx);
+    _Atomic size_t kept_bytes;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -288,6 +296,10 @@ jac_status jac__error(jac_ctx *ctx, jac_status code, const char *fmt, ...)
     ;
 
 void *jac__alloc(jac_ctx *ctx, size_t bytes);
+/* Hooks over ctx's allocator that count what they hold in ctx->kept_bytes
+ * (thread-safe when ctx's own hooks are): for what the context keeps
+ * between calls in objects with allocators of their own (programs). */
+jac_allocator jac__kept_hooks(jac_ctx *ctx);
 void jac__free(jac_ctx *ctx, void *ptr, size_t bytes);
 /* Grows *arr (elements of size elem) to hold at least need; JAC_OK or OOM. */
 jac_status jac__grow(jac_ctx *ctx, void **arr, size_t *cap, size_t need,

@@ -163,11 +163,13 @@ jac_status jac__program_compile(jac_ctx *ctx, const char *op, size_t noutputs,
 
 /* Compiles the graph of ctx's dynamic tape from inputs (which must
  * require gradients) to outputs into a new program: the dynamic
- * recording as a program of its own, for the sparse drivers. */
+ * recording as a program of its own, for the sparse drivers. The
+ * program's memory comes from hooks (NULL: ctx's allocator). */
 jac_status jac__program_compile_tape(jac_ctx *ctx, const char *op,
                                      size_t noutputs,
                                      jac_tensor *const *outputs, size_t ninputs,
                                      jac_tensor *const *inputs,
+                                     const jac_allocator *hooks,
                                      jac_program **result);
 
 /* ------------------------------------------------------------------------ */

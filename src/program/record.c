@@ -840,13 +840,14 @@ static jac_status compile(compiler *c, jac_program *prog, size_t noutputs,
     return JAC_OK;
 }
 
-static jac_program *program_new(jac_ctx *ctx, size_t nargs, size_t noutputs)
+static jac_program *program_new(jac_ctx *ctx, const jac_allocator *hooks,
+                                size_t nargs, size_t noutputs)
 {
-    jac_program *prog = ctx->alloc.alloc(sizeof *prog, ctx->alloc.user);
+    jac_program *prog = hooks->alloc(sizeof *prog, hooks->user);
     if (prog == NULL)
         return NULL;
     memset(prog, 0, sizeof *prog);
-    prog->alloc = ctx->alloc;
+    prog->alloc = *hooks;
     prog->bytes = sizeof *prog;
     prog->threads = ctx->threads;
     prog->memory_budget = ctx->memory_budget;
@@ -868,9 +869,10 @@ static jac_program *program_new(jac_ctx *ctx, size_t nargs, size_t noutputs)
     return prog;
 }
 
-jac_status jac__program_compile(jac_ctx *ctx, const char *op, size_t noutputs,
-                                jac_tensor *const *outputs, unsigned flags,
-                                jac_program **result)
+/* As jac__program_compile, the program's memory from hooks. */
+static jac_status compile_with(jac_ctx *ctx, const char *op, size_t noutputs,
+                               jac_tensor *const *outputs, unsigned flags,
+                               const jac_allocator *hooks, jac_program **result)
 {
     if (noutputs == 0 || outputs == NULL)
         return jac__error(ctx, JAC_ERR_NULL_ARG, "%s: no outputs", op);
@@ -879,7 +881,7 @@ jac_status jac__program_compile(jac_ctx *ctx, const char *op, size_t noutputs,
             return ctx->status;
     compiler c = {
         .ctx = ctx, .op = op, .sec = &ctx->section, .id = ctx->next_plan_id++};
-    jac_program *prog = program_new(ctx, c.sec->nargs, noutputs);
+    jac_program *prog = program_new(ctx, hooks, c.sec->nargs, noutputs);
     if (prog == NULL)
         return oom(&c);
     prog->ninputs = c.sec->ninputs;
@@ -898,10 +900,18 @@ jac_status jac__program_compile(jac_ctx *ctx, const char *op, size_t noutputs,
     return JAC_OK;
 }
 
+jac_status jac__program_compile(jac_ctx *ctx, const char *op, size_t noutputs,
+                                jac_tensor *const *outputs, unsigned flags,
+                                jac_program **result)
+{
+    return compile_with(ctx, op, noutputs, outputs, flags, &ctx->alloc, result);
+}
+
 jac_status jac__program_compile_tape(jac_ctx *ctx, const char *op,
                                      size_t noutputs,
                                      jac_tensor *const *outputs, size_t ninputs,
                                      jac_tensor *const *inputs,
+                                     const jac_allocator *hooks,
                                      jac_program **result)
 {
     for (size_t i = 0; inputs != NULL && i < ninputs; i++)
@@ -920,8 +930,8 @@ jac_status jac__program_compile_tape(jac_ctx *ctx, const char *op,
     ctx->section.open = false;
     ctx->section.start = 0;
     ctx->section.start_seq = UINT64_MAX;
-    st = jac__program_compile(ctx, op, noutputs, outputs, JAC_PROGRAM_READS_OK,
-                              result);
+    st = compile_with(ctx, op, noutputs, outputs, JAC_PROGRAM_READS_OK,
+                      hooks != NULL ? hooks : &ctx->alloc, result);
     jac__section_close(ctx);
     return st;
 }

@@ -7,7 +7,9 @@
  * needed colours only, and the entries are scattered into the dense
  * result. Entries outside the pattern are zero by structure, exactly,
  * whatever the inputs hold (an elementwise function is the one-colour
- * case). The drivers declare this entry (drivers.h); the sparse layer
+ * case). The plan, or the verdict that the pattern is too dense, is kept
+ * in the context for the next call of the same code. The drivers declare
+ * this entry (drivers.h); the sparse layer
  * defines it, as the layer that knows patterns.
  *
  * SPDX-License-Identifier: MIT
@@ -81,13 +83,84 @@ static void symmetrise(const jac_sparse *plan, double *values)
         }
 }
 
+/* What the context keeps of its last dense Jacobian: the program of the
+ * recording and its plan, or none when the pattern was too dense to pay.
+ * A call whose recording is the same code (jac__program_same) takes the
+ * verdict without a pattern walk, and the plan with its warm workspaces:
+ * a Newton loop that records the same function at every step pays the
+ * walk and the colouring once. Its memory (jac__kept_hooks) is counted
+ * in jac_ctx_memory and returned at jac_ctx_free. */
+typedef struct kept_plan {
+    jac_program *prog;
+    jac_sparse *plan;
+} kept_plan;
+
+static void kept_drop(jac_ctx *ctx)
+{
+    kept_plan *k = ctx->kept;
+    if (k == NULL)
+        return;
+    jac_sparse_free(k->plan);
+    jac_program_free(k->prog);
+    jac_allocator hooks = jac__kept_hooks(ctx);
+    hooks.free(k, hooks.user);
+    ctx->kept = NULL;
+}
+
+/* *plan for prog (NULL: too dense), from the kept one when prog is its
+ * recording again (prog then serves it, or is freed with a verdict of
+ * none), else made and kept. Either way the context owns prog now. */
+static jac_status plan_for(jac_ctx *ctx, jac_program *prog, int64_t passes,
+                           jac_sparse **plan)
+{
+    kept_plan *k = ctx->kept;
+    *plan = NULL;
+    if (k != NULL && jac__program_same(k->prog, prog)) {
+        if (k->plan == NULL) {
+            jac_program_free(prog);
+            return JAC_OK;
+        }
+        jac_status st = jac__sparse_rebind(k->plan, prog);
+        if (st != JAC_OK) {
+            jac_program_free(prog);
+            return st;
+        }
+        k->prog = prog;
+        *plan = k->plan;
+        return JAC_OK;
+    }
+    kept_drop(ctx);
+    jac_allocator hooks = jac__kept_hooks(ctx);
+    k = hooks.alloc(sizeof *k, hooks.user);
+    if (k == NULL) {
+        jac_program_free(prog);
+        return JAC_ERR_NO_MEMORY;
+    }
+    /* The mode says how the dense passes would run; colours choose their
+     * own direction (the cheaper one). */
+    jac_sparse_opts so = {.method = JAC_SPARSE_AUTO};
+    jac_status st = jac__sparse_plan_dense(prog, &so, passes, &k->plan);
+    if (st != JAC_OK) {
+        hooks.free(k, hooks.user);
+        jac_program_free(prog);
+        return st;
+    }
+    k->prog = prog;
+    ctx->kept = k;
+    ctx->kept_drop = kept_drop;
+    *plan = k->plan;
+    return JAC_OK;
+}
+
 static jac_status try_sparse(jac_ctx *ctx, const char *op, size_t ny,
                              jac_tensor *const *ys, size_t nx,
                              jac_tensor *const *xs, bool symmetric,
                              jac_tensor **J, bool *done)
 {
     jac_program *prog = NULL;
-    jac_status st = jac__program_compile_tape(ctx, op, ny, ys, nx, xs, &prog);
+    jac_allocator hooks = jac__kept_hooks(ctx);
+    jac_status st =
+        jac__program_compile_tape(ctx, op, ny, ys, nx, xs, &hooks, &prog);
     if (st != JAC_OK)
         return st;
     jac_program_set_threads(prog, ctx->threads);
@@ -96,11 +169,8 @@ static jac_status try_sparse(jac_ctx *ctx, const char *op, size_t ny,
         rows += ys[k]->numel;
     for (size_t i = 0; i < nx; i++)
         cols += xs[i]->numel;
-    /* The mode says how the dense passes would run; colours choose their
-     * own direction (the cheaper one). */
-    jac_sparse_opts so = {.method = JAC_SPARSE_AUTO};
     jac_sparse *plan = NULL;
-    st = jac__sparse_plan_dense(prog, &so, rows < cols ? rows : cols, &plan);
+    st = plan_for(ctx, prog, rows < cols ? rows : cols, &plan);
     double *values = NULL;
     size_t vbytes = 0;
     if (st == JAC_OK && plan != NULL) {
@@ -112,7 +182,7 @@ static jac_status try_sparse(jac_ctx *ctx, const char *op, size_t ny,
     if (st == JAC_OK && plan != NULL) {
         const double *args[64];
         for (size_t i = 0, at = 0; i < nx; i++) {
-            args[i] = prog->x0 + at;
+            args[i] = plan->prog->x0 + at;
             at += (size_t)xs[i]->numel;
         }
         st = jac_sparse_jacobian(plan, args, values, NULL);
@@ -126,8 +196,6 @@ static jac_status try_sparse(jac_ctx *ctx, const char *op, size_t ny,
     if (st != JAC_OK && ctx->status == JAC_OK)
         jac__error(ctx, st, "%s: %s", op, jac_program_errmsg());
     jac__free(ctx, values, vbytes);
-    jac_sparse_free(plan);
-    jac_program_free(prog);
     return st;
 }
 

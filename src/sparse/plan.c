@@ -638,10 +638,7 @@ static bool same_value(const jac__pval *a, const jac__pval *b)
            memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof(int64_t)) == 0;
 }
 
-/* Whether q is p recorded again: the same instructions in the same order,
- * on values of the same shapes at the same places, with the same
- * parameters and the same indices (the constants a sparsity rule reads). */
-static bool same_program(const jac_program *p, const jac_program *q)
+bool jac__program_same(const jac_program *p, const jac_program *q)
 {
     if (p->ninputs != q->ninputs || p->noutputs != q->noutputs ||
         p->nvalues != q->nvalues || p->diff_off != q->diff_off ||
@@ -684,6 +681,27 @@ static bool same_program(const jac_program *p, const jac_program *q)
     return true;
 }
 
+jac_status jac__sparse_rebind(jac_sparse *plan, jac_program *q)
+{
+    /* The plan serves the new program, whose derived programs carry the
+     * new constants, and the old one's workspaces serve it too (no new
+     * memory for a new recording). */
+    jac_status st = JAC_OK;
+    jac_program *swept = q;
+    if (plan->method == JAC_SPARSE_FORWARD || plan->hessian)
+        swept = jac__program_derived(
+            q, plan->hessian ? JAC__DERIVED_GRAD : JAC__DERIVED_VJP, &st);
+    if (swept == NULL)
+        return st;
+    if (swept == q || jac__program_same(plan->swept, swept))
+        jac__ws_adopt(swept, plan->swept);
+    jac_program *old = plan->prog;
+    plan->prog = q;
+    plan->swept = swept;
+    jac_program_free(old);
+    return JAC_OK;
+}
+
 /* The plan for the tape's graph from inputs to outputs, made or checked,
  * and its values at the recorded point. */
 static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
@@ -713,7 +731,7 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
                           op);
     jac_program *q = NULL;
     jac_status st = jac__program_compile_tape(ctx, op, noutputs, outputs,
-                                              ninputs, inputs, &q);
+                                              ninputs, inputs, NULL, &q);
     if (st != JAC_OK)
         return st;
     jac_sparse *made = NULL;
@@ -724,7 +742,7 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
             return jac__error(ctx, st, "%s", jac_program_errmsg());
         }
         made->tape = true;
-    } else if (!same_program((*plan)->prog, q)) {
+    } else if (!jac__program_same((*plan)->prog, q)) {
         jac_program_free(q);
         return jac__error(ctx, JAC_ERR_STATE,
                           "%s: the recording is not the one the plan was "
@@ -733,25 +751,9 @@ static jac_status tape_plan(jac_ctx *ctx, bool hessian, size_t noutputs,
                           op);
     }
     jac_sparse *use = made ? made : *plan;
-    jac_program *old = use->prog;
-    jac_program *swept = NULL;
-    if (made == NULL) {
-        /* The same structure: the plan serves the new program, whose
-         * derived programs carry the new constants, and the old one's
-         * workspaces serve it too (no new memory for a new recording). */
-        swept = q;
-        if (use->method == JAC_SPARSE_FORWARD || use->hessian)
-            swept = jac__program_derived(
-                q, use->hessian ? JAC__DERIVED_GRAD : JAC__DERIVED_VJP, &st);
-        if (swept == NULL) {
-            jac_program_free(q);
-            return jac__error(ctx, st, "%s", jac_program_errmsg());
-        }
-        if (swept == q || same_program(use->swept, swept))
-            jac__ws_adopt(swept, use->swept);
-        use->prog = q;
-        use->swept = swept;
-        jac_program_free(old);
+    if (made == NULL && (st = jac__sparse_rebind(use, q)) != JAC_OK) {
+        jac_program_free(q);
+        return jac__error(ctx, st, "%s", jac_program_errmsg());
     }
     const double *args[64];
     const double **a = ninputs <= 64 ? args : NULL;

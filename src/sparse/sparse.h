@@ -127,4 +127,13 @@ jac_status jac__sparse_plan_dense(jac_program *prog,
                                   const jac_sparse_opts *opts, int64_t passes,
                                   jac_sparse **plan);
 
+/* Whether q is p recorded again: the same instructions in the same order,
+ * on values of the same shapes at the same places, with the same
+ * parameters and the same indices (the constants a sparsity rule reads). */
+bool jac__program_same(const jac_program *p, const jac_program *q);
+/* plan, made for a program that q is recorded again (jac__program_same),
+ * serves q from now on, with the workspaces of the program it served,
+ * which is freed. On error (no derived program of q) nothing changed. */
+jac_status jac__sparse_rebind(jac_sparse *plan, jac_program *q);
+
 #endif /* JAC_SPARSE_H */
