@@ -1090,7 +1090,12 @@ JAC_API jac_status jac_program_jvp(jac_program *program,
  * d output_k / d input_i, row-major (output k's numel rows, input i's
  * numel columns); entries of J may be NULL to skip a block. Passes are
  * batched in blocks of seeds within the memory budget of the recording
- * context, reverse or forward by shape, on the program's threads.
+ * context, reverse or forward by shape, on the program's threads. The
+ * first call finds the sparsity pattern: when its colours take at most
+ * half the passes, the program keeps that plan (in jac_program_length's
+ * bytes) and every call runs only the compressed passes, with exact zeros
+ * outside the pattern (see "Sparse Jacobians and Hessians"); a call made
+ * while another one uses the plan runs the passes instead.
  */
 JAC_API jac_status jac_program_jacobian(jac_program *program,
                                         const double *const *args,

@@ -12,6 +12,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -723,25 +724,12 @@ static jac_status rosenbrock_fn(jac_ctx *ctx, jac_tensor *const *in,
     return rosenbrock(ctx, in, out, user);
 }
 
-/* jac_jacobian of a stencil and jac_hessian of Rosenbrock take the sparse
- * path: entries outside the pattern are exactly zero even where the
- * input holds NaN or infinity, and the rest are the closed forms. */
-static void test_dense_drivers_use_patterns(void **state)
+/* j is the dense Jacobian of bratu on N x N at u (whose centre is NaN
+ * and whose element 3 is infinite): exact zeros outside the stencil,
+ * the closed form inside. */
+static void assert_bratu_jacobian(int64_t N, const double *u, const double *j)
 {
-    (void)state;
-    int64_t N = 7, n = N * N, shape[2] = {N, N};
-    jac_ctx *ctx = jac_ctx_new();
-    double u[49];
-    for (int64_t k = 0; k < n; k++)
-        u[k] = 0.1 * sin(0.3 * (double)k + 0.7);
-    u[24] = NAN; /* the centre */
-    u[3] = INFINITY;
-    jac_tensor *x = jac_tensor_new(ctx, 2, shape, u), *y = NULL;
-    jac_set_requires_grad(x, true);
-    tu_assert_ok(ctx, bratu(ctx, &x, &y, &N));
-    jac_tensor *J = jac_jacobian(ctx, y, x, 0);
-    assert_non_null(J);
-    const double *j = jac_tensor_data(J);
+    int64_t n = N * N;
     for (int64_t r = 0; r < n; r++)
         for (int64_t c = 0; c < n; c++) {
             int64_t d =
@@ -762,6 +750,27 @@ static void test_dense_drivers_use_patterns(void **state)
                 assert_true(fabs(v - bratu_entry(N, u, r, c)) <=
                             1e-12 * fabs(v));
         }
+}
+
+/* jac_jacobian of a stencil and jac_hessian of Rosenbrock take the sparse
+ * path: entries outside the pattern are exactly zero even where the
+ * input holds NaN or infinity, and the rest are the closed forms. */
+static void test_dense_drivers_use_patterns(void **state)
+{
+    (void)state;
+    int64_t N = 7, n = N * N, shape[2] = {N, N};
+    jac_ctx *ctx = jac_ctx_new();
+    double u[49];
+    for (int64_t k = 0; k < n; k++)
+        u[k] = 0.1 * sin(0.3 * (double)k + 0.7);
+    u[24] = NAN; /* the centre */
+    u[3] = INFINITY;
+    jac_tensor *x = jac_tensor_new(ctx, 2, shape, u), *y = NULL;
+    jac_set_requires_grad(x, true);
+    tu_assert_ok(ctx, bratu(ctx, &x, &y, &N));
+    jac_tensor *J = jac_jacobian(ctx, y, x, 0);
+    assert_non_null(J);
+    assert_bratu_jacobian(N, u, jac_tensor_data(J));
     /* A Hessian: tridiagonal, symmetric, the closed form. */
     int64_t m = 40;
     double xv[40];
@@ -838,6 +847,97 @@ static void test_dense_drivers_keep_plan(void **state)
             assert_int_equal(jac_ctx_memory(ctx), kept);
         kept = jac_ctx_memory(ctx);
     }
+    jac_ctx_free(ctx);
+}
+
+typedef struct program_call {
+    jac_program *prog;
+    const double *u;
+    double *J;
+    jac_status status;
+} program_call;
+
+static void *program_jacobian_call(void *arg)
+{
+    program_call *c = arg;
+    const double *args[1] = {c->u};
+    double *J[1] = {c->J};
+    for (int round = 0; round < 4 && c->status == JAC_OK; round++)
+        c->status = jac_program_jacobian(c->prog, args, NULL, J);
+    return NULL;
+}
+
+/* jac_program_jacobian takes the colours of a sparse pattern: exact zeros
+ * outside it at NaN and infinite points, the closed form inside; the plan
+ * made at the first call serves the next ones, and calls from several
+ * threads at once (one holds the plan, the others run the block engine)
+ * give the same bits. A dense program's Jacobian is unchanged. */
+static void test_program_jacobian_uses_pattern(void **state)
+{
+    (void)state;
+    int64_t N = 7, n = N * N;
+    jac_ctx *ctx = jac_ctx_new();
+    double u[49];
+    jac_program *f = record_grid(ctx, bratu, &N, 2, u);
+    u[24] = NAN;
+    u[3] = INFINITY;
+    double *J = malloc((size_t)(4 * n * n) * sizeof(double));
+    double *out = malloc((size_t)n * sizeof(double));
+    const double *args[1] = {u};
+    size_t before = 0;
+    for (int round = 0; round < 2; round++) {
+        double *Jp[1] = {J}, *outs[1] = {out};
+        tu_assert_ok(NULL, jac_program_jacobian(f, args, outs, Jp));
+        assert_bratu_jacobian(N, u, J);
+        assert_true(isnan(out[24]));
+        size_t bytes = 0;
+        (void)jac_program_length(f, &bytes);
+        if (round == 1)
+            assert_int_equal(bytes, before); /* the plan of the first call */
+        before = bytes;
+    }
+    program_call calls[3];
+    pthread_t threads[3];
+    for (int t = 0; t < 3; t++) {
+        calls[t] = (program_call){
+            .prog = f, .u = u, .J = J + (size_t)((t + 1) * n * n)};
+        assert_int_equal(
+            pthread_create(&threads[t], NULL, program_jacobian_call, &calls[t]),
+            0);
+    }
+    for (int t = 0; t < 3; t++) {
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+        tu_assert_ok(NULL, calls[t].status);
+        assert_bratu_jacobian(N, u, calls[t].J);
+    }
+    /* A dense Jacobian (every output reads every input): the engine's. */
+    enum { m = 5 };
+    double a[m * m], xv[m], Jd[m * m], Jr[m * m];
+    for (int t = 0; t < m * m; t++)
+        a[t] = 0.3 * cos((double)t);
+    for (int i = 0; i < m; i++)
+        xv[i] = 0.1 * (double)i;
+    int64_t ms = m, shape[2] = {m, m};
+    jac_tensor *A = jac_tensor_new(ctx, 2, shape, a);
+    jac_tensor *x = jac_tensor_new(ctx, 1, &ms, xv);
+    jac_program *g = NULL;
+    tu_assert_ok(ctx, jac_program_begin(ctx, 1, &x, 1, &A));
+    jac_tensor *y = jac_tanh(ctx, jac_matmul(ctx, A, x));
+    tu_assert_ok(ctx, jac_program_end(ctx, 1, &y, 0, &g));
+    const double *gargs[2] = {xv, a};
+    double *Jdp[1] = {Jd};
+    tu_assert_ok(NULL, jac_program_jacobian(g, gargs, NULL, Jdp));
+    jac_jacobian_opts rows = {.chunk = 1};
+    jac_tensor *R = NULL;
+    jac_set_requires_grad(x, true);
+    tu_assert_ok(ctx, jac_jacobian_ex(ctx, 1, &y, 1, &x, &rows, &R));
+    memcpy(Jr, jac_tensor_data(R), sizeof Jr);
+    for (int t = 0; t < m * m; t++)
+        assert_true(close_to(Jd[t], Jr[t], 1.0) && Jd[t] != 0.0);
+    jac_program_free(g);
+    jac_program_free(f);
+    free(J);
+    free(out);
     jac_ctx_free(ctx);
 }
 
@@ -981,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_dense_drivers_use_patterns),
         cmocka_unit_test(test_dense_drivers_keep_plan),
+        cmocka_unit_test(test_program_jacobian_uses_pattern),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_dense_progress),
         cmocka_unit_test(test_no_allocation_when_warm),

@@ -90,7 +90,7 @@ int jac_program_shape(const jac_program *prog, char which, size_t k,
 size_t jac_program_length(const jac_program *prog, size_t *bytes)
 {
     if (bytes != NULL)
-        *bytes = prog ? prog->bytes : 0;
+        *bytes = prog ? atomic_load(&prog->bytes) : 0;
     return prog ? prog->ncode : 0;
 }
 
@@ -644,6 +644,11 @@ jac_status jac_program_jacobian(jac_program *prog, const double *const *args,
         cols += prog->args[i].numel;
     if (prog->diagonal)
         return diagonal_jacobian(prog, args, outputs, J[0]);
+    bool done = false;
+    if (args != NULL && ((st = jac__program_jacobian_sparse(
+                              prog, args, outputs, J, &done)) != JAC_OK ||
+                         done))
+        return st;
     if (rows <= cols) {
         blocks bl = {.prog = prog,
                      .outputs = outputs,

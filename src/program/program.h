@@ -139,9 +139,14 @@ struct jac_program {
     uint64_t nx0, nzeros;
     int threads;
     size_t memory_budget;
-    size_t bytes;
+    _Atomic size_t bytes; /* counted from any thread making plans */
     _Atomic(jac__ws *) pool[JAC__WS_POOL];
     _Atomic(jac_program *) derived[JAC__DERIVED_COUNT];
+    /* The sparse plan of jac_program_jacobian, or its verdict that the
+     * pattern is too dense to pay (sparse/dense.c), made by the first call
+     * that wins kept_making, freed by jac__program_kept_free. */
+    _Atomic(void *) kept;
+    _Atomic int kept_making;
 };
 
 /* Allocation through the program's hooks (counted in prog->bytes). */
@@ -155,6 +160,17 @@ jac_status jac__program_fail(jac_status st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* The dense Jacobian of prog by the colours of its pattern, when they
+ * take at most half the passes of the block engine: *done says whether it
+ * ran (otherwise, and when another call holds the plan, the engine runs).
+ * Defined by the sparse layer (sparse/dense.c), as jac__program_kept_free,
+ * which frees what it keeps in prog->kept. */
+jac_status jac__program_jacobian_sparse(jac_program *prog,
+                                        const double *const *args,
+                                        double *const *outputs,
+                                        double *const *J, bool *done);
+void jac__program_kept_free(jac_program *prog);
 
 /* Compiles ctx's open recording section into a new program (record.c). */
 jac_status jac__program_compile(jac_ctx *ctx, const char *op, size_t noutputs,

@@ -26,7 +26,7 @@ void *jac__prog_alloc(jac_program *prog, size_t bytes)
         bytes = 1;
     void *p = prog->alloc.alloc(bytes, prog->alloc.user);
     if (p != NULL)
-        prog->bytes += bytes;
+        atomic_fetch_add(&prog->bytes, bytes);
     return p;
 }
 
@@ -34,7 +34,7 @@ void jac__prog_free(jac_program *prog, void *p, size_t bytes)
 {
     if (p == NULL)
         return;
-    prog->bytes -= bytes == 0 ? 1 : bytes;
+    atomic_fetch_sub(&prog->bytes, bytes == 0 ? 1 : bytes);
     prog->alloc.free(p, prog->alloc.user);
 }
 
@@ -848,7 +848,9 @@ static jac_program *program_new(jac_ctx *ctx, const jac_allocator *hooks,
         return NULL;
     memset(prog, 0, sizeof *prog);
     prog->alloc = *hooks;
-    prog->bytes = sizeof *prog;
+    atomic_init(&prog->bytes, sizeof *prog);
+    atomic_init(&prog->kept, NULL);
+    atomic_init(&prog->kept_making, 0);
     prog->threads = ctx->threads;
     prog->memory_budget = ctx->memory_budget;
     for (size_t i = 0; i < JAC__WS_POOL; i++)
@@ -944,6 +946,7 @@ void jac_program_free(jac_program *prog)
 {
     if (prog == NULL)
         return;
+    jac__program_kept_free(prog);
     for (size_t i = 0; i < JAC__WS_POOL; i++)
         jac__ws_free(atomic_exchange(&prog->pool[i], NULL));
     for (size_t i = 0; i < JAC__DERIVED_COUNT; i++)

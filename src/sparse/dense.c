@@ -241,3 +241,112 @@ jac_status jac__jacobian_sparse(jac_ctx *ctx, const char *op, size_t ny,
     jac_clear_error(ctx);
     return JAC_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Dense Jacobians of programs                                              */
+/* ------------------------------------------------------------------------ */
+
+/* What a program keeps for jac_program_jacobian: its plan and the values
+ * buffer (none when colours do not pay), and busy, held by the one call
+ * that uses them (a concurrent call runs the block engine). */
+typedef struct kept_dense {
+    jac_sparse *plan;
+    double *values;
+    _Atomic int busy;
+} kept_dense;
+
+void jac__program_kept_free(jac_program *prog)
+{
+    kept_dense *kd = atomic_exchange(&prog->kept, NULL);
+    if (kd == NULL)
+        return;
+    if (kd->plan != NULL)
+        jac__prog_free(prog, kd->values,
+                       (size_t)kd->plan->nnz * sizeof(double));
+    jac_sparse_free(kd->plan);
+    jac__prog_free(prog, kd, sizeof *kd);
+}
+
+/* The kept plan of prog, made by the one call that wins kept_making; NULL
+ * while another call makes it, or when making it failed (out of memory:
+ * the block engine meets that in its own words, and a later call tries
+ * again). */
+static kept_dense *kept_of(jac_program *prog)
+{
+    kept_dense *kd = atomic_load(&prog->kept);
+    int idle = 0;
+    if (kd != NULL ||
+        !atomic_compare_exchange_strong(&prog->kept_making, &idle, 1))
+        return kd;
+    int64_t rows = 0, cols = 0;
+    for (size_t k = 0; k < prog->noutputs; k++)
+        rows += prog->outs[k].numel;
+    for (size_t i = 0; i < prog->ninputs; i++)
+        cols += prog->args[i].numel;
+    jac_sparse_opts so = {.method = JAC_SPARSE_AUTO};
+    jac_sparse *plan = NULL;
+    kd = jac__prog_alloc(prog, sizeof *kd);
+    jac_status st =
+        kd != NULL ? jac__sparse_plan_dense(prog, &so,
+                                            rows < cols ? rows : cols, &plan)
+                   : JAC_ERR_NO_MEMORY;
+    double *values =
+        st == JAC_OK && plan != NULL
+            ? jac__prog_alloc(prog, (size_t)plan->nnz * sizeof(double))
+            : NULL;
+    if (st != JAC_OK || (plan != NULL && values == NULL)) {
+        jac_sparse_free(plan);
+        jac__prog_free(prog, kd, sizeof *kd);
+        atomic_store(&prog->kept_making, 0);
+        return NULL;
+    }
+    kd->plan = plan;
+    kd->values = values;
+    atomic_init(&kd->busy, 0);
+    atomic_store(&prog->kept, kd);
+    return kd;
+}
+
+jac_status jac__program_jacobian_sparse(jac_program *prog,
+                                        const double *const *args,
+                                        double *const *outputs,
+                                        double *const *J, bool *done)
+{
+    *done = false;
+    if (prog->ninputs > 64)
+        return JAC_OK;
+    kept_dense *kd = kept_of(prog);
+    int idle = 0;
+    if (kd == NULL || kd->plan == NULL ||
+        !atomic_compare_exchange_strong(&kd->busy, &idle, 1))
+        return JAC_OK;
+    const jac_sparse *plan = kd->plan;
+    jac_status st = jac_sparse_jacobian(kd->plan, args, kd->values, outputs);
+    if (st == JAC_OK) {
+        /* Blocks (k, i) of output k's rows and input i's columns, zero
+         * outside the pattern; the values come in row order. */
+        size_t nx = prog->ninputs;
+        for (size_t k = 0; k < prog->noutputs; k++)
+            for (size_t i = 0; i < nx; i++)
+                if (J[k * nx + i] != NULL)
+                    memset(J[k * nx + i], 0,
+                           (size_t)(prog->outs[k].numel * prog->args[i].numel) *
+                               sizeof(double));
+        size_t k = 0;
+        int64_t r0 = 0;
+        for (int64_t t = 0; t < plan->nnz; t++) {
+            int64_t r = plan->row[t], c = plan->col[t], c0 = 0;
+            while (r >= r0 + prog->outs[k].numel)
+                r0 += prog->outs[k++].numel;
+            size_t i = 0;
+            while (c >= c0 + prog->args[i].numel)
+                c0 += prog->args[i++].numel;
+            double *b = J[k * nx + i];
+            if (b != NULL)
+                b[(r - r0) * prog->args[i].numel + (c - c0)] = kd->values[t];
+        }
+        *done = true;
+    }
+    atomic_store(&kd->busy, 0);
+    return st;
+}
