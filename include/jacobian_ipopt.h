@@ -112,6 +112,11 @@ typedef struct jac_ipopt {
      *  default: the cheaper of forward and reverse colourings, which for
      *  a dense f row is reverse), JAC_SPARSE_FORWARD or JAC_SPARSE_REVERSE. */
     jac_sparse_method jacobian_method;
+    /** How the sparse Hessian is computed: JAC_SPARSE_AUTO (0, the
+     *  default: JAC_SPARSE_STAR, direct recovery), JAC_SPARSE_STAR or
+     *  JAC_SPARSE_ACYCLIC (fewer colours, so fewer sweeps, for values
+     *  recovered by substitution; for LuksanVlcek1 2 colours against 3). */
+    jac_sparse_method hessian_method;
     /** Hooks for the adapter's own workspace (zero: malloc and free). The
      *  plans use the allocator of the context the program was recorded
      *  in. Copied by jac_ipopt_prepare. */

@@ -99,14 +99,18 @@ static void test_callbacks_match_hand(void **state)
     jac_program *program = record_problem(*state);
     double p = 2.5;
     const double *params[1] = {&p};
-    const jac_sparse_method methods[3] = {JAC_SPARSE_AUTO, JAC_SPARSE_FORWARD,
-                                          JAC_SPARSE_REVERSE};
+    /* Jacobian and Hessian methods, in pairs. */
+    const jac_sparse_method methods[3][2] = {
+        {JAC_SPARSE_AUTO, JAC_SPARSE_AUTO},
+        {JAC_SPARSE_FORWARD, JAC_SPARSE_STAR},
+        {JAC_SPARSE_REVERSE, JAC_SPARSE_ACYCLIC}};
     for (int style = 0; style < 2; style++) {
         for (int mk = 0; mk < 3; mk++) {
             jac_ipopt s = {.program = program,
                            .params = params,
                            .index_style = style,
-                           .jacobian_method = methods[mk]};
+                           .jacobian_method = methods[mk][0],
+                           .hessian_method = methods[mk][1]};
             Index n = -1, m = -1, nele_jac = -1, nele_hess = -1;
             assert_int_equal(
                 jac_ipopt_prepare(&s, &n, &m, &nele_jac, &nele_hess), JAC_OK);
@@ -408,6 +412,10 @@ static void test_bad_sizes_are_errors(void **state)
     assert_null(jac_ipopt_create(&bad, x, x, g, g));
     assert_int_equal(bad.status, JAC_ERR_VALUE);
     tu_assert_contains(bad.message, "jacobian_method");
+    bad = (jac_ipopt){.program = program, .hessian_method = JAC_SPARSE_REVERSE};
+    assert_int_equal(jac_ipopt_prepare(&bad, NULL, NULL, NULL, NULL),
+                     JAC_ERR_VALUE);
+    tu_assert_contains(bad.message, "hessian_method is 2");
     bad = (jac_ipopt){.program = program, .params = params};
     assert_null(jac_ipopt_create(&bad, x, x, NULL, g));
     assert_int_equal(bad.status, JAC_ERR_NULL_ARG);

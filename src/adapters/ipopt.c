@@ -168,6 +168,15 @@ static int make_work(jac_ipopt *state, const char *who)
                    who, (int)method);
         return 0;
     }
+    jac_sparse_method hmethod = state->hessian_method;
+    if (hmethod != JAC_SPARSE_AUTO && hmethod != JAC_SPARSE_STAR &&
+        hmethod != JAC_SPARSE_ACYCLIC) {
+        (void)fail(state, JAC_ERR_VALUE,
+                   "%s: hessian_method is %d; a Hessian is AUTO, STAR or "
+                   "ACYCLIC",
+                   who, (int)hmethod);
+        return 0;
+    }
     jac_ipopt_work *work = work_alloc(&state->allocator, sizeof *work);
     if (work == NULL) {
         (void)fail(state, JAC_ERR_NO_MEMORY, "%s: out of memory", who);
@@ -182,7 +191,7 @@ static int make_work(jac_ipopt *state, const char *who)
     state->work = work;
 
     jac_sparse_opts jopts = {.method = method};
-    jac_sparse_opts hopts = {.triangle = JAC_TRIANGLE_LOWER};
+    jac_sparse_opts hopts = {.method = hmethod, .triangle = JAC_TRIANGLE_LOWER};
     jac_status status =
         jac_sparse_jacobian_plan(state->program, &jopts, &work->jacobian);
     if (status == JAC_OK)
