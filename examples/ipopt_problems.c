@@ -260,7 +260,7 @@ static int compare(problem *p, jac_ipopt *state, timed hand, double x_tol)
     const run *runs[2] = {&ours, &theirs};
     const char *names[2] = {"recorded", "hand-written"};
     for (int k = 0; k < 2; k++)
-        printf("%-12s %6d %6d %20.12f %12.2f %14.2f\n", names[k],
+        printf("%-12s %6d %6d %20.12f %12.2f %14.3f\n", names[k],
                (int)runs[k]->result, runs[k]->timing.iterations, runs[k]->f,
                1e3 * runs[k]->seconds, 1e3 * runs[k]->timing.seconds);
     double dx = 0.0;
@@ -269,8 +269,8 @@ static int compare(problem *p, jac_ipopt *state, timed hand, double x_tol)
     printf("derivative time, recorded / hand-written: %.2f; max |x - x'| = "
            "%.2e\n",
            ours.timing.seconds / theirs.timing.seconds, dx);
-    printf("steady state, grad_f + jac_g + h at x*, %d times: recorded %.1f "
-           "us, hand-written %.1f us, ratio %.2f\n\n",
+    printf("steady state, grad_f + jac_g + h at x*, %d times: recorded %.2f "
+           "us, hand-written %.3f us, ratio %.2f\n\n",
            REPEATS, 1e6 * steady[0], 1e6 * steady[1], steady[0] / steady[1]);
 
     int pass = 1;
