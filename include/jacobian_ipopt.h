@@ -148,8 +148,9 @@ typedef struct jac_ipopt {
  * m, the nonzeros of the constraint Jacobian nele_jac and of the lower
  * triangle of the Hessian nele_hess (any pointer may be NULL). Does
  * nothing but return the sizes when the workspace is already made for
- * this program. JAC_OK or the failure kept in state (the sizes are then
- * 0).
+ * this program and these options (index style, methods); the callbacks
+ * prepare state themselves when it is not. Returns JAC_OK, or state's
+ * status (its first failure) when this call fails; the sizes are then 0.
  */
 JAC_IPOPT_API jac_status jac_ipopt_prepare(jac_ipopt *state, Index *n, Index *m,
                                            Index *nele_jac, Index *nele_hess);

@@ -299,6 +299,56 @@ static void test_new_x_evaluates_once(void **state)
     jac_program_free(program);
 }
 
+/* The workspace is kept while the program and the options stay, and made
+ * again when either changes. */
+static void test_workspace_follows_options(void **state)
+{
+    jac_program *program = record_problem(*state);
+    double p = 1.0;
+    const double *params[1] = {&p};
+    jac_ipopt s = {.program = program, .params = params};
+    assert_int_equal(jac_ipopt_prepare(&s, NULL, NULL, NULL, NULL), JAC_OK);
+    const jac_ipopt_work *work = s.work;
+    assert_non_null(work);
+    assert_int_equal(jac_ipopt_prepare(&s, NULL, NULL, NULL, NULL), JAC_OK);
+    assert_ptr_equal(s.work, work);
+    Index rows[NELE_JAC], cols[NELE_JAC], rows1[NELE_JAC], cols1[NELE_JAC];
+    assert_true(
+        jac_ipopt_eval_jac_g(N, NULL, TRUE, M, NELE_JAC, rows, cols, NULL, &s));
+    s.index_style = 1; /* the structures now count from 1 */
+    assert_true(jac_ipopt_eval_jac_g(N, NULL, TRUE, M, NELE_JAC, rows1, cols1,
+                                     NULL, &s));
+    for (int k = 0; k < NELE_JAC; k++) {
+        assert_int_equal(rows1[k], rows[k] + 1);
+        assert_int_equal(cols1[k], cols[k] + 1);
+    }
+    s.hessian_method = JAC_SPARSE_ACYCLIC;
+    double x[N] = {0.5, -1.0, 2.0, 0.3}, lambda[M] = {0.5, -2.0};
+    double hv[NELE_HESS], H[N * N];
+    Index hrows[NELE_HESS], hcols[NELE_HESS];
+    assert_true(jac_ipopt_eval_h(N, NULL, TRUE, 1.0, M, NULL, TRUE, NELE_HESS,
+                                 hrows, hcols, NULL, &s));
+    assert_true(jac_ipopt_eval_h(N, x, TRUE, 2.0, M, lambda, TRUE, NELE_HESS,
+                                 NULL, NULL, hv, &s));
+    assemble(hrows, hcols, hv, NELE_HESS, 1, N, H);
+    double want_f, want_grad[N], want_g[M], want_J[M * N], want_H[N * N];
+    problem_hand(x, p, 2.0, lambda, &want_f, want_grad, want_g, want_J, want_H);
+    for (int k = 0; k < NELE_HESS; k++) {
+        int i = hrows[k] - 1, j = hcols[k] - 1;
+        tu_assert_close(&H[i * N + j], &want_H[i * N + j], 1, 1e-14, 1e-13);
+    }
+    /* Another program: the workspace follows it. */
+    jac_program *other = record_problem(*state);
+    s.program = other;
+    Index n = 0;
+    assert_int_equal(jac_ipopt_prepare(&s, &n, NULL, NULL, NULL), JAC_OK);
+    assert_int_equal(n, N);
+    assert_int_equal(s.status, JAC_OK);
+    jac_ipopt_release(&s);
+    jac_program_free(other);
+    jac_program_free(program);
+}
+
 static int all_nan(const double *values, int count)
 {
     for (int i = 0; i < count; i++)
@@ -733,6 +783,7 @@ int main(void)
         TU_TEST(test_callbacks_match_hand),
         TU_TEST(test_derivatives_match_finite_differences),
         TU_TEST(test_new_x_evaluates_once),
+        TU_TEST(test_workspace_follows_options),
         TU_TEST(test_bad_sizes_are_errors),
         TU_TEST(test_bad_programs_are_errors),
         TU_TEST(test_allocation_failures),

@@ -32,9 +32,11 @@
 _Static_assert(sizeof(Index) == sizeof(int32_t), "IPOPT's Index is 32 bits");
 
 struct jac_ipopt_work {
-    jac_allocator allocator;      /* the hooks that made this workspace */
-    const jac_program *made_for;  /* the program the plans were made from */
-    int index_style;              /* of the structures below */
+    jac_allocator allocator;     /* the hooks that made this workspace */
+    const jac_program *made_for; /* the program the plans were made from */
+    int index_style;             /* of the structures below */
+    jac_sparse_method jacobian_method; /* the plans' methods, as asked for */
+    jac_sparse_method hessian_method;
     size_t n;                     /* variables */
     size_t m;                     /* constraints */
     jac_sparse *jacobian;         /* rows: f, then g; columns: x */
@@ -186,6 +188,8 @@ static int make_work(jac_ipopt *state, const char *who)
     work->allocator = state->allocator;
     work->made_for = state->program;
     work->index_style = state->index_style;
+    work->jacobian_method = method;
+    work->hessian_method = hmethod;
     work->n = n;
     work->m = m;
     state->work = work;
@@ -258,14 +262,25 @@ static int make_work(jac_ipopt *state, const char *who)
     return 1;
 }
 
+/* Frees the workspace of state when it was made for another program or
+ * other options. */
+static void drop_stale_work(jac_ipopt *state)
+{
+    const jac_ipopt_work *work = state->work;
+    if (work != NULL && (work->made_for != state->program ||
+                         work->index_style != state->index_style ||
+                         work->jacobian_method != state->jacobian_method ||
+                         work->hessian_method != state->hessian_method))
+        jac_ipopt_release(state);
+}
+
 jac_status jac_ipopt_prepare(jac_ipopt *state, Index *n, Index *m,
                              Index *nele_jac, Index *nele_hess)
 {
     Index sizes[4] = {0, 0, 0, 0};
     jac_status status = JAC_ERR_NULL_ARG;
     if (state != NULL) {
-        if (state->work != NULL && state->work->made_for != state->program)
-            jac_ipopt_release(state);
+        drop_stale_work(state);
         if (state->work != NULL || make_work(state, "jac_ipopt_prepare")) {
             const jac_ipopt_work *work = state->work;
             sizes[0] = (Index)work->n;
@@ -322,8 +337,7 @@ IpoptProblem jac_ipopt_create(jac_ipopt *state, Number *x_L, Number *x_U,
 static jac_ipopt_work *checked_work(jac_ipopt *state, const char *who, Index n,
                                     int has_m, Index m)
 {
-    if (state->work != NULL && state->work->made_for != state->program)
-        jac_ipopt_release(state);
+    drop_stale_work(state);
     if (state->work == NULL && !make_work(state, who))
         return NULL;
     jac_ipopt_work *work = state->work;
