@@ -32,10 +32,11 @@
  * a point are one sparse Jacobian of the whole program (its f row is the
  * gradient), made on the first of eval_grad_f and eval_jac_g at that
  * point and kept for the other; the Hessian of the Lagrangian is one
- * sparse Hessian with weights (obj_factor, lambda), no re-recording. Each
- * result is computed once per point: new_x tells the adapter when x
- * changed, and a point the adapter has not seen is treated as new even
- * when IPOPT says otherwise.
+ * sparse Hessian with weights (obj_factor, lambda) at each call (IPOPT
+ * asks for one per iterate), no re-recording. Values and first
+ * derivatives are computed once per point: new_x tells the adapter when
+ * x changed, and a point that differs from the last is treated as new
+ * even when IPOPT says otherwise.
  *
  * On failure (a size that does not match the program's, a failed
  * evaluation, no memory) the callback keeps the first failure in status
