@@ -102,7 +102,7 @@ typedef struct jac_sundials_work jac_sundials_work;
 
 /**
  * The state of one solve, passed as the solver's user data. Fill the first
- * three members (a designated initialiser leaves the others zero, as they
+ * four members (a designated initialiser leaves the others zero, as they
  * must start); the adapter writes the others.
  */
 typedef struct jac_sundials {
@@ -114,6 +114,11 @@ typedef struct jac_sundials {
      *  after t, for CVODE and IDA), in order, read at every call; NULL
      *  when there are none. Not owned. */
     const double *const *params;
+    /** The options of the sparse plan (colouring order, method); NULL:
+     *  the automatic choices. by_columns is ignored: the adapter orders
+     *  the values for each matrix itself. Read when the plan is made. Not
+     *  owned. */
+    const jac_sparse_opts *sparse_opts;
     /** The hooks the adapter allocates its workspace with; NULL: malloc
      *  and free. (The program's own workspaces and the sparse plan use the
      *  hooks of the context the program was recorded in.) Not owned. */

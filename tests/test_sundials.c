@@ -285,6 +285,39 @@ static void test_cvode_matches_hand_in_every_matrix_kind(void **state)
     jac_program_free(program);
 }
 
+/* The caller's plan options are used (by_columns is not the adapter's
+ * concern: the values are right in every matrix whatever it says). */
+static void test_plan_options_are_honoured(void **state)
+{
+    fixture *fx = *state;
+    jac_program *program = record_ida(fx->ctx);
+    N_Vector y = vector_of(fx->sun, point, N),
+             yp = vector_of(fx->sun, slope, N);
+    double want_F[N], want_J[N * N];
+    ida_hand(T, CJ, point, slope, P, want_F, want_J);
+    const jac_sparse_opts options[2] = {
+        {.method = JAC_SPARSE_FORWARD, .by_columns = true},
+        {.method = JAC_SPARSE_REVERSE, .order = JAC_ORDER_NATURAL}};
+    for (int k = 0; k < 2; k++) {
+        jac_sundials s = {.program = program,
+                          .params = user_params,
+                          .sparse_opts = &options[k]};
+        for (int kind = 0; kind < KINDS; kind++) {
+            SUNMatrix A = matrix_of(fx->sun, kind);
+            assert_int_equal(jac_sundials_ida_jac(T, CJ, y, yp, NULL, A, &s,
+                                                  NULL, NULL, NULL),
+                             0);
+            assert_matrix(A, want_J);
+            SUNMatDestroy(A);
+        }
+        assert_int_equal(s.status, JAC_OK);
+        jac_sundials_release(&s);
+    }
+    N_VDestroy(y);
+    N_VDestroy(yp);
+    jac_program_free(program);
+}
+
 /* The hand-written Jacobian itself against central differences of the
  * adapter's right-hand side, so that the two checks do not share an
  * error. */
@@ -647,6 +680,7 @@ int main(void)
         SUN_TEST(test_cvode_matches_hand_in_every_matrix_kind),
         SUN_TEST(test_cvode_jacobian_matches_finite_differences),
         SUN_TEST(test_ida_jacobian_combines_both_blocks),
+        SUN_TEST(test_plan_options_are_honoured),
         SUN_TEST(test_jtimes_match_dense_products),
         SUN_TEST(test_band_too_narrow_is_an_error),
         SUN_TEST(test_mismatches_are_errors),

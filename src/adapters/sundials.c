@@ -281,8 +281,14 @@ static int ensure_pattern(jac_sundials *state, jac_sundials_work *work,
 {
     if (work->plan != NULL)
         return 0;
+    /* Rows first, whatever the caller's by_columns: the pattern is folded
+     * and mapped from the plan's CSR structure. */
+    jac_sparse_opts opts = {0};
+    if (state->sparse_opts != NULL)
+        opts = *state->sparse_opts;
+    opts.by_columns = false;
     jac_status status =
-        jac_sparse_jacobian_plan(state->program, NULL, &work->plan);
+        jac_sparse_jacobian_plan(state->program, &opts, &work->plan);
     if (status != JAC_OK)
         return fail(state, status, "%s: the sparse plan: %s", who,
                     jac_program_errmsg());
