@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs a built libjacobian into a scratch prefix, then builds and runs
 # tests/install/consumer.c against it twice: with find_package(jacobian) and
-# with pkg-config; and tests/install/consumer_nlopt.c and consumer_gsl.c
-# both ways when the NLopt and GSL adapters were installed.
+# with pkg-config; and tests/install/consumer_nlopt.c, consumer_gsl.c and
+# consumer_sundials.c both ways when the NLopt, GSL and SUNDIALS adapters
+# were installed.
 #
 # usage: run_install_test.sh BUILD_DIR [LIBDIR]
 #   LIBDIR is the tree's CMAKE_INSTALL_LIBDIR (lib, lib64 or
@@ -40,6 +41,9 @@ fi
 if [[ -f $prefix/include/jacobian_gsl.h ]]; then
     "$work/consumer-build/consumer_gsl"
 fi
+if [[ -f $prefix/include/jacobian_sundials.h ]]; then
+    "$work/consumer-build/consumer_sundials"
+fi
 
 echo "== pkg-config jacobian"
 pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
@@ -67,6 +71,19 @@ if [[ -f $prefix/$libdir/pkgconfig/jacobian-gsl.pc ]]; then
     "$cc" -std=c11 $flags "$here/consumer_gsl.c" -o "$work/consumer-gsl-pc" \
         $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
     "$work/consumer-gsl-pc"
+fi
+
+if [[ -f $prefix/$libdir/pkgconfig/jacobian-sundials.pc ]]; then
+    echo "== pkg-config jacobian-sundials"
+    pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
+        pkg-config --cflags --libs jacobian-sundials)
+    # Debian's SUNDIALS has no .pc files: its modules are named here.
+    # shellcheck disable=SC2086 # flags are word lists on purpose
+    "$cc" -std=c11 $flags "$here/consumer_sundials.c" \
+        -o "$work/consumer-sundials-pc" $pc_flags -lsundials_kinsol \
+        -lsundials_nvecserial -lsundials_sunmatrixdense \
+        -lsundials_sunlinsoldense -lm -Wl,-rpath,"$prefix/$libdir"
+    "$work/consumer-sundials-pc"
 fi
 
 echo "install test passed"
