@@ -543,16 +543,22 @@ static void test_mismatches_are_errors(void **state)
     jac_program_free(ida);
 }
 
-/* An allocator that refuses its fail_at-th call and counts live blocks. */
+/* An allocator that refuses its fail_at-th call (and every later one when
+ * sticky) and counts live blocks. */
 typedef struct counting {
-    size_t calls, fail_at, live;
+    size_t calls, fail_at, live, refused;
+    int sticky;
 } counting;
 
 static void *counting_alloc(size_t size, void *user)
 {
     counting *c = user;
-    if (++c->calls == c->fail_at)
+    ++c->calls;
+    if (c->fail_at != 0 &&
+        (c->calls == c->fail_at || (c->sticky && c->calls > c->fail_at))) {
+        c->refused++;
         return NULL;
+    }
     void *p = malloc(size);
     if (p != NULL)
         c->live++;
@@ -615,6 +621,49 @@ static void test_allocation_failures_are_errors(void **state)
     N_VDestroy(y);
     N_VDestroy(yp);
     jac_program_free(program);
+}
+
+/* A program recorded in a context whose allocator refuses everything once
+ * the recording is done: the plan and the program's workspaces cannot be
+ * made, and every callback says so, with NaN out. */
+static void test_failures_of_the_core_are_errors(void **state)
+{
+    fixture *fx = *state;
+    counting c = {0};
+    jac_allocator allocator = {counting_alloc, counting_free, &c};
+    jac_ctx *ctx = jac_ctx_new_with_allocator(&allocator);
+    assert_non_null(ctx);
+    jac_program *program = record_cvode(ctx);
+    jac_ctx_free(ctx);
+    c.fail_at = c.calls + 1;
+    c.sticky = 1;
+    jac_sundials s = {.program = program, .params = user_params};
+    N_Vector y = vector_of(fx->sun, point, N), f = vector_of(fx->sun, NULL, N);
+    N_Vector v = vector_of(fx->sun, direction, N);
+    SUNMatrix A = SUNSparseMatrix(N, N, 3 * N, CSR_MAT, fx->sun);
+    assert_int_equal(jac_sundials_cvode_jac(T, y, f, A, &s, NULL, NULL, NULL),
+                     -1);
+    assert_int_equal(s.status, JAC_ERR_NO_MEMORY);
+    tu_assert_contains(s.message, "jac_sundials_cvode_jac: the sparse plan");
+    assert_true(all_nan(SM_DATA_S(A), SM_NNZ_S(A)));
+    s.status = JAC_OK;
+    assert_int_equal(jac_sundials_cvode_jtimes(v, f, T, y, NULL, &s, NULL), -1);
+    assert_int_not_equal(s.status, JAC_OK);
+    tu_assert_contains(s.message, "jac_sundials_cvode_jtimes");
+    assert_true(all_nan(N_VGetArrayPointer(f), N));
+    s.status = JAC_OK;
+    assert_int_equal(jac_sundials_cvode_rhs(T, y, f, &s), -1);
+    assert_int_not_equal(s.status, JAC_OK);
+    tu_assert_contains(s.message, "jac_sundials_cvode_rhs");
+    assert_true(all_nan(N_VGetArrayPointer(f), N));
+    assert_true(c.refused > 0);
+    SUNMatDestroy(A);
+    N_VDestroy(y);
+    N_VDestroy(f);
+    N_VDestroy(v);
+    jac_sundials_release(&s);
+    jac_program_free(program);
+    assert_int_equal(c.live, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -685,6 +734,7 @@ int main(void)
         SUN_TEST(test_band_too_narrow_is_an_error),
         SUN_TEST(test_mismatches_are_errors),
         SUN_TEST(test_allocation_failures_are_errors),
+        SUN_TEST(test_failures_of_the_core_are_errors),
         SUN_TEST(test_ida_solves_decay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
