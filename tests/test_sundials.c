@@ -134,7 +134,7 @@ static const double P = 0.7, T = 1.3, CJ = 2.5;
 static const double *const user_params[1] = {&P};
 
 /* ------------------------------------------------------------------------ */
-/* Helpers                                                                  */
+/* Fixtures, vectors and matrices                                           */
 /* ------------------------------------------------------------------------ */
 
 typedef struct fixture {
