@@ -2,8 +2,8 @@
 # Installs a built libjacobian into a scratch prefix, then builds and runs
 # tests/install/consumer.c against it twice: with find_package(jacobian) and
 # with pkg-config; and tests/install/consumer_nlopt.c, consumer_gsl.c and
-# consumer_ipopt.c both ways when the NLopt, GSL and IPOPT adapters were
-# installed.
+# consumer_ipopt.c and consumer_sundials.c both ways when the NLopt, GSL,
+# IPOPT and SUNDIALS adapters were installed.
 #
 # usage: run_install_test.sh BUILD_DIR [LIBDIR]
 #   LIBDIR is the tree's CMAKE_INSTALL_LIBDIR (lib, lib64 or
@@ -44,6 +44,9 @@ fi
 if [[ -f $prefix/include/jacobian_ipopt.h ]]; then
     "$work/consumer-build/consumer_ipopt"
 fi
+if [[ -f $prefix/include/jacobian_sundials.h ]]; then
+    "$work/consumer-build/consumer_sundials"
+fi
 
 echo "== pkg-config jacobian"
 pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
@@ -81,6 +84,18 @@ if [[ -f $prefix/$libdir/pkgconfig/jacobian-ipopt.pc ]]; then
     "$cc" -std=c11 $flags "$here/consumer_ipopt.c" -o "$work/consumer-ipopt-pc" \
         $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
     "$work/consumer-ipopt-pc"
+fi
+if [[ -f $prefix/$libdir/pkgconfig/jacobian-sundials.pc ]]; then
+    echo "== pkg-config jacobian-sundials"
+    pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
+        pkg-config --cflags --libs jacobian-sundials)
+    # Debian's SUNDIALS has no .pc files: its modules are named here.
+    # shellcheck disable=SC2086 # flags are word lists on purpose
+    "$cc" -std=c11 $flags "$here/consumer_sundials.c" \
+        -o "$work/consumer-sundials-pc" $pc_flags -lsundials_kinsol \
+        -lsundials_nvecserial -lsundials_sunmatrixdense \
+        -lsundials_sunlinsoldense -lm -Wl,-rpath,"$prefix/$libdir"
+    "$work/consumer-sundials-pc"
 fi
 
 echo "install test passed"
