@@ -788,9 +788,8 @@ jac_status jac__dense_layout(jac_program *prog, int forward, bool *forward_used,
         cols += prog->args[i].numel;
     bool fwd = forward < 0 ? rows > cols : forward != 0;
     jac_program *swept = prog;
-    jac_status st = JAC_OK;
     if (fwd) {
-        st = jac__program_arity(prog, op);
+        jac_status st = jac__program_arity(prog, op);
         swept = st == JAC_OK ? jac__program_derived(prog, JAC__DERIVED_VJP, &st)
                              : NULL;
         if (swept == NULL)
