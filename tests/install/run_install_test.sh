@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs a built libjacobian into a scratch prefix, then builds and runs
 # tests/install/consumer.c against it twice: with find_package(jacobian) and
-# with pkg-config; and tests/install/consumer_nlopt.c and consumer_gsl.c
-# both ways when the NLopt and GSL adapters were installed.
+# with pkg-config; and tests/install/consumer_nlopt.c, consumer_gsl.c and
+# consumer_mpi.c both ways when the NLopt and GSL adapters and the MPI
+# component were installed (consumer_mpi runs as one MPI process).
 #
 # usage: run_install_test.sh BUILD_DIR [LIBDIR]
 #   LIBDIR is the tree's CMAKE_INSTALL_LIBDIR (lib, lib64 or
@@ -40,6 +41,9 @@ fi
 if [[ -f $prefix/include/jacobian_gsl.h ]]; then
     "$work/consumer-build/consumer_gsl"
 fi
+if [[ -f $prefix/include/jacobian_mpi.h ]]; then
+    "$work/consumer-build/consumer_mpi"
+fi
 
 echo "== pkg-config jacobian"
 pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
@@ -67,6 +71,16 @@ if [[ -f $prefix/$libdir/pkgconfig/jacobian-gsl.pc ]]; then
     "$cc" -std=c11 $flags "$here/consumer_gsl.c" -o "$work/consumer-gsl-pc" \
         $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
     "$work/consumer-gsl-pc"
+fi
+
+if [[ -f $prefix/$libdir/pkgconfig/jacobian-mpi.pc ]]; then
+    echo "== pkg-config jacobian-mpi (mpicc over $cc)"
+    pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
+        pkg-config --cflags --libs jacobian-mpi)
+    # shellcheck disable=SC2086 # flags are word lists on purpose
+    OMPI_CC="$cc" mpicc -std=c11 $flags "$here/consumer_mpi.c" \
+        -o "$work/consumer-mpi-pc" $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
+    "$work/consumer-mpi-pc"
 fi
 
 echo "install test passed"
