@@ -125,6 +125,9 @@ typedef struct jac_mpi {
     /** Seconds spent in this rank's sweeps, and in the exchange of the
      *  results (waiting for the other ranks included), over all calls. */
     double seconds_sweeps, seconds_exchange;
+    /** Bytes this rank received from the other ranks' sweeps, over all
+     *  calls (what the exchange moved to it). */
+    int64_t bytes_received;
     /** The workspace; NULL until first needed. */
     jac_mpi_work *work;
 } jac_mpi;

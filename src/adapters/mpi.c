@@ -253,29 +253,14 @@ static void share_of(int64_t seeds, int64_t block, int p, int size, int64_t *s0,
     *s1 = b1 * block < seeds ? b1 * block : seeds;
 }
 
-/* The rank whose share holds seed c. */
+/* The rank whose share holds seed c: the last whose first block is at
+ * or before c's block b, that is the largest p with nb p / size <= b
+ * (which never has an empty share: the next one starts after b). */
 static int owner_of(int64_t seeds, int64_t block, int size, int64_t c)
 {
-    int lo = 0, hi = size - 1;
-    while (lo < hi) {
-        int mid = lo + (hi - lo + 1) / 2;
-        int64_t s0, s1;
-        share_of(seeds, block, mid, size, &s0, &s1);
-        if (s0 <= c)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    /* Ranks with empty shares start where the next begins: the last rank
-     * whose share starts at or before c holds it unless its share is
-     * empty, and then an earlier one does. */
-    for (;;) {
-        int64_t s0, s1;
-        share_of(seeds, block, lo, size, &s0, &s1);
-        if (c < s1 || lo == 0)
-            return lo;
-        lo--;
-    }
+    int64_t nb = (seeds + block - 1) / block, b = c / block;
+    int64_t p = ((b + 1) * size - 1) / nb;
+    return p < size - 1 ? (int)p : size - 1;
 }
 
 /* The block of seeds: the state's, or the engine's (engine). */
@@ -317,6 +302,9 @@ static void gather_rows(call *c, double *rows, int64_t seeds, int64_t width,
     if (rc != MPI_SUCCESS)
         fail(c, JAC_ERR_STATE, "%s: rank %d of %d: MPI_Allgatherv failed",
              c->name, s->rank, s->size);
+    else
+        s->bytes_received +=
+            (seeds - counts[s->rank]) * width * (int64_t)sizeof(double);
 }
 
 /* Whether counts fit MPI's int counts. */
@@ -673,6 +661,8 @@ jac_status jac_mpi_sparse_rows(jac_mpi *state, jac_sparse *plan,
         fail(&c, JAC_ERR_STATE, "%s: rank %d of %d: MPI_Alltoallv failed",
              c.name, state->rank, state->size);
     if (c.status == JAC_OK) {
+        state->bytes_received +=
+            (k1 - k0 - recvcounts[state->rank]) * (int64_t)sizeof(double);
         memcpy(cursor, rdispls, p * sizeof(int));
         for (int64_t k = k0; k < k1; k++)
             values[k - k0] = recv[cursor[owner_of(ncolors, block, state->size,

@@ -224,6 +224,13 @@ static void check_dense(net *N, jac_mpi_mode mode, const char *what)
         CHECK(memcmp(J, alone, (size_t)(m * n) * sizeof(double)) == 0,
               "%s, block %lld: %d ranks differ from one", what,
               (long long)block, size);
+        /* The other ranks' rows (or columns) came over, and no more. */
+        int64_t moved = shared.bytes_received / (int64_t)sizeof(double);
+        CHECK(size == 1 ? moved == 0 : moved > 0 && moved <= m * n,
+              "%s, block %lld: %lld doubles received", what, (long long)block,
+              (long long)moved);
+        CHECK(self.bytes_received == 0, "%s: one rank received %lld bytes",
+              what, (long long)self.bytes_received);
         CHECK(largest_gap(J, ref, m * n) < 1e-13,
               "%s, block %lld: off the core's by %g", what, (long long)block,
               largest_gap(J, ref, m * n));
