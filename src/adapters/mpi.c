@@ -166,7 +166,7 @@ static jac_status agree(call *c)
 static jac_status same_everywhere(call *c, const int64_t *v, int n,
                                   const char *const *what)
 {
-    int64_t mine[16], low[16];
+    int64_t mine[16] = {0}, low[16] = {0};
     for (int j = 0; j < n; j++) {
         mine[j] = v[j];
         mine[n + j] = -v[j];
