@@ -502,20 +502,14 @@ void jac_mpi_ownership(const jac_mpi *state, int64_t n, int64_t *first,
     *end = *first + base + (rank < extra ? 1 : 0);
 }
 
-/* The rank whose rows [range[2p], range[2p + 1]) hold row r. */
-static int row_owner(const int64_t *range, int size, int64_t r)
+/* The rank whose rows [range[2p], range[2p + 1]) hold row r, walking on
+ * from rank *q: the rows come in ascending order, and the ranges follow
+ * each other up to the last row. */
+static int next_owner(const int64_t *range, int *q, int64_t r)
 {
-    int lo = 0, hi = size - 1;
-    while (lo < hi) {
-        int mid = lo + (hi - lo + 1) / 2;
-        if (range[2 * (size_t)mid] <= r)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    while (lo > 0 && r >= range[2 * (size_t)lo + 1])
-        lo--;
-    return lo;
+    while (r >= range[2 * (size_t)*q + 1])
+        (*q)++;
+    return *q;
 }
 
 /* Collective: every rank's row range into range (2 per rank), checked to
@@ -638,10 +632,11 @@ jac_status jac_mpi_sparse_rows(jac_mpi *state, jac_sparse *plan,
      * both sides walk the entries in order, so they agree on positions. */
     memset(sendcounts, 0, p * sizeof(int));
     memset(recvcounts, 0, p * sizeof(int));
+    int to = 0;
     for (int64_t k = 0; k < nnz; k++) {
         int from = owner_of(ncolors, block, state->size, src[k] / stride);
         if (from == state->rank)
-            sendcounts[row_owner(range, state->size, row[k])]++;
+            sendcounts[next_owner(range, &to, row[k])]++;
         if (k >= k0 && k < k1)
             recvcounts[from]++;
     }
@@ -652,9 +647,10 @@ jac_status jac_mpi_sparse_rows(jac_mpi *state, jac_sparse *plan,
         r += (size_t)recvcounts[q];
     }
     memcpy(cursor, sdispls, p * sizeof(int));
+    to = 0;
     for (int64_t k = 0; k < nnz; k++)
         if (src[k] / stride >= c0 && src[k] / stride < c1)
-            send[cursor[row_owner(range, state->size, row[k])]++] =
+            send[cursor[next_owner(range, &to, row[k])]++] =
                 part[src[k] - c0 * stride];
     if (MPI_Alltoallv(send, sendcounts, sdispls, MPI_DOUBLE, recv, recvcounts,
                       rdispls, MPI_DOUBLE, state->comm) != MPI_SUCCESS)
