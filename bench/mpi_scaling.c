@@ -342,10 +342,11 @@ int main(int argc, char **argv)
     if (repeats < 1)
         repeats = 1;
     int failed = 0;
-    /* P2's 512 rows in blocks of 32 (16 blocks: shares for up to 16
-     * ranks); P6's 5 colours one by one. */
+    /* P2's 512 rows in blocks of 128 (4 blocks: shares for up to 4 ranks;
+     * smaller blocks cost more per seed, docs/distributed.md); P6's 5
+     * colours one by one. */
     if (only == NULL || strcmp(only, "P2") == 0)
-        failed |= bench_p2(block > 0 ? block : 32, repeats);
+        failed |= bench_p2(block > 0 ? block : 128, repeats);
     if (only == NULL || strcmp(only, "P6") == 0)
         failed |= bench_p6(block > 0 ? block : 1, repeats);
     MPI_Finalize();

@@ -109,8 +109,10 @@ typedef struct jac_mpi {
     int64_t block;
     /** The component's allocation hooks (alloc NULL: malloc and free). */
     jac_allocator allocator;
-    /** This rank and the communicator's size, set by each call. */
-    int rank, size;
+    /** This rank in the communicator, set by each call. */
+    int rank;
+    /** The communicator's size, set by each call. */
+    int size;
     /** JAC_OK, or the first failure of a call (the same on every rank):
      *  JAC_ERR_NULL_ARG, JAC_ERR_SHAPE (the ranks' programs or plans
      *  differ, or a size does not fit), JAC_ERR_VALUE (a bad block, row
@@ -122,9 +124,11 @@ typedef struct jac_mpi {
     char message[JAC_MPI_MESSAGE_MAX];
     /** Calls made so far. */
     unsigned long calls;
-    /** Seconds spent in this rank's sweeps, and in the exchange of the
-     *  results (waiting for the other ranks included), over all calls. */
-    double seconds_sweeps, seconds_exchange;
+    /** Seconds spent in this rank's sweeps, over all calls. */
+    double seconds_sweeps;
+    /** Seconds spent in the exchange of the results (waiting for the
+     *  other ranks included), over all calls. */
+    double seconds_exchange;
     /** Bytes this rank received from the other ranks' sweeps, over all
      *  calls (what the exchange moved to it). */
     int64_t bytes_received;

@@ -592,7 +592,7 @@ jac_status jac_mpi_sparse_rows(jac_mpi *state, jac_sparse *plan,
             k1++;
         share_of(ncolors, block, state->rank, state->size, &c0, &c1);
         for (int64_t k = 0; k < nnz; k++)
-            nsend += src[k] / stride >= c0 && src[k] / stride < c1;
+            nsend += src[k] >= c0 * stride && src[k] < c1 * stride;
         if (values == NULL && k1 > k0)
             fail(&c, JAC_ERR_NULL_ARG, "%s: values is NULL", c.name);
     }
@@ -633,13 +633,12 @@ jac_status jac_mpi_sparse_rows(jac_mpi *state, jac_sparse *plan,
     memset(sendcounts, 0, p * sizeof(int));
     memset(recvcounts, 0, p * sizeof(int));
     int to = 0;
-    for (int64_t k = 0; k < nnz; k++) {
-        int from = owner_of(ncolors, block, state->size, src[k] / stride);
-        if (from == state->rank)
+    int64_t lo = c0 * stride, hi = c1 * stride; /* this rank's part of B */
+    for (int64_t k = 0; k < nnz; k++)
+        if (src[k] >= lo && src[k] < hi)
             sendcounts[next_owner(range, &to, row[k])]++;
-        if (k >= k0 && k < k1)
-            recvcounts[from]++;
-    }
+    for (int64_t k = k0; k < k1; k++)
+        recvcounts[owner_of(ncolors, block, state->size, src[k] / stride)]++;
     for (size_t q = 0, s = 0, r = 0; q < p; q++) {
         sdispls[q] = (int)s;
         rdispls[q] = (int)r;
@@ -649,7 +648,7 @@ jac_status jac_mpi_sparse_rows(jac_mpi *state, jac_sparse *plan,
     memcpy(cursor, sdispls, p * sizeof(int));
     to = 0;
     for (int64_t k = 0; k < nnz; k++)
-        if (src[k] / stride >= c0 && src[k] / stride < c1)
+        if (src[k] >= lo && src[k] < hi)
             send[cursor[next_owner(range, &to, row[k])]++] =
                 part[src[k] - c0 * stride];
     if (MPI_Alltoallv(send, sendcounts, sdispls, MPI_DOUBLE, recv, recvcounts,
