@@ -827,38 +827,33 @@ jac_status jac__dense_part(jac_program *prog, const double *const *args,
         return jac__program_fail(JAC_ERR_VALUE, "%s: seeds up to %lld of %lld",
                                  op, (long long)s1,
                                  (long long)(forward ? cols : rows));
-    if (!forward) {
-        blocks bl = {.prog = prog,
-                     .op = op,
-                     .args = args,
-                     .n = prog->ninputs,
-                     .threads = prog->threads,
-                     .rows = s1,
-                     .chunk = block,
-                     .first_seed = s0,
-                     .full = dest,
-                     .width = cols};
-        return run_blocks(&bl);
-    }
-    jac_status st = jac__program_arity(prog, op);
-    jac_program *q =
-        st == JAC_OK ? jac__program_derived(prog, JAC__DERIVED_VJP, &st) : NULL;
-    if (q == NULL)
-        return st;
+    /* Reverse: rows of J, by the program's own sweeps. Forward: rows of
+     * J^T, by sweeps of the VJP program, whose seeds (inputs after the
+     * program's inputs) have the adjoints wanted. */
+    jac_program *swept = prog;
     const double *a[MAX_ARGS];
-    const double *none[MAX_ARGS] = {NULL};
-    jac__derived_args(prog, args, none, true, a);
-    blocks bl = {.prog = q,
+    const double *const *sweep_args = args;
+    if (forward) {
+        jac_status st = jac__program_arity(prog, op);
+        swept = st == JAC_OK ? jac__program_derived(prog, JAC__DERIVED_VJP, &st)
+                             : NULL;
+        if (swept == NULL)
+            return st;
+        const double *none[MAX_ARGS] = {NULL};
+        jac__derived_args(prog, args, none, true, a);
+        sweep_args = a;
+    }
+    blocks bl = {.prog = swept,
                  .op = op,
-                 .args = a,
-                 .first = prog->ninputs,
-                 .n = prog->noutputs,
+                 .args = sweep_args,
+                 .first = forward ? prog->ninputs : 0,
+                 .n = forward ? prog->noutputs : prog->ninputs,
                  .threads = prog->threads,
                  .rows = s1,
                  .chunk = block,
                  .first_seed = s0,
                  .full = dest,
-                 .width = rows};
+                 .width = forward ? rows : cols};
     return run_blocks(&bl);
 }
 
