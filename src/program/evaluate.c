@@ -11,6 +11,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "program/program.h"
+#include "program/share.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -381,6 +382,12 @@ typedef struct blocks {
     jac__block_seed_fn *seed;
     jac__block_place_fn *place;
     void *user;
+    /* A part of the seeds (jac__dense_part): seeds first_seed .. rows - 1
+     * in blocks of the chunk set beforehand, the adjoints placed as rows
+     * of one matrix of width columns (the inputs' elements in turn). */
+    int64_t first_seed;
+    double *full;
+    int64_t width;
 } blocks;
 
 typedef struct block_seed {
@@ -441,6 +448,25 @@ static void place_rows(const blocks *bl, const jac__ws *ws, int64_t r0,
     }
 }
 
+/* Rows r0 .. r0 + count - 1 of one matrix: the adjoints of the inputs
+ * first .. first + n - 1 side by side. */
+static void place_full(const blocks *bl, const jac__ws *ws, int64_t r0,
+                       int64_t count)
+{
+    for (int64_t b = 0; b < count; b++) {
+        double *dst = bl->full + (r0 + b) * bl->width;
+        for (size_t i = 0; i < bl->n; i++) {
+            int64_t ni = bl->prog->args[bl->first + i].numel;
+            const double *a = jac__replay_adjoint(ws, bl->first + i, count);
+            if (a != NULL)
+                memcpy(dst, a + b * ni, (size_t)ni * sizeof(double));
+            else
+                memset(dst, 0, (size_t)ni * sizeof(double));
+            dst += ni;
+        }
+    }
+}
+
 /* Takes blocks until none are left or one failed. */
 static jac_status run_some(blocks *bl, jac__ws *ws)
 {
@@ -451,7 +477,7 @@ static jac_status run_some(blocks *bl, jac__ws *ws)
         int64_t blk = atomic_fetch_add(&bl->next, 1);
         if (blk >= bl->nblocks)
             break;
-        block_seed s = {blk * bl->chunk, bl->chunk, bl};
+        block_seed s = {bl->first_seed + blk * bl->chunk, bl->chunk, bl};
         if (s.r0 + s.count > bl->rows)
             s.count = bl->rows - s.r0;
         if (bl->seed != NULL) {
@@ -464,7 +490,9 @@ static jac_status run_some(blocks *bl, jac__ws *ws)
         ws->block_count = s.count;
         st = jac__replay_backward(ws, s.count, seed_rows, &s);
         ws->block_count = 0;
-        if (st == JAC_OK)
+        if (st == JAC_OK && bl->full != NULL)
+            place_full(bl, ws, s.r0, s.count);
+        else if (st == JAC_OK)
             place_rows(bl, ws, s.r0, s.count);
     }
     if (st != JAC_OK)
@@ -485,20 +513,16 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static jac_status run_blocks(blocks *bl)
+/* The seeds a block holds when one thread sweeps rows seeds. */
+static int64_t single_chunk(const jac_program *prog, int64_t rows)
 {
-    jac_program *prog = bl->prog;
-    for (size_t k = 0; k < prog->noutputs && bl->seed == NULL; k++)
-        bl->rows += prog->outs[k].numel;
-    if (bl->rows == 0)
-        return JAC_OK;
     uint64_t per = (prog->nvalues - prog->diff_off + (uint64_t)prog->scratch) *
                    sizeof(double);
     int64_t chunk = (int64_t)(prog->memory_budget / (per ? per : 1));
     if (chunk < 1)
         chunk = 1;
-    if (chunk > bl->rows)
-        chunk = bl->rows;
+    if (chunk > rows)
+        chunk = rows;
     /* Where the sweep is mostly elementwise (it reads little besides the
      * adjoints: no large matrix for a GEMM to amortise over many seeds),
      * a block whose adjoints stay within a few MB of cache is faster than
@@ -513,19 +537,36 @@ static jac_status run_blocks(blocks *bl)
         if (chunk > cached)
             chunk = cached;
     }
+    return chunk;
+}
+
+static jac_status run_blocks(blocks *bl)
+{
+    jac_program *prog = bl->prog;
+    for (size_t k = 0; k < prog->noutputs && bl->seed == NULL && !bl->full; k++)
+        bl->rows += prog->outs[k].numel;
+    int64_t span = bl->rows - bl->first_seed;
+    if (span <= 0)
+        return JAC_OK;
     int threads = bl->threads > 1 ? bl->threads : 1;
     /* Threads pay for themselves only past some work: what a sweep reads
      * per seed, times the seeds. */
     double work =
         ((double)(prog->nvalues - prog->diff_off) + prog->work_per_seed) *
-        (double)bl->rows;
+        (double)span;
     if (work < 262144.0)
         threads = 1;
-    /* Every thread gets a share of the rows. */
-    if (threads > 1 && chunk * threads > bl->rows)
-        chunk = (bl->rows + threads - 1) / threads;
+    /* A chunk set beforehand (a part of the seeds) stays, so that each
+     * block is swept alike however the seeds are shared out. */
+    int64_t chunk = bl->chunk;
+    if (chunk <= 0) {
+        chunk = single_chunk(prog, span);
+        /* Every thread gets a share of the rows. */
+        if (threads > 1 && chunk * threads > span)
+            chunk = (span + threads - 1) / threads;
+    }
     bl->chunk = chunk;
-    bl->nblocks = (bl->rows + chunk - 1) / chunk;
+    bl->nblocks = (span + chunk - 1) / chunk;
     if (threads > bl->nblocks)
         threads = (int)bl->nblocks;
     atomic_init(&bl->next, 0);
@@ -586,6 +627,25 @@ jac_status jac__program_blocks(jac_program *prog, const char *op,
                  .args = args,
                  .threads = prog->threads,
                  .rows = rows,
+                 .seed = seed,
+                 .place = place,
+                 .user = user};
+    return run_blocks(&bl);
+}
+
+jac_status jac__program_blocks_part(jac_program *prog, const char *op,
+                                    const double *const *args, int64_t s0,
+                                    int64_t s1, int64_t block,
+                                    jac__block_seed_fn *seed,
+                                    jac__block_place_fn *place, void *user)
+{
+    blocks bl = {.prog = prog,
+                 .op = op,
+                 .args = args,
+                 .threads = prog->threads,
+                 .rows = s1,
+                 .chunk = block,
+                 .first_seed = s0,
                  .seed = seed,
                  .place = place,
                  .user = user};
@@ -712,4 +772,97 @@ jac_status jac_program_hessian(jac_program *prog, const double *const *args,
                  .threads = prog->threads,
                  .dest = H};
     return run_blocks(&bl);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parts of a Jacobian (share.h)                                            */
+/* ------------------------------------------------------------------------ */
+
+jac_status jac__dense_layout(jac_program *prog, int forward, bool *forward_used,
+                             int64_t *seeds, int64_t *width, int64_t *block)
+{
+    const char *op = "dense_layout";
+    if (prog == NULL || forward_used == NULL || seeds == NULL ||
+        width == NULL || block == NULL)
+        return jac__program_fail(JAC_ERR_NULL_ARG,
+                                 "%s: program or a result is NULL", op);
+    int64_t rows = 0, cols = 0;
+    for (size_t k = 0; k < prog->noutputs; k++)
+        rows += prog->outs[k].numel;
+    for (size_t i = 0; i < prog->ninputs; i++)
+        cols += prog->args[i].numel;
+    bool fwd = forward < 0 ? rows > cols : forward != 0;
+    jac_program *swept = prog;
+    if (fwd) {
+        jac_status st = jac__program_arity(prog, op);
+        swept = st == JAC_OK ? jac__program_derived(prog, JAC__DERIVED_VJP, &st)
+                             : NULL;
+        if (swept == NULL)
+            return st;
+    }
+    *forward_used = fwd;
+    *seeds = fwd ? cols : rows;
+    *width = fwd ? rows : cols;
+    *block = *seeds > 0 ? single_chunk(swept, *seeds) : 1;
+    return JAC_OK;
+}
+
+jac_status jac__dense_part(jac_program *prog, const double *const *args,
+                           bool forward, int64_t block, int64_t s0, int64_t s1,
+                           double *dest)
+{
+    const char *op = "dense_part";
+    if (prog == NULL || args == NULL || dest == NULL)
+        return jac__program_fail(JAC_ERR_NULL_ARG,
+                                 "%s: program, args or dest is NULL", op);
+    if (block < 1 || s0 < 0 || s1 < s0 || s0 % block != 0)
+        return jac__program_fail(JAC_ERR_VALUE,
+                                 "%s: seeds %lld .. %lld in blocks of %lld: "
+                                 "the first must be a multiple of the block",
+                                 op, (long long)s0, (long long)s1,
+                                 (long long)block);
+    if (prog->diagonal)
+        return diagonal_jacobian(prog, args, NULL, dest);
+    int64_t rows = 0, cols = 0;
+    for (size_t k = 0; k < prog->noutputs; k++)
+        rows += prog->outs[k].numel;
+    for (size_t i = 0; i < prog->ninputs; i++)
+        cols += prog->args[i].numel;
+    if (s1 > (forward ? cols : rows))
+        return jac__program_fail(JAC_ERR_VALUE, "%s: seeds up to %lld of %lld",
+                                 op, (long long)s1,
+                                 (long long)(forward ? cols : rows));
+    /* Reverse: rows of J, by the program's own sweeps. Forward: rows of
+     * J^T, by sweeps of the VJP program, whose seeds (inputs after the
+     * program's inputs) have the adjoints wanted. */
+    jac_program *swept = prog;
+    const double *a[MAX_ARGS];
+    const double *const *sweep_args = args;
+    if (forward) {
+        jac_status st = jac__program_arity(prog, op);
+        swept = st == JAC_OK ? jac__program_derived(prog, JAC__DERIVED_VJP, &st)
+                             : NULL;
+        if (swept == NULL)
+            return st;
+        const double *none[MAX_ARGS] = {NULL};
+        jac__derived_args(prog, args, none, true, a);
+        sweep_args = a;
+    }
+    blocks bl = {.prog = swept,
+                 .op = op,
+                 .args = sweep_args,
+                 .first = forward ? prog->ninputs : 0,
+                 .n = forward ? prog->noutputs : prog->ninputs,
+                 .threads = prog->threads,
+                 .rows = s1,
+                 .chunk = block,
+                 .first_seed = s0,
+                 .full = dest,
+                 .width = forward ? rows : cols};
+    return run_blocks(&bl);
+}
+
+int64_t jac__program_single_chunk(const jac_program *prog, int64_t rows)
+{
+    return rows > 0 ? single_chunk(prog, rows) : 1;
 }

@@ -272,6 +272,17 @@ jac_status jac__program_blocks(jac_program *prog, const char *op,
                                double *const *outputs, int64_t rows,
                                jac__block_seed_fn *seed,
                                jac__block_place_fn *place, void *user);
+/* As jac__program_blocks for seeds s0 .. s1 - 1 only, in blocks of block
+ * seeds from s0 (whatever the threads), for a part of a Jacobian
+ * (share.h). */
+jac_status jac__program_blocks_part(jac_program *prog, const char *op,
+                                    const double *const *args, int64_t s0,
+                                    int64_t s1, int64_t block,
+                                    jac__block_seed_fn *seed,
+                                    jac__block_place_fn *place, void *user);
+/* The seeds of a block when one thread sweeps rows seeds of prog (1 for
+ * none), as jac__program_blocks takes them. */
+int64_t jac__program_single_chunk(const jac_program *prog, int64_t rows);
 /* The derived program of the kind (JAC__DERIVED_*), made on first use and
  * kept; NULL with *st on error (evaluate.c). */
 jac_program *jac__program_derived(jac_program *prog, int kind, jac_status *st);

@@ -16,6 +16,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include "program/share.h"
 #include "sparse/sparse.h"
 
 #include <stdio.h>
@@ -403,12 +404,20 @@ jac_status jac_sparse_hessian_plan(jac_program *program,
 /* Evaluation                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* Where the sweeps of a plan put the compressed rows: colour c at
+ * rows + (c - c0) * stride (B itself, or a part of it). */
+typedef struct colour_rows {
+    jac_sparse *plan;
+    double *rows;
+    int64_t c0;
+} colour_rows;
+
 /* Seeds of colours r0 .. r0 + batch - 1 into output k of the swept
  * program. */
 static void seed_colours(const jac__ws *ws, size_t k, int64_t r0, int64_t batch,
                          double *adjoint, void *user)
 {
-    const jac_sparse *plan = user;
+    const jac_sparse *plan = ((const colour_rows *)user)->plan;
     const jac_program *sw = ws->prog;
     int64_t start = sw->out_start[k], m = sw->outs[k].numel;
     memset(adjoint, 0, (size_t)(batch * m) * sizeof(double));
@@ -422,17 +431,18 @@ static void seed_colours(const jac__ws *ws, size_t k, int64_t r0, int64_t batch,
     }
 }
 
-/* The compressed rows of colours r0 .. r0 + batch - 1 into B. */
+/* The compressed rows of colours r0 .. r0 + batch - 1. */
 static void place_colours(const jac__ws *ws, int64_t r0, int64_t batch,
                           void *user)
 {
-    jac_sparse *plan = user;
+    const colour_rows *to = user;
+    const jac_sparse *plan = to->plan;
     const jac_program *prog = plan->prog, *sw = ws->prog;
     size_t first = plan->method == JAC_SPARSE_FORWARD ? prog->ninputs : 0;
     size_t n =
         plan->method == JAC_SPARSE_FORWARD ? prog->noutputs : prog->ninputs;
     for (int64_t b = 0; b < batch; b++) {
-        double *dst = plan->B + (r0 + b) * plan->bstride;
+        double *dst = to->rows + (r0 + b - to->c0) * plan->bstride;
         for (size_t i = 0; i < n; i++) {
             int64_t ni = sw->args[first + i].numel;
             const double *a = jac__replay_adjoint(ws, first + i, batch);
@@ -445,6 +455,54 @@ static void place_colours(const jac__ws *ws, int64_t r0, int64_t batch,
     }
 }
 
+/* Takes plan for one call; an error naming op when another holds it. */
+static jac_status hold(jac_sparse *plan, const char *op)
+{
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&plan->busy, &idle, 1))
+        return jac__program_fail(JAC_ERR_STATE,
+                                 "%s: the plan is in use by another call "
+                                 "(a plan serves one call at a time)",
+                                 op);
+    return JAC_OK;
+}
+
+/* The arguments of the plan's sweeps for args and weights, in a (64
+ * entries): args itself when the program is swept. */
+static jac_status sweep_args_of(const jac_sparse *plan, const char *op,
+                                const double *const *args,
+                                const double *const *weights, const double **a,
+                                const double *const **sweep_args)
+{
+    const jac_program *prog = plan->prog;
+    *sweep_args = args;
+    if (plan->hessian) {
+        jac_status st = jac__program_seeds(prog, op, weights, &weights);
+        if (st != JAC_OK)
+            return st;
+        jac__derived_args(prog, args, weights, false, a);
+        *sweep_args = a;
+    } else if (plan->method == JAC_SPARSE_FORWARD) {
+        const double *none[64] = {NULL};
+        jac__derived_args(prog, args, none, true, a);
+        *sweep_args = a;
+    }
+    return JAC_OK;
+}
+
+/* The values from the compressed rows B. */
+static void recover(jac_sparse *plan, const double *B, double *values)
+{
+    if (plan->method == JAC_SPARSE_ACYCLIC) {
+        jac__subst_apply(&plan->subst, B, plan->full);
+        for (int64_t k = 0; k < plan->nnz; k++)
+            values[k] = plan->full[plan->at[k]];
+    } else {
+        for (int64_t k = 0; k < plan->nnz; k++)
+            values[k] = B[plan->src[k]];
+    }
+}
+
 static jac_status evaluate(jac_sparse *plan, const char *op,
                            const double *const *args,
                            const double *const *weights, double *values,
@@ -453,47 +511,100 @@ static jac_status evaluate(jac_sparse *plan, const char *op,
     if (plan == NULL || args == NULL || values == NULL)
         return jac__program_fail(JAC_ERR_NULL_ARG,
                                  "%s: plan, args or values is NULL", op);
-    int idle = 0;
-    if (!atomic_compare_exchange_strong(&plan->busy, &idle, 1))
-        return jac__program_fail(JAC_ERR_STATE,
-                                 "%s: the plan is in use by another call "
-                                 "(a plan serves one call at a time)",
-                                 op);
+    jac_status st = hold(plan, op);
+    if (st != JAC_OK)
+        return st;
     jac_program *prog = plan->prog;
     const double *a[64];
     const double *const *sweep_args = args;
-    jac_status st = JAC_OK;
-    if (plan->hessian) {
-        st = jac__program_seeds(prog, op, weights, &weights);
-        if (st == JAC_OK) {
-            jac__derived_args(prog, args, weights, false, a);
-            sweep_args = a;
-        }
-    } else if (plan->method == JAC_SPARSE_FORWARD) {
-        const double *none[64] = {NULL};
-        jac__derived_args(prog, args, none, true, a);
-        sweep_args = a;
-    }
+    st = sweep_args_of(plan, op, args, weights, a, &sweep_args);
     bool direct_outputs = plan->swept == prog;
+    colour_rows to = {plan, plan->B, 0};
     if (st == JAC_OK && plan->ncolors > 0)
         st = jac__program_blocks(plan->swept, op, sweep_args,
                                  direct_outputs ? outputs : NULL, plan->ncolors,
-                                 seed_colours, place_colours, plan);
+                                 seed_colours, place_colours, &to);
     if (st == JAC_OK && outputs != NULL &&
         (!direct_outputs || plan->ncolors == 0))
         st = jac_program_eval(prog, args, outputs);
-    if (st == JAC_OK) {
-        if (plan->method == JAC_SPARSE_ACYCLIC) {
-            jac__subst_apply(&plan->subst, plan->B, plan->full);
-            for (int64_t k = 0; k < plan->nnz; k++)
-                values[k] = plan->full[plan->at[k]];
-        } else {
-            for (int64_t k = 0; k < plan->nnz; k++)
-                values[k] = plan->B[plan->src[k]];
-        }
-    }
+    if (st == JAC_OK)
+        recover(plan, plan->B, values);
     atomic_store(&plan->busy, 0);
     return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parts of a plan's colours (share.h)                                      */
+/* ------------------------------------------------------------------------ */
+
+jac_status jac__sparse_layout(const jac_sparse *plan, int64_t *ncolors,
+                              int64_t *stride, int64_t *block)
+{
+    if (plan == NULL || ncolors == NULL || stride == NULL || block == NULL)
+        return jac__program_fail(JAC_ERR_NULL_ARG,
+                                 "sparse_layout: plan or a result is NULL");
+    *ncolors = plan->ncolors;
+    *stride = plan->bstride;
+    *block = jac__program_single_chunk(plan->swept, plan->ncolors);
+    return JAC_OK;
+}
+
+/* rows is written by the sweeps' place hook, through to, which the check
+ * does not follow.
+ * NOLINTBEGIN(readability-non-const-parameter) */
+jac_status jac__sparse_part(jac_sparse *plan, const double *const *args,
+                            const double *const *weights, int64_t block,
+                            int64_t c0, int64_t c1, double *rows)
+/* NOLINTEND(readability-non-const-parameter) */
+{
+    const char *op = "sparse_part";
+    if (plan == NULL || args == NULL || (rows == NULL && c1 > c0))
+        return jac__program_fail(JAC_ERR_NULL_ARG,
+                                 "%s: plan, args or rows is NULL", op);
+    if (block < 1 || c0 < 0 || c1 < c0 || c1 > plan->ncolors || c0 % block != 0)
+        return jac__program_fail(
+            JAC_ERR_VALUE,
+            "%s: colours %lld .. %lld of %lld in blocks of %lld: the first "
+            "must be a multiple of the block",
+            op, (long long)c0, (long long)c1, (long long)plan->ncolors,
+            (long long)block);
+    if (!plan->hessian && weights != NULL)
+        return jac__program_fail(JAC_ERR_VALUE,
+                                 "%s: weights given for a Jacobian's plan", op);
+    jac_status st = hold(plan, op);
+    if (st != JAC_OK)
+        return st;
+    const double *a[64];
+    const double *const *sweep_args = args;
+    st = sweep_args_of(plan, op, args, weights, a, &sweep_args);
+    colour_rows to = {plan, rows, c0};
+    if (st == JAC_OK && c1 > c0)
+        st = jac__program_blocks_part(plan->swept, op, sweep_args, c0, c1,
+                                      block, seed_colours, place_colours, &to);
+    atomic_store(&plan->busy, 0);
+    return st;
+}
+
+jac_status jac__sparse_recover(jac_sparse *plan, const double *B,
+                               double *values)
+{
+    const char *op = "sparse_recover";
+    if (plan == NULL || (values == NULL && plan->nnz > 0) ||
+        (B == NULL && plan->ncolors > 0))
+        return jac__program_fail(JAC_ERR_NULL_ARG,
+                                 "%s: plan, B or values is NULL", op);
+    jac_status st = hold(plan, op);
+    if (st != JAC_OK)
+        return st;
+    recover(plan, B, values);
+    atomic_store(&plan->busy, 0);
+    return JAC_OK;
+}
+
+const int64_t *jac__sparse_sources(const jac_sparse *plan)
+{
+    return plan != NULL && plan->method != JAC_SPARSE_ACYCLIC ? plan->src
+                                                              : NULL;
 }
 
 jac_status jac_sparse_jacobian(jac_sparse *plan, const double *const *args,

@@ -2,8 +2,9 @@
 # Installs a built libjacobian into a scratch prefix, then builds and runs
 # tests/install/consumer.c against it twice: with find_package(jacobian) and
 # with pkg-config; and tests/install/consumer_nlopt.c, consumer_gsl.c and
-# consumer_ipopt.c and consumer_sundials.c both ways when the NLopt, GSL,
-# IPOPT and SUNDIALS adapters were installed.
+# consumer_ipopt.c, consumer_sundials.c and consumer_mpi.c both ways when
+# the NLopt, GSL, IPOPT and SUNDIALS adapters and the MPI component were
+# installed (consumer_mpi runs as one MPI process).
 #
 # usage: run_install_test.sh BUILD_DIR [LIBDIR]
 #   LIBDIR is the tree's CMAKE_INSTALL_LIBDIR (lib, lib64 or
@@ -18,6 +19,14 @@ libdir=${2:-$(sed -n 's/^CMAKE_INSTALL_LIBDIR:[A-Z]*=//p' "$build/CMakeCache.txt
 libdir=${libdir:-lib}
 cc=${CC:-cc}
 flags=${JAC_CONSUMER_FLAGS:-}
+
+# The MPI consumer runs as one MPI process; under LeakSanitizer, Open MPI's
+# own leaks are held back as for the MPI tests (tests/mpi/run_mpi.sh).
+run_mpi_consumer() {
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0" \
+    LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$here/../mpi/lsan.supp:print_suppressions=0" \
+        "$@"
+}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -46,6 +55,9 @@ if [[ -f $prefix/include/jacobian_ipopt.h ]]; then
 fi
 if [[ -f $prefix/include/jacobian_sundials.h ]]; then
     "$work/consumer-build/consumer_sundials"
+fi
+if [[ -f $prefix/include/jacobian_mpi.h ]]; then
+    run_mpi_consumer "$work/consumer-build/consumer_mpi"
 fi
 
 echo "== pkg-config jacobian"
@@ -96,6 +108,15 @@ if [[ -f $prefix/$libdir/pkgconfig/jacobian-sundials.pc ]]; then
         -lsundials_nvecserial -lsundials_sunmatrixdense \
         -lsundials_sunlinsoldense -lm -Wl,-rpath,"$prefix/$libdir"
     "$work/consumer-sundials-pc"
+fi
+if [[ -f $prefix/$libdir/pkgconfig/jacobian-mpi.pc ]]; then
+    echo "== pkg-config jacobian-mpi (mpicc over $cc)"
+    pc_flags=$(PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" \
+        pkg-config --cflags --libs jacobian-mpi)
+    # shellcheck disable=SC2086 # flags are word lists on purpose
+    OMPI_CC="$cc" mpicc -std=c11 $flags "$here/consumer_mpi.c" \
+        -o "$work/consumer-mpi-pc" $pc_flags -lm -Wl,-rpath,"$prefix/$libdir"
+    run_mpi_consumer "$work/consumer-mpi-pc"
 fi
 
 echo "install test passed"
