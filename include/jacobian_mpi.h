@@ -27,8 +27,11 @@
  * sent to the rank owning each row (MPI_Alltoallv). A block is swept by
  * the same arithmetic on whichever rank holds it, so the result is the
  * same, bit for bit, on any number of ranks, 1 included; with block 0 (the
- * engine's own block) it is also, bit for bit, what jac_program_jacobian,
- * jac_sparse_jacobian and jac_sparse_hessian give on one thread.
+ * engine's own block) it is also, bit for bit, what jac_sparse_jacobian
+ * and jac_sparse_hessian give on one thread, and what jac_program_jacobian
+ * gives for a program whose pattern is too dense for colours (for a
+ * sparse one it takes the colours: use a sparse plan and
+ * jac_mpi_sparse_jacobian there).
  *
  * Errors are collective: when a call fails on some rank (an argument that
  * does not fit, a failed replay, no memory), every rank of the
