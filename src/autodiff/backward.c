@@ -541,7 +541,8 @@ static jac_status step_raw(run *r, const jac__node *n, slot *g,
         }
         gin[j] = JAC__BUF_DATA(b[j]);
     }
-    *done = f(n, r->batch, slot_data(g), onehot ? &r->onehot : NULL, need, gin);
+    *done = f(n, r->batch, slot_data(g), onehot ? &r->onehot : NULL, need, NULL,
+              gin);
     for (int j = 0; j < n->nin; j++) {
         if (b[j] == NULL)
             continue;
@@ -582,7 +583,7 @@ static void step_scalar(run *r, const jac__node *n, slot *g,
             return;
     double v[2] = {0.0, 0.0};
     double *gin[2] = {&v[0], &v[1]};
-    if (!f(n, 1, slot_data(g), NULL, need, gin))
+    if (!f(n, 1, slot_data(g), NULL, need, NULL, gin))
         return;
     for (int j = 0; j < n->nin; j++)
         if (need[j])

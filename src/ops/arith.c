@@ -48,12 +48,19 @@ JAC__VECTORIZED static void arith_run(int op, int64_t n, const double *av,
         }                                                                      \
     }
 /* Without broadcasting: batch stacked cotangents of m elements each, every
- * operand dense, in one loop nest, which vectorises. */
+ * operand dense, written or added to what d holds, in one loop nest (one
+ * for each), which vectorises. */
 #define DENSE_FN(name, deriv)                                                  \
     JAC__VECTORIZED static void name(                                          \
         int64_t batch, int64_t m, const double *av, const double *bv,          \
-        const double *yv, const double *gv, double *d)                         \
+        const double *yv, const double *gv, double *d, bool add)               \
     {                                                                          \
+        if (add) {                                                             \
+            for (int64_t s = 0; s < batch; s++, gv += m, d += m)               \
+                for (int64_t i = 0; i < m; i++)                                \
+                    d[i] += deriv(av[i], bv[i], yv[i], gv[i]);                 \
+            return;                                                            \
+        }                                                                      \
         for (int64_t s = 0; s < batch; s++, gv += m, d += m) {                 \
             for (int64_t i = 0; i < m; i++) {                                  \
                 d[i] = deriv(av[i], bv[i], yv[i], gv[i]);                      \
@@ -89,7 +96,7 @@ typedef void row_fn(int64_t count, const double *av, int64_t sa,
                     const double *gv, double *d, int64_t sd, bool add);
 typedef void dense_fn(int64_t batch, int64_t m, const double *av,
                       const double *bv, const double *yv, const double *gv,
-                      double *d);
+                      double *d, bool add);
 
 /* Broadcasting undone without index arithmetic per element: both inputs
  * are suffixes of the output, so the output splits into rows of the
@@ -97,7 +104,7 @@ typedef void dense_fn(int64_t batch, int64_t m, const double *av,
  * within which every operand is contiguous. */
 bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
                      const jac__onehot_rows *onehot, const bool *need,
-                     double *const *gin)
+                     const bool *add, double *const *gin)
 {
     (void)onehot;
     const jac_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
@@ -122,7 +129,8 @@ bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
     if (ka == m && kb == m) {
         for (int j = 0; j < 2; j++)
             if (need[j])
-                dense[j](batch, m, a->data, b->data, y->data, g, gin[j]);
+                dense[j](batch, m, a->data, b->data, y->data, g, gin[j],
+                         add != NULL && add[j]);
         return true;
     }
     int64_t row = m;
@@ -134,17 +142,20 @@ bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
         if (!need[j])
             continue;
         int64_t k = j == 0 ? ka : kb;
+        bool adds = add != NULL && add[j];
         if (m == 0) { /* an empty output: an input broadcast into it gets 0 */
-            memset(gin[j], 0, (size_t)(batch * k) * sizeof(double));
+            if (!adds)
+                memset(gin[j], 0, (size_t)(batch * k) * sizeof(double));
             continue;
         }
         for (int64_t s = 0; s < batch; s++) {
             double *d = gin[j] + s * k;
-            if (k < m)
+            if (k < m && !adds)
                 memset(d, 0, (size_t)k * sizeof(double));
             for (int64_t r = 0; r < m; r += row)
                 rows[j](row, a->data + r % ka, ka > 1, b->data + r % kb, kb > 1,
-                        y->data + r, g + s * m + r, d + r % k, k > 1, k < m);
+                        y->data + r, g + s * m + r, d + r % k, k > 1,
+                        k < m || adds);
         }
     }
     return true;

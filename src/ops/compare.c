@@ -129,12 +129,12 @@ COMPARISONS(RULE)
  * every input's cotangent is zero throughout). */
 bool jac__raw_zeros(const jac__node *n, int64_t batch, const double *g,
                     const jac__onehot_rows *onehot, const bool *need,
-                    double *const *gin)
+                    const bool *add, double *const *gin)
 {
     (void)g;
     (void)onehot;
     for (int j = 0; j < n->nin; j++)
-        if (need[j])
+        if (need[j] && !(add != NULL && add[j])) /* adding 0: nothing */
             memset(gin[j], 0,
                    (size_t)(batch * n->in[j]->numel) * sizeof(double));
     return true;

@@ -28,20 +28,27 @@
 JAC__VECTORIZED bool jac__raw_unary(const jac__node *n, int64_t batch,
                                     const double *gv,
                                     const jac__onehot_rows *onehot,
-                                    const bool *need, double *const *gin)
+                                    const bool *need, const bool *add,
+                                    double *const *gin)
 {
     (void)onehot;
     (void)need;
     const double *xv = n->in[0]->data, *yv = n->out->data;
     int64_t m = n->out->numel;
     double *o = gin[0];
+    bool adds = jac__raw_adds(n, add);
     jac__fn_params q = jac__fn_params_of(n);
     for (int64_t b = 0; b < batch; b++, gv += m, o += m) {
         switch (n->op) {
 #define RAW_CASE(e, rule, value, derivative, mask)                             \
     case JAC__OP_##e:                                                          \
-        for (int64_t i = 0; i < m; i++)                                        \
-            o[i] = jac__fn_cotangent(JAC__OP_##e, xv[i], yv[i], gv[i], q);     \
+        if (adds)                                                              \
+            for (int64_t i = 0; i < m; i++)                                    \
+                o[i] +=                                                        \
+                    jac__fn_cotangent(JAC__OP_##e, xv[i], yv[i], gv[i], q);    \
+        else                                                                   \
+            for (int64_t i = 0; i < m; i++)                                    \
+                o[i] = jac__fn_cotangent(JAC__OP_##e, xv[i], yv[i], gv[i], q); \
         break;
             JAC__FUNCTIONS(RAW_CASE)
 #undef RAW_CASE

@@ -360,8 +360,10 @@ static bool matmul_onehot(const jac__node *n, const jac__onehot_rows *h,
  *   (k)@(k)     : dx = g y, dy = g x */
 bool jac__raw_matmul(const jac__node *n, int64_t batch, const double *g,
                      const jac__onehot_rows *onehot, const bool *need,
-                     double *const *gin)
+                     const bool *add, double *const *gin)
 {
+    if (jac__raw_adds(n, add))
+        return false;
     if (onehot && matmul_onehot(n, onehot, need, gin))
         return true;
     const jac_tensor *a = n->in[0], *b = n->in[1];
@@ -474,8 +476,11 @@ jac_status jac__vjp_transpose(jac_ctx *ctx, const jac__node *node,
 JAC__VECTORIZED bool jac__raw_transpose(const jac__node *n, int64_t batch,
                                         const double *g,
                                         const jac__onehot_rows *onehot,
-                                        const bool *need, double *const *gin)
+                                        const bool *need, const bool *add,
+                                        double *const *gin)
 {
+    if (jac__raw_adds(n, add))
+        return false;
     (void)onehot;
     (void)need;
     const jac_tensor *y = n->out;

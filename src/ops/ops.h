@@ -174,13 +174,26 @@ typedef struct jac__onehot_rows {
 
 /* A raw kernel: the input cotangents of node n for batch stacked
  * cotangents g (batch ++ out.shape), written into gin[j] (batch *
- * in[j].numel doubles) for each need[j]. onehot, when not NULL, says that
- * g has that form (count == batch), which a kernel may exploit. Returns
- * false, before writing anything, for a case it does not cover; the engine
- * then runs the op's rule, which stays the reference. */
+ * in[j].numel doubles) for each need[j]; where add (NULL: nowhere) has
+ * add[j], added to what gin[j] holds instead, which spares the engine a
+ * buffer and a pass to add it (the engine never asks it of two inputs on
+ * one buffer). onehot, when not NULL, says that g has that form (count ==
+ * batch), which a kernel may exploit. Returns false, before writing
+ * anything, for a case it does not cover (adding, for kernels that only
+ * write); the engine then writes into buffers of its own, or runs the
+ * op's rule, which stays the reference. */
 typedef bool jac__raw_fn(const jac__node *n, int64_t batch, const double *g,
                          const jac__onehot_rows *onehot, const bool *need,
-                         double *const *gin);
+                         const bool *add, double *const *gin);
+
+/* Whether add asks node n's raw kernel to add any cotangent. */
+static inline bool jac__raw_adds(const jac__node *n, const bool *add)
+{
+    for (int j = 0; add != NULL && j < n->nin; j++)
+        if (add[j])
+            return true;
+    return false;
+}
 
 /* Computes node n's op anew on the tensors ins (n->nin of them, shaped as
  * n->in[] were, values possibly different) with n's parameters (n->p, n->nin,

@@ -174,8 +174,11 @@ jac_status jac__vjp_sum_axes(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 JAC__VECTORIZED bool jac__raw_sum(const jac__node *n, int64_t batch,
                                   const double *g,
                                   const jac__onehot_rows *onehot,
-                                  const bool *need, double *const *gin)
+                                  const bool *need, const bool *add,
+                                  double *const *gin)
 {
+    if (jac__raw_adds(n, add))
+        return false;
     (void)onehot;
     (void)need;
     const jac_tensor *x = n->in[0];
@@ -309,8 +312,11 @@ jac_status jac__vjp_sum_to(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 JAC__VECTORIZED bool jac__raw_sum_to(const jac__node *n, int64_t batch,
                                      const double *g,
                                      const jac__onehot_rows *onehot,
-                                     const bool *need, double *const *gin)
+                                     const bool *need, const bool *add,
+                                     double *const *gin)
 {
+    if (jac__raw_adds(n, add))
+        return false;
     (void)onehot;
     (void)need;
     const jac_tensor *x = n->in[0], *y = n->out;
@@ -391,12 +397,12 @@ JAC__VECTORIZED static void reduce_suffix(int64_t batch, int64_t n, int64_t m,
 /* expand of a suffix: the cotangent summed over the repeated leading axes. */
 bool jac__raw_expand(const jac__node *n, int64_t batch, const double *g,
                      const jac__onehot_rows *onehot, const bool *need,
-                     double *const *gin)
+                     const bool *add, double *const *gin)
 {
     (void)onehot;
     (void)need;
     const jac_tensor *x = n->in[0], *y = n->out;
-    if (!jac__is_suffix(x, y))
+    if (jac__raw_adds(n, add) || !jac__is_suffix(x, y))
         return false;
     reduce_suffix(batch, y->numel, x->numel, g, gin[0]);
     return true;
@@ -515,10 +521,12 @@ jac_status jac__vjp_cumsum(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 
 bool jac__raw_cumsum(const jac__node *n, int64_t batch, const double *g,
                      const jac__onehot_rows *onehot, const bool *need,
-                     double *const *gin)
+                     const bool *add, double *const *gin)
 {
     (void)onehot;
     (void)need;
+    if (jac__raw_adds(n, add))
+        return false;
     int64_t outer, len, inner;
     around_axis(n->in[0], cumsum_axis(n), batch, &outer, &len, &inner);
     running_sums(outer, len, inner, -n->p.scan.dir, g, gin[0]);

@@ -102,11 +102,16 @@ jac_status jac__vjp_reshape(jac_ctx *ctx, const jac__node *node, jac_tensor *g,
 
 bool jac__raw_reshape(const jac__node *n, int64_t batch, const double *g,
                       const jac__onehot_rows *onehot, const bool *need,
-                      double *const *gin)
+                      const bool *add, double *const *gin)
 {
     (void)onehot;
     (void)need;
-    memcpy(gin[0], g, (size_t)(batch * n->out->numel) * sizeof(double));
+    int64_t count = batch * n->out->numel;
+    if (jac__raw_adds(n, add))
+        for (int64_t i = 0; i < count; i++)
+            gin[0][i] += g[i];
+    else
+        memcpy(gin[0], g, (size_t)count * sizeof(double));
     return true;
 }
 
@@ -145,6 +150,56 @@ static void slice_move(int64_t batch, int64_t outer, int64_t big, int64_t inner,
         jac__strided_copy(nd, shape, full + start * inner, fs, part, ps);
     else
         jac__strided_copy(nd, shape, part, ps, full + start * inner, fs);
+}
+
+/* As slice_move to the part, the positions added to the part's values. */
+static void slice_add(int64_t batch, int64_t outer, int64_t big, int64_t inner,
+                      int64_t start, int64_t step, int64_t count,
+                      const double *full, double *part)
+{
+    for (int64_t r = 0; r < batch * outer; r++) {
+        const double *f = full + (r * big + start) * inner;
+        double *d = part + r * count * inner;
+        for (int64_t c = 0; c < count; c++, f += step * inner, d += inner)
+            for (int64_t i = 0; i < inner; i++)
+                d[i] += f[i];
+    }
+}
+
+/* As slice_move back, the part's values added into the positions. */
+static void slice_add_back(int64_t batch, int64_t outer, int64_t big,
+                           int64_t inner, int64_t start, int64_t step,
+                           int64_t count, const double *part, double *full)
+{
+    for (int64_t r = 0; r < batch * outer; r++) {
+        double *f = full + (r * big + start) * inner;
+        const double *p = part + r * count * inner;
+        for (int64_t c = 0; c < count; c++, f += step * inner, p += inner)
+            for (int64_t i = 0; i < inner; i++)
+                f[i] += p[i];
+    }
+}
+
+/* Zeros where a tensor full of shape (batch * outer, big, inner) is not
+ * at the positions start, start + step, ... (count of them) of its axis:
+ * what slice_move back leaves as it was. (A step other than 1 zeros all.) */
+static void zero_outside(int64_t batch, int64_t outer, int64_t big,
+                         int64_t inner, int64_t start, int64_t step,
+                         int64_t count, double *full)
+{
+    if (step != 1 || count == 0) {
+        memset(full, 0, (size_t)(batch * outer * big * inner) * sizeof(double));
+        return;
+    }
+    int64_t head = start * inner, tail = (big - start - count) * inner;
+    for (int64_t r = 0; r < batch * outer; r++) {
+        double *f = full + r * big * inner;
+        for (int64_t i = 0; i < head; i++)
+            f[i] = 0.0;
+        f += (start + count) * inner;
+        for (int64_t i = 0; i < tail; i++)
+            f[i] = 0.0;
+    }
 }
 
 static int64_t slice_count(int64_t start, int64_t stop, int64_t step)
@@ -279,7 +334,7 @@ jac_status jac__vjp_slice_scatter(jac_ctx *ctx, const jac__node *node,
 
 bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
                     const jac__onehot_rows *onehot, const bool *need,
-                    double *const *gin)
+                    const bool *add, double *const *gin)
 {
     (void)onehot;
     (void)need;
@@ -290,11 +345,21 @@ bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
     int64_t outer, inner;
     outer_inner(full->ndim, full->shape, axis, &outer, &inner);
     int64_t count = part->shape[axis];
-    if (scatter) {
+    bool adds = jac__raw_adds(n, add);
+    if (scatter && adds) {
+        slice_add(batch, outer, full->shape[axis], inner, n->p.slice.start,
+                  n->p.slice.step, count, g, gin[0]);
+    } else if (scatter) {
         slice_move(batch, outer, full->shape[axis], inner, n->p.slice.start,
                    n->p.slice.step, count, (double *)g, gin[0], true);
+    } else if (adds) {
+        /* The full tensor's cotangent is g at the sliced positions and
+         * zero elsewhere: only those positions change. */
+        slice_add_back(batch, outer, full->shape[axis], inner, n->p.slice.start,
+                       n->p.slice.step, count, g, gin[0]);
     } else {
-        memset(gin[0], 0, (size_t)(batch * full->numel) * sizeof(double));
+        zero_outside(batch, outer, full->shape[axis], inner, n->p.slice.start,
+                     n->p.slice.step, count, gin[0]);
         slice_move(batch, outer, full->shape[axis], inner, n->p.slice.start,
                    n->p.slice.step, count, gin[0], (double *)g, false);
     }

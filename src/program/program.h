@@ -214,7 +214,9 @@ struct jac__ws {
      * wanted, where it goes, and the rule's result. */
     int nmax;
     bool *need;
+    bool *add; /* inputs whose cotangent a raw kernel adds (after need) */
     double **gin;
+    double **direct; /* where it adds them (after gin) */
     jac_tensor **tgin;
     jac_status status;
     char message[512];

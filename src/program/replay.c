@@ -99,8 +99,9 @@ static jac__ws *ws_new(jac_program *prog)
     ws->nodes = ws_alloc(prog, prog->ntops * sizeof(jac__node));
     ws->ins = ws_alloc(prog, prog->ntins * sizeof(jac_tensor *));
     ws->nmax = max_nin(prog);
-    ws->need = ws_alloc(prog, (size_t)ws->nmax * sizeof(bool));
-    ws->gin = ws_alloc(prog, (size_t)ws->nmax * sizeof(double *));
+    /* need and add, gin and direct: one block each. */
+    ws->need = ws_alloc(prog, 2 * (size_t)ws->nmax * sizeof(bool));
+    ws->gin = ws_alloc(prog, 2 * (size_t)ws->nmax * sizeof(double *));
     ws->tgin = ws_alloc(prog, (size_t)ws->nmax * sizeof(jac_tensor *));
     ws->partials = ws_alloc(prog, prog->npartials * sizeof(double));
     if (ws->ctx == NULL || ws->v == NULL || ws->shadow_mem == NULL ||
@@ -109,6 +110,8 @@ static jac__ws *ws_new(jac_program *prog)
         jac__ws_free(ws);
         return NULL;
     }
+    ws->add = ws->need + ws->nmax;
+    ws->direct = ws->gin + ws->nmax;
     jac_set_grad_enabled(ws->ctx, false);
     char *mem = ws->shadow_mem;
     ws->shadow =
@@ -412,13 +415,18 @@ static jac_status backward_top(jac__ws *ws, size_t k, int64_t batch)
     uint64_t ub = (uint64_t)batch;
     const double *g = ws->adj + (top->out.off - prog->diff_off) * ub;
     double *s = ws->scratch;
-    bool any = false;
+    bool any = false, adds = false, shared = false;
     for (int j = 0; j < top->nin; j++) {
         ws->need[j] = tins[j].diff;
+        ws->add[j] = false;
         ws->gin[j] = s;
         if (!tins[j].diff)
             continue;
         any = true;
+        ws->add[j] = !tins[j].write;
+        adds = adds || ws->add[j];
+        for (int i = 0; i < j; i++)
+            shared = shared || (tins[i].diff && tins[i].v.off == tins[j].v.off);
         if (tins[j].write)
             ws->gin[j] = ws->adj + (tins[j].v.off - prog->diff_off) * ub;
         else
@@ -436,7 +444,18 @@ static jac_status backward_top(jac__ws *ws, size_t k, int64_t batch)
             hint = &oh;
     }
     jac__raw_fn *raw = jac__ops[top->op].raw;
-    if (raw == NULL || !raw(n, batch, g, hint, ws->need, ws->gin)) {
+    /* A kernel that can add its cotangents straight into adjoints that
+     * hold contributions already spares a buffer and a pass (not when two
+     * inputs are one value: one of them may be its first write). */
+    if (raw != NULL && adds && !shared) {
+        for (int j = 0; j < top->nin; j++)
+            ws->direct[j] =
+                ws->add[j] ? ws->adj + (tins[j].v.off - prog->diff_off) * ub
+                           : ws->gin[j];
+        if (raw(n, batch, g, hint, ws->need, ws->add, ws->direct))
+            return JAC_OK;
+    }
+    if (raw == NULL || !raw(n, batch, g, hint, ws->need, NULL, ws->gin)) {
         jac_status st = rule_cotangents(ws, k, batch, g);
         if (st != JAC_OK)
             return st;
