@@ -625,6 +625,31 @@ static void test_kinks_replay(void **state)
     jac_clear_error(ctx);
 }
 
+/* Clamps to [0, -0] and then to [0, 0]: equal bounds by ==, not by bits,
+ * and a clamp returns its bound as it is, so the program keeps both (it
+ * once shared the first's bounds with the second, and returned -0). */
+static void test_clamp_signed_zero_bounds(void **state)
+{
+    (void)state;
+    jac_ctx *ctx = jac_ctx_new();
+    double x0 = 0.25;
+    jac_tensor *x = jac_tensor_new(ctx, 0, NULL, &x0);
+    jac_program *prog = NULL;
+    tu_assert_ok(ctx, jac_program_begin(ctx, 1, &x, 0, NULL));
+    jac_tensor *y =
+        jac_clamp(ctx, jac_cos(ctx, jac_clamp(ctx, x, 0.0, -0.0)), 0.0, 0.0);
+    tu_assert_ok(ctx, jac_program_end(ctx, 1, &y, 0, &prog));
+    assert_true(jac_tensor_data(y)[0] == 0.0 &&
+                !signbit(jac_tensor_data(y)[0]));
+    double at = 0.5, out = 1.0;
+    const double *args[1] = {&at};
+    double *outs[1] = {&out};
+    tu_assert_ok(NULL, jac_program_eval(prog, args, outs));
+    assert_true(out == 0.0 && !signbit(out));
+    jac_program_free(prog);
+    jac_ctx_free(ctx);
+}
+
 /* Reads a value computed from the input and branches on it in C. */
 static jac_status reads(jac_ctx *ctx, jac_tensor *const *in, jac_tensor **out,
                         void *user)
@@ -849,6 +874,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_replay),
         cmocka_unit_test(test_rows_adjoints_add),
+        cmocka_unit_test(test_clamp_signed_zero_bounds),
         TU_TEST(test_square),
         TU_TEST(test_chain),
         TU_TEST(test_hessian),

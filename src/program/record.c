@@ -458,16 +458,18 @@ static bool is_scalar(const compiler *c, const jac__node *n)
 }
 
 /* The parameters of a function instruction, shared with the previous one
- * of the same op when equal. */
+ * of the same op when equal bit for bit: a clamp to [0, -0] returns -0
+ * where one to [0, 0] returns 0, so == would share the wrong ones. */
 static jac_status fparams_index(compiler *c, jac_program *prog,
                                 const jac__node *n, size_t *last,
                                 uint32_t *index)
 {
     jac__fn_params q = jac__fn_params_of(n);
     size_t k = last[n->op];
-    if (k != SIZE_MAX && prog->fparams[k].c0 == q.c0 &&
-        prog->fparams[k].c1 == q.c1 && prog->fparams[k].divide == q.divide &&
-        !isnan(q.c0) && !isnan(q.c1)) {
+    if (k != SIZE_MAX &&
+        memcmp(&prog->fparams[k].c0, &q.c0, sizeof q.c0) == 0 &&
+        memcmp(&prog->fparams[k].c1, &q.c1, sizeof q.c1) == 0 &&
+        prog->fparams[k].divide == q.divide) {
         *index = (uint32_t)k;
         return JAC_OK;
     }
