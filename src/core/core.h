@@ -295,6 +295,15 @@ jac_status jac__error(jac_ctx *ctx, jac_status code, const char *fmt, ...)
 #endif
     ;
 
+/* The same double, bit for bit (a NaN is itself; -0 is not 0). */
+static inline bool jac__same_bits(double a, double b)
+{
+    uint64_t x, y;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    return x == y;
+}
+
 void *jac__alloc(jac_ctx *ctx, size_t bytes);
 /* Hooks over ctx's allocator that count what they hold in ctx->kept_bytes
  * (thread-safe when ctx's own hooks are): for what the context keeps

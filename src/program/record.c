@@ -466,9 +466,8 @@ static jac_status fparams_index(compiler *c, jac_program *prog,
 {
     jac__fn_params q = jac__fn_params_of(n);
     size_t k = last[n->op];
-    if (k != SIZE_MAX &&
-        memcmp(&prog->fparams[k].c0, &q.c0, sizeof q.c0) == 0 &&
-        memcmp(&prog->fparams[k].c1, &q.c1, sizeof q.c1) == 0 &&
+    if (k != SIZE_MAX && jac__same_bits(prog->fparams[k].c0, q.c0) &&
+        jac__same_bits(prog->fparams[k].c1, q.c1) &&
         prog->fparams[k].divide == q.divide) {
         *index = (uint32_t)k;
         return JAC_OK;

@@ -733,15 +733,6 @@ static bool same_bytes(const void *a, const void *b, size_t n)
     return memcmp(a, b, n) == 0;
 }
 
-/* The same double, bit for bit (a NaN is itself; -0 is not 0). */
-static bool same_bits(double a, double b)
-{
-    uint64_t x, y;
-    memcpy(&x, &a, sizeof x);
-    memcpy(&y, &b, sizeof y);
-    return x == y;
-}
-
 static bool same_value(const jac__pval *a, const jac__pval *b)
 {
     return a->off == b->off && a->konst == b->konst && a->numel == b->numel &&
@@ -766,7 +757,7 @@ bool jac__program_same(const jac_program *p, const jac_program *q)
             return false;
     for (size_t k = 0; k < p->nfparams; k++) {
         const jac__fn_params *a = &p->fparams[k], *b = &q->fparams[k];
-        if (!same_bits(a->c0, b->c0) || !same_bits(a->c1, b->c1) ||
+        if (!jac__same_bits(a->c0, b->c0) || !jac__same_bits(a->c1, b->c1) ||
             a->divide != b->divide)
             return false;
     }
