@@ -803,7 +803,7 @@ static void test_program_allocation_failures_are_clean(void **state)
 
 /* Every sparse call on prog (and on a dynamic recording in ctx), values
  * into r: plans of each method, their evaluations, the exports. */
-#define SPARSE_RESULTS 64
+#define SPARSE_RESULTS 96
 static jac_status sparse_calls(jac_ctx *ctx, jac_program *prog, double *r)
 {
     memset(r, 0, SPARSE_RESULTS * sizeof(double));
@@ -860,6 +860,33 @@ static jac_status sparse_calls(jac_ctx *ctx, jac_program *prog, double *r)
         jac_clear_error(ctx);
     }
     jac_sparse_free(tp);
+    /* The dense driver's plan, made and then kept for the same code; and
+     * a recorded difference (two slices), whose jac_program_jacobian
+     * makes and keeps its plan. */
+    for (int round = 0; round < 2; round++) {
+        jac_set_requires_grad(in[0], true);
+        jac_tensor *y = jac_mul(ctx, jac_exp(ctx, in[0]), in[0]);
+        jac_tensor *J = y != NULL ? jac_jacobian(ctx, y, in[0], 0) : NULL;
+        if (J != NULL)
+            memcpy(r + 64 + 9 * round, jac_tensor_data(J), 9 * sizeof(double));
+        else
+            KEEP(jac_errcode(ctx));
+        jac_clear_error(ctx);
+    }
+    jac_program *diff = NULL;
+    if (jac_program_begin(ctx, 1, in, 0, NULL) == JAC_OK) {
+        jac_tensor *d = jac_sub(ctx, jac_slice(ctx, in[0], 0, 1, 3, 1),
+                                jac_slice(ctx, in[0], 0, 0, 2, 1));
+        KEEP(jac_program_end(ctx, 1, &d, 0, &diff));
+    } else {
+        KEEP(jac_errcode(ctx));
+    }
+    jac_clear_error(ctx);
+    for (int round = 0; round < 2 && diff != NULL; round++) {
+        double *Jd[1] = {r + 82 + 6 * round};
+        KEEP(jac_program_jacobian(diff, args, NULL, Jd));
+    }
+    jac_program_free(diff);
     jac_scope_end(ctx, mark, NULL, 0);
 #undef KEEP
     return first;
