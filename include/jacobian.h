@@ -1094,8 +1094,9 @@ JAC_API jac_status jac_program_jvp(jac_program *program,
  * first call finds the sparsity pattern: when its colours take at most
  * half the passes, the program keeps that plan (in jac_program_length's
  * bytes) and every call runs only the compressed passes, with exact zeros
- * outside the pattern (see "Sparse Jacobians and Hessians"); a call made
- * while another one uses the plan runs the passes instead.
+ * outside the pattern (see "Sparse Jacobians and Hessians"). Calls at
+ * once wait for the first call's plan and then sweep its colours each in
+ * buffers of its own, so that every call gives the same bits.
  */
 JAC_API jac_status jac_program_jacobian(jac_program *program,
                                         const double *const *args,

@@ -16,6 +16,7 @@
  */
 #include "sparse/sparse.h"
 
+#include <sched.h>
 #include <string.h>
 
 /* The dense result blocks of the plan's values: block (k, i) of output k
@@ -267,17 +268,22 @@ void jac__program_kept_free(jac_program *prog)
     jac__prog_free(prog, kd, sizeof *kd);
 }
 
-/* The kept plan of prog, made by the one call that wins kept_making; NULL
- * while another call makes it, or when making it failed (out of memory:
- * the block engine meets that in its own words, and a later call tries
- * again). */
-static kept_dense *kept_of(jac_program *prog)
+/* The kept plan of prog, made by the one call that wins kept_making while
+ * the others wait for it, so that every call takes the same path and
+ * calls at once give the same bits. NULL (*st says why: no memory) when
+ * making it failed; a later call tries again. */
+static kept_dense *kept_of(jac_program *prog, jac_status *st)
 {
-    kept_dense *kd = atomic_load(&prog->kept);
-    int idle = 0;
-    if (kd != NULL ||
-        !atomic_compare_exchange_strong(&prog->kept_making, &idle, 1))
-        return kd;
+    *st = JAC_OK;
+    for (;;) {
+        kept_dense *kd = atomic_load(&prog->kept);
+        int idle = 0;
+        if (kd != NULL)
+            return kd;
+        if (atomic_compare_exchange_strong(&prog->kept_making, &idle, 1))
+            break;
+        sched_yield();
+    }
     int64_t rows = 0, cols = 0;
     for (size_t k = 0; k < prog->noutputs; k++)
         rows += prog->outs[k].numel;
@@ -285,16 +291,19 @@ static kept_dense *kept_of(jac_program *prog)
         cols += prog->args[i].numel;
     jac_sparse_opts so = {.method = JAC_SPARSE_AUTO};
     jac_sparse *plan = NULL;
-    kd = jac__prog_alloc(prog, sizeof *kd);
-    jac_status st =
-        kd != NULL ? jac__sparse_plan_dense(prog, &so,
-                                            rows < cols ? rows : cols, &plan)
-                   : JAC_ERR_NO_MEMORY;
+    kept_dense *kd = jac__prog_alloc(prog, sizeof *kd);
+    *st = kd != NULL ? jac__sparse_plan_dense(prog, &so,
+                                              rows < cols ? rows : cols, &plan)
+                     : jac__program_fail(JAC_ERR_NO_MEMORY,
+                                         "program_jacobian: out of memory");
     double *values =
-        st == JAC_OK && plan != NULL
+        *st == JAC_OK && plan != NULL
             ? jac__prog_alloc(prog, (size_t)plan->nnz * sizeof(double))
             : NULL;
-    if (st != JAC_OK || (plan != NULL && values == NULL)) {
+    if (*st == JAC_OK && plan != NULL && values == NULL)
+        *st = jac__program_fail(JAC_ERR_NO_MEMORY,
+                                "program_jacobian: out of memory");
+    if (*st != JAC_OK) {
         jac_sparse_free(plan);
         jac__prog_free(prog, kd, sizeof *kd);
         atomic_store(&prog->kept_making, 0);
@@ -307,6 +316,33 @@ static kept_dense *kept_of(jac_program *prog)
     return kd;
 }
 
+/* The dense blocks J (entries may be NULL) from the plan's values: zero
+ * outside the pattern; the values come in row order. */
+static void scatter_blocks(const jac_program *prog, const jac_sparse *plan,
+                           const double *values, double *const *J)
+{
+    size_t nx = prog->ninputs;
+    for (size_t k = 0; k < prog->noutputs; k++)
+        for (size_t i = 0; i < nx; i++)
+            if (J[k * nx + i] != NULL)
+                memset(J[k * nx + i], 0,
+                       (size_t)(prog->outs[k].numel * prog->args[i].numel) *
+                           sizeof(double));
+    size_t k = 0;
+    int64_t r0 = 0;
+    for (int64_t t = 0; t < plan->nnz; t++) {
+        int64_t r = plan->row[t], c = plan->col[t], c0 = 0;
+        while (r >= r0 + prog->outs[k].numel)
+            r0 += prog->outs[k++].numel;
+        size_t i = 0;
+        while (c >= c0 + prog->args[i].numel)
+            c0 += prog->args[i++].numel;
+        double *b = J[k * nx + i];
+        if (b != NULL)
+            b[(r - r0) * prog->args[i].numel + (c - c0)] = values[t];
+    }
+}
+
 jac_status jac__program_jacobian_sparse(jac_program *prog,
                                         const double *const *args,
                                         double *const *outputs,
@@ -315,38 +351,33 @@ jac_status jac__program_jacobian_sparse(jac_program *prog,
     *done = false;
     if (prog->ninputs > 64)
         return JAC_OK;
-    kept_dense *kd = kept_of(prog);
+    jac_status st;
+    kept_dense *kd = kept_of(prog, &st);
+    if (kd == NULL || kd->plan == NULL)
+        return st;
+    jac_sparse *plan = kd->plan;
+    /* The kept buffers, or, while another call uses them, this call's own:
+     * the same sweeps either way. */
     int idle = 0;
-    if (kd == NULL || kd->plan == NULL ||
-        !atomic_compare_exchange_strong(&kd->busy, &idle, 1))
-        return JAC_OK;
-    const jac_sparse *plan = kd->plan;
-    jac_status st = jac_sparse_jacobian(kd->plan, args, kd->values, outputs);
+    bool held = atomic_compare_exchange_strong(&kd->busy, &idle, 1);
+    size_t nb = (size_t)(plan->ncolors * plan->bstride), nv = (size_t)plan->nnz;
+    double *B = held ? plan->B : jac__prog_alloc(prog, nb * sizeof(double));
+    double *values =
+        held ? kd->values : jac__prog_alloc(prog, nv * sizeof(double));
+    if (B == NULL || values == NULL)
+        st = jac__program_fail(JAC_ERR_NO_MEMORY,
+                               "program_jacobian: out of memory");
+    else
+        st = jac__sparse_jacobian_into(plan, args, B, values, outputs);
     if (st == JAC_OK) {
-        /* Blocks (k, i) of output k's rows and input i's columns, zero
-         * outside the pattern; the values come in row order. */
-        size_t nx = prog->ninputs;
-        for (size_t k = 0; k < prog->noutputs; k++)
-            for (size_t i = 0; i < nx; i++)
-                if (J[k * nx + i] != NULL)
-                    memset(J[k * nx + i], 0,
-                           (size_t)(prog->outs[k].numel * prog->args[i].numel) *
-                               sizeof(double));
-        size_t k = 0;
-        int64_t r0 = 0;
-        for (int64_t t = 0; t < plan->nnz; t++) {
-            int64_t r = plan->row[t], c = plan->col[t], c0 = 0;
-            while (r >= r0 + prog->outs[k].numel)
-                r0 += prog->outs[k++].numel;
-            size_t i = 0;
-            while (c >= c0 + prog->args[i].numel)
-                c0 += prog->args[i++].numel;
-            double *b = J[k * nx + i];
-            if (b != NULL)
-                b[(r - r0) * prog->args[i].numel + (c - c0)] = kd->values[t];
-        }
+        scatter_blocks(prog, plan, values, J);
         *done = true;
     }
-    atomic_store(&kd->busy, 0);
+    if (held) {
+        atomic_store(&kd->busy, 0);
+    } else {
+        jac__prog_free(prog, B, nb * sizeof(double));
+        jac__prog_free(prog, values, nv * sizeof(double));
+    }
     return st;
 }

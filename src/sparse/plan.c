@@ -503,6 +503,38 @@ static void recover(jac_sparse *plan, const double *B, double *values)
     }
 }
 
+/* The sweeps of plan at args, their compressed rows into B (the plan's,
+ * or a caller's of ncolors * bstride doubles), the values recovered. */
+static jac_status sweep_into(jac_sparse *plan, const char *op,
+                             const double *const *args,
+                             const double *const *weights, double *B,
+                             double *values, double *const *outputs)
+{
+    jac_program *prog = plan->prog;
+    const double *a[64];
+    const double *const *sweep_args = args;
+    jac_status st = sweep_args_of(plan, op, args, weights, a, &sweep_args);
+    bool direct_outputs = plan->swept == prog;
+    colour_rows to = {plan, B, 0};
+    if (st == JAC_OK && plan->ncolors > 0)
+        st = jac__program_blocks(plan->swept, op, sweep_args,
+                                 direct_outputs ? outputs : NULL, plan->ncolors,
+                                 seed_colours, place_colours, &to);
+    if (st == JAC_OK && outputs != NULL &&
+        (!direct_outputs || plan->ncolors == 0))
+        st = jac_program_eval(prog, args, outputs);
+    if (st == JAC_OK)
+        recover(plan, B, values);
+    return st;
+}
+
+jac_status jac__sparse_jacobian_into(jac_sparse *plan,
+                                     const double *const *args, double *B,
+                                     double *values, double *const *outputs)
+{
+    return sweep_into(plan, "sparse_jacobian", args, NULL, B, values, outputs);
+}
+
 static jac_status evaluate(jac_sparse *plan, const char *op,
                            const double *const *args,
                            const double *const *weights, double *values,
@@ -514,21 +546,7 @@ static jac_status evaluate(jac_sparse *plan, const char *op,
     jac_status st = hold(plan, op);
     if (st != JAC_OK)
         return st;
-    jac_program *prog = plan->prog;
-    const double *a[64];
-    const double *const *sweep_args = args;
-    st = sweep_args_of(plan, op, args, weights, a, &sweep_args);
-    bool direct_outputs = plan->swept == prog;
-    colour_rows to = {plan, plan->B, 0};
-    if (st == JAC_OK && plan->ncolors > 0)
-        st = jac__program_blocks(plan->swept, op, sweep_args,
-                                 direct_outputs ? outputs : NULL, plan->ncolors,
-                                 seed_colours, place_colours, &to);
-    if (st == JAC_OK && outputs != NULL &&
-        (!direct_outputs || plan->ncolors == 0))
-        st = jac_program_eval(prog, args, outputs);
-    if (st == JAC_OK)
-        recover(plan, plan->B, values);
+    st = sweep_into(plan, op, args, weights, plan->B, values, outputs);
     atomic_store(&plan->busy, 0);
     return st;
 }

@@ -136,4 +136,11 @@ bool jac__program_same(const jac_program *p, const jac_program *q);
  * which is freed. On error (no derived program of q) nothing changed. */
 jac_status jac__sparse_rebind(jac_sparse *plan, jac_program *q);
 
+/* As jac_sparse_jacobian, the compressed rows in B (ncolors * bstride
+ * doubles of the caller's) rather than the plan's: without holding the
+ * plan, so that calls at once each with their own B give the same bits. */
+jac_status jac__sparse_jacobian_into(jac_sparse *plan,
+                                     const double *const *args, double *B,
+                                     double *values, double *const *outputs);
+
 #endif /* JAC_SPARSE_H */
