@@ -126,6 +126,12 @@ bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
         return false;
     }
     int64_t m = y->numel, ka = a->numel, kb = b->numel;
+    /* A broadcast input's cotangent is a sum over rows, which is then
+     * added to its adjoint as a whole (as the rule's is): added row by
+     * row it would round otherwise. */
+    for (int j = 0; j < 2; j++)
+        if (need[j] && add != NULL && add[j] && (j == 0 ? ka : kb) < m)
+            return false;
     if (ka == m && kb == m) {
         for (int j = 0; j < 2; j++)
             if (need[j])
@@ -142,15 +148,14 @@ bool jac__raw_binary(const jac__node *n, int64_t batch, const double *g,
         if (!need[j])
             continue;
         int64_t k = j == 0 ? ka : kb;
-        bool adds = add != NULL && add[j];
+        bool adds = add != NULL && add[j]; /* then k == m */
         if (m == 0) { /* an empty output: an input broadcast into it gets 0 */
-            if (!adds)
-                memset(gin[j], 0, (size_t)(batch * k) * sizeof(double));
+            memset(gin[j], 0, (size_t)(batch * k) * sizeof(double));
             continue;
         }
         for (int64_t s = 0; s < batch; s++) {
             double *d = gin[j] + s * k;
-            if (k < m && !adds)
+            if (k < m)
                 memset(d, 0, (size_t)k * sizeof(double));
             for (int64_t r = 0; r < m; r += row)
                 rows[j](row, a->data + r % ka, ka > 1, b->data + r % kb, kb > 1,

@@ -133,8 +133,11 @@ bool jac__raw_zeros(const jac__node *n, int64_t batch, const double *g,
 {
     (void)g;
     (void)onehot;
+    /* Adding zeros is not nothing: -0 + 0 is 0, as the rule's sum has. */
+    if (jac__raw_adds(n, add))
+        return false;
     for (int j = 0; j < n->nin; j++)
-        if (need[j] && !(add != NULL && add[j])) /* adding 0: nothing */
+        if (need[j])
             memset(gin[j], 0,
                    (size_t)(batch * n->in[j]->numel) * sizeof(double));
     return true;

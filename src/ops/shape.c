@@ -202,6 +202,23 @@ static void zero_outside(int64_t batch, int64_t outer, int64_t big,
     }
 }
 
+/* Zero added where a tensor full of shape (batch * outer, big, inner) is
+ * not at the positions start .. start + count - 1 of its axis. */
+static void add_zero_outside(int64_t batch, int64_t outer, int64_t big,
+                             int64_t inner, int64_t start, int64_t count,
+                             double *full)
+{
+    int64_t head = start * inner, tail = (big - start - count) * inner;
+    for (int64_t r = 0; r < batch * outer; r++) {
+        double *f = full + r * big * inner;
+        for (int64_t i = 0; i < head; i++)
+            f[i] += 0.0;
+        f += (start + count) * inner;
+        for (int64_t i = 0; i < tail; i++)
+            f[i] += 0.0;
+    }
+}
+
 static int64_t slice_count(int64_t start, int64_t stop, int64_t step)
 {
     return start < stop ? (stop - start - 1) / step + 1 : 0;
@@ -354,9 +371,14 @@ bool jac__raw_slice(const jac__node *n, int64_t batch, const double *g,
                    n->p.slice.step, count, (double *)g, gin[0], true);
     } else if (adds) {
         /* The full tensor's cotangent is g at the sliced positions and
-         * zero elsewhere: only those positions change. */
+         * zero elsewhere, added as the rule's sum adds it (-0 + 0 is 0):
+         * a pass over the positions, and zeros added outside them. */
+        if (n->p.slice.step != 1)
+            return false;
         slice_add_back(batch, outer, full->shape[axis], inner, n->p.slice.start,
                        n->p.slice.step, count, g, gin[0]);
+        add_zero_outside(batch, outer, full->shape[axis], inner,
+                         n->p.slice.start, count, gin[0]);
     } else {
         zero_outside(batch, outer, full->shape[axis], inner, n->p.slice.start,
                      n->p.slice.step, count, gin[0]);
