@@ -249,7 +249,8 @@ jac_status jac__jacobian_sparse(jac_ctx *ctx, const char *op, size_t ny,
 
 /* What a program keeps for jac_program_jacobian: its plan and the values
  * buffer (none when colours do not pay), and busy, held by the one call
- * that uses them (a concurrent call runs the block engine). */
+ * that uses the plan's compressed rows and these values (a concurrent
+ * call sweeps the same colours into buffers of its own). */
 typedef struct kept_dense {
     jac_sparse *plan;
     double *values;
